@@ -1,0 +1,38 @@
+"""ppl-torchrl: Partial Policy Learning (partial optimal transport for offline RL) for TorchRL.
+
+    >>> from ppl_torchrl import PartialOTLoss, ReBRACLoss
+
+The loss modules live in :mod:`ppl_torchrl.objectives` (the top-level ``objectives/`` folder of
+the repository); networks in :mod:`ppl_torchrl.modules`; data in :mod:`ppl_torchrl.data`;
+evaluation environments in :mod:`ppl_torchrl.envs`.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# Public names and the submodule that defines them. Imported on first access, so that
+# ``import ppl_torchrl.registry`` (used by data tools) does not pull in torchrl's losses.
+_LAZY = {
+    "PartialOTLoss": "ppl_torchrl.objectives",
+    "PartialOTCQLLoss": "ppl_torchrl.objectives",
+    "ReBRACLoss": "ppl_torchrl.objectives",
+    "make_actor": "ppl_torchrl.modules",
+    "make_qvalue_ensemble": "ppl_torchrl.modules",
+    "make_potential": "ppl_torchrl.modules",
+    "normalized_score": "ppl_torchrl.scores",
+    "get_dataset_spec": "ppl_torchrl.registry",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ppl_torchrl' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

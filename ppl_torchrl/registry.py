@@ -1,0 +1,107 @@
+"""Every dataset id the project knows, with its reference scores, in one table.
+
+D4RL's reference returns (``ref_min``/``ref_max``) come from D4RL's ``infos.py``,
+``gym_mujoco/__init__.py`` and ``locomotion/__init__.py`` (MuJoCo v2 datasets use the
+``<env>-random-v0`` entries; Adroit v1 uses the ``*-human-v0`` entries). Generated datasets
+(ids ending in ``-gen-v0``) register their own entries from :mod:`ppl_torchrl.datagen`, with
+reference returns measured on the generator's random and expert behaviours, so they can
+never be mistaken for D4RL's.
+
+Exact ids only: lookups never match substrings (``hopper-medium`` is not ``hopper-medium-expert``).
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the project needs to know about one dataset id.
+
+    Attributes:
+        dataset_id: the exact id, e.g. ``"antmaze-large-diverse-v2"``.
+        suite: ``"antmaze"``, ``"mujoco"``, ``"adroit"`` or a generated suite such as ``"pointmaze-gen"``.
+        env_name: the evaluation task, e.g. ``"antmaze-large"``, ``"hopper"``, ``"pen"``.
+        ref_min: return of the reference random policy (normalized score 0).
+        ref_max: return of the reference expert (normalized score 100).
+        max_episode_steps: evaluation episode length limit.
+        source: ``"d4rl"`` (download or local HDF5) or ``"generated"`` (made by this project).
+    """
+
+    dataset_id: str
+    suite: str
+    env_name: str
+    ref_min: float
+    ref_max: float
+    max_episode_steps: int
+    source: str = "d4rl"
+
+
+DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec, *, overwrite: bool = False) -> DatasetSpec:
+    """Adds ``spec`` to :data:`DATASETS`; re-registering a different spec needs ``overwrite=True``."""
+    old = DATASETS.get(spec.dataset_id)
+    if old is not None and old != spec and not overwrite:
+        raise ValueError(f"Dataset id {spec.dataset_id!r} is already registered as {old}.")
+    DATASETS[spec.dataset_id] = spec
+    return spec
+
+
+def get_dataset_spec(dataset_id: str) -> DatasetSpec:
+    """Returns the :class:`DatasetSpec` of ``dataset_id`` or raises a ``KeyError`` naming close ids."""
+    _load_generated()
+    try:
+        return DATASETS[dataset_id]
+    except KeyError:
+        close = difflib.get_close_matches(dataset_id, list(DATASETS), n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise KeyError(
+            f"Unknown dataset id {dataset_id!r}.{hint} Known ids: see ppl_torchrl.registry.DATASETS "
+            "(D4RL AntMaze-v2, Gym-MuJoCo-v2, Adroit-v1 and the generated '*-gen-v0' datasets). "
+            "To train on a local file, pass its HDF5 path instead of an id."
+        ) from None
+
+
+def _load_generated() -> None:
+    # Generated datasets register themselves on import; imported lazily so that the registry
+    # stays importable without gymnasium-robotics.
+    try:
+        import ppl_torchrl.datagen  # noqa: F401
+    except ImportError:
+        pass
+
+
+# --- D4RL Gym-MuJoCo v2 -----------------------------------------------------------------
+_MUJOCO_REF = {
+    "halfcheetah": (-280.178953, 12135.0),
+    "hopper": (-20.272305, 3234.3),
+    "walker2d": (1.629008, 4592.3),
+}
+for _env, (_lo, _hi) in _MUJOCO_REF.items():
+    for _kind in ("medium", "medium-replay", "medium-expert"):
+        register_dataset(DatasetSpec(f"{_env}-{_kind}-v2", "mujoco", _env, _lo, _hi, 1000))
+
+# --- D4RL AntMaze v2 (return = 1 if the goal is reached: score = 100 x success rate) -------
+for _maze, _kinds, _steps in (
+    ("umaze", ("", "-diverse"), 700),
+    ("medium", ("-play", "-diverse"), 1000),
+    ("large", ("-play", "-diverse"), 1000),
+):
+    for _kind in _kinds:
+        register_dataset(
+            DatasetSpec(f"antmaze-{_maze}{_kind}-v2", "antmaze", f"antmaze-{_maze}", 0.0, 1.0, _steps)
+        )
+
+# --- D4RL Adroit v1 (min/max from the *-human-v0 entries of D4RL's infos.py) -------------
+_ADROIT_REF = {
+    "pen": (96.262799, 3076.8331017826877, 100),
+    "door": (-56.512833, 2880.5693087298737, 200),
+    "hammer": (-274.856578, 12794.134825156867, 200),
+    "relocate": (-6.425911, 4233.877797728884, 200),
+}
+for _task, (_lo, _hi, _steps) in _ADROIT_REF.items():
+    for _kind in ("human", "cloned", "expert"):
+        register_dataset(DatasetSpec(f"{_task}-{_kind}-v1", "adroit", _task, _lo, _hi, _steps))
