@@ -1,0 +1,65 @@
+"""Input validation shared by the loss modules: clear errors instead of silent NaNs."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.utils import NestedKey
+
+
+def _fmt(key: NestedKey) -> str:
+    return repr(key) if isinstance(key, str) else repr(tuple(key))
+
+
+def check_batch(
+    loss_name: str,
+    tensordict: TensorDictBase,
+    required: Iterable[NestedKey],
+    *,
+    action_keys: Iterable[NestedKey] = (),
+    action_dim: int | None = None,
+) -> None:
+    """Raises a ``KeyError``/``ValueError`` that says what to fix when a batch is unusable.
+
+    Checks that every ``required`` key is present, that action entries have ``action_dim`` features,
+    that every entry shares the tensordict's batch dimensions, and that float entries are finite.
+    """
+    required = list(dict.fromkeys(required))
+    missing = [k for k in required if tensordict.get(k, None) is None]
+    if missing:
+        raise KeyError(
+            f"{loss_name}: the batch lacks {', '.join(map(_fmt, missing))}. It has "
+            f"{sorted(map(str, tensordict.keys(True, True)))}. Load data with ppl_torchrl.data "
+            "(which adds ('next', 'action') and ('next', 'terminated')), or map your key names with "
+            f"{loss_name}.set_keys(...)."
+        )
+    batch_dims = tensordict.batch_dims
+    if batch_dims == 0:
+        raise ValueError(
+            f"{loss_name}: the batch has batch_size [] ; it needs at least one batch dimension, "
+            "e.g. a replay-buffer sample of shape [batch_size]."
+        )
+    non_finite = []
+    for key in required:
+        value = tensordict.get(key)
+        if value.dim() <= batch_dims - 1 or value.shape[:batch_dims] != tensordict.batch_size:
+            raise ValueError(
+                f"{loss_name}: entry {_fmt(key)} has shape {tuple(value.shape)}, which does not start "
+                f"with the batch shape {tuple(tensordict.batch_size)}."
+            )
+        if value.is_floating_point():
+            non_finite.append(~torch.isfinite(value).all())
+    for key in action_keys:
+        value = tensordict.get(key)
+        if action_dim is not None and value.shape[-1] != action_dim:
+            raise ValueError(
+                f"{loss_name}: entry {_fmt(key)} has {value.shape[-1]} action features but the actor "
+                f"produces {action_dim}. Check the dataset and the actor's action dimension."
+            )
+    if non_finite and torch.stack(non_finite).any():
+        bad = [_fmt(k) for k, flag in zip([k for k in required if tensordict.get(k).is_floating_point()], non_finite) if flag]
+        raise ValueError(
+            f"{loss_name}: entries {', '.join(bad)} contain NaN or inf values. Clean the dataset "
+            "(ppl_torchrl.data validates HDF5 files on import) or check the reward/state transforms."
+        )

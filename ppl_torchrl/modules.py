@@ -1,0 +1,215 @@
+"""The networks of PPL^R / ReBRAC as TensorDictModules.
+
+Architectures and initialisation follow the authors' code (itself CORL's ReBRAC, "as in the
+EDAC paper"): hidden layers ``Linear -> ReLU [-> LayerNorm]`` with weights ``U(+-1/sqrt(fan_in))``
+and bias 0.1; the actor ends in ``tanh`` with a last layer ``U(+-1e-3)``; critics and the potential
+end in a scalar layer ``U(+-3e-3)``.
+
+=================  ==========================  ==================================================
+builder            reads                        writes
+=================  ==========================  ==================================================
+make_actor         ``observation``              ``action`` (tanh, in [-1, 1])
+make_qvalue_ensem  ``observation``, ``action``  ``state_action_value`` ``[*B, num_qvalue_nets]``
+make_potential     ``observation``, ``action``  ``potential`` ``[*B, 1]``, always <= 0
+=================  ==========================  ==================================================
+
+The critic ensemble is one module with stacked parameters (``[N, in, out]`` weights, batched
+matrix products), not a loop over critics: its output's last dimension indexes the members.
+The losses accept any critic that writes its values with that layout, so a plain TorchRL
+``ValueOperator`` (one member, ``[*B, 1]``) works too.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from tensordict.nn import TensorDictModule
+from torch import nn
+
+from ppl_torchrl import keys
+
+STATE_ACTION_VALUE = "state_action_value"
+POTENTIAL = "potential"
+
+
+def _dim(spec_or_dim) -> int:
+    """Last dimension of a TensorSpec, a shape, or an int."""
+    if isinstance(spec_or_dim, int):
+        return spec_or_dim
+    shape = getattr(spec_or_dim, "shape", spec_or_dim)
+    if len(shape) == 0:
+        raise ValueError(f"Cannot read a feature dimension from {spec_or_dim!r}.")
+    return int(shape[-1])
+
+
+def _init_hidden_(weight: torch.Tensor, bias: torch.Tensor, fan_in: int) -> None:
+    bound = 1.0 / math.sqrt(fan_in)
+    with torch.no_grad():
+        weight.uniform_(-bound, bound)
+        bias.fill_(0.1)
+
+
+def _init_uniform_(weight: torch.Tensor, bias: torch.Tensor, bound: float) -> None:
+    with torch.no_grad():
+        weight.uniform_(-bound, bound)
+        bias.uniform_(-bound, bound)
+
+
+def mlp(
+    in_dim: int,
+    out_dim: int,
+    *,
+    hidden_dim: int = 256,
+    num_hidden: int = 3,
+    layer_norm: bool = False,
+    last_layer_bound: float = 3e-3,
+    layer_norm_eps: float = 1e-6,
+) -> nn.Sequential:
+    """``num_hidden`` x (Linear, ReLU[, LayerNorm]) then a Linear, with the authors' init."""
+    layers: list[nn.Module] = []
+    d = in_dim
+    for _ in range(num_hidden):
+        lin = nn.Linear(d, hidden_dim)
+        _init_hidden_(lin.weight, lin.bias, d)
+        layers += [lin, nn.ReLU()]
+        if layer_norm:
+            # Flax's LayerNorm epsilon (the authors' critics), not torch's 1e-5.
+            layers.append(nn.LayerNorm(hidden_dim, eps=layer_norm_eps))
+        d = hidden_dim
+    last = nn.Linear(d, out_dim)
+    _init_uniform_(last.weight, last.bias, last_layer_bound)
+    layers.append(last)
+    return nn.Sequential(*layers)
+
+
+class DeterministicActor(nn.Module):
+    """``pi(s) = tanh(MLP(s))``: the deterministic ReBRAC/PPL policy."""
+
+    def __init__(self, obs_dim: int, action_dim: int, *, hidden_dim=256, num_hidden=3, layer_norm=False):
+        super().__init__()
+        self.net = mlp(
+            obs_dim, action_dim, hidden_dim=hidden_dim, num_hidden=num_hidden,
+            layer_norm=layer_norm, last_layer_bound=1e-3,
+        )
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(observation))
+
+
+class EnsembleLinear(nn.Module):
+    """``N`` independent linear layers applied as one batched product.
+
+    Input ``[N, M, in]`` (or ``[M, in]``, shared by all members) -> output ``[N, M, out]``.
+    """
+
+    def __init__(self, num_members: int, in_dim: int, out_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_members, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            return torch.matmul(x, self.weight) + self.bias
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over features with one affine (weight, bias) per ensemble member."""
+
+    def __init__(self, num_members: int, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_members, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(num_members, 1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.layer_norm(x, x.shape[-1:], eps=self.eps)
+        return torch.addcmul(self.bias, x, self.weight)
+
+
+class QValueEnsemble(nn.Module):
+    """``N`` critics ``Q_i(s, a)`` on ``concat(s, a)``, evaluated together.
+
+    Returns ``[*B, N]``: member ``i`` in ``[..., i]``. Each member is initialised exactly like
+    one ReBRAC critic (independent draws per member).
+    """
+
+    def __init__(
+        self, obs_dim: int, action_dim: int, *, num_qvalue_nets: int = 2, hidden_dim: int = 256,
+        num_hidden: int = 3, layer_norm: bool = True, layer_norm_eps: float = 1e-6,
+    ):
+        super().__init__()
+        if num_qvalue_nets < 1:
+            raise ValueError(f"num_qvalue_nets must be >= 1, got {num_qvalue_nets}.")
+        self.num_qvalue_nets = num_qvalue_nets
+        layers: list[nn.Module] = []
+        d = obs_dim + action_dim
+        for _ in range(num_hidden):
+            lin = EnsembleLinear(num_qvalue_nets, d, hidden_dim)
+            _init_hidden_(lin.weight, lin.bias, d)
+            layers += [lin, nn.ReLU()]
+            if layer_norm:
+                layers.append(EnsembleLayerNorm(num_qvalue_nets, hidden_dim, layer_norm_eps))
+            d = hidden_dim
+        last = EnsembleLinear(num_qvalue_nets, d, 1)
+        _init_uniform_(last.weight, last.bias, 3e-3)
+        layers.append(last)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([observation, action], -1)
+        batch_shape = x.shape[:-1]
+        out = self.net(x.reshape(-1, x.shape[-1]))  # [N, M, 1]
+        return out.squeeze(-1).transpose(0, 1).reshape(*batch_shape, self.num_qvalue_nets)
+
+
+class Potential(nn.Module):
+    """The PPL potential ``f(s, a) = -|g(s, a)|`` (always <= 0, the authors' sign; see PartialOTLoss)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, *, hidden_dim=256, num_hidden=3, layer_norm=False):
+        super().__init__()
+        self.net = mlp(
+            obs_dim + action_dim, 1, hidden_dim=hidden_dim, num_hidden=num_hidden, layer_norm=layer_norm
+        )
+
+    def forward(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return -self.net(torch.cat([observation, action], -1)).abs()
+
+
+def make_actor(
+    observation_spec, action_spec, *, hidden_dim: int = 256, num_hidden: int = 3,
+    layer_norm: bool = False, in_key=keys.OBSERVATION, out_key=keys.ACTION, device=None,
+) -> TensorDictModule:
+    """Deterministic tanh actor (3x256 ReLU, no LayerNorm by default) reading ``in_key``."""
+    net = DeterministicActor(
+        _dim(observation_spec), _dim(action_spec), hidden_dim=hidden_dim,
+        num_hidden=num_hidden, layer_norm=layer_norm,
+    )
+    return TensorDictModule(net.to(device), in_keys=[in_key], out_keys=[out_key])
+
+
+def make_qvalue_ensemble(
+    observation_spec, action_spec, *, num_qvalue_nets: int = 2, hidden_dim: int = 256,
+    num_hidden: int = 3, layer_norm: bool = True, in_keys: Sequence = (keys.OBSERVATION, keys.ACTION),
+    out_key=STATE_ACTION_VALUE, device=None,
+) -> TensorDictModule:
+    """Ensemble of ``num_qvalue_nets`` LayerNorm critics writing ``[*B, num_qvalue_nets]`` values."""
+    net = QValueEnsemble(
+        _dim(observation_spec), _dim(action_spec), num_qvalue_nets=num_qvalue_nets,
+        hidden_dim=hidden_dim, num_hidden=num_hidden, layer_norm=layer_norm,
+    )
+    return TensorDictModule(net.to(device), in_keys=list(in_keys), out_keys=[out_key])
+
+
+def make_potential(
+    observation_spec, action_spec, *, hidden_dim: int = 256, num_hidden: int = 3,
+    layer_norm: bool = False, in_keys: Sequence = (keys.OBSERVATION, keys.ACTION),
+    out_key=POTENTIAL, device=None,
+) -> TensorDictModule:
+    """Potential ``f(s, a) = -|MLP(s, a)|`` (3x256 ReLU, no LayerNorm) writing ``[*B, 1]``."""
+    net = Potential(
+        _dim(observation_spec), _dim(action_spec), hidden_dim=hidden_dim,
+        num_hidden=num_hidden, layer_norm=layer_norm,
+    )
+    return TensorDictModule(net.to(device), in_keys=list(in_keys), out_keys=[out_key])
