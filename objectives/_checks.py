@@ -8,6 +8,13 @@ from tensordict import TensorDictBase
 from tensordict.utils import NestedKey
 
 
+class MissingKeyError(KeyError):
+    """A KeyError whose message prints as written (KeyError quotes its argument)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def _fmt(key: NestedKey) -> str:
     return repr(key) if isinstance(key, str) else repr(tuple(key))
 
@@ -28,11 +35,11 @@ def check_batch(
     required = list(dict.fromkeys(required))
     missing = [k for k in required if tensordict.get(k, None) is None]
     if missing:
-        raise KeyError(
+        raise MissingKeyError(
             f"{loss_name}: the batch lacks {', '.join(map(_fmt, missing))}. It has "
             f"{sorted(map(str, tensordict.keys(True, True)))}. Load data with ppl_torchrl.data "
             "(which adds ('next', 'action') and ('next', 'terminated')), or map your key names with "
-            f"{loss_name}.set_keys(...)."
+            f"{loss_name.split('.')[0]}.set_keys(...)."
         )
     batch_dims = tensordict.batch_dims
     if batch_dims == 0:

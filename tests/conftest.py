@@ -1,0 +1,15 @@
+"""Shared test settings."""
+from __future__ import annotations
+
+import os
+
+# TorchRL warns on every loss call until a target updater exists; tests build many bare losses.
+os.environ.setdefault("RL_WARNINGS", "False")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # pytest exits with 5 when it collected no test; a test command that ran nothing must fail.
+    if exitstatus == 5:
+        session.exitstatus = 1
