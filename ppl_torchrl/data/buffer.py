@@ -1,0 +1,129 @@
+"""One entry point: a dataset id or path in, a seeded TorchRL replay buffer of transitions out."""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Literal, Sequence
+
+import torch
+from torchrl.data import TensorDictReplayBuffer
+from torchrl.data.replay_buffers.samplers import RandomSampler, SamplerWithoutReplacement
+from torchrl.envs.transforms import Compose, DeviceCastTransform
+
+from ppl_torchrl.data.d4rl import D4RL_URLS, CORLD4RLExperienceReplay, is_d4rl_id
+from ppl_torchrl.data.minari import CORLMinariExperienceReplay, local_minari_ids, minari_root
+from ppl_torchrl.data.transforms import reward_transform, state_norm_transform
+
+__all__ = ["make_offline_replay_buffer", "resolve_dataset"]
+
+DatasetKind = Literal["hdf5", "d4rl", "minari"]
+
+
+def resolve_dataset(dataset: str | Path) -> DatasetKind:
+    """Says how ``dataset`` will be loaded; raises a ``KeyError`` naming close ids if it is unknown.
+
+    * ``"hdf5"``: a ``Path``, an existing file, or a string ending in ``.hdf5``/``.h5``;
+    * ``"d4rl"``: an id of TorchRL's D4RL URL table (all ids of :mod:`ppl_torchrl.registry` with
+      ``source="d4rl"`` are in it);
+    * ``"minari"``: a Minari id present under ``MINARI_DATASETS_PATH`` (or any id with a ``/``).
+    """
+    if isinstance(dataset, Path) or str(dataset).endswith((".hdf5", ".h5")) or Path(str(dataset)).expanduser().is_file():
+        return "hdf5"
+    if is_d4rl_id(dataset):
+        return "d4rl"
+    if "/" in dataset or dataset in local_minari_ids():
+        return "minari"
+    from ppl_torchrl import registry
+
+    registry._load_generated()
+    candidates = list(D4RL_URLS) + list(registry.DATASETS) + local_minari_ids()
+    close = difflib.get_close_matches(dataset, candidates, n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    spec = registry.DATASETS.get(dataset)
+    if spec is not None and spec.source != "d4rl":
+        hint = f" {dataset!r} is a registered {spec.source} dataset: generate it and pass the HDF5 path."
+    raise KeyError(
+        f"Unknown dataset {dataset!r}.{hint} Pass a D4RL id (ppl_torchrl.registry.DATASETS, e.g. "
+        f"'hopper-medium-v2'), the path of a local D4RL-format .hdf5 file, or a Minari id available "
+        f"under {minari_root()} (set MINARI_DATASETS_PATH)."
+    )
+
+
+def make_offline_replay_buffer(
+    dataset: str | Path,
+    *,
+    batch_size: int,
+    root: str | Path | None = None,
+    reward_scale: float = 1.0,
+    reward_bias: float = 0.0,
+    normalize_states: bool = False,
+    device: torch.device | str | None = None,
+    prefetch: int | None = None,
+    seed: int | None = None,
+    without_replacement: bool = False,
+    download: bool = True,
+    observation_keys: Sequence[str] | None = None,
+    progress: bool = True,
+) -> TensorDictReplayBuffer:
+    """Returns a TorchRL replay buffer of ``dataset``'s transitions, with the authors' semantics.
+
+    Args:
+        dataset: a D4RL id (``"antmaze-large-diverse-v2"``), the path of a local D4RL-format HDF5
+            file, or a local Minari id (``"mujoco/hopper/medium-v0"``); see :func:`resolve_dataset`.
+        batch_size: transitions per ``buffer.sample()``.
+        root: cache folder of imported datasets (default ``$PPL_TORCHRL_DATA`` or
+            ``~/.cache/ppl_torchrl``).
+        reward_scale, reward_bias: ``r -> scale * r + bias`` at sampling time
+            (:func:`~ppl_torchrl.data.transforms.reward_scale_bias` gives the authors' values).
+        normalize_states: normalise observations and next observations with the dataset's
+            ``state_mean``/``state_std`` (CORL's ``std + 1e-3``).
+        device: where sampled batches are moved (a ``DeviceCastTransform``); storage stays on disk.
+        prefetch: batches prepared ahead by TorchRL's prefetch threads.
+        seed: seeds the buffer's own ``torch.Generator``, so the sequence of batches is reproducible
+            and independent of the global RNG.
+        without_replacement: sample epochs without replacement (``SamplerWithoutReplacement``,
+            ``drop_last=True``) instead of CORL's uniform sampling with replacement.
+        download: for D4RL ids not imported yet, allow downloading the HDF5.
+        observation_keys: for Minari datasets with dict observations, the keys to concatenate.
+        progress: show tqdm bars during import/download.
+
+    Returns:
+        a ``CORLD4RLExperienceReplay`` (D4RL id or HDF5 path) or ``CORLMinariExperienceReplay``
+        (Minari id), both TorchRL ``TensorDictReplayBuffer``s over a ``TensorStorage`` of the
+        memmapped transitions. Batches hold exactly :data:`ppl_torchrl.keys.BATCH_KEYS` plus
+        ``TRUNCATED`` (all false) and TorchRL's ``"index"``; observations/actions float32, reward
+        and flags ``[B, 1]``. Attributes: ``dataset_stats`` (a
+        :class:`~ppl_torchrl.data.transitions.DatasetStats`), and ``state_mean``/``state_std``
+        (float32 tensors that evaluation must apply to env observations: the dataset statistics
+        with ``normalize_states``, else 0 and 1).
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}.")
+    kind = resolve_dataset(dataset)
+    sampler = SamplerWithoutReplacement(drop_last=True) if without_replacement else RandomSampler()
+    common = dict(root=root, progress=progress, sampler=sampler, prefetch=prefetch)
+    if kind == "hdf5":
+        buffer = CORLD4RLExperienceReplay(None, batch_size, hdf5_path=dataset, **common)
+    elif kind == "d4rl":
+        buffer = CORLD4RLExperienceReplay(dataset, batch_size, download=download, **common)
+    else:
+        buffer = CORLMinariExperienceReplay(dataset, batch_size, observation_keys=observation_keys, **common)
+    stats = buffer.dataset_stats
+
+    transforms = []
+    if normalize_states:
+        transforms.append(state_norm_transform(stats))
+        buffer.state_mean, buffer.state_std = stats.state_mean_tensor(), stats.state_std_tensor()
+    else:
+        buffer.state_mean = torch.zeros(stats.obs_dim)
+        buffer.state_std = torch.ones(stats.obs_dim)
+    reward = reward_transform(reward_scale, reward_bias)
+    if reward is not None:
+        transforms.append(reward)
+    if device is not None:
+        transforms.append(DeviceCastTransform(torch.device(device)))
+    for t in transforms:
+        buffer.append_transform(t)
+    if seed is not None:
+        buffer.set_rng(torch.Generator().manual_seed(int(seed)))
+    return buffer

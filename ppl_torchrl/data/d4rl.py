@@ -1,0 +1,244 @@
+"""D4RL datasets (by id or as a local HDF5 file) as a TorchRL ``D4RLExperienceReplay``.
+
+TorchRL's ``D4RLExperienceReplay(direct_download=True)`` downloads the HDF5 from its URL table,
+loads it whole into RAM and keeps every timeout row, bootstrapping through a zeroed next
+observation, with no next action. We keep its URL table, its class and its on-disk layout
+(``<root>/<dataset_id>`` holding a memmapped TensorDict), and replace how that folder is
+filled:
+
+1. the HDF5 comes from a local file, D4RL's own cache (``~/.d4rl/datasets`` or
+   ``$D4RL_DATASET_DIR``), or a download that is written to ``*.part``, checked
+   (:func:`~ppl_torchrl.data.hdf5.validate_d4rl_hdf5`: opens, all keys, equal lengths, finite,
+   every chunk readable) and only then renamed, so a failed download is never half-used;
+2. the file is streamed into transitions with the authors' semantics
+   (:mod:`ppl_torchrl.data.transitions`) in an atomically-moved folder;
+3. ``D4RLExperienceReplay(..., download=False)`` then finds the folder and serves it as its
+   ``TensorStorage``, so later runs need neither the file nor the network.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from torchrl.data.datasets import D4RLExperienceReplay
+from torchrl.data.datasets.d4rl_infos import D4RL_DATASETS
+from tqdm.auto import tqdm
+
+from ppl_torchrl.data.hdf5 import D4RLFileError, validate_d4rl_hdf5
+from ppl_torchrl.data.transitions import DatasetStats, load_stats, write_transitions
+
+__all__ = [
+    "D4RL_URLS",
+    "CORLD4RLExperienceReplay",
+    "default_root",
+    "download_d4rl_hdf5",
+    "import_d4rl_hdf5",
+    "is_d4rl_id",
+]
+
+#: TorchRL's table of D4RL dataset URLs (``dataset_id -> url``). Tests point entries at
+#: ``file://`` URLs; the download code path is the same.
+D4RL_URLS = D4RL_DATASETS
+
+
+def default_root() -> Path:
+    """Where imported datasets live: ``$PPL_TORCHRL_DATA`` or ``~/.cache/ppl_torchrl``."""
+    return Path(os.environ.get("PPL_TORCHRL_DATA", "~/.cache/ppl_torchrl")).expanduser()
+
+
+def is_d4rl_id(dataset_id: str) -> bool:
+    return dataset_id in D4RL_URLS
+
+
+def _d4rl_cache_dirs() -> list[Path]:
+    dirs = [Path("~/.d4rl/datasets").expanduser()]
+    if os.environ.get("D4RL_DATASET_DIR"):
+        dirs.insert(0, Path(os.environ["D4RL_DATASET_DIR"]).expanduser())
+    return dirs
+
+
+def _url_basename(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _no_network_hint(dataset_id: str, filename: str) -> str:
+    return (
+        f"Without network access, put the file at ~/.d4rl/datasets/{filename} (or in "
+        f"$D4RL_DATASET_DIR), or pass the path of a local D4RL-format HDF5 file instead of the id "
+        "(make_offline_replay_buffer('/path/to/file.hdf5', ...)), or use a local Minari dataset id "
+        "with MINARI_DATASETS_PATH set."
+    )
+
+
+def download_d4rl_hdf5(dataset_id: str, dest_dir: str | Path, *, progress: bool = True) -> Path:
+    """Downloads the HDF5 of ``dataset_id`` from TorchRL's URL table into ``dest_dir``; returns it.
+
+    The bytes go to ``<name>.part``; the size is checked against ``Content-Length`` when the
+    server sends one (D4RL publishes no hashes), the file is validated, and only then renamed
+    to ``<name>``. On any failure the partial file is removed (so the next call retries) and a
+    :class:`RuntimeError` / :class:`~ppl_torchrl.data.hdf5.D4RLFileError` says what to do.
+    """
+    if dataset_id not in D4RL_URLS:
+        raise KeyError(f"{dataset_id!r} is not in TorchRL's D4RL URL table; see ppl_torchrl.data.D4RL_URLS.")
+    url = D4RL_URLS[dataset_id]
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    final = dest_dir / _url_basename(url)
+    if final.is_file():
+        validate_d4rl_hdf5(final)
+        return final
+    fd, part = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=dest_dir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                response = urllib.request.urlopen(url, timeout=60)
+            except (urllib.error.URLError, OSError) as err:
+                raise RuntimeError(
+                    f"Could not download D4RL dataset {dataset_id!r} from {url} ({err}). "
+                    + _no_network_hint(dataset_id, final.name)
+                ) from err
+            with response:
+                expected = response.headers.get("Content-Length")
+                expected = int(expected) if expected else None
+                written = 0
+                with tqdm(total=expected, unit="B", unit_scale=True, desc=f"download {final.name}",
+                          disable=not progress) as bar:
+                    while chunk := response.read(1 << 20):
+                        out.write(chunk)
+                        written += len(chunk)
+                        bar.update(len(chunk))
+        if expected is not None and written != expected:
+            raise RuntimeError(
+                f"Download of {dataset_id!r} from {url} is truncated ({written} of {expected} bytes); "
+                "the partial file was removed, call again to retry. " + _no_network_hint(dataset_id, final.name)
+            )
+        try:
+            validate_d4rl_hdf5(part)
+        except D4RLFileError as err:
+            raise D4RLFileError(
+                f"The file downloaded for {dataset_id!r} from {url} is not a valid D4RL HDF5 ({err}). "
+                "It was removed; call again to retry."
+            ) from err
+        os.replace(part, final)
+    except BaseException:
+        Path(part).unlink(missing_ok=True)
+        raise
+    return final
+
+
+def _fingerprint(path: Path) -> dict:
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def import_d4rl_hdf5(
+    hdf5_path: str | Path, dest: str | Path, *, name: str | None = None, progress: bool = True
+) -> DatasetStats:
+    """Validates a D4RL-format HDF5 file and streams it into CORL-semantics transitions at ``dest``.
+
+    ``dest`` becomes a memmapped TensorDict folder (TorchRL's on-disk layout) plus a
+    ``ppl_dataset.json`` with the :class:`~ppl_torchrl.data.transitions.DatasetStats`. Next
+    observations are ``observations[i+1]`` as in CORL, even if the file has ``next_observations``.
+    """
+    import h5py
+
+    info = validate_d4rl_hdf5(hdf5_path)
+    with h5py.File(info.path, "r") as h5:
+        arrays = {k: h5[k] for k in ("observations", "actions", "rewards", "terminals", "timeouts")}
+        return write_transitions(
+            arrays,
+            dest,
+            name=name or info.path.stem,
+            source=str(info.path),
+            fingerprint=_fingerprint(info.path),
+            progress=progress,
+        )
+
+
+def _local_cache_name(path: Path) -> str:
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    return f"{path.stem}-{digest}"
+
+
+class CORLD4RLExperienceReplay(D4RLExperienceReplay):
+    """``D4RLExperienceReplay`` whose storage holds transitions with the authors' semantics.
+
+    Give either a D4RL ``dataset_id`` (resolved through D4RL's local cache, else downloaded
+    from TorchRL's URL table) or ``hdf5_path`` (a local D4RL-format file; ``dataset_id`` is then
+    only a name). The import happens once, under ``root/d4rl/<dataset_id>`` or
+    ``root/hdf5/<stem>-<hash of the path>``; later runs reuse it even if the file is gone. A
+    local file whose size or mtime changed is re-imported.
+
+    Attributes:
+        dataset_stats: the :class:`~ppl_torchrl.data.transitions.DatasetStats` of the import
+            (transition counts, ``state_mean``/``state_std`` for state normalisation).
+
+    Other keyword arguments (``sampler``, ``prefetch``, ``transform``, ``pin_memory``...) go to
+    ``D4RLExperienceReplay``.
+    """
+
+    def __init__(
+        self,
+        dataset_id: str | None,
+        batch_size: int,
+        *,
+        hdf5_path: str | Path | None = None,
+        root: str | Path | None = None,
+        download: bool = True,
+        keep_hdf5: bool = False,
+        progress: bool = True,
+        **kwargs,
+    ):
+        base = Path(root).expanduser() if root is not None else default_root()
+        if hdf5_path is not None:
+            hdf5_path = Path(hdf5_path).expanduser()
+            sub, name = base / "hdf5", _local_cache_name(hdf5_path)
+            stats = self._ensure_local(hdf5_path, sub / name, progress)
+        else:
+            if dataset_id is None or not is_d4rl_id(dataset_id):
+                raise KeyError(f"{dataset_id!r} is not a D4RL id known to TorchRL; pass hdf5_path for a local file.")
+            sub, name = base / "d4rl", dataset_id
+            stats = self._ensure_d4rl(dataset_id, sub / name, base, download, keep_hdf5, progress)
+        super().__init__(
+            name, batch_size, root=sub, download=False, direct_download=True, use_truncated_as_done=False, **kwargs
+        )
+        self.dataset_stats = stats
+
+    @staticmethod
+    def _ensure_local(path: Path, folder: Path, progress: bool) -> DatasetStats:
+        stats = load_stats(folder)
+        if path.is_file():
+            fp = _fingerprint(path)
+            if stats is not None and all(stats.fingerprint.get(k) == fp[k] for k in ("size", "mtime_ns")):
+                return stats
+            return import_d4rl_hdf5(path, folder, progress=progress)
+        if stats is not None:
+            return stats  # imported earlier; the file is no longer needed
+        validate_d4rl_hdf5(path)  # raises FileNotFoundError with what to do
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _ensure_d4rl(
+        dataset_id: str, folder: Path, base: Path, download: bool, keep_hdf5: bool, progress: bool
+    ) -> DatasetStats:
+        stats = load_stats(folder)
+        if stats is not None:
+            return stats
+        filename = _url_basename(D4RL_URLS[dataset_id])
+        for d in _d4rl_cache_dirs():
+            if (d / filename).is_file():
+                return import_d4rl_hdf5(d / filename, folder, name=dataset_id, progress=progress)
+        if not download:
+            raise FileNotFoundError(
+                f"D4RL dataset {dataset_id!r} is not imported under {folder} and download=False. "
+                + _no_network_hint(dataset_id, filename)
+            )
+        h5 = download_d4rl_hdf5(dataset_id, base / "downloads", progress=progress)
+        stats = import_d4rl_hdf5(h5, folder, name=dataset_id, progress=progress)
+        if not keep_hdf5:
+            h5.unlink(missing_ok=True)
+        return stats
