@@ -1,0 +1,157 @@
+"""Datasets the project makes itself (ids ending in ``-gen-v0``), so that users without network
+access still have real offline data, including data whose share of inefficient behaviour is known.
+
+Importing this package registers every generated id in :mod:`ppl_torchrl.registry` (the registry
+imports it lazily). :func:`ensure_generated_dataset` returns the D4RL-format HDF5 file of an id,
+generating it on first use (well under a minute on 2 CPU cores, see ``docs/datagen.md``)::
+
+    >>> from ppl_torchrl.datagen import ensure_generated_dataset
+    >>> path = ensure_generated_dataset("pointmaze-umaze-gen-v0")   # ~/.cache/ppl_torchrl/generated/...
+
+Generated files are read by the same code as D4RL's (``ppl_torchrl.data``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from ppl_torchrl.registry import DatasetSpec, register_dataset
+
+__all__ = [
+    "GENERATED_IDS",
+    "REFERENCE_RETURNS",
+    "default_data_root",
+    "generated_path",
+    "generate_dataset",
+    "ensure_generated_dataset",
+]
+
+log = logging.getLogger(__name__)
+
+#: Mean evaluation return (100 episodes, eval env, seed 0) of the uniform random policy (ref_min)
+#: and of the noise-free planner heading for the goal (ref_max). Measured with
+#: ``python recipes/collect.py measure_refs=true`` (= ``measure_reference_returns(env, 100, seed=0)``
+#: for each maze); re-measure and bump ``GENERATOR_VERSION`` if the env or planner changes.
+REFERENCE_RETURNS: dict[str, tuple[float, float]] = {
+    "pointmaze-umaze": (20.7, 228.25),
+    "pointmaze-medium": (18.28, 477.21),
+    "pointmaze-large": (2.5, 622.96),
+}
+
+
+def _register_all() -> tuple[str, ...]:
+    # Imported here, not at module level: the configs need only numpy, so the registry works even
+    # where mujoco is missing; the env and planner are imported when data is generated.
+    from ppl_torchrl.datagen.pointmaze import POINTMAZE_DATASETS
+
+    for did, cfg in POINTMAZE_DATASETS.items():
+        lo, hi = REFERENCE_RETURNS[cfg.env_name]
+        register_dataset(DatasetSpec(did, "pointmaze-gen", cfg.env_name, lo, hi, cfg.episode_steps, source="generated"))
+    return tuple(POINTMAZE_DATASETS)
+
+
+#: Every generated dataset id.
+GENERATED_IDS: tuple[str, ...] = _register_all()
+
+
+def default_data_root() -> Path:
+    """``$PPL_TORCHRL_DATA`` if set, else ``~/.cache/ppl_torchrl/generated``."""
+    env = os.environ.get("PPL_TORCHRL_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "ppl_torchrl" / "generated"
+
+
+def generated_path(dataset_id: str, root: str | Path | None = None, seed: int = 0) -> Path:
+    """Where the HDF5 file of ``dataset_id`` generated with ``seed`` lives."""
+    _config(dataset_id)
+    folder = Path(root).expanduser() if root is not None else default_data_root()
+    return folder / f"{dataset_id}-seed{seed}.hdf5"
+
+
+def _config(dataset_id: str):
+    from ppl_torchrl.datagen.pointmaze import POINTMAZE_DATASETS
+
+    try:
+        return POINTMAZE_DATASETS[dataset_id]
+    except KeyError:
+        raise KeyError(
+            f"{dataset_id!r} is not a generated dataset id. Generated ids: {sorted(GENERATED_IDS)}."
+        ) from None
+
+
+def generate_dataset(
+    dataset_id: str,
+    path: str | Path,
+    seed: int = 0,
+    *,
+    num_episodes: int | None = None,
+    episode_steps: int | None = None,
+    backend: str = "numpy",
+    minari: bool = False,
+    minari_root: str | Path | None = None,
+    progress: bool = True,
+):
+    """Generates ``dataset_id`` and writes it atomically to ``path`` (and, with ``minari=True``, as a
+    local Minari dataset ``ppl-torchrl/<dataset_id>``). Returns the :class:`~ppl_torchrl.datagen.pointmaze.GeneratedData`
+    with ``stats`` (transitions, returns per behaviour, wall time, array digest).
+
+    ``num_episodes``/``episode_steps`` shrink the dataset (tests); the file then records the sizes
+    it was made with, and :func:`ensure_generated_dataset` treats it as a different dataset.
+    """
+    import time
+
+    from ppl_torchrl.datagen.pointmaze import generate_pointmaze
+    from ppl_torchrl.datagen.writers import array_digest, write_hdf5, write_minari
+    from ppl_torchrl.envs.pointmaze import GYM_IDS
+
+    cfg = _config(dataset_id)
+    out = generate_pointmaze(cfg, seed, num_episodes=num_episodes, episode_steps=episode_steps,
+                             backend=backend, progress=progress)
+    out.stats["array_sha256"] = array_digest(out.data)
+    t0 = time.perf_counter()
+    out.stats["path"] = str(write_hdf5(path, out.data, out.attrs))
+    if minari:
+        lo, hi = REFERENCE_RETURNS[cfg.env_name]
+        out.stats["minari_path"] = str(write_minari(
+            dataset_id, out.data, env_id=GYM_IDS[cfg.maze], ref_min=lo, ref_max=hi,
+            description=cfg.description, root=minari_root, overwrite=True))
+    out.stats["write_time_s"] = time.perf_counter() - t0
+    return out
+
+
+def _matches(path: Path, dataset_id: str, seed: int) -> bool:
+    """Whether an existing file was made by this generator version for this id, seed and size."""
+    from ppl_torchrl.data.hdf5 import D4RLFileError, validate_d4rl_hdf5
+    from ppl_torchrl.datagen.pointmaze import GENERATOR_VERSION
+
+    cfg = _config(dataset_id)
+    try:
+        attrs = validate_d4rl_hdf5(path, check_finite=False).attrs
+    except D4RLFileError as err:
+        log.warning("Regenerating %s: the existing file is unusable (%s).", path, err)
+        return False
+    want = {"dataset_id": dataset_id, "seed": seed, "generator_version": GENERATOR_VERSION,
+            "num_episodes": cfg.num_episodes, "episode_steps": cfg.episode_steps}
+    stale = {k: (attrs.get(k), v) for k, v in want.items() if attrs.get(k) != v}
+    if stale:
+        log.warning("Regenerating %s: it was made with different settings (found, wanted): %s.", path, stale)
+    return not stale
+
+
+def ensure_generated_dataset(dataset_id: str, root: str | Path | None = None, seed: int = 0, *,
+                             minari: bool = False, progress: bool = True) -> Path:
+    """The HDF5 path of generated dataset ``dataset_id``; generates it first if missing or stale.
+
+    The file is ``<root>/<dataset_id>-seed<seed>.hdf5`` with ``root`` defaulting to
+    :func:`default_data_root`. Writing is atomic, so an interrupted run leaves no partial file and a
+    rerun simply regenerates (cheap: seconds to tens of seconds).
+    """
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
+    path = generated_path(dataset_id, root, seed)
+    if path.exists() and _matches(path, dataset_id, seed):
+        return path
+    out = generate_dataset(dataset_id, path, seed, minari=minari, progress=progress)
+    s = out.stats
+    log.info("Generated %s: %d transitions in %.1f s -> %s", dataset_id, s["transitions"], s["wall_time_s"], path)
+    return path
