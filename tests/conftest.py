@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 # TorchRL warns on every loss call until a target updater exists; tests build many bare losses.
 os.environ.setdefault("RL_WARNINGS", "False")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("MUJOCO_GL", "egl")
+# Generated datasets and imported memmaps go to a fresh folder per test session, never ~/.cache.
+os.environ["PPL_TORCHRL_DATA"] = tempfile.mkdtemp(prefix="ppl_torchrl_test_data_")
 
 
 def pytest_sessionfinish(session, exitstatus):

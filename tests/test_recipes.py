@@ -1,0 +1,204 @@
+"""Recipes end to end: every loss through the same harness, paper configs, exact resume, clear failures."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from ppl_torchrl.algorithms import LOSSES
+from ppl_torchrl.recipe import train
+from ppl_torchrl.trainer import build_trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "recipes" / "config"
+DATASET = "pointmaze-umaze-gen-v0"
+
+
+def tiny(run_dir, steps=20, **extra):
+    overrides = {
+        "dataset": DATASET, "optim.steps": steps, "optim.batch_size": 32, "model.hidden_dim": 16,
+        "eval.episodes": 1, "eval.num_envs": 1, "eval.every": steps, "logger.backend": "",
+        "logger.progress": "false", "logger.log_every": 10, "checkpoint.every": 10, "run_dir": str(run_dir),
+    }
+    overrides.update(extra)
+    return [f"{k}={v}" for k, v in overrides.items()]
+
+
+def make_cfg(overrides, config_name="ppl_antmaze"):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_loss_runs_in_the_same_harness(loss, tmp_path):
+    results = train(make_cfg(tiny(tmp_path, **{"loss": loss})))
+    assert results["algorithm"] == loss and results["steps"] == 20
+    final = results["final_eval"]
+    assert final["num_episodes"] == 1 and final["normalized_score_mean"] is not None
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["final_eval"]["return_mean"] == final["return_mean"]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if any(k.startswith("train/") for k in r)]
+    assert [r["step"] for r in train_rows] == [10, 20]
+    losses = {k: v for r in train_rows for k, v in r.items() if k.startswith("train/loss")}
+    assert losses and all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    assert (tmp_path / "metrics.csv").exists()
+
+
+# The paper's per-dataset values (PPL_NOTES §2.2; CORL ReBRAC configs), written out independently of the configs.
+BETAS = {
+    "halfcheetah-medium-v2": (0.001, 0.01), "halfcheetah-medium-replay-v2": (0.01, 0.001),
+    "halfcheetah-medium-expert-v2": (0.01, 0.1), "hopper-medium-v2": (0.01, 0.01),
+    "hopper-medium-replay-v2": (0.05, 0.5), "hopper-medium-expert-v2": (0.1, 0.01),
+    "walker2d-medium-v2": (0.05, 0.1), "walker2d-medium-replay-v2": (0.05, 0.01),
+    "walker2d-medium-expert-v2": (0.01, 0.01),
+    "antmaze-umaze-v2": (0.003, 0.002), "antmaze-umaze-diverse-v2": (0.003, 0.001),
+    "antmaze-medium-play-v2": (0.001, 0.0005), "antmaze-medium-diverse-v2": (0.001, 0.0),
+    "antmaze-large-play-v2": (0.002, 0.001), "antmaze-large-diverse-v2": (0.002, 0.002),
+    "pen-human-v1": (0.1, 0.5), "pen-cloned-v1": (0.05, 0.5), "pen-expert-v1": (0.01, 0.01),
+    "door-human-v1": (0.1, 0.1), "door-cloned-v1": (0.01, 0.1), "door-expert-v1": (0.05, 0.01),
+    "hammer-human-v1": (0.01, 0.5), "hammer-cloned-v1": (0.1, 0.5), "hammer-expert-v1": (0.01, 0.01),
+    "relocate-human-v1": (0.1, 0.01), "relocate-cloned-v1": (0.1, 0.01), "relocate-expert-v1": (0.05, 0.01),
+}
+SUITE = {  # actor lr, critic lr, batch, gamma, eval episodes, eval every
+    "antmaze": (3e-4, 5e-5, 256, 0.999, 100, 50_000),
+    "mujoco": (1e-3, 1e-3, 1024, 0.99, 10, 5_000),
+    "adroit": (3e-4, 3e-4, 256, 0.99, 10, 5_000),
+}
+
+
+@pytest.mark.parametrize("dataset_id", sorted(BETAS))
+def test_dataset_configs_carry_the_paper_values(dataset_id):
+    recipe = "ppl_antmaze" if dataset_id.startswith("antmaze") else "ppl_mujoco"
+    cfg = make_cfg([f"dataset={dataset_id}"], config_name=recipe)
+    suite = "antmaze" if dataset_id.startswith("antmaze") else (
+        "mujoco" if dataset_id.split("-")[0] in ("halfcheetah", "hopper", "walker2d") else "adroit")
+    actor_lr, critic_lr, batch, gamma, episodes, every = SUITE[suite]
+    assert cfg.dataset.id == dataset_id
+    assert (cfg.loss.actor_bc_coef, cfg.loss.critic_bc_coef) == BETAS[dataset_id]
+    assert (cfg.optim.actor_lr, cfg.optim.critic_lr, cfg.optim.batch_size, cfg.optim.gamma) == (
+        actor_lr, critic_lr, batch, gamma)
+    assert cfg.optim.critic_lr * cfg.optim.potential_lr_scale == pytest.approx(critic_lr / 100)
+    assert (cfg.eval.episodes, cfg.eval.every) == (episodes, every)
+    assert (cfg.optim.steps, cfg.optim.tau, cfg.optim.policy_freq) == (1_000_000, 5e-3, 2)
+    assert cfg.loss.w == (12.0 if dataset_id == "antmaze-large-diverse-v2" else 8.0)
+    # a user override wins over the dataset file
+    assert make_cfg([f"dataset={dataset_id}", "loss.w=5"], config_name=recipe).loss.w == 5
+
+
+def test_resume_after_stop_is_bit_identical(tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    train(make_cfg(tiny(full, steps=40, **{"eval.every": 20})))
+    stopped = train(make_cfg(tiny(cut, steps=40, **{"eval.every": 20, "checkpoint.stop_after": 25})))
+    assert stopped == {"stopped_at": 25}
+    train(make_cfg(tiny(cut, steps=40, **{"eval.every": 20, "resume": "true"})))
+    _assert_same_run(full, cut)
+
+
+def _assert_same_run(a: Path, b: Path):
+    sa = torch.load(a / "checkpoint.pt", weights_only=False)
+    sb = torch.load(b / "checkpoint.pt", weights_only=False)
+    assert sa["step"] == sb["step"]
+    for k, v in sa["algorithm"]["loss"].items():
+        assert torch.equal(v, sb["algorithm"]["loss"][k]), k
+    for name, opt in sa["algorithm"]["optimizers"].items():
+        for pid, st in opt["state"].items():
+            for key, v in st.items():
+                assert torch.equal(v, sb["algorithm"]["optimizers"][name]["state"][pid][key]), (name, key)
+
+    def rows(path):
+        out = []
+        for line in (path / "metrics.jsonl").read_text().splitlines():
+            r = json.loads(line)
+            r.pop("train/steps_per_second", None)
+            out.append(r)
+        return out
+
+    assert rows(a) == rows(b)
+    ra, rb = (json.loads((p / "results.json").read_text())["final_eval"] for p in (a, b))
+    assert ra["returns"] == rb["returns"]
+
+
+def _recipe_cmd(run_dir, steps):
+    args = tiny(run_dir, steps=steps, **{"eval.every": steps, "checkpoint.every": 50, "resume": "auto"})
+    return [sys.executable, str(ROOT / "recipes" / "ppl_antmaze.py"), *args]
+
+
+def test_resume_after_a_real_kill_is_bit_identical(tmp_path):
+    """Kill a training process mid-way with SIGKILL; relaunching with resume=auto reproduces the full run."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    steps = 600
+    subprocess.run(_recipe_cmd(full, steps), check=True, env=env, capture_output=True, timeout=600)
+    proc = subprocess.Popen(_recipe_cmd(killed, steps), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        ckpt = killed / "checkpoint.pt"
+        if ckpt.exists():
+            try:
+                step = torch.load(ckpt, weights_only=False)["step"]
+            except Exception:  # being replaced right now; atomic writes mean the next read works
+                step = 0
+            if step >= 100:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "results.json").exists(), "the run finished before it could be killed; raise `steps`"
+    step_at_kill = torch.load(killed / "checkpoint.pt", weights_only=False)["step"]
+    assert 100 <= step_at_kill < steps
+    assert not list(killed.glob(".*tmp*")) or all(p.stat().st_size >= 0 for p in killed.glob(".*tmp*"))
+    subprocess.run(_recipe_cmd(killed, steps), check=True, env=env, capture_output=True, timeout=600)
+    _assert_same_run(full, killed)
+
+
+def test_bad_config_fails_before_training(tmp_path):
+    with pytest.raises(ValueError, match="loss.w must be >= 1"):
+        build_trainer(make_cfg(tiny(tmp_path, **{"loss.w": 0.5})))
+    with pytest.raises(ValueError, match="loss.actor_bc_coef must be >= 0"):
+        build_trainer(make_cfg(tiny(tmp_path, **{"loss.actor_bc_coef": -1})))
+    with pytest.raises(KeyError, match="Did you mean 'antmaze-umaze-v2'"):
+        build_trainer(make_cfg(tiny(tmp_path, **{"dataset.id": "antmaze-umaze-v3"})))
+    with pytest.raises(FileNotFoundError, match="dataset.path"):
+        build_trainer(make_cfg(tiny(tmp_path, **{"dataset.path": str(tmp_path / "missing.hdf5")})))
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_refuses_to_overwrite_a_run_without_resume(tmp_path):
+    train(make_cfg(tiny(tmp_path, steps=10)))
+    with pytest.raises(FileExistsError, match="resume=true"):
+        build_trainer(make_cfg(tiny(tmp_path, steps=10)))
+
+
+def test_onestep_recipe_reuses_finished_phases(tmp_path):
+    budget = ["optim.bc_steps=5", "optim.qbeta_steps=5", "optim.policy_steps=5", "model.hidden_dim=16",
+              "eval.episodes=1", "eval.num_envs=1", "logger.progress=false", f"dataset={DATASET}",
+              f"run_dir={tmp_path}"]
+    cmd = [sys.executable, str(ROOT / "recipes" / "ppl_onestep.py"), *budget]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert {p.name for p in tmp_path.glob("phase_*.pt")} == {"phase_bc.pt", "phase_qbeta.pt", "phase_policy.pt"}
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout.count("reused") == 3
+    assert json.loads((tmp_path / "results.json").read_text())["final_eval"]["num_episodes"] == 1
+
+
+def test_evaluate_recipe_scores_a_checkpoint(tmp_path):
+    results = train(make_cfg(tiny(tmp_path / "run", steps=10)))
+    out = tmp_path / "eval.json"
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "evaluate.py"), f"checkpoint={tmp_path / 'run' / 'checkpoint.pt'}",
+         "episodes=1", "num_envs=1", "seed=42", f"output={out}"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(out.read_text())["final_eval"]["returns"] == list(results["final_eval"]["returns"])
