@@ -1,0 +1,25 @@
+"""The README's snippet runs as written, and .ci/run runs exactly the README's test command."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_loss_snippet_runs_as_written():
+    section = README.split("## The loss in a TorchRL pipeline", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    losses = namespace["losses"]
+    assert {"loss_qvalue", "loss_actor", "loss_potential"} <= set(losses.keys())
+    assert all(losses[k].isfinite() for k in ("loss_qvalue", "loss_actor", "loss_potential"))
+
+
+def test_ci_runs_the_readme_test_command():
+    commands = re.search(r"```bash\n(.*?)```", README, re.S).group(1).splitlines()
+    test_command = commands[commands.index(next(c for c in commands if c.startswith("# tests"))) + 1]
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
+    assert ci[-1] == test_command
