@@ -138,7 +138,7 @@ def _make_rebrac_family(name, lc, m, o, obs_dim, act_dim, device) -> Algorithm:
         "actor": _adam(loss.actor_network_params.values(True, True), o.actor_lr),
         "critic": _adam(loss.qvalue_network_params.values(True, True), o.critic_lr),
     }
-    use_potential = name == "ppl" and lc.get("use_potential", True)
+    use_potential = name == "ppl"
     if use_potential:
         opts["potential"] = _adam(loss.potential_network_params.values(True, True), o.critic_lr * o.potential_lr_scale)
 
