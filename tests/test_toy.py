@@ -1,0 +1,73 @@
+"""The paper's toy experiment: the problem against hand-computed values, and the qualitative claim."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ppl_torchrl import keys
+from ppl_torchrl.toy import (
+    CurveSpec, ToyConfig, make_toy_dataset, make_toy_problem, metrics_markdown, optimal_path, returns_to_go,
+    run_toy, stitched_behaviour, toy_metrics, toy_reward, write_text_atomic,
+)
+
+
+def test_problem_reward_and_dataset_against_hand_computed_values():
+    cfg = ToyConfig(num_states=3, x_start=-1.0, x_end=0.0, target_y=-0.5,
+                    curves=(CurveSpec(1.0, 1.0, 1.0), CurveSpec(0.2, 1.0, 1.0)))
+    problem = make_toy_problem(cfg)
+    torch.testing.assert_close(problem.xs, torch.tensor([-1.0, -0.5, 0.0], dtype=torch.float64))
+    # bump 4u(1-u) * height: u = 0, 0.5, 1 -> 0, height, 0
+    torch.testing.assert_close(problem.curves, torch.tensor([[-0.5, 0.5, -0.5], [-0.5, -0.3, -0.5]],
+                                                            dtype=torch.float64))
+    assert toy_reward(torch.tensor(-0.3), torch.tensor(-0.1), (0.0, -0.5)).item() == pytest.approx(-0.5)
+    data = make_toy_dataset(problem)
+    assert data.batch_size == torch.Size([6])
+    r = data[keys.REWARD].squeeze(-1)
+    expected = [-1.0, -math.sqrt(0.25 + 1.0), 0.0, -1.0, -math.sqrt(0.25 + 0.04), 0.0]
+    torch.testing.assert_close(r, torch.tensor(expected), rtol=1e-6, atol=1e-6)
+    # SARSA next action = same curve's next action; only the last state terminates
+    torch.testing.assert_close(data[keys.NEXT_ACTION].squeeze(-1)[:2], torch.tensor([0.5, -0.5]))
+    assert data[keys.TERMINATED].squeeze(-1).tolist() == [False, False, True] * 2
+    # exact Q^beta at the data (gamma 0.5) and beta*: curve 2 is better at the middle state only
+    g = returns_to_go(torch.tensor([[-1.0, -2.0, 0.0]]), 0.5)
+    torch.testing.assert_close(g, torch.tensor([[-2.0, -2.0, 0.0]]))
+    path, index = stitched_behaviour(problem, gamma=0.5)
+    assert index[1].item() == 1 and index[0].item() == 1  # G_2(0) = -1 + 0.5 * -0.539 > G_1(0) = -1 + 0.5 * -1.118
+    torch.testing.assert_close(path, torch.tensor([-0.5, -0.3, -0.5], dtype=torch.float64))
+    torch.testing.assert_close(optimal_path(problem), torch.full((3,), -0.5, dtype=torch.float64))
+
+
+def test_bad_inputs_raise_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="tanh"):
+        make_toy_problem(ToyConfig(curves=(CurveSpec(2.0, 1.0, 1.0),)))
+    with pytest.raises(ValueError, match="gamma"):
+        ToyConfig(gamma=1.0)
+    with pytest.raises(ValueError, match="Unknown toy settings"):
+        ToyConfig.from_mapping({"gama": 0.9})
+    with pytest.raises(ValueError, match="rise and fall"):
+        CurveSpec(1.0, 0.0, 1.0)
+    out = write_text_atomic(tmp_path / "sub" / "m.md", "x")
+    assert out.read_text() == "x" and not [p for p in out.parent.iterdir() if p.name.startswith(".")]
+
+
+@pytest.fixture
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ppl_path_closer_to_stitched_behaviour_than_baseline(seed, one_thread):
+    """The paper's claim at reduced steps (800 critic, 2000 policy steps; paper settings otherwise, f with
+    2 hidden layers): PPL follows the best stitched behaviour beta* more closely than the TD3+BC-like beta."""
+    cfg = ToyConfig(seed=seed, critic_steps=800, policy_steps=2000)
+    rows = {r["key"]: r for r in toy_metrics(run_toy(cfg, progress=False))}
+    assert rows["ppl"]["gap_stitched"] < rows["baseline"]["gap_stitched"], rows
+    assert rows["stitched"]["gap_stitched"] == 0.0
+    assert rows["optimal"]["return"] == pytest.approx(max(r["return"] for r in rows.values()))
+    table = metrics_markdown(rows.values())
+    assert table.count("\n") == len(rows) + 2 and "PPL pi (w = 8)" in table
