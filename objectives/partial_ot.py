@@ -74,6 +74,12 @@ class _PotentialMixin:
     def _detached_potential_params(self):
         return self.potential_network_params.detach()
 
+    def _add_potential_loss(self, out: TensorDictBase, tensordict: TensorDictBase) -> TensorDictBase:
+        loss_potential, metadata = self.potential_loss(tensordict)
+        out.set("loss_potential", loss_potential)
+        out.update(metadata)
+        return out
+
     def _potential_loss_from_actions(self, tensordict, policy_action) -> tuple[torch.Tensor, dict]:
         # f-step of eq. 12 with f <= 0: minimise mean f(s, pi(s)) - w mean f(s, a).
         f_policy = self._potential(tensordict, policy_action.detach(), self.potential_network_params)
@@ -168,11 +174,7 @@ class PartialOTLoss(_PotentialMixin, ReBRACLoss):
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """``loss_qvalue``, ``loss_actor``, ``loss_potential`` and detached diagnostics for one batch."""
-        out = super().forward(tensordict)
-        loss_potential, metadata = self.potential_loss(tensordict)
-        out.set("loss_potential", loss_potential)
-        out.update(metadata)
-        return out
+        return self._add_potential_loss(super().forward(tensordict), tensordict)
 
 
 class PartialOTCQLLoss(_PotentialMixin, CQLLoss):
@@ -256,11 +258,8 @@ class PartialOTCQLLoss(_PotentialMixin, CQLLoss):
 
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        out = super().forward(tensordict)
-        loss_potential, metadata = self.potential_loss(tensordict)
-        out.set("loss_potential", loss_potential)
-        out.update(metadata)
-        return out
+        """All of CQLLoss's terms plus ``loss_potential`` and the potential diagnostics."""
+        return self._add_potential_loss(super().forward(tensordict), tensordict)
 
 
 __all__ = ["PartialOTLoss", "PartialOTCQLLoss"]
