@@ -252,10 +252,16 @@ def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
         auto_scale, auto_bias = reward_scale_bias(eval_id or "", cfg.loss.reward_family)
         scale = auto_scale if scale is None else scale
         bias = auto_bias if bias is None else bias
-    buffer = make_offline_replay_buffer(
-        data_source, batch_size=int(cfg.optim.batch_size), reward_scale=float(scale), reward_bias=float(bias),
-        normalize_states=bool(cfg.dataset.normalize_states), seed=int(cfg.seed), progress=cfg.logger.progress,
-    )
+    try:
+        buffer = make_offline_replay_buffer(
+            data_source, batch_size=int(cfg.optim.batch_size), reward_scale=float(scale), reward_bias=float(bias),
+            normalize_states=bool(cfg.dataset.normalize_states), seed=int(cfg.seed), progress=cfg.logger.progress,
+        )
+    except (OSError, RuntimeError) as err:
+        raise type(err)(
+            f"{err}\nIn a recipe: dataset.path=/path/to/<file>.hdf5 trains on a local D4RL-format file of "
+            f"dataset.id, or dataset.id=<minari id> dataset.eval_id=<registered id> on a local Minari dataset."
+        ) from err
     stats = buffer.dataset_stats
     algorithm = make_algorithm(cfg, stats.obs_dim, stats.act_dim, device)
     evaluate = None
