@@ -245,6 +245,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
     run_dir = Path(run_dir or cfg.run_dir)
     resume = resume_mode(cfg, run_dir)
     device = resolve_device(cfg.device)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     seed_everything(int(cfg.seed))
     data_source, eval_id = resolve_training_data(cfg.dataset)
     scale, bias = cfg.dataset.get("reward_scale"), cfg.dataset.get("reward_bias")
