@@ -118,16 +118,21 @@ def make_algorithm(cfg, obs_dim: int, act_dim: int, device: torch.device | str =
 
 
 def _make_rebrac_family(name, lc, m, o, obs_dim, act_dim, device) -> Algorithm:
-    actor = make_actor(obs_dim, act_dim, hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device)
+    # model.fast_linear: GEMMs of the networks on the fastest measured CPU backend (ppl_torchrl.fast).
+    fast_linear = bool(m.get("fast_linear", False))
+    actor = make_actor(obs_dim, act_dim, hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device,
+                       fast_linear=fast_linear)
     qvalue = make_qvalue_ensemble(obs_dim, act_dim, num_qvalue_nets=m.num_qvalue_nets,
-                                  hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device)
+                                  hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device,
+                                  fast_linear=fast_linear)
     common = dict(
         actor_bc_coef=lc.actor_bc_coef, critic_bc_coef=lc.critic_bc_coef, policy_noise=lc.policy_noise,
         noise_clip=lc.noise_clip, normalize_q=lc.normalize_q, critic_next_action=lc.get("critic_next_action", "policy"),
         validate_inputs=lc.get("validate_inputs", True),
     )
     if name == "ppl":
-        potential = make_potential(obs_dim, act_dim, hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device)
+        potential = make_potential(obs_dim, act_dim, hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device,
+                                   fast_linear=fast_linear)
         loss = PartialOTLoss(actor, qvalue, potential, w=lc.w,
                              potential_uses_target_actor=lc.potential_uses_target_actor, **common)
     else:
@@ -160,7 +165,13 @@ def _make_rebrac_family(name, lc, m, o, obs_dim, act_dim, device) -> Algorithm:
                 out.update(loss_potential=loss_f.detach(), **md_f)
         return TensorDict(out)
 
-    return Algorithm(name, loss, opts, actor, update, updater)
+    algorithm = Algorithm(name, loss, opts, actor, update, updater)
+    if lc.get("fused_update", False):
+        # Same math, schedule, RNG stream, parameters and optimizers on plain tensors (ppl_torchrl.fast).
+        from ppl_torchrl.fast import apply_to
+
+        apply_to(algorithm, tau=o.tau, policy_freq=o.policy_freq)
+    return algorithm
 
 
 def _make_cql_family(name, lc, m, o, obs_dim, act_dim, device) -> Algorithm:

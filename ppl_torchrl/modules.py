@@ -56,6 +56,22 @@ def _init_uniform_(weight: torch.Tensor, bias: torch.Tensor, bound: float) -> No
         bias.uniform_(-bound, bound)
 
 
+def _linear_class(fast: bool) -> type:
+    if not fast:
+        return nn.Linear
+    from ppl_torchrl.fast import FastLinear  # lazy: fast.py imports this module
+
+    return FastLinear
+
+
+def _ensemble_linear_class(fast: bool) -> type:
+    if not fast:
+        return EnsembleLinear
+    from ppl_torchrl.fast import FastEnsembleLinear
+
+    return FastEnsembleLinear
+
+
 def mlp(
     in_dim: int,
     out_dim: int,
@@ -65,19 +81,25 @@ def mlp(
     layer_norm: bool = False,
     last_layer_bound: float = 3e-3,
     layer_norm_eps: float = 1e-6,
+    fast_linear: bool = False,
 ) -> nn.Sequential:
-    """``num_hidden`` x (Linear, ReLU[, LayerNorm]) then a Linear, with the authors' init."""
+    """``num_hidden`` x (Linear, ReLU[, LayerNorm]) then a Linear, with the authors' init.
+
+    ``fast_linear=True`` uses :class:`ppl_torchrl.fast.FastLinear` (same parameters and math, GEMMs on the
+    fastest measured CPU backend) instead of ``nn.Linear``.
+    """
+    linear = _linear_class(fast_linear)
     layers: list[nn.Module] = []
     d = in_dim
     for _ in range(num_hidden):
-        lin = nn.Linear(d, hidden_dim)
+        lin = linear(d, hidden_dim)
         _init_hidden_(lin.weight, lin.bias, d)
         layers += [lin, nn.ReLU()]
         if layer_norm:
             # Flax's LayerNorm epsilon (the authors' critics), not torch's 1e-5.
             layers.append(nn.LayerNorm(hidden_dim, eps=layer_norm_eps))
         d = hidden_dim
-    last = nn.Linear(d, out_dim)
+    last = linear(d, out_dim)
     _init_uniform_(last.weight, last.bias, last_layer_bound)
     layers.append(last)
     return nn.Sequential(*layers)
@@ -86,11 +108,12 @@ def mlp(
 class DeterministicActor(nn.Module):
     """``pi(s) = tanh(MLP(s))``: the deterministic ReBRAC/PPL policy."""
 
-    def __init__(self, obs_dim: int, action_dim: int, *, hidden_dim=256, num_hidden=3, layer_norm=False):
+    def __init__(self, obs_dim: int, action_dim: int, *, hidden_dim=256, num_hidden=3, layer_norm=False,
+                 fast_linear: bool = False):
         super().__init__()
         self.net = mlp(
             obs_dim, action_dim, hidden_dim=hidden_dim, num_hidden=num_hidden,
-            layer_norm=layer_norm, last_layer_bound=1e-3,
+            layer_norm=layer_norm, last_layer_bound=1e-3, fast_linear=fast_linear,
         )
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
@@ -137,22 +160,23 @@ class QValueEnsemble(nn.Module):
 
     def __init__(
         self, obs_dim: int, action_dim: int, *, num_qvalue_nets: int = 2, hidden_dim: int = 256,
-        num_hidden: int = 3, layer_norm: bool = True, layer_norm_eps: float = 1e-6,
+        num_hidden: int = 3, layer_norm: bool = True, layer_norm_eps: float = 1e-6, fast_linear: bool = False,
     ):
         super().__init__()
         if num_qvalue_nets < 1:
             raise ValueError(f"num_qvalue_nets must be >= 1, got {num_qvalue_nets}.")
         self.num_qvalue_nets = num_qvalue_nets
+        linear = _ensemble_linear_class(fast_linear)
         layers: list[nn.Module] = []
         d = obs_dim + action_dim
         for _ in range(num_hidden):
-            lin = EnsembleLinear(num_qvalue_nets, d, hidden_dim)
+            lin = linear(num_qvalue_nets, d, hidden_dim)
             _init_hidden_(lin.weight, lin.bias, d)
             layers += [lin, nn.ReLU()]
             if layer_norm:
                 layers.append(EnsembleLayerNorm(num_qvalue_nets, hidden_dim, layer_norm_eps))
             d = hidden_dim
-        last = EnsembleLinear(num_qvalue_nets, d, 1)
+        last = linear(num_qvalue_nets, d, 1)
         _init_uniform_(last.weight, last.bias, 3e-3)
         layers.append(last)
         self.net = nn.Sequential(*layers)
@@ -167,10 +191,12 @@ class QValueEnsemble(nn.Module):
 class Potential(nn.Module):
     """The PPL potential ``f(s, a) = -|g(s, a)|`` (always <= 0, the authors' sign; see PartialOTLoss)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, *, hidden_dim=256, num_hidden=3, layer_norm=False):
+    def __init__(self, obs_dim: int, action_dim: int, *, hidden_dim=256, num_hidden=3, layer_norm=False,
+                 fast_linear: bool = False):
         super().__init__()
         self.net = mlp(
-            obs_dim + action_dim, 1, hidden_dim=hidden_dim, num_hidden=num_hidden, layer_norm=layer_norm
+            obs_dim + action_dim, 1, hidden_dim=hidden_dim, num_hidden=num_hidden, layer_norm=layer_norm,
+            fast_linear=fast_linear,
         )
 
     def forward(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -180,11 +206,12 @@ class Potential(nn.Module):
 def make_actor(
     observation_spec, action_spec, *, hidden_dim: int = 256, num_hidden: int = 3,
     layer_norm: bool = False, in_key=keys.OBSERVATION, out_key=keys.ACTION, device=None,
+    fast_linear: bool = False,
 ) -> TensorDictModule:
     """Deterministic tanh actor (3x256 ReLU, no LayerNorm by default) reading ``in_key``."""
     net = DeterministicActor(
         _dim(observation_spec), _dim(action_spec), hidden_dim=hidden_dim,
-        num_hidden=num_hidden, layer_norm=layer_norm,
+        num_hidden=num_hidden, layer_norm=layer_norm, fast_linear=fast_linear,
     )
     return TensorDictModule(net.to(device), in_keys=[in_key], out_keys=[out_key])
 
@@ -192,12 +219,12 @@ def make_actor(
 def make_qvalue_ensemble(
     observation_spec, action_spec, *, num_qvalue_nets: int = 2, hidden_dim: int = 256,
     num_hidden: int = 3, layer_norm: bool = True, in_keys: Sequence = (keys.OBSERVATION, keys.ACTION),
-    out_key=STATE_ACTION_VALUE, device=None,
+    out_key=STATE_ACTION_VALUE, device=None, fast_linear: bool = False,
 ) -> TensorDictModule:
     """Ensemble of ``num_qvalue_nets`` LayerNorm critics writing ``[*B, num_qvalue_nets]`` values."""
     net = QValueEnsemble(
         _dim(observation_spec), _dim(action_spec), num_qvalue_nets=num_qvalue_nets,
-        hidden_dim=hidden_dim, num_hidden=num_hidden, layer_norm=layer_norm,
+        hidden_dim=hidden_dim, num_hidden=num_hidden, layer_norm=layer_norm, fast_linear=fast_linear,
     )
     return TensorDictModule(net.to(device), in_keys=list(in_keys), out_keys=[out_key])
 
@@ -205,11 +232,11 @@ def make_qvalue_ensemble(
 def make_potential(
     observation_spec, action_spec, *, hidden_dim: int = 256, num_hidden: int = 3,
     layer_norm: bool = False, in_keys: Sequence = (keys.OBSERVATION, keys.ACTION),
-    out_key=POTENTIAL, device=None,
+    out_key=POTENTIAL, device=None, fast_linear: bool = False,
 ) -> TensorDictModule:
     """Potential ``f(s, a) = -|MLP(s, a)|`` (3x256 ReLU, no LayerNorm) writing ``[*B, 1]``."""
     net = Potential(
         _dim(observation_spec), _dim(action_spec), hidden_dim=hidden_dim,
-        num_hidden=num_hidden, layer_norm=layer_norm,
+        num_hidden=num_hidden, layer_norm=layer_norm, fast_linear=fast_linear,
     )
     return TensorDictModule(net.to(device), in_keys=list(in_keys), out_keys=[out_key])

@@ -33,8 +33,12 @@ def compose_variant(*overrides: str) -> DictConfig:
     from hydra import compose
     from hydra.core.hydra_config import HydraConfig
 
+    from omegaconf import OmegaConf
+
     hydra_cfg = HydraConfig.get()
-    return compose(config_name=hydra_cfg.job.config_name, overrides=[*hydra_cfg.overrides.task, *overrides])
+    # unresolved: an override such as run_dir=out/${loss.name} must follow the new loss
+    task = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)
+    return compose(config_name=hydra_cfg.job.config_name, overrides=[*task, *overrides])
 
 
 def format_scores(results: list[dict]) -> str:

@@ -202,3 +202,19 @@ def test_evaluate_recipe_scores_a_checkpoint(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(out.read_text())["final_eval"]["returns"] == list(results["final_eval"]["returns"])
+
+
+def test_quickstart_command_prints_a_score_table(tmp_path):
+    """The README's main job (recipes/quickstart.py), with its budget cut for CI."""
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "quickstart.py"), "optim.steps=60", "eval.every=60",
+         "eval.episodes=2", "eval.num_envs=2", "model.hidden_dim=32", "logger.progress=false",
+         f"run_dir={tmp_path}/${{loss.name}}"],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = res.stdout.split("Final evaluation (deterministic actor):", 1)[1]
+    rows = [line for line in table.splitlines() if line.startswith("| ppl ") or line.startswith("| rebrac ")]
+    assert len(rows) == 2 and all(f"| {DATASET} | 0 | 60 |" in r for r in rows), table
+    for name in ("ppl", "rebrac"):
+        assert json.loads((tmp_path / name / "results.json").read_text())["steps"] == 60

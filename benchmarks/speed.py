@@ -1,0 +1,513 @@
+"""Gradient steps per second of PPL^R / ReBRAC, against a plain PyTorch loop, JAX and the GEMM limit.
+
+    python benchmarks/speed.py --shape both --steps 200 --json speed.json
+
+Measures, in one run and interleaved (round-robin over variants, so a noisy machine slows all alike):
+
+* ``ppl`` / ``rebrac``: ``make_algorithm(...).update`` as the trainer runs it (TorchRL loss modules,
+  TensorDict batches, input validation on) plus a real TorchRL replay-buffer sample per step;
+* ``ppl_fast`` / ``rebrac_fast``: the same algorithm with ``ppl_torchrl.fast.apply_to`` (fused update,
+  GEMMs on the fastest measured backend), same buffer sample per step;
+* ``plain``: PPL^R written directly in PyTorch here (nn.Linear, batched critics, torch.optim.Adam with
+  its defaults, in-memory tensors indexed with torch.randint): the reference a user would write;
+* ``jax``: the same PPL^R update in the authors' style (jit, ``lax.fori_loop`` over ``--steps`` updates,
+  vmapped critic ensemble, ``lax.cond`` on delayed steps, sampling inside the loop), if jax imports;
+* ``sample``: the replay-buffer ``sample()`` alone;
+* the GEMM limit: fp32 throughput of a 1024x256 @ 256x256 product through torch's default GEMM and
+  oneDNN; ``limit`` is the best of them, and ``steps/s at limit = limit / FLOPs per update``.
+
+FLOPs per update are counted analytically from the layer shapes (GEMMs only; see :func:`update_flops`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+os.environ.setdefault("RL_WARNINGS", "False")
+
+SHAPES = {"antmaze": (29, 8, 256), "mujoco": (17, 6, 1024)}
+HIDDEN, DEPTH, NUM_Q = 256, 3, 2
+HP = dict(actor_lr=3e-4, critic_lr=5e-5, potential_lr_scale=0.01, tau=5e-3, policy_freq=2, gamma=0.99,
+          actor_bc_coef=1e-3, critic_bc_coef=5e-4, w=8.0, policy_noise=0.2, noise_clip=0.5)
+
+
+# ------------------------------------------------------------------------------------------ FLOPs
+def update_flops(obs: int, act: int, batch: int, *, hidden=HIDDEN, depth=DEPTH, num_q=NUM_Q,
+                 policy_freq=2, potential=True) -> float:
+    """GEMM FLOPs of one update, averaged over the ``policy_freq`` schedule (2 FLOPs per MAC).
+
+    With ``L(net)`` the sum of ``in*out`` over a network's linear layers and ``L1`` its first layer's,
+    per batch row (MACs):
+      critic step    = A + N*(3C - C1)       (target actor fwd; target critics fwd; critics fwd; critics bwd:
+                                             weight grads + input grads except the first layer's)
+      actor step     = 3A - A1 + 2NC + 2P    (actor fwd+bwd; critics and f fwd + input-grad bwd, frozen weights)
+      potential step = A + 6P - 2P1          (target actor fwd; f on 2 action batches fwd + bwd)
+    update = critic + (actor + potential) / policy_freq, times 2 * batch. Elementwise work is left out.
+    """
+    def layers(i, o):
+        dims = [i] + [hidden] * depth + [o]
+        return sum(a * b for a, b in zip(dims[:-1], dims[1:])), dims[0] * dims[1]
+    a, a1 = layers(obs, act)
+    c, c1 = layers(obs + act, 1)
+    p, p1 = (c, c1) if potential else (0, 0)
+    critic = a + num_q * (3 * c - c1)
+    actor = 3 * a - a1 + 2 * num_q * c + 2 * p
+    pot = a + 6 * p - 2 * p1 if potential else 0
+    return 2.0 * batch * (critic + (actor + pot) / policy_freq)
+
+
+# ------------------------------------------------------------------------------------------ data
+def make_dataset(folder: Path, obs: int, act: int, n: int, seed: int = 0) -> Path:
+    """A D4RL-format HDF5 file of ``n`` random transitions (episodes of 1000 steps)."""
+    from ppl_torchrl.data import write_d4rl_hdf5
+
+    rng = np.random.default_rng(seed)
+    timeouts = np.zeros(n, bool)
+    timeouts[999::1000] = True
+    data = {
+        "observations": rng.standard_normal((n, obs)).astype(np.float32),
+        "actions": rng.uniform(-1, 1, (n, act)).astype(np.float32),
+        "rewards": rng.standard_normal(n).astype(np.float32),
+        "terminals": rng.random(n) < 0.01,
+        "timeouts": timeouts,
+    }
+    return write_d4rl_hdf5(folder / f"random_{obs}_{act}.hdf5", data)
+
+
+def make_buffer(path: Path, batch: int, root: Path, device):
+    from ppl_torchrl.data import make_offline_replay_buffer
+
+    return make_offline_replay_buffer(path, batch_size=batch, seed=0, root=root, progress=False,
+                                      device=None if torch.device(device).type == "cpu" else device)
+
+
+def config(name: str):
+    loss = dict(name=name, actor_bc_coef=HP["actor_bc_coef"], critic_bc_coef=HP["critic_bc_coef"],
+                policy_noise=HP["policy_noise"], noise_clip=HP["noise_clip"], normalize_q=True,
+                critic_next_action="policy", validate_inputs=True)
+    if name == "ppl":
+        loss.update(w=HP["w"], potential_uses_target_actor=True, use_potential=True)
+    return OmegaConf.create(dict(
+        loss=loss, model=dict(hidden_dim=HIDDEN, num_hidden=DEPTH, num_qvalue_nets=NUM_Q),
+        optim={k: HP[k] for k in ("actor_lr", "critic_lr", "potential_lr_scale", "tau", "policy_freq", "gamma")}))
+
+
+# ------------------------------------------------------------------------------------------ ours
+def ours_runner(name: str, obs: int, act: int, buffer, device, fast: bool):
+    """``run(k)``: k updates of the library's algorithm, each on a fresh replay-buffer sample."""
+    from ppl_torchrl import fast as fastmod
+    from ppl_torchrl.algorithms import make_algorithm
+
+    alg = make_algorithm(config(name), obs, act, device=device)
+    if fast:
+        fastmod.apply_to(alg, tau=HP["tau"], policy_freq=HP["policy_freq"], metrics=False)
+    state = {"step": 0}
+
+    def run(k: int):
+        step = state["step"]
+        for i in range(k):
+            alg.update(buffer.sample(), step + i)
+        state["step"] = step + k
+    return run
+
+
+def sample_runner(buffer):
+    def run(k: int):
+        for _ in range(k):
+            buffer.sample()
+    return run
+
+
+# ------------------------------------------------------------------------------------------ plain PyTorch
+class _Ensemble(nn.Module):
+    """N critics with stacked weights (as CORL's PyTorch EDAC/SAC-N): batched matmuls."""
+
+    def __init__(self, n, i, h, depth):
+        super().__init__()
+        dims = [i] + [h] * depth + [1]
+        self.w = nn.ParameterList()
+        self.b = nn.ParameterList()
+        self.g = nn.ParameterList()
+        self.beta = nn.ParameterList()
+        for d_in, d_out in zip(dims[:-1], dims[1:]):
+            bound = 1 / math.sqrt(d_in) if d_out != 1 else 3e-3
+            self.w.append(nn.Parameter(torch.empty(n, d_in, d_out).uniform_(-bound, bound)))
+            self.b.append(nn.Parameter(torch.full((n, 1, d_out), 0.1) if d_out != 1 else torch.empty(n, 1, 1).uniform_(-3e-3, 3e-3)))
+            if d_out != 1:
+                self.g.append(nn.Parameter(torch.ones(n, 1, d_out)))
+                self.beta.append(nn.Parameter(torch.zeros(n, 1, d_out)))
+        self.n = n
+
+    def forward(self, s, a):
+        x = torch.cat([s, a], -1).unsqueeze(0).expand(self.n, -1, -1)
+        for j in range(len(self.w)):
+            x = torch.baddbmm(self.b[j], x, self.w[j])
+            if j < len(self.g):
+                x = nn.functional.layer_norm(torch.relu(x), x.shape[-1:], eps=1e-6) * self.g[j] + self.beta[j]
+        return x.squeeze(-1)  # [N, B]
+
+
+def _plain_mlp(i, o, h, depth, last_bound):
+    layers, d = [], i
+    for _ in range(depth):
+        lin = nn.Linear(d, h)
+        nn.init.uniform_(lin.weight, -1 / math.sqrt(d), 1 / math.sqrt(d))
+        nn.init.constant_(lin.bias, 0.1)
+        layers += [lin, nn.ReLU()]
+        d = h
+    last = nn.Linear(d, o)
+    nn.init.uniform_(last.weight, -last_bound, last_bound)
+    nn.init.uniform_(last.bias, -last_bound, last_bound)
+    return nn.Sequential(*layers, last)
+
+
+def plain_runner(obs: int, act: int, batch: int, data: dict, device):
+    """PPL^R in plain eager PyTorch, the loop a user would write without TorchRL."""
+    import copy
+
+    dev = torch.device(device)
+    actor = _plain_mlp(obs, act, HIDDEN, DEPTH, 1e-3).to(dev)
+    critic = _Ensemble(NUM_Q, obs + act, HIDDEN, DEPTH).to(dev)
+    pot = _plain_mlp(obs + act, 1, HIDDEN, DEPTH, 3e-3).to(dev)
+    actor_t, critic_t = copy.deepcopy(actor), copy.deepcopy(critic)
+    opt_a = torch.optim.Adam(actor.parameters(), lr=HP["actor_lr"])
+    opt_c = torch.optim.Adam(critic.parameters(), lr=HP["critic_lr"])
+    opt_f = torch.optim.Adam(pot.parameters(), lr=HP["critic_lr"] * HP["potential_lr_scale"])
+    tensors = {k: torch.as_tensor(v).to(dev) for k, v in data.items()}
+    n = tensors["obs"].shape[0]
+    tau, gamma = HP["tau"], HP["gamma"]
+    state = {"step": 0}
+
+    def f(s, a):
+        return -pot(torch.cat([s, a], -1)).abs().squeeze(-1)
+
+    def update(step):
+        idx = torch.randint(0, n, (batch,), device=dev)
+        s, a, r = tensors["obs"][idx], tensors["act"][idx], tensors["rew"][idx]
+        s2, a2, term = tensors["next_obs"][idx], tensors["next_act"][idx], tensors["term"][idx]
+        with torch.no_grad():
+            noise = (torch.randn_like(a2) * HP["policy_noise"]).clamp(-HP["noise_clip"], HP["noise_clip"])
+            na = (torch.tanh(actor_t(s2)) + noise).clamp(-1, 1)
+            nv = critic_t(s2, na).min(0).values - HP["critic_bc_coef"] * (na - a2).pow(2).sum(-1)
+            y = r + gamma * (1 - term) * nv
+        loss_c = (critic(s, a) - y).pow(2).mean(1).sum()
+        opt_c.zero_grad()
+        loss_c.backward()
+        opt_c.step()
+        if step % HP["policy_freq"] == 0:
+            pa = torch.tanh(actor(s))
+            q = critic(s, pa).min(0).values
+            lmbda = 1 / q.abs().mean().detach()
+            loss_a = (HP["actor_bc_coef"] * (pa - a).pow(2).sum(-1) - lmbda * q).mean() - f(s, pa).mean()
+            opt_a.zero_grad()
+            loss_a.backward()
+            with torch.no_grad():
+                for p, pt in zip(list(actor.parameters()) + list(critic.parameters()),
+                                 list(actor_t.parameters()) + list(critic_t.parameters())):
+                    pt.mul_(1 - tau).add_(tau * p)
+            opt_a.step()
+            with torch.no_grad():
+                pt_a = torch.tanh(actor_t(s))
+            loss_f = f(s, pt_a).mean() - HP["w"] * f(s, a).mean()
+            opt_f.zero_grad()
+            loss_f.backward()
+            opt_f.step()
+
+    def run(k: int):
+        step = state["step"]
+        for i in range(k):
+            update(step + i)
+        state["step"] = step + k
+    return run
+
+
+# ------------------------------------------------------------------------------------------ JAX
+def jax_runner(obs: int, act: int, batch: int, data: dict, k: int):
+    """PPL^R in JAX in the authors' style: ``run(k)`` = one jitted ``lax.fori_loop`` of ``k`` updates."""
+    import jax
+    import jax.numpy as jnp
+
+    def init_mlp(key, i, o, last_bound, ln):
+        dims = [i] + [HIDDEN] * DEPTH + [o]
+        params = []
+        for j, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+            key, k1, k2 = jax.random.split(key, 3)
+            last = j == len(dims) - 2
+            bound = last_bound if last else 1 / math.sqrt(d_in)
+            w = jax.random.uniform(k1, (d_in, d_out), minval=-bound, maxval=bound)
+            b = jax.random.uniform(k2, (d_out,), minval=-bound, maxval=bound) if last else jnp.full((d_out,), 0.1)
+            layer = {"w": w, "b": b}
+            if ln and not last:
+                layer.update(g=jnp.ones(d_out), beta=jnp.zeros(d_out))
+            params.append(layer)
+        return params
+
+    def apply_mlp(params, x):
+        for layer in params[:-1]:
+            x = jax.nn.relu(x @ layer["w"] + layer["b"])
+            if "g" in layer:
+                mu = x.mean(-1, keepdims=True)
+                var = ((x - mu) ** 2).mean(-1, keepdims=True)
+                x = (x - mu) * jax.lax.rsqrt(var + 1e-6) * layer["g"] + layer["beta"]
+        return x @ params[-1]["w"] + params[-1]["b"]
+
+    def pi(p, s):
+        return jnp.tanh(apply_mlp(p, s))
+
+    def q_ens(p, s, a):  # [N, B]
+        sa = jnp.concatenate([s, a], -1)
+        return jax.vmap(lambda pp: apply_mlp(pp, sa).squeeze(-1))(p)
+
+    def f_pot(p, s, a):
+        return -jnp.abs(apply_mlp(p, jnp.concatenate([s, a], -1))).squeeze(-1)
+
+    def adam_init(p):
+        z = jax.tree_util.tree_map(jnp.zeros_like, p)
+        return {"m": z, "v": z, "t": jnp.zeros((), jnp.int32)}
+
+    def adam(p, g, st, lr, b1=0.9, b2=0.999, eps=1e-8):
+        t = st["t"] + 1
+        m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, st["m"], g)
+        v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, st["v"], g)
+        c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+        p = jax.tree_util.tree_map(lambda p, m, v: p - lr * (m / c1) / (jnp.sqrt(v / c2) + eps), p, m, v)
+        return p, {"m": m, "v": v, "t": t}
+
+    key = jax.random.PRNGKey(0)
+    ka, kc, kf, key = jax.random.split(key, 4)
+    actor = init_mlp(ka, obs, act, 1e-3, False)
+    critic = jax.vmap(lambda kk: init_mlp(kk, obs + act, 1, 3e-3, True))(jax.random.split(kc, NUM_Q))
+    pot = init_mlp(kf, obs + act, 1, 3e-3, False)
+    state = {"actor": actor, "critic": critic, "pot": pot, "actor_t": actor, "critic_t": critic,
+             "oa": adam_init(actor), "oc": adam_init(critic), "of": adam_init(pot), "key": key}
+    d = {name: jnp.asarray(v) for name, v in data.items()}
+    n = d["obs"].shape[0]
+    tau, gamma = HP["tau"], HP["gamma"]
+
+    def body(i, st):
+        key, k_idx, k_noise = jax.random.split(st["key"], 3)
+        idx = jax.random.randint(k_idx, (batch,), 0, n)
+        s, a, r, s2, a2, term = (d[x][idx] for x in ("obs", "act", "rew", "next_obs", "next_act", "term"))
+
+        def critic_loss(cp):
+            noise = jnp.clip(jax.random.normal(k_noise, a2.shape) * HP["policy_noise"], -HP["noise_clip"], HP["noise_clip"])
+            na = jnp.clip(pi(st["actor_t"], s2) + noise, -1, 1)
+            nv = q_ens(st["critic_t"], s2, na).min(0) - HP["critic_bc_coef"] * ((na - a2) ** 2).sum(-1)
+            y = jax.lax.stop_gradient(r + gamma * (1 - term) * nv)
+            return ((q_ens(cp, s, a) - y) ** 2).mean(1).sum()
+
+        gc = jax.grad(critic_loss)(st["critic"])
+        critic, oc = adam(st["critic"], gc, st["oc"], HP["critic_lr"])
+        st = {**st, "critic": critic, "oc": oc, "key": key}
+
+        def delayed(st):
+            def actor_loss(ap):
+                pa = pi(ap, s)
+                q = q_ens(st["critic"], s, pa).min(0)
+                lmbda = jax.lax.stop_gradient(1 / jnp.abs(q).mean())
+                return (HP["actor_bc_coef"] * ((pa - a) ** 2).sum(-1) - lmbda * q).mean() - f_pot(st["pot"], s, pa).mean()
+
+            ga = jax.grad(actor_loss)(st["actor"])
+            actor_t = jax.tree_util.tree_map(lambda p, t: tau * p + (1 - tau) * t, st["actor"], st["actor_t"])
+            critic_t = jax.tree_util.tree_map(lambda p, t: tau * p + (1 - tau) * t, st["critic"], st["critic_t"])
+            actor, oa = adam(st["actor"], ga, st["oa"], HP["actor_lr"])
+            pt = pi(actor_t, s)
+
+            def pot_loss(fp):
+                return f_pot(fp, s, pt).mean() - HP["w"] * f_pot(fp, s, a).mean()
+
+            gf = jax.grad(pot_loss)(st["pot"])
+            pot, of = adam(st["pot"], gf, st["of"], HP["critic_lr"] * HP["potential_lr_scale"])
+            return {**st, "actor": actor, "oa": oa, "actor_t": actor_t, "critic_t": critic_t, "pot": pot, "of": of}
+
+        return jax.lax.cond(i % HP["policy_freq"] == 0, delayed, lambda st: st, st)
+
+    @jax.jit
+    def run_k(st):
+        return jax.lax.fori_loop(0, k, body, st)
+
+    box = {"state": state}
+
+    def run(kk: int):
+        if kk != k:
+            raise ValueError(f"the JAX runner is compiled for {k} updates per call")
+        box["state"] = run_k(box["state"])
+        jax.block_until_ready(box["state"])
+    return run
+
+
+# ------------------------------------------------------------------------------------------ GEMM
+def gemm_limits(device) -> dict:
+    from ppl_torchrl import fast
+
+    out = {"default": fast.measure_gemm("aten", 1024, 256, 256, device=device, min_time=0.1, repeats=7)}
+    if torch.device(device).type == "cpu" and fast.onednn_available():
+        out["onednn"] = fast.measure_gemm("onednn", 1024, 256, 256, device=device, min_time=0.1, repeats=7)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ driver
+def time_interleaved(runners: dict, steps: int, repeats: int, warmup: int, progress: bool,
+                     probes: dict | None = None) -> dict:
+    """Median steps/s of each runner; blocks of ``steps`` updates, round-robin across runners.
+
+    ``probes`` (name -> callable returning a number, e.g. GEMM GFLOP/s) run once per round too, so the
+    hardware limit is measured under the same load as the updates; their medians are returned as well.
+    """
+    from tqdm.auto import tqdm
+
+    probes = probes or {}
+    probed = {name: [] for name in probes}
+
+    for name, run in runners.items():
+        run(warmup)
+    times = {name: [] for name in runners}
+    bar = tqdm(total=repeats * len(runners), desc="timing", disable=not progress, leave=False)
+    for _ in range(repeats):
+        for name, run in runners.items():
+            t0 = time.perf_counter()
+            run(steps)
+            times[name].append(steps / (time.perf_counter() - t0))
+            bar.update()
+        for name, probe in probes.items():
+            probed[name].append(probe())
+    bar.close()
+    out = {name: {"steps_per_s": statistics.median(v), "all": [round(x, 2) for x in v]} for name, v in times.items()}
+    out.update({name: {"value": statistics.median(v), "all": [round(x, 1) for x in v]} for name, v in probed.items()})
+    return out
+
+
+def bench_shape(shape: str, args, tmp: Path) -> dict:
+    obs, act, batch = SHAPES[shape]
+    path = make_dataset(tmp, obs, act, args.dataset_size)
+    buffer = make_buffer(path, batch, tmp / "cache", args.device)
+    td = buffer._storage._storage  # the memmapped transitions, for the plain/JAX loops' own sampling
+    data = {
+        "obs": np.asarray(td["observation"]), "act": np.asarray(td["action"]),
+        "rew": np.asarray(td["next", "reward"]).reshape(-1), "next_obs": np.asarray(td["next", "observation"]),
+        "next_act": np.asarray(td["next", "action"]), "term": np.asarray(td["next", "terminated"]).reshape(-1).astype(np.float32),
+    }
+    runners = {
+        "ppl": ours_runner("ppl", obs, act, buffer, args.device, fast=False),
+        "ppl_fast": ours_runner("ppl", obs, act, buffer, args.device, fast=True),
+        "rebrac": ours_runner("rebrac", obs, act, buffer, args.device, fast=False),
+        "rebrac_fast": ours_runner("rebrac", obs, act, buffer, args.device, fast=True),
+        "plain": plain_runner(obs, act, batch, data, args.device),
+        "sample": sample_runner(buffer),
+    }
+    notes = []
+    if args.jax:
+        try:
+            import jax  # noqa: F401
+
+            runners["jax"] = jax_runner(obs, act, batch, data, args.steps)
+        except ImportError:
+            notes.append("jax not importable: JAX column skipped (pip install 'ppl-torchrl[bench]').")
+            print(notes[-1], file=sys.stderr)
+    from ppl_torchrl import fast
+
+    probes = {"gemm_default": lambda: fast.measure_gemm("aten", device=args.device, min_time=0.05, repeats=1)}
+    if torch.device(args.device).type == "cpu" and fast.onednn_available():
+        probes["gemm_onednn"] = lambda: fast.measure_gemm("onednn", device=args.device, min_time=0.05, repeats=1)
+    res = time_interleaved(runners, args.steps, args.repeats, args.steps, not args.no_progress, probes)
+    gemm = {name.split("_", 1)[1]: res.pop(name)["value"] for name in probes}
+    limit_gflops = max(gemm.values())
+    flops = {"ppl": update_flops(obs, act, batch), "rebrac": update_flops(obs, act, batch, potential=False)}
+    limit_steps = {k: limit_gflops * 1e9 / v for k, v in flops.items()}
+    return {"shape": dict(obs=obs, act=act, batch=batch), "results": res, "flops": flops,
+            "gemm_gflops": gemm, "limit_gflops": limit_gflops,
+            "steps_per_s_at_limit": limit_steps, "notes": notes}
+
+
+def table(report: dict) -> str:
+    lines = []
+    lim = report["gemm_gflops"]
+    lines.append("fp32 GEMM 1024x256@256x256 at start: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in lim.items())
+                 + "; the limit below is the median measured between the timed blocks of each shape")
+    hdr = f"{'shape':8} {'variant':12} {'steps/s':>8} {'/plain':>7} {'/jax':>6} {'/limit':>7} {'GFLOP/s':>8}"
+    lines.append(hdr)
+    lines.append("-" * len(hdr))
+    for shape, sr in report["shapes"].items():
+        res = sr["results"]
+        plain = res["plain"]["steps_per_s"]
+        jx = res.get("jax", {}).get("steps_per_s")
+        for name in ("ppl", "ppl_fast", "rebrac", "rebrac_fast", "plain", "jax", "sample"):
+            if name not in res:
+                continue
+            v = res[name]["steps_per_s"]
+            if name == "sample":
+                lines.append(f"{shape:8} {'buffer.sample':12} {v:8.0f}   ({1e3 / v:.3f} ms per sample)")
+                continue
+            kind = "rebrac" if name.startswith("rebrac") else "ppl"
+            gf = v * sr["flops"][kind] / 1e9
+            rj = f"{v / jx:6.2f}" if jx else f"{'-':>6}"
+            lines.append(f"{shape:8} {name:12} {v:8.1f} {v / plain:7.2f} {rj} {v / sr['steps_per_s_at_limit'][kind]:7.2f} {gf:8.0f}")
+        lines.append(f"{shape:8} GEMM (median between blocks): " + ", ".join(
+            f"{k} {v:.0f} GFLOP/s" for k, v in sr["gemm_gflops"].items()) + f" -> limit {sr['limit_gflops']:.0f}")
+        lines.append(f"{shape:8} FLOPs/update: ppl {sr['flops']['ppl'] / 1e9:.2f} G, rebrac {sr['flops']['rebrac'] / 1e9:.2f} G;"
+                     f" steps/s at limit: ppl {sr['steps_per_s_at_limit']['ppl']:.0f}, rebrac {sr['steps_per_s_at_limit']['rebrac']:.0f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=200, help="updates per timed block (and per JAX call)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed blocks per variant; the median is reported")
+    parser.add_argument("--shape", choices=["antmaze", "mujoco", "both"], default="both")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", type=Path, default=None, help="write the report here (atomically)")
+    parser.add_argument("--dataset-size", type=int, default=100_000, help="random transitions in the buffer")
+    parser.add_argument("--no-jax", dest="jax", action="store_false", help="skip the JAX column")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    if args.steps < 2 or args.repeats < 1:
+        parser.error("--steps must be >= 2 and --repeats >= 1")
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available here; use --device cpu")
+    from ppl_torchrl import fast
+
+    gemm = gemm_limits(args.device)
+    report = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "device": args.device,
+                    "gemm_plan": str(fast.gemm_plan(args.device))},
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "gemm_gflops": gemm, "shapes": {},
+    }
+    try:
+        import jax
+
+        report["machine"]["jax"] = jax.__version__
+    except ImportError:
+        pass
+    shapes = list(SHAPES) if args.shape == "both" else [args.shape]
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape in shapes:
+            report["shapes"][shape] = bench_shape(shape, args, Path(tmp))
+    report["gemm_gflops_end"] = gemm_limits(args.device)
+    text = table(report)
+    print(text)
+    report["table"] = text
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.json.with_name(f".{args.json.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(report, indent=2))
+        os.replace(tmp, args.json)
+    return report
+
+
+if __name__ == "__main__":
+    main()
