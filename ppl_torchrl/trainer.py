@@ -266,6 +266,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
         ) from err
     stats = buffer.dataset_stats
     algorithm = make_algorithm(cfg, stats.obs_dim, stats.act_dim, device)
+    if cfg.get("compile"):
+        # One graph per step parity (actor steps differ); compiling takes about a minute on a CPU.
+        algorithm.update = torch.compile(algorithm.update)
     evaluate = None
     if eval_id is not None and int(cfg.eval.episodes) > 0:
         evaluate = make_evaluator(cfg, eval_id, buffer.state_mean, buffer.state_std, device)
