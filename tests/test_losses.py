@@ -306,32 +306,35 @@ def test_rebrac_is_ppl_without_potential():
 
 
 # ---------------------------------------------------------------- the core claim
-class LinearQ(nn.Module):
-    """A fixed, known critic: Q(s, a) = a (the larger the action, the better)."""
+class PeakQ(nn.Module):
+    """A fixed, known critic peaking at a = 0.9, above every data mode: Q(s, a) = -(a - 0.9)^2."""
 
     def forward(self, observation, action):
-        return action.sum(-1, keepdim=True)
+        return -(action - 0.9).pow(2).sum(-1, keepdim=True)
 
 
-MODES = torch.tensor([-0.6, 0.0, 0.6])
+MODES = torch.tensor([-0.6, 0.0, 0.6])  # equally likely in every state; 0.6 is the best inside the data
+MODE_STD = 0.05
 
 
-def _train_actor(w, actor_bc_coef, steps=600, seed=0, use_potential=True):
-    """Bandit with 3 equally likely action modes per state; only actor (and f) are trained."""
+def _train_actor(w, actor_bc_coef, steps=1000, seed=0, use_potential=True):
+    """Bandit: only the actor (and f) are trained against the fixed critic, as in a one-step setting."""
     torch.manual_seed(seed)
     actor = make_actor(1, 1, hidden_dim=32, num_hidden=2)
-    qvalue = TensorDictModule(LinearQ(), in_keys=["observation", "action"], out_keys=["state_action_value"])
+    qvalue = TensorDictModule(PeakQ(), in_keys=["observation", "action"], out_keys=["state_action_value"])
     potential = make_potential(1, 1, hidden_dim=32, num_hidden=2)
     kwargs = dict(actor_bc_coef=actor_bc_coef, normalize_q=False, delay_actor=False, delay_qvalue=False)
     loss = (PartialOTLoss(actor, qvalue, potential, w=w, **kwargs) if use_potential
             else ReBRACLoss(actor, qvalue, **kwargs))
     opt_actor = torch.optim.Adam(loss.actor_network_params.values(True, True), lr=3e-3)
-    opt_f = torch.optim.Adam(loss.potential_network_params.values(True, True), lr=3e-3) if use_potential else None
+    # f learns slower than the actor (the authors use critic lr / 100); at the actor's lr some seeds
+    # let the policy escape before f has built the barrier.
+    opt_f = torch.optim.Adam(loss.potential_network_params.values(True, True), lr=1e-3) if use_potential else None
     g = torch.Generator().manual_seed(seed)
     n = 256
     for _ in range(steps):
         s = torch.rand(n, 1, generator=g) * 2 - 1
-        a = MODES[torch.randint(0, 3, (n,), generator=g)][:, None] + 0.02 * torch.randn(n, 1, generator=g)
+        a = MODES[torch.randint(0, 3, (n,), generator=g)][:, None] + MODE_STD * torch.randn(n, 1, generator=g)
         batch = TensorDict({"observation": s, "action": a}, [n])
         opt_actor.zero_grad()
         loss.actor_loss(batch)[0].backward()
@@ -345,17 +348,18 @@ def _train_actor(w, actor_bc_coef, steps=600, seed=0, use_potential=True):
         return actor(TensorDict({"observation": s}, [101]))["action"].squeeze(-1)
 
 
-def test_core_claim_partial_ot_selects_best_mode_inside_support():
-    """With Q(s, a) = a and data modes {-0.6, 0, 0.6}: PPL (w = 8, no BC) lands on the best mode 0.6,
-    inside the data; BC-regularised ReBRAC lands between modes (at mean + 1/(2 beta) = 0.4); and the
-    same actor without the potential leaves the support (tanh bound 1)."""
-    ppl = _train_actor(w=8.0, actor_bc_coef=0.0)
-    rebrac = _train_actor(w=1.0, actor_bc_coef=1.25, use_potential=False)
-    unconstrained = _train_actor(w=1.0, actor_bc_coef=0.0, use_potential=False, steps=300)
-    assert (ppl - 0.6).abs().mean() < 0.08, ppl
-    assert (rebrac - 0.4).abs().mean() < 0.08, rebrac  # the analytic ReBRAC optimum, between modes
-    assert (rebrac - 0.6).abs().mean() > 0.15
-    assert unconstrained.mean() > 0.9
+@pytest.mark.parametrize("seed", [0, 1])
+def test_core_claim_partial_ot_selects_best_mode_inside_support(seed):
+    """Q peaks at 0.9, outside the data (modes -0.6, 0, 0.6). PPL (w = 8, no BC term) lands on the best
+    mode inside the support (0.6, within 2 std of the mode); BC-regularised ReBRAC lands between modes
+    (analytic optimum (beta * mean(a) + 0.9) / (beta + 1) = 0.45 for beta = 1); the same actor without
+    the potential leaves the support (0.9)."""
+    ppl = _train_actor(w=8.0, actor_bc_coef=0.0, seed=seed)
+    rebrac = _train_actor(w=1.0, actor_bc_coef=1.0, seed=seed, use_potential=False)
+    unconstrained = _train_actor(w=1.0, actor_bc_coef=0.0, seed=seed, use_potential=False)
+    assert ((ppl - 0.6).abs() < 2 * MODE_STD).all(), ppl
+    assert ((rebrac - 0.45).abs() < 0.05).all(), rebrac
+    assert ((unconstrained - 0.9).abs() < 0.1).all() and (unconstrained > 0.6 + 3 * MODE_STD).all(), unconstrained
 
 
 # ---------------------------------------------------------------- PPL^CQL composition
