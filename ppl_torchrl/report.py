@@ -1,0 +1,293 @@
+"""Tables, verdicts and plots of the evidence grid (``benchmarks/evidence.py``).
+
+:mod:`ppl_torchrl.aggregate` turns a *paper* sweep into the paper's tables (beside the published
+numbers, grouped by suite). The evidence grid asks different questions of its runs, so it needs
+different views of the same ``results.json`` / ``metrics.jsonl`` files:
+
+* a results table with normalized score **and** success rate, mean ± std over seeds, per dataset;
+* a verdict per dataset: did PPL^R beat, match or lose to its base algorithm ReBRAC;
+* learning curves per dataset and a score-vs-w plot with ReBRAC (no potential) as a flat reference;
+* a Markdown section that can be replaced in place between markers, so re-running the script
+  rewrites the numbers in ``docs/evidence.md`` and leaves the hand-written text around them alone.
+
+Reading runs, the mean ± std convention (population std over seeds, ``ddof=0``), curve bands and
+atomic writes come from :mod:`ppl_torchrl.aggregate`; nothing is re-implemented here.
+"""
+from __future__ import annotations
+
+import io
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from ppl_torchrl.aggregate import Cell, RunResult, _atomic_write, read_curve, seed_band
+
+SCORE = "normalized_score_mean"
+SUCCESS = "success_rate"
+
+__all__ = [
+    "SCORE", "SUCCESS", "Group", "Verdict", "make_cell", "results_table", "compare", "verdict_table",
+    "ablation_table", "plot_learning_curves", "plot_w_ablation", "replace_section", "write_section",
+]
+
+
+# ------------------------------------------------------------------------------------------ groups
+@dataclass
+class Group:
+    """The runs of one method on one dataset (one per seed), under a display label.
+
+    ``method`` is the display label ("PPL^R (w=8)"), ``key`` the stable id used to find groups
+    ("ppl", "ppl@w=3", "rebrac"); ``w`` is set for the PPL runs of the ablation.
+    """
+
+    key: str
+    method: str
+    dataset: str
+    runs: list[RunResult]
+    w: float | None = None
+
+    def cell(self, metric: str) -> Cell:
+        return make_cell(self.runs, metric, method=self.method, dataset=self.dataset)
+
+    @property
+    def steps(self) -> list[int]:
+        return sorted({r.steps for r in self.runs})
+
+
+def make_cell(runs: Sequence[RunResult], metric: str, method: str = "", dataset: str = "") -> Cell:
+    """Mean ± std (population, ``ddof=0``, as :class:`ppl_torchrl.aggregate.Cell`) of ``metric`` over runs.
+
+    Raises ``ValueError`` if a run's final evaluation lacks a finite ``metric``: a table must not
+    silently average fewer seeds than it says.
+    """
+    values, seeds = [], []
+    for r in runs:
+        v = r.value(metric)
+        if v is None or math.isnan(v):
+            raise ValueError(f"{r.source or r.run_dir}: final_eval has no finite {metric!r}; "
+                             "was the run evaluated (eval.episodes > 0)?")
+        values.append(v)
+        seeds.append(r.seed)
+    return Cell(suite="", dataset=dataset, method=method, values=values, seeds=seeds,
+                run_dirs=[r.run_dir for r in runs if r.run_dir is not None])
+
+
+def _pm(cell: Cell | None, scale: float = 1.0, digits: int = 1) -> str:
+    if cell is None or not cell.values:
+        return "–"
+    return f"{scale * cell.mean:.{digits}f} ± {scale * cell.std:.{digits}f}"
+
+
+# ------------------------------------------------------------------------------------------ tables
+def results_table(groups: Sequence[Group]) -> str:
+    """Markdown: a row per (dataset, method) with normalized score and success rate (%), mean ± std."""
+    lines = ["| dataset | method | seeds | steps | normalized score | success rate (%) |",
+             "|---|---|---|---|---:|---:|"]
+    for g in groups:
+        if not g.runs:
+            lines.append(f"| {g.dataset} | {g.method} | 0 | – | – (no finished run) | – |")
+            continue
+        score, success = g.cell(SCORE), g.cell(SUCCESS)
+        seeds = ",".join(str(s) for s in score.seeds)
+        steps = "/".join(str(s) for s in g.steps)
+        lines.append(f"| {g.dataset} | {g.method} | {seeds} | {steps} | {_pm(score)} | {_pm(success, 100.0)} |")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """PPL^R against ReBRAC on one dataset (``diff`` = PPL mean − ReBRAC mean of the score)."""
+
+    dataset: str
+    ppl: Cell
+    base: Cell
+    diff: float
+    se: float
+    wins: int            # seeds (present in both) where PPL scored strictly higher
+    paired: int          # seeds present in both
+    outcome: str         # "beat" | "matched" | "lost"
+
+
+def _sample_var(values: Sequence[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    m = sum(values) / len(values)
+    return sum((v - m) ** 2 for v in values) / (len(values) - 1)
+
+
+def compare(ppl: Cell, base: Cell, dataset: str = "", z: float = 2.0) -> Verdict:
+    """Beat / matched / lost, by the difference of means against ``z`` standard errors.
+
+    The standard error of the difference is Welch's, ``sqrt(s1²/n1 + s2²/n2)`` with sample
+    variances (``ddof=1``). ``|diff| <= z·se`` is "matched": with 3 seeds, differences inside the
+    seed noise are not evidence either way. With zero spread on both sides any difference counts.
+    """
+    if not ppl.values or not base.values:
+        raise ValueError(f"{dataset}: cannot compare without runs on both sides "
+                         f"(PPL n={len(ppl.values)}, ReBRAC n={len(base.values)}).")
+    diff = ppl.mean - base.mean
+    se = math.sqrt(_sample_var(ppl.values) / len(ppl.values) + _sample_var(base.values) / len(base.values))
+    if abs(diff) <= z * se or diff == 0.0:
+        outcome = "matched"
+    else:
+        outcome = "beat" if diff > 0 else "lost"
+    ours, theirs = dict(zip(ppl.seeds, ppl.values)), dict(zip(base.seeds, base.values))
+    common = sorted(set(ours) & set(theirs))
+    wins = sum(ours[s] > theirs[s] for s in common)
+    return Verdict(dataset, ppl, base, diff, se, wins, len(common), outcome)
+
+
+def verdict_table(verdicts: Sequence[Verdict]) -> str:
+    """Markdown: per dataset, PPL^R vs ReBRAC scores, difference ± SE, seeds won, verdict."""
+    lines = ["| dataset | PPL^R | ReBRAC | PPL − ReBRAC (± SE) | seeds PPL higher | verdict |",
+             "|---|---:|---:|---:|---:|---|"]
+    for v in verdicts:
+        lines.append(f"| {v.dataset} | {_pm(v.ppl)} | {_pm(v.base)} | {v.diff:+.1f} ± {v.se:.1f} | "
+                     f"{v.wins}/{v.paired} | **{v.outcome}** |")
+    return "\n".join(lines) + "\n"
+
+
+def ablation_table(w_groups: Sequence[Group], reference: Group | None) -> str:
+    """Markdown: score and success per w, and the potential-free reference (ReBRAC) as the last row."""
+    lines = ["| w | seeds | normalized score | success rate (%) |", "|---|---|---:|---:|"]
+    for g in sorted(w_groups, key=lambda g: g.w if g.w is not None else math.inf):
+        if not g.runs:
+            lines.append(f"| {g.w:g} | 0 | – | – |")
+            continue
+        score, success = g.cell(SCORE), g.cell(SUCCESS)
+        lines.append(f"| {g.w:g} | {','.join(map(str, score.seeds))} | {_pm(score)} | {_pm(success, 100.0)} |")
+    if reference is not None and reference.runs:
+        score, success = reference.cell(SCORE), reference.cell(SUCCESS)
+        lines.append(f"| no potential (ReBRAC) | {','.join(map(str, score.seeds))} | {_pm(score)} | "
+                     f"{_pm(success, 100.0)} |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ plots
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path, dpi: int) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return _atomic_write(Path(path), buf.getvalue())
+
+
+def plot_learning_curves(groups_by_dataset: Mapping[str, Sequence[Group]], path: str | Path,
+                         key: str = f"eval/{SCORE}", ylabel: str = "normalized score", dpi: int = 80) -> Path:
+    """One panel per dataset, one line per method: mean over seeds with a ±std band (metrics.jsonl).
+
+    A method's curve uses the evaluation steps that every one of its seeds reached. Raises
+    ``ValueError`` when no run has a single point of ``key`` (nothing to draw).
+    """
+    plt = _pyplot()
+    datasets = list(groups_by_dataset)
+    cols = min(3, max(len(datasets), 1))
+    rows = math.ceil(len(datasets) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False)
+    drawn = 0
+    for ax, dataset in zip(axes.flat, datasets):
+        for g in groups_by_dataset[dataset]:
+            dirs = [r.run_dir for r in g.runs if r.run_dir is not None]
+            steps, mean, std = seed_band([read_curve(d, key) for d in dirs])
+            if not steps:
+                continue
+            line, = ax.plot(steps, mean, marker="o", markersize=3, label=f"{g.method} (n={len(dirs)})")
+            ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                            color=line.get_color(), alpha=0.15)
+            drawn += 1
+        ax.set_title(dataset, fontsize=9)
+        ax.set_xlabel("gradient step", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(datasets):]:
+        ax.set_visible(False)
+    if not drawn:
+        plt.close(fig)
+        raise ValueError(f"no run has any {key!r} row in its metrics.jsonl; nothing to plot.")
+    fig.suptitle("Learning curves: mean ± std over seeds", fontsize=10)
+    out = _save(fig, Path(path), dpi)
+    plt.close(fig)
+    return out
+
+
+def plot_w_ablation(w_groups: Sequence[Group], reference: Group | None, path: str | Path,
+                    metrics: Sequence[str] = (SCORE, SUCCESS), title: str = "", dpi: int = 80) -> Path:
+    """Final metric vs w (mean ± std, seeds as dots), one panel per metric, with ReBRAC as a flat line.
+
+    ReBRAC is PPL^R with the potential disabled and has no w: it is drawn as a horizontal line with
+    its ±std band across the whole w axis. Success rates are shown in percent.
+    """
+    plt = _pyplot()
+    groups = sorted([g for g in w_groups if g.runs and g.w is not None], key=lambda g: g.w)
+    if not groups:
+        raise ValueError("no finished PPL run with a w value; nothing to plot.")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.4), squeeze=False)
+    ws = [g.w for g in groups]
+    for ax, metric in zip(axes.flat, metrics):
+        scale = 100.0 if metric == SUCCESS else 1.0
+        cells = [g.cell(metric) for g in groups]
+        ax.errorbar(ws, [scale * c.mean for c in cells], yerr=[scale * c.std for c in cells], marker="o",
+                    capsize=4, label="PPL^R (mean ± std)")
+        for w, c in zip(ws, cells):
+            ax.scatter([w] * len(c.values), [scale * v for v in c.values], s=10, color="gray", alpha=0.6, zorder=3)
+        if reference is not None and reference.runs:
+            ref = reference.cell(metric)
+            lo, hi = min(ws) - 0.5, max(ws) + 0.5
+            ax.hlines(scale * ref.mean, lo, hi, colors="C3", linestyles="--",
+                      label="ReBRAC = potential disabled (no w; flat)")
+            ax.fill_between([lo, hi], [scale * (ref.mean - ref.std)] * 2, [scale * (ref.mean + ref.std)] * 2,
+                            color="C3", alpha=0.12)
+        ax.set_xticks(ws)
+        ax.set_xlabel("w (coefficient of unbalance)")
+        ax.set_ylabel("final " + ("success rate (%)" if metric == SUCCESS else "normalized score"))
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    out = _save(fig, Path(path), dpi)
+    plt.close(fig)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ Markdown
+def _markers(name: str) -> tuple[str, str]:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ValueError(f"section name {name!r} must be letters, digits, '_', '.' or '-'.")
+    return f"<!-- {name}:begin (generated; edits here are overwritten) -->", f"<!-- {name}:end -->"
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    """``text`` with the part between ``name``'s markers replaced by ``body`` (appended if absent).
+
+    Raises ``ValueError`` if only one marker is present or they are out of order: a half-edited
+    document is not silently truncated.
+    """
+    begin, end = _markers(name)
+    i, j = text.find(begin), text.find(end)
+    block = f"{begin}\n{body.rstrip()}\n{end}"
+    if i < 0 and j < 0:
+        sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
+        return f"{text}{sep}{block}\n"
+    if i < 0 or j < 0 or j < i:
+        raise ValueError(f"the document has a broken '{name}' section (markers missing or out of order); "
+                         f"restore both lines {begin!r} and {end!r}, or delete both.")
+    return text[:i] + block + text[j + len(end):]
+
+
+def write_section(path: str | Path, name: str, body: str, title: str = "") -> Path:
+    """Replaces (or appends) section ``name`` of the Markdown file ``path``, atomically.
+
+    A missing file is created with ``title`` as its first line.
+    """
+    path = Path(path)
+    text = path.read_text() if path.exists() else (f"# {title}\n\n" if title else "")
+    return _atomic_write(path, replace_section(text, name, body))
