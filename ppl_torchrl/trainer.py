@@ -169,8 +169,9 @@ class Trainer:
                 self.logger.log(self.step, row, prefix="train")
                 bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss_qvalue", "loss_actor") if k in row})
             if self.evaluate is not None and (self.step % eval_every == 0 or self.step == steps):
+                pause = time.perf_counter()
                 self.last_eval = self._evaluate()
-                t0 = time.perf_counter()
+                t0 += time.perf_counter() - pause  # steps/s and wall time count training only
             if self.step % ckpt_every == 0 or self.step == steps:
                 self.save_checkpoint()
             if stop_after is not None and self.step >= int(stop_after):
