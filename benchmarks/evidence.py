@@ -247,7 +247,7 @@ def run_toy(timeout: float | None = None) -> tuple[float | None, str | None]:
 
 def record_timing(root: Path, entry: dict) -> list[dict]:
     """Appends this invocation to ``root/timing.json`` (atomically) and returns all invocations."""
-    from ppl_torchrl.aggregate import _atomic_write
+    from ppl_torchrl.atomic import atomic_write
 
     path = Path(root) / "timing.json"
     history = []
@@ -257,7 +257,7 @@ def record_timing(root: Path, entry: dict) -> list[dict]:
         except (json.JSONDecodeError, KeyError, TypeError):
             print(f"warning: {path} is unreadable; starting a new timing history.", file=sys.stderr)
     history.append(entry)
-    _atomic_write(path, json.dumps({"invocations": history}, indent=2))
+    atomic_write(path, json.dumps({"invocations": history}, indent=2))
     return history
 
 

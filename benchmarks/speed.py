@@ -36,6 +36,8 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from ppl_torchrl.atomic import atomic_write
+
 os.environ.setdefault("RL_WARNINGS", "False")
 
 SHAPES = {"antmaze": (29, 8, 256), "mujoco": (17, 6, 1024)}
@@ -502,10 +504,7 @@ def main(argv=None) -> dict:
     print(text)
     report["table"] = text
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(f".{args.json.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(report, indent=2))
-        os.replace(tmp, args.json)
+        atomic_write(args.json, json.dumps(report, indent=2))
     return report
 
 

@@ -18,13 +18,13 @@ import csv
 import io
 import json
 import math
-import os
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ppl_torchrl.atomic import atomic_write
 from ppl_torchrl.reference_results import PAPER_NAMES, SUITE_ORDER, reference, reference_total
 
 RESULTS = "results.json"
@@ -385,20 +385,8 @@ def seed_band(curves: Sequence[tuple[list[int], list[float]]]) -> tuple[list[int
 
 
 # ------------------------------------------------------------------------------------------ output
-def atomic_write(path: Path, data: str | bytes) -> Path:
-    """Writes ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    if isinstance(data, bytes):
-        tmp.write_bytes(data)
-    else:
-        tmp.write_text(data)
-    os.replace(tmp, path)
-    return path
 
 
-_atomic_write = atomic_write  # the older private name (ppl_torchrl.report imports it)
 
 
 def _save_figure(fig, path: Path) -> Path:

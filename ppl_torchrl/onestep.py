@@ -22,7 +22,7 @@ from tqdm.auto import trange
 from ppl_torchrl.algorithms import _adam, _step
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTLoss
-from ppl_torchrl.trainer import atomic_torch_save
+from ppl_torchrl.atomic import atomic_torch_save
 
 PHASES = ("bc", "qbeta", "policy")
 

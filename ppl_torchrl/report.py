@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ppl_torchrl.aggregate import Cell, RunResult, _atomic_write, read_curve, seed_band
+from ppl_torchrl.aggregate import Cell, RunResult, read_curve, seed_band
+from ppl_torchrl.atomic import atomic_write
 
 SCORE = "normalized_score_mean"
 SUCCESS = "success_rate"
@@ -178,7 +179,7 @@ def _pyplot():
 def _save(fig, path: Path, dpi: int) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    return _atomic_write(Path(path), buf.getvalue())
+    return atomic_write(Path(path), buf.getvalue())
 
 
 def plot_learning_curves(groups_by_dataset: Mapping[str, Sequence[Group]], path: str | Path,
@@ -290,4 +291,4 @@ def write_section(path: str | Path, name: str, body: str, title: str = "") -> Pa
     """
     path = Path(path)
     text = path.read_text() if path.exists() else (f"# {title}\n\n" if title else "")
-    return _atomic_write(path, replace_section(text, name, body))
+    return atomic_write(path, replace_section(text, name, body))

@@ -4,10 +4,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+
+from ppl_torchrl.atomic import atomic_write
 
 METRICS = "metrics.jsonl"
 
@@ -75,8 +76,4 @@ class RunLogger:
         writer = csv.DictWriter(buf, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-        out = self.path.with_name("metrics.csv")
-        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-        tmp.write_text(buf.getvalue())
-        os.replace(tmp, out)
-        return out
+        return atomic_write(self.path.with_name("metrics.csv"), buf.getvalue())

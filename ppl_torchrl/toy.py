@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -38,6 +37,7 @@ from tensordict.nn import TensorDictModule
 from torchrl.objectives import SoftUpdate
 from tqdm.auto import tqdm
 
+from ppl_torchrl.atomic import atomic_path
 from ppl_torchrl import keys
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTLoss, ReBRACLoss
@@ -398,26 +398,6 @@ def metrics_markdown(rows: Sequence[Mapping]) -> str:
 # ---------------------------------------------------------------------------------------- outputs
 
 
-def _atomic_target(path: Path) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = _atomic_target(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary shared files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def plot_toy(result: ToyResult, path: str | os.PathLike, dpi: int = 90) -> Path:
     """Fig. 1-like PNG: (a) the dataset, (b) beta* and pi*, (c) the baseline and PPL; written atomically."""
     import matplotlib
@@ -451,15 +431,9 @@ def plot_toy(result: ToyResult, path: str | os.PathLike, dpi: int = 90) -> Path:
     axes[0].set_ylabel("y (action)")
     fig.tight_layout()
     path = Path(path)
-    fd, tmp = _atomic_target(path)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=dpi)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
     finally:
         plt.close(fig)
     return path
@@ -469,5 +443,5 @@ __all__ = [
     "CurveSpec", "DEFAULT_CURVES", "ToyConfig", "ToyProblem", "ToyResult", "curve_heights", "make_toy_problem",
     "toy_reward", "path_rewards", "make_toy_dataset", "returns_to_go", "stitched_behaviour", "optimal_path",
     "train_q_beta", "train_policy", "policy_path", "q_values_at_data", "run_toy", "mean_abs_gap", "toy_metrics",
-    "metrics_markdown", "write_text_atomic", "plot_toy",
+    "metrics_markdown", "plot_toy",
 ]

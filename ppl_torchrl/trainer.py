@@ -8,11 +8,9 @@ Checkpoints and results are written atomically (temp file + ``os.replace``).
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -20,22 +18,11 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from ppl_torchrl.algorithms import Algorithm, make_algorithm
+from ppl_torchrl.atomic import atomic_torch_save, atomic_write
 from ppl_torchrl.run_logger import RunLogger
 
 CHECKPOINT = "checkpoint.pt"
 RESULTS = "results.json"
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def seed_everything(seed: int) -> None:
@@ -196,7 +183,7 @@ class Trainer:
             "final_eval": self.last_eval,
             "config": OmegaConf.to_container(self.cfg, resolve=True),
         }
-        atomic_write_text(json.dumps(results, indent=2, default=to_jsonable), self.run_dir / RESULTS)
+        atomic_write(self.run_dir / RESULTS, json.dumps(results, indent=2, default=to_jsonable))
         self.logger.close(results)
         return results
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import hydra
 
+from ppl_torchrl.atomic import atomic_write
 from ppl_torchrl.data import make_offline_replay_buffer
 from ppl_torchrl.datasets import resolve_training_data
 from ppl_torchrl.onestep import make_onestep_loss, run_onestep
 from ppl_torchrl.recipe import format_scores
 from ppl_torchrl.trainer import (
-    atomic_write_text,
     make_evaluator,
     resolve_device,
     seed_everything,
@@ -47,7 +47,7 @@ def main(cfg):
             final = evaluate(loss.actor_network)
     results = {"algorithm": "ppl_onestep", "dataset": cfg.dataset.id, "seed": int(cfg.seed),
                "steps": int(cfg.optim.policy_steps), "final_eval": final}
-    atomic_write_text(json.dumps(results, indent=2, default=to_jsonable), run_dir / "results.json")
+    atomic_write(run_dir / "results.json", json.dumps(results, indent=2, default=to_jsonable))
     if final:
         print(format_scores([results]))
     return results

@@ -14,7 +14,8 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ppl_torchrl.toy import ToyConfig, metrics_markdown, plot_toy, run_toy, toy_metrics, write_text_atomic
+from ppl_torchrl.atomic import atomic_write
+from ppl_torchrl.toy import ToyConfig, metrics_markdown, plot_toy, run_toy, toy_metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +41,7 @@ def main(cfg: DictConfig) -> None:
         f"Max |Q^beta - exact reward-to-go| at the data: {result.q_fit_error:.3f}.\n\n"
     )
     print(header + table)
-    write_text_atomic(_out_path(cfg.output.metrics), header + table)
+    atomic_write(_out_path(cfg.output.metrics), header + table)
     plot_toy(result, _out_path(cfg.output.figure))
     print(f"wrote {cfg.output.metrics} and {cfg.output.figure}")
 

@@ -1,7 +1,6 @@
 """Data loading: D4RL-format HDF5 files, D4RL ids (via file:// URLs) and Minari ids, through the real code paths."""
 from __future__ import annotations
 
-import os
 import warnings
 
 import h5py

@@ -1,7 +1,6 @@
 """Loss modules: values against hand-written formulas, gradient routing, keys, errors, and the core claim."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from ppl_torchrl import keys
+from ppl_torchrl.atomic import atomic_write
 from ppl_torchrl.toy import (
     CurveSpec, ToyConfig, make_toy_dataset, make_toy_problem, metrics_markdown, optimal_path, returns_to_go,
-    run_toy, stitched_behaviour, toy_metrics, toy_reward, write_text_atomic,
+    run_toy, stitched_behaviour, toy_metrics, toy_reward,
 )
 
 
@@ -48,7 +49,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
         ToyConfig.from_mapping({"gama": 0.9})
     with pytest.raises(ValueError, match="rise and fall"):
         CurveSpec(1.0, 0.0, 1.0)
-    out = write_text_atomic(tmp_path / "sub" / "m.md", "x")
+    out = atomic_write(tmp_path / "sub" / "m.md", "x")
     assert out.read_text() == "x" and not [p for p in out.parent.iterdir() if p.name.startswith(".")]
 
 

@@ -8,7 +8,7 @@ from typing import Literal, Sequence
 import torch
 from torchrl.data import TensorDictReplayBuffer
 from torchrl.data.replay_buffers.samplers import RandomSampler, SamplerWithoutReplacement
-from torchrl.envs.transforms import Compose, DeviceCastTransform
+from torchrl.envs.transforms import DeviceCastTransform
 
 from ppl_torchrl.data.d4rl import D4RL_URLS, CORLD4RLExperienceReplay, is_d4rl_id
 from ppl_torchrl.data.minari import CORLMinariExperienceReplay, local_minari_ids, minari_root
