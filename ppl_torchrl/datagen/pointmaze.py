@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ppl_torchrl.datagen.planner import BEHAVIORS, MazeGraph, WaypointPlanner
 from ppl_torchrl.envs.pointmaze import MAZES, PointMazeGoalEnv, make_pointmaze_env
+from ppl_torchrl.keys import ACTION, NEXT_OBSERVATION, OBSERVATION, REWARD
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -174,17 +175,17 @@ class _TorchRLRunner:
         runner = self
 
         class PlannerPolicy(TensorDictModuleBase):
-            in_keys = ["observation"]
-            out_keys = ["action"]
+            in_keys = [OBSERVATION]
+            out_keys = [ACTION]
 
             def forward(self, td):
-                obs = td["observation"].cpu().numpy()
+                obs = td[OBSERVATION].cpu().numpy()
                 if runner.t == 0:
                     runner.planner.begin_episode(obs[:2], runner.rng)
                 action = runner.planner.act(obs, runner.rng)
                 runner.goals.append(runner.planner.goal_xy.astype(np.float32))
                 runner.t += 1
-                return td.set("action", torch.as_tensor(action, device=td.device))
+                return td.set(ACTION, torch.as_tensor(action, device=td.device))
 
         self.policy = PlannerPolicy()
 
@@ -192,8 +193,8 @@ class _TorchRLRunner:
         self.planner, self.rng, self.t, self.goals = planner, rng, 0, []
         td = self.env.rollout(steps, self.policy, auto_reset=True, break_when_any_done=False)
         as_np = lambda key: td[key].cpu().numpy()  # noqa: E731
-        return (as_np("observation"), as_np("action"), as_np(("next", "reward")).reshape(-1),
-                as_np(("next", "observation")), np.stack(self.goals))
+        return (as_np(OBSERVATION), as_np(ACTION), as_np(REWARD).reshape(-1),
+                as_np(NEXT_OBSERVATION), np.stack(self.goals))
 
 
 def generate_pointmaze(

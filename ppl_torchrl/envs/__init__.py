@@ -37,6 +37,7 @@ from ppl_torchrl.envs.gym_suites import (
     d4rl_antmaze_factory,
     gym_factory,
 )
+from ppl_torchrl.keys import OBSERVATION
 from ppl_torchrl.registry import get_dataset_spec
 
 __all__ = [
@@ -135,7 +136,14 @@ def make_env(
 
     Use this directly for tasks without a registered dataset id (e.g. the ``gr-antmaze-*`` track).
     """
-    from torchrl.envs import DoubleToFloat, GymWrapper, ObservationNorm, ParallelEnv, SerialEnv, TransformedEnv
+    from torchrl.envs import (
+        DoubleToFloat,
+        GymWrapper,
+        ObservationNorm,
+        ParallelEnv,
+        SerialEnv,
+        TransformedEnv,
+    )
 
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
@@ -160,12 +168,12 @@ def make_env(
         base = batched(num_envs, build, device=device)
     env = base if isinstance(base, TransformedEnv) else TransformedEnv(base)
     if state_mean is not None or state_std is not None:
-        obs_dim = env.observation_spec["observation"].shape[-1]
+        obs_dim = env.observation_spec[OBSERVATION].shape[-1]
         loc = _as_loc_scale(0.0 if state_mean is None else state_mean, "state_mean", obs_dim, device)
         scale = _as_loc_scale(1.0 if state_std is None else state_std, "state_std", obs_dim, device)
         if (scale <= 0).any():
             raise ValueError("state_std must be > 0 everywhere (add a small epsilon to the dataset std).")
-        env.append_transform(ObservationNorm(loc=loc, scale=scale, standard_normal=True, in_keys=["observation"]))
+        env.append_transform(ObservationNorm(loc=loc, scale=scale, standard_normal=True, in_keys=[OBSERVATION]))
     env.set_seed(seed)
     return env
 
