@@ -49,6 +49,8 @@ def test_wheel_contains_every_package_and_imports(tmp_path):
     packages = {os.path.dirname(n).replace("/", ".") for n in names if n.endswith("__init__.py")}
     assert _package_folders() <= packages, f"missing from the wheel: {_package_folders() - packages}"
     assert "ppl_torchrl/objectives/partial_ot.py" in names
+    shipped = {p.relative_to(ROOT).as_posix() for p in (ROOT / "ppl_torchrl").rglob("*.pt")}
+    assert shipped <= set(names), f"package data missing from the wheel: {shipped - set(names)}"
     assert not any(n.startswith("objectives/") for n in names)
     target = tmp_path / "site"
     res = _run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)], cwd=tmp_path)

@@ -48,7 +48,21 @@ def _register_all() -> tuple[str, ...]:
     for did, cfg in POINTMAZE_DATASETS.items():
         lo, hi = REFERENCE_RETURNS[cfg.env_name]
         register_dataset(DatasetSpec(did, "pointmaze-gen", cfg.env_name, lo, hi, cfg.episode_steps, source="generated"))
-    return tuple(POINTMAZE_DATASETS)
+    return tuple(POINTMAZE_DATASETS) + _register_locomotion()
+
+
+def _register_locomotion() -> tuple[str, ...]:
+    """Registers hopper/halfcheetah/walker2d x random/medium/medium-replay/medium-expert ``-gen-v0``
+    with D4RL's reference returns for the env (``ref_min``/``ref_max`` of the ``-v2`` ids), so
+    normalised scores on generated and D4RL data are on the same scale."""
+    from ppl_torchrl.datagen.locomotion import LOCOMOTION_DATASETS, MAX_EPISODE_STEPS
+    from ppl_torchrl.registry import get_dataset_spec
+
+    for did, cfg in LOCOMOTION_DATASETS.items():
+        d4rl = get_dataset_spec(f"{cfg.env_name}-medium-v2")
+        register_dataset(DatasetSpec(did, "mujoco-gen", cfg.env_name, d4rl.ref_min, d4rl.ref_max,
+                                     MAX_EPISODE_STEPS, source="generated"))
+    return tuple(LOCOMOTION_DATASETS)
 
 
 #: Every generated dataset id.
@@ -69,10 +83,11 @@ def generated_path(dataset_id: str, root: str | Path | None = None, seed: int = 
 
 
 def _config(dataset_id: str):
+    from ppl_torchrl.datagen.locomotion import LOCOMOTION_DATASETS
     from ppl_torchrl.datagen.pointmaze import POINTMAZE_DATASETS
 
     try:
-        return POINTMAZE_DATASETS[dataset_id]
+        return POINTMAZE_DATASETS[dataset_id] if dataset_id in POINTMAZE_DATASETS else LOCOMOTION_DATASETS[dataset_id]
     except KeyError:
         raise KeyError(
             f"{dataset_id!r} is not a generated dataset id. Generated ids: {sorted(GENERATED_IDS)}."
@@ -90,6 +105,7 @@ def generate_dataset(
     minari: bool = False,
     minari_root: str | Path | None = None,
     progress: bool = True,
+    num_transitions: int | None = None,
 ):
     """Generates ``dataset_id`` and writes it atomically to ``path`` (and, with ``minari=True``, as a
     local Minari dataset ``ppl-torchrl/<dataset_id>``). Returns the :class:`~ppl_torchrl.datagen.pointmaze.GeneratedData`
@@ -97,6 +113,7 @@ def generate_dataset(
 
     ``num_episodes``/``episode_steps`` shrink the dataset (tests); the file then records the sizes
     it was made with, and :func:`ensure_generated_dataset` treats it as a different dataset.
+    Locomotion ids (``hopper-medium-gen-v0``...) are shrunk with ``num_transitions`` instead.
     """
     import time
 
@@ -105,6 +122,12 @@ def generate_dataset(
     from ppl_torchrl.envs.pointmaze import GYM_IDS
 
     cfg = _config(dataset_id)
+    if dataset_id in _locomotion_ids():
+        return _generate_locomotion(cfg, path, seed, num_episodes=num_episodes, episode_steps=episode_steps,
+                                    num_transitions=num_transitions, backend=backend, minari=minari,
+                                    minari_root=minari_root, progress=progress)
+    if num_transitions is not None:
+        raise ValueError(f"num_transitions applies to the locomotion ids only; {dataset_id} takes num_episodes.")
     out = generate_pointmaze(cfg, seed, num_episodes=num_episodes, episode_steps=episode_steps,
                              backend=backend, progress=progress)
     out.stats["array_sha256"] = array_digest(out.data)
@@ -115,6 +138,40 @@ def generate_dataset(
         out.stats["minari_path"] = str(write_minari(
             dataset_id, out.data, env_id=GYM_IDS[cfg.maze], ref_min=lo, ref_max=hi,
             description=cfg.description, root=minari_root, overwrite=True))
+    out.stats["write_time_s"] = time.perf_counter() - t0
+    return out
+
+
+def _locomotion_ids() -> frozenset[str]:
+    from ppl_torchrl.datagen.locomotion import LOCOMOTION_DATASETS
+
+    return frozenset(LOCOMOTION_DATASETS)
+
+
+def _generate_locomotion(cfg, path, seed, *, num_episodes, episode_steps, num_transitions, backend, minari,
+                         minari_root, progress):
+    """:func:`generate_dataset` for the locomotion ids (hopper/halfcheetah/walker2d ``-gen-v0``)."""
+    import time
+
+    from ppl_torchrl.datagen.locomotion import LOCOMOTION_ENVS, generate_locomotion
+    from ppl_torchrl.datagen.writers import array_digest, write_hdf5, write_minari
+    from ppl_torchrl.registry import get_dataset_spec
+
+    if num_episodes is not None or episode_steps is not None:
+        raise ValueError(f"{cfg.dataset_id}: locomotion episodes end at termination or 1000 steps; "
+                         "shrink the dataset with num_transitions instead of num_episodes/episode_steps.")
+    if backend != "numpy":
+        raise ValueError(f"{cfg.dataset_id}: locomotion data has only the 'numpy' backend, got {backend!r}.")
+    out = generate_locomotion(cfg, seed, num_transitions=num_transitions, progress=progress)
+    out.stats["array_sha256"] = array_digest(out.data)
+    t0 = time.perf_counter()
+    out.stats["path"] = str(write_hdf5(path, out.data, out.attrs))
+    if minari:
+        spec = get_dataset_spec(cfg.dataset_id)
+        out.stats["minari_path"] = str(write_minari(
+            cfg.dataset_id, out.data, env_id=LOCOMOTION_ENVS[cfg.env_name], ref_min=spec.ref_min,
+            ref_max=spec.ref_max, description=cfg.description, root=minari_root, overwrite=True,
+            algorithm_name="ppl_torchrl.datagen (SAC behaviour policies trained with recipes/train_behavior.py)"))
     out.stats["write_time_s"] = time.perf_counter() - t0
     return out
 
@@ -130,8 +187,14 @@ def _matches(path: Path, dataset_id: str, seed: int) -> bool:
     except D4RLFileError as err:
         log.warning("Regenerating %s: the existing file is unusable (%s).", path, err)
         return False
-    want = {"dataset_id": dataset_id, "seed": seed, "generator_version": GENERATOR_VERSION,
-            "num_episodes": cfg.num_episodes, "episode_steps": cfg.episode_steps}
+    if dataset_id in _locomotion_ids():
+        from ppl_torchrl.datagen.locomotion import GENERATOR_VERSION as LOCO_VERSION
+
+        want = {"dataset_id": dataset_id, "seed": seed, "generator_version": LOCO_VERSION,
+                "num_transitions": cfg.num_transitions}
+    else:
+        want = {"dataset_id": dataset_id, "seed": seed, "generator_version": GENERATOR_VERSION,
+                "num_episodes": cfg.num_episodes, "episode_steps": cfg.episode_steps}
     stale = {k: (attrs.get(k), v) for k, v in want.items() if attrs.get(k) != v}
     if stale:
         log.warning("Regenerating %s: it was made with different settings (found, wanted): %s.", path, stale)

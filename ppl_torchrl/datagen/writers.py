@@ -78,6 +78,7 @@ def write_minari(
     ref_min: float | None = None,
     ref_max: float | None = None,
     description: str = "",
+    algorithm_name: str = "ppl_torchrl.datagen (BFS waypoint planner + PD controller)",
     root: str | Path | None = None,
     overwrite: bool = False,
 ) -> Path:
@@ -91,6 +92,7 @@ def write_minari(
     Args:
         dataset_id: the project id; the Minari id is :func:`minari_dataset_id` of it.
         env_id: gymnasium id of the eval env (stored as the dataset's env spec).
+        algorithm_name: the behaviour that made the data (Minari metadata).
         root: the Minari datasets folder; default ``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets``.
         overwrite: replace an existing local Minari dataset of that id.
     """
@@ -130,7 +132,7 @@ def write_minari(
             warnings.filterwarnings("ignore", category=UserWarning, module="minari")
             create_dataset_from_buffers(
                 mid, buffers, env=gym.spec(env_id), ref_min_score=ref_min, ref_max_score=ref_max,
-                algorithm_name="ppl_torchrl.datagen (BFS waypoint planner + PD controller)",
+                algorithm_name=algorithm_name,
                 description=description or dataset_id, author="ppl-torchrl",
             )
         final.parent.mkdir(parents=True, exist_ok=True)
