@@ -69,7 +69,8 @@ def _adam(params, lr, fused: bool | None = None):
     return torch.optim.Adam(params, lr=lr, **kwargs)
 
 
-def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """zero_grad, backward, step: one optimizer update on ``loss``."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -149,7 +150,7 @@ def _make_rebrac_family(name, lc, m, o, obs_dim, act_dim, device) -> Algorithm:
 
     def update(batch: TensorDictBase, step: int) -> TensorDictBase:
         loss_q, md = loss.qvalue_loss(batch)
-        _step(opts["critic"], loss_q)
+        optimizer_step(opts["critic"], loss_q)
         out = {"loss_qvalue": loss_q.detach(), "pred_value": md["pred_value"], "target_value": md["target_value"]}
         if step % o.policy_freq == 0:
             loss_a, md_a = loss.actor_loss(batch)
@@ -161,7 +162,7 @@ def _make_rebrac_family(name, lc, m, o, obs_dim, act_dim, device) -> Algorithm:
             out.update(loss_actor=loss_a.detach(), **md_a)
             if use_potential:
                 loss_f, md_f = loss.potential_loss(batch)
-                _step(opts["potential"], loss_f)
+                optimizer_step(opts["potential"], loss_f)
                 out.update(loss_potential=loss_f.detach(), **md_f)
         return TensorDict(out)
 
@@ -236,11 +237,11 @@ def _make_td3_bc(lc, m, o, obs_dim, act_dim, device) -> Algorithm:
 
     def update(batch, step):
         loss_q, md = loss.qvalue_loss(batch)
-        _step(opts["critic"], loss_q)
+        optimizer_step(opts["critic"], loss_q)
         out = {"loss_qvalue": loss_q.detach()}
         if step % o.policy_freq == 0:
             loss_a, md_a = loss.actor_loss(batch)
-            _step(opts["actor"], loss_a)
+            optimizer_step(opts["actor"], loss_a)
             updater.step()
             out["loss_actor"] = loss_a.detach()
         return TensorDict(out)
@@ -282,7 +283,7 @@ def _make_bc(lc, m, o, obs_dim, act_dim, device) -> Algorithm:
 
     def update(batch, step):
         out = loss(batch)
-        _step(opts["actor"], out["loss_bc"])
+        optimizer_step(opts["actor"], out["loss_bc"])
         return out.detach()
 
     return Algorithm("bc", loss, opts, actor, update, None)

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ppl_torchrl.algorithms import optimizer_step
 from ppl_torchrl.modules import EnsembleLayerNorm, EnsembleLinear
 
 __all__ = [
@@ -420,10 +421,7 @@ class FusedReBRACUpdate:
             target = reward + self.gamma * (~terminated).int() * next_value
         pred = self._q(self.critic, obs, action)
         loss_q = (pred - target).pow(2).sum(-1).mean()
-        opt = opts["critic"]
-        opt.zero_grad(set_to_none=True)
-        loss_q.backward()
-        opt.step()
+        optimizer_step(opts["critic"], loss_q)
         out["loss_qvalue"] = loss_q.detach()
         if self.metrics:
             out["pred_value"] = pred.detach().mean()
@@ -460,10 +458,7 @@ class FusedReBRACUpdate:
         f_pol = self._f(obs, pt)
         f_data = self._f(obs, action)
         loss_f = (f_pol - loss.w * f_data).mean()
-        opt = opts["potential"]
-        opt.zero_grad(set_to_none=True)
-        loss_f.backward()
-        opt.step()
+        optimizer_step(opts["potential"], loss_f)
         out["loss_potential"] = loss_f.detach()
         if self.metrics:
             out.update(potential_policy=f_pol.detach().mean(), potential_data=f_data.detach().mean())

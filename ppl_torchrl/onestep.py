@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm.auto import trange
 
-from ppl_torchrl.algorithms import _adam, _step
+from ppl_torchrl.algorithms import _adam, optimizer_step
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTLoss
 from ppl_torchrl.atomic import atomic_torch_save
@@ -46,7 +46,7 @@ def bc_phase(loss: PartialOTLoss, buffer, steps: int, lr: float, progress: bool 
     for _ in trange(steps, desc="bc (beta)", disable=not progress):
         batch = buffer.sample()
         pred = loss._actor(batch, loss.actor_network_params)
-        _step(opt, (pred - batch.get(action_key)).pow(2).sum(-1).mean())
+        optimizer_step(opt, (pred - batch.get(action_key)).pow(2).sum(-1).mean())
 
 
 def qbeta_phase(loss: PartialOTLoss, buffer, steps: int, lr: float, tau: float, conservative_weight: float,
@@ -64,7 +64,7 @@ def qbeta_phase(loss: PartialOTLoss, buffer, steps: int, lr: float, tau: float, 
             random_action = low + (high - low) * torch.rand_like(a)
             q_random = loss._qvalues(batch, random_action, loss.qvalue_network_params)
             td_loss = td_loss + conservative_weight * q_random.mean(0).sum()
-        _step(opt, td_loss)
+        optimizer_step(opt, td_loss)
         updater.step()
 
 
@@ -74,8 +74,8 @@ def policy_phase(loss: PartialOTLoss, buffer, steps: int, actor_lr: float, poten
     opt_f = _adam(loss.potential_network_params.values(True, True), potential_lr)
     for _ in trange(steps, desc="PPL policy", disable=not progress):
         batch = buffer.sample()
-        _step(opt_actor, loss.actor_loss(batch)[0])
-        _step(opt_f, loss.potential_loss(batch)[0])
+        optimizer_step(opt_actor, loss.actor_loss(batch)[0])
+        optimizer_step(opt_f, loss.potential_loss(batch)[0])
 
 
 def run_onestep(cfg: DictConfig, loss: PartialOTLoss, buffer, run_dir: Path) -> None:
