@@ -96,19 +96,40 @@ def _single_critic(obs_dim, act_dim, hidden, depth, device, value=False):
     return ValueOperator(net, in_keys=in_keys).to(device)
 
 
+COMPILE_AUTO_MIN_STEPS = 100_000  # below this, compiling (~30-60 s on a small CPU) costs more than it saves
+
+
+def resolve_compile(cfg, device: torch.device | str = "cpu") -> bool:
+    """Whether the PPL^R / ReBRAC update is compiled (:mod:`ppl_torchrl.compiled`): ``compile`` true/false,
+    or ``auto`` (true for runs of at least :data:`COMPILE_AUTO_MIN_STEPS` steps where inductor can build
+    kernels: a C++ compiler on CPU, triton on CUDA)."""
+    value = cfg.get("compile", False)
+    if isinstance(value, str):
+        if value.lower() != "auto":
+            raise ValueError(f"compile={value!r}: use true, false or auto.")
+        from ppl_torchrl.compiled import compiler_available
+
+        steps = int(cfg.get("optim", {}).get("steps", 0) or 0)
+        return steps >= COMPILE_AUTO_MIN_STEPS and compiler_available(device)
+    return bool(value)
+
+
 def make_algorithm(cfg, obs_dim: int, act_dim: int, device: torch.device | str = "cpu") -> Algorithm:
     """Builds the algorithm named ``cfg.loss.name`` from the recipe config.
 
     Reads ``cfg.loss`` (loss hyper-parameters), ``cfg.model`` (``hidden_dim``, ``num_hidden``,
-    ``num_qvalue_nets``) and ``cfg.optim`` (``actor_lr``, ``critic_lr``, ``potential_lr_scale``, ``tau``,
-    ``policy_freq``, ``gamma``).
+    ``num_qvalue_nets``), ``cfg.optim`` (``actor_lr``, ``critic_lr``, ``potential_lr_scale``, ``tau``,
+    ``policy_freq``, ``gamma``) and, for ``ppl`` / ``rebrac``, the speed switches ``compile``
+    (:func:`resolve_compile`), ``compile_mode`` and ``loss.fused_update``. Other losses are compiled, if
+    asked, by the trainer (``torch.compile`` of their update).
     """
     name = cfg.loss.name
     if name not in LOSSES:
         raise ValueError(f"Unknown loss {name!r}; choose one of {LOSSES} (hydra: loss=<name>).")
     m, o, lc = cfg.model, cfg.optim, cfg.loss
     if name in ("ppl", "rebrac"):
-        return _make_rebrac_family(name, lc, m, o, obs_dim, act_dim, device)
+        compiled = resolve_compile(cfg, device)
+        return _make_rebrac_family(name, lc, m, o, obs_dim, act_dim, device, compiled, cfg.get("compile_mode"))
     if name in ("cql", "ppl_cql"):
         return _make_cql_family(name, lc, m, o, obs_dim, act_dim, device)
     if name == "td3_bc":
@@ -118,7 +139,7 @@ def make_algorithm(cfg, obs_dim: int, act_dim: int, device: torch.device | str =
     return _make_bc(lc, m, o, obs_dim, act_dim, device)
 
 
-def _make_rebrac_family(name, lc, m, o, obs_dim, act_dim, device) -> Algorithm:
+def _make_rebrac_family(name, lc, m, o, obs_dim, act_dim, device, compiled=False, compile_mode=None) -> Algorithm:
     # model.fast_linear: GEMMs of the networks on the fastest measured CPU backend (ppl_torchrl.fast).
     fast_linear = bool(m.get("fast_linear", False))
     actor = make_actor(obs_dim, act_dim, hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device,
@@ -167,7 +188,12 @@ def _make_rebrac_family(name, lc, m, o, obs_dim, act_dim, device) -> Algorithm:
         return TensorDict(out)
 
     algorithm = Algorithm(name, loss, opts, actor, update, updater)
-    if lc.get("fused_update", False):
+    if compiled:
+        # Each step kind as one compiled graph: gradients by torch.func, Adam on the optimizers' state.
+        from ppl_torchrl.compiled import apply_compiled
+
+        apply_compiled(algorithm, tau=o.tau, policy_freq=o.policy_freq, mode=compile_mode)
+    elif lc.get("fused_update", False):
         # Same math, schedule, RNG stream, parameters and optimizers on plain tensors (ppl_torchrl.fast).
         from ppl_torchrl.fast import apply_to
 

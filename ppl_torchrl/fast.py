@@ -322,6 +322,15 @@ def _run(prog: list[tuple], x: torch.Tensor, plan: GemmPlan | None, detach: bool
     return x
 
 
+def _q_values(prog: list[tuple], obs: torch.Tensor, action: torch.Tensor, plan: GemmPlan | None,
+              detach: bool = False) -> torch.Tensor:
+    """Critic ensemble values ``[*batch, N]`` of a layer program on ``(obs, action)``."""
+    x = torch.cat([obs, action], -1)
+    batch_shape = x.shape[:-1]
+    out = _run(prog, x.reshape(-1, x.shape[-1]), plan, detach)  # [N, M, 1]
+    return out.squeeze(-1).transpose(0, 1).reshape(*batch_shape, out.shape[0])
+
+
 class FusedReBRACUpdate:
     """The PPL^R / ReBRAC update of :func:`ppl_torchrl.algorithms.make_algorithm` on plain tensors.
 
@@ -389,10 +398,7 @@ class FusedReBRACUpdate:
         return torch.tanh(_run(prog, obs, self._plan, detach))
 
     def _q(self, prog, obs, action, detach=False):
-        x = torch.cat([obs, action], -1)
-        batch_shape = x.shape[:-1]
-        out = _run(prog, x.reshape(-1, x.shape[-1]), self._plan, detach)  # [N, M, 1]
-        return out.squeeze(-1).transpose(0, 1).reshape(*batch_shape, out.shape[0])
+        return _q_values(prog, obs, action, self._plan, detach)
 
     def _f(self, obs, action, detach=False):
         return -_run(self.potential, torch.cat([obs, action], -1), self._plan, detach).abs().squeeze(-1)

@@ -254,8 +254,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
         ) from err
     stats = buffer.dataset_stats
     algorithm = make_algorithm(cfg, stats.obs_dim, stats.act_dim, device)
-    if cfg.get("compile"):
-        # One graph per step parity (actor steps differ); compiling takes about a minute on a CPU.
+    if algorithm.name not in ("ppl", "rebrac") and cfg.get("compile") is True:
+        # PPL^R / ReBRAC compile inside make_algorithm (ppl_torchrl.compiled, also under compile=auto);
+        # the other losses only on request, as torch.compile of their eager step.
         algorithm.update = torch.compile(algorithm.update)
     evaluate = None
     if eval_id is not None and int(cfg.eval.episodes) > 0:

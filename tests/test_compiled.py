@@ -1,0 +1,117 @@
+"""The compiled PPL^R / ReBRAC update (ppl_torchrl.compiled) against the default TorchRL-loss update."""
+import pytest
+import torch
+from omegaconf import OmegaConf
+from test_fast import _batch, _cfg
+
+from ppl_torchrl import compiled
+from ppl_torchrl.algorithms import COMPILE_AUTO_MIN_STEPS, make_algorithm, resolve_compile
+
+pytestmark = pytest.mark.skipif(not compiled.compiler_available("cpu"), reason="inductor needs a C++ compiler")
+
+
+def _run(cfg, steps, *, compile_it, alg=None, start=0, data_seed=1):
+    if alg is None:
+        torch.manual_seed(0)
+        cfg = OmegaConf.merge(cfg, {"compile": compile_it})
+        alg = make_algorithm(cfg, 5, 3)
+    g = torch.Generator().manual_seed(data_seed)
+    torch.manual_seed(7 + start)  # the smoothing noise comes from the global RNG in both paths
+    outs = [alg.update(_batch(g), s) for s in range(start, start + steps)]
+    return alg, outs
+
+
+def _assert_same_state(a, b, atol=1e-5, rtol=1e-4):
+    sa, sb = a.loss.state_dict(), b.loss.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        torch.testing.assert_close(sb[k], sa[k], atol=atol, rtol=rtol, msg=k)
+    for name in a.optimizers:
+        oa, ob = a.optimizers[name].state_dict()["state"], b.optimizers[name].state_dict()["state"]
+        assert oa.keys() == ob.keys(), name
+        for i in oa:
+            assert float(ob[i]["step"]) == float(oa[i]["step"]), (name, i)
+            for k in ("exp_avg", "exp_avg_sq"):
+                torch.testing.assert_close(ob[i][k].to(oa[i][k].device), oa[i][k], atol=atol, rtol=rtol,
+                                           msg=f"{name}/{i}/{k}")
+
+
+@pytest.mark.parametrize("name", ["ppl", "rebrac"])
+def test_compiled_update_matches_default_update(name):
+    ref, ref_out = _run(_cfg(name), 6, compile_it=False)
+    got, got_out = _run(_cfg(name), 6, compile_it=True)
+    assert isinstance(got.update, compiled.CompiledReBRACUpdate)
+    assert not isinstance(ref.update, compiled.CompiledReBRACUpdate)
+    _assert_same_state(ref, got)
+    torch.manual_seed(0)
+    init = make_algorithm(_cfg(name), 5, 3).loss.state_dict()
+    sd = got.loss.state_dict()
+    assert sum(not torch.equal(init[k], sd[k]) for k in init) > len(init) // 2  # it trained
+    for step in (3, 4):  # a critic-only step and a full step: the same diagnostics, the same values
+        assert set(got_out[step].keys()) == set(ref_out[step].keys())
+        for k in ref_out[step].keys():
+            torch.testing.assert_close(got_out[step][k], ref_out[step][k], atol=1e-5, rtol=1e-4, msg=k)
+    if name == "ppl":
+        assert "loss_potential" in got_out[4].keys() and "loss_potential" not in got_out[3].keys()
+
+
+def test_compiled_update_resumes_from_a_checkpoint_exactly():
+    """State saved mid-run and loaded into a fresh compiled algorithm gives the same parameters as going on."""
+    cfg = _cfg("ppl")
+    alg, _ = _run(cfg, 4, compile_it=True)
+    state = alg.state_dict()
+    saved = {"loss": {k: v.clone() for k, v in state["loss"].items()},
+             "optimizers": {k: _clone(v) for k, v in state["optimizers"].items()}, "target_updater": None}
+    _run(cfg, 3, compile_it=True, alg=alg, start=4, data_seed=2)
+    fresh, _ = _run(cfg, 1, compile_it=True)  # its update has gathered the optimizer state once
+    fresh.load_state_dict(saved)  # replaces the optimizers' state objects: the update must pick them up
+    _run(cfg, 3, compile_it=True, alg=fresh, start=4, data_seed=2)
+    a, b = alg.loss.state_dict(), fresh.loss.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert float(fresh.optimizers["critic"].state_dict()["state"][0]["step"]) == 7
+
+
+def _clone(opt_state):
+    return {"state": {i: {k: v.clone() for k, v in st.items()} for i, st in opt_state["state"].items()},
+            "param_groups": opt_state["param_groups"]}
+
+
+def test_compiled_and_eager_updates_can_hand_over():
+    """Optimizer state written by the compiled update is torch.optim.Adam's: the eager update continues it."""
+    cfg = _cfg("rebrac")
+    ref, _ = _run(cfg, 4, compile_it=False)
+    _run(cfg, 2, compile_it=False, alg=ref, start=4, data_seed=2)
+    mixed, _ = _run(cfg, 4, compile_it=True)
+    eager = make_algorithm(OmegaConf.merge(cfg, {"compile": False}), 5, 3)
+    eager.load_state_dict(mixed.state_dict())  # the default update goes on from the compiled update's state
+    _run(cfg, 2, compile_it=False, alg=eager, start=4, data_seed=2)
+    _assert_same_state(ref, eager)
+
+
+def test_resolve_compile():
+    base = OmegaConf.create({"optim": {"steps": COMPILE_AUTO_MIN_STEPS}})
+    assert resolve_compile(OmegaConf.merge(base, {"compile": "auto"})) is True
+    assert resolve_compile(OmegaConf.merge(base, {"compile": "auto", "optim": {"steps": 3000}})) is False
+    assert resolve_compile(OmegaConf.merge(base, {"compile": True, "optim": {"steps": 10}})) is True
+    assert resolve_compile(OmegaConf.merge(base, {"compile": False})) is False
+    assert resolve_compile(base) is False  # no switch: eager
+    with pytest.raises(ValueError, match="true, false or auto"):
+        resolve_compile(OmegaConf.merge(base, {"compile": "always"}))
+
+
+def test_compiled_update_rejects_what_it_does_not_write_out():
+    torch.manual_seed(0)
+    alg = make_algorithm(_cfg("ppl"), 5, 3)
+    opts = dict(alg.optimizers)
+    opts["critic"] = torch.optim.SGD(alg.loss.qvalue_network_params.values(True, True), lr=1e-3)
+    with pytest.raises(TypeError, match="writes Adam out"):
+        compiled.CompiledReBRACUpdate(alg.loss, opts, tau=0.05)
+    opts["critic"] = torch.optim.Adam(alg.loss.qvalue_network_params.values(True, True), lr=1e-3, weight_decay=1e-4)
+    with pytest.raises(ValueError, match="weight_decay"):
+        compiled.CompiledReBRACUpdate(alg.loss, opts, tau=0.05)
+    opts["critic"] = torch.optim.Adam(alg.loss.actor_network_params.values(True, True), lr=1e-3)
+    with pytest.raises(ValueError, match="does not hold exactly"):
+        compiled.CompiledReBRACUpdate(alg.loss, opts, tau=0.05)
+    with pytest.raises(ValueError, match="covers 'ppl' and 'rebrac'"):
+        compiled.apply_compiled(type("A", (), {"name": "iql"})(), tau=0.05, policy_freq=2)
