@@ -41,6 +41,7 @@ from ppl_torchrl.atomic import atomic_write
 os.environ.setdefault("RL_WARNINGS", "False")
 
 SHAPES = {"antmaze": (29, 8, 256), "mujoco": (17, 6, 1024)}
+VARIANTS = ("ppl", "ppl_fast", "ppl_compiled", "rebrac", "rebrac_fast", "rebrac_compiled", "plain", "jax", "sample")
 HIDDEN, DEPTH, NUM_Q = 256, 3, 2
 HP = dict(actor_lr=3e-4, critic_lr=5e-5, potential_lr_scale=0.01, tau=5e-3, policy_freq=2, gamma=0.99,
           actor_bc_coef=1e-3, critic_bc_coef=5e-4, w=8.0, policy_noise=0.2, noise_clip=0.5)
@@ -108,14 +109,22 @@ def config(name: str):
 
 
 # ------------------------------------------------------------------------------------------ ours
-def ours_runner(name: str, obs: int, act: int, buffer, device, fast: bool):
-    """``run(k)``: k updates of the library's algorithm, each on a fresh replay-buffer sample."""
+def ours_runner(name: str, obs: int, act: int, buffer, device, path: str = "default"):
+    """``run(k)``: k updates of the library's algorithm, each on a fresh replay-buffer sample.
+
+    ``path``: ``default`` (TorchRL losses), ``fused`` (:mod:`ppl_torchrl.fast`, eager) or ``compiled``
+    (:mod:`ppl_torchrl.compiled`; compiled at the warm-up)."""
+    from ppl_torchrl import compiled
     from ppl_torchrl import fast as fastmod
     from ppl_torchrl.algorithms import make_algorithm
 
     alg = make_algorithm(config(name), obs, act, device=device)
-    if fast:
+    if path == "fused":
         fastmod.apply_to(alg, tau=HP["tau"], policy_freq=HP["policy_freq"], metrics=False)
+    elif path == "compiled":
+        compiled.apply_compiled(alg, tau=HP["tau"], policy_freq=HP["policy_freq"], metrics=False)
+    elif path != "default":
+        raise ValueError(f"unknown update path {path!r}")
     state = {"step": 0}
 
     def run(k: int):
@@ -362,6 +371,23 @@ def gemm_limits(device) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ driver
+def warm_up(run, steps: int, *, max_blocks: int = 8, tol: float = 0.1) -> list[float]:
+    """Runs blocks of ``steps`` updates until two blocks in a row agree within ``tol`` (at least two).
+
+    One block is not enough: a jitted JAX loop runs its first two or three calls several times slower
+    than later ones on some CPUs (seen here: 14 then 99 steps/s), and compiled torch graphs specialise on
+    the first calls too. Timing those would flatter whichever variant warmed up faster.
+    """
+    speeds = []
+    for _ in range(max_blocks):
+        t0 = time.perf_counter()
+        run(steps)
+        speeds.append(steps / (time.perf_counter() - t0))
+        if len(speeds) >= 3 and abs(speeds[-1] - speeds[-2]) <= tol * max(speeds[-2:]):
+            break
+    return speeds
+
+
 def time_interleaved(runners: dict, steps: int, repeats: int, warmup: int, progress: bool,
                      probes: dict | None = None) -> dict:
     """Median steps/s of each runner; blocks of ``steps`` updates, round-robin across runners.
@@ -375,7 +401,7 @@ def time_interleaved(runners: dict, steps: int, repeats: int, warmup: int, progr
     probed = {name: [] for name in probes}
 
     for name, run in runners.items():
-        run(warmup)
+        warm_up(run, warmup)
     times = {name: [] for name in runners}
     bar = tqdm(total=repeats * len(runners), desc="timing", disable=not progress, leave=False)
     for _ in range(repeats):
@@ -403,14 +429,23 @@ def bench_shape(shape: str, args, tmp: Path) -> dict:
         "next_act": np.asarray(td["next", "action"]), "term": np.asarray(td["next", "terminated"]).reshape(-1).astype(np.float32),
     }
     runners = {
-        "ppl": ours_runner("ppl", obs, act, buffer, args.device, fast=False),
-        "ppl_fast": ours_runner("ppl", obs, act, buffer, args.device, fast=True),
-        "rebrac": ours_runner("rebrac", obs, act, buffer, args.device, fast=False),
-        "rebrac_fast": ours_runner("rebrac", obs, act, buffer, args.device, fast=True),
+        "ppl": ours_runner("ppl", obs, act, buffer, args.device),
+        "ppl_fast": ours_runner("ppl", obs, act, buffer, args.device, "fused"),
+        "rebrac": ours_runner("rebrac", obs, act, buffer, args.device),
+        "rebrac_fast": ours_runner("rebrac", obs, act, buffer, args.device, "fused"),
         "plain": plain_runner(obs, act, batch, data, args.device),
         "sample": sample_runner(buffer),
     }
     notes = []
+    from ppl_torchrl.compiled import compiler_available
+
+    if args.compile and compiler_available(args.device):
+        runners["ppl_compiled"] = ours_runner("ppl", obs, act, buffer, args.device, "compiled")
+        runners["rebrac_compiled"] = ours_runner("rebrac", obs, act, buffer, args.device, "compiled")
+    elif args.compile:
+        notes.append(f"torch.compile cannot build kernels for {args.device} here (no C++ compiler / triton): "
+                     f"compiled columns skipped.")
+        print(notes[-1], file=sys.stderr)
     if args.jax:
         try:
             import jax  # noqa: F401
@@ -439,24 +474,24 @@ def table(report: dict) -> str:
     lim = report["gemm_gflops"]
     lines.append("fp32 GEMM 1024x256@256x256 at start: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in lim.items())
                  + "; the limit below is the median measured between the timed blocks of each shape")
-    hdr = f"{'shape':8} {'variant':12} {'steps/s':>8} {'/plain':>7} {'/jax':>6} {'/limit':>7} {'GFLOP/s':>8}"
+    hdr = f"{'shape':8} {'variant':16} {'steps/s':>8} {'/plain':>7} {'/jax':>6} {'/limit':>7} {'GFLOP/s':>8}"
     lines.append(hdr)
     lines.append("-" * len(hdr))
     for shape, sr in report["shapes"].items():
         res = sr["results"]
         plain = res["plain"]["steps_per_s"]
         jx = res.get("jax", {}).get("steps_per_s")
-        for name in ("ppl", "ppl_fast", "rebrac", "rebrac_fast", "plain", "jax", "sample"):
+        for name in VARIANTS:
             if name not in res:
                 continue
             v = res[name]["steps_per_s"]
             if name == "sample":
-                lines.append(f"{shape:8} {'buffer.sample':12} {v:8.0f}   ({1e3 / v:.3f} ms per sample)")
+                lines.append(f"{shape:8} {'buffer.sample':16} {v:8.0f}   ({1e3 / v:.3f} ms per sample)")
                 continue
             kind = "rebrac" if name.startswith("rebrac") else "ppl"
             gf = v * sr["flops"][kind] / 1e9
             rj = f"{v / jx:6.2f}" if jx else f"{'-':>6}"
-            lines.append(f"{shape:8} {name:12} {v:8.1f} {v / plain:7.2f} {rj} {v / sr['steps_per_s_at_limit'][kind]:7.2f} {gf:8.0f}")
+            lines.append(f"{shape:8} {name:16} {v:8.1f} {v / plain:7.2f} {rj} {v / sr['steps_per_s_at_limit'][kind]:7.2f} {gf:8.0f}")
         lines.append(f"{shape:8} GEMM (median between blocks): " + ", ".join(
             f"{k} {v:.0f} GFLOP/s" for k, v in sr["gemm_gflops"].items()) + f" -> limit {sr['limit_gflops']:.0f}")
         lines.append(f"{shape:8} FLOPs/update: ppl {sr['flops']['ppl'] / 1e9:.2f} G, rebrac {sr['flops']['rebrac'] / 1e9:.2f} G;"
@@ -473,6 +508,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", type=Path, default=None, help="write the report here (atomically)")
     parser.add_argument("--dataset-size", type=int, default=100_000, help="random transitions in the buffer")
     parser.add_argument("--no-jax", dest="jax", action="store_false", help="skip the JAX column")
+    parser.add_argument("--no-compile", dest="compile", action="store_false",
+                        help="skip the compiled columns (each compiles for ~30 s on a small CPU)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.steps < 2 or args.repeats < 1:

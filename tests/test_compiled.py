@@ -115,3 +115,58 @@ def test_compiled_update_rejects_what_it_does_not_write_out():
         compiled.CompiledReBRACUpdate(alg.loss, opts, tau=0.05)
     with pytest.raises(ValueError, match="covers 'ppl' and 'rebrac'"):
         compiled.apply_compiled(type("A", (), {"name": "iql"})(), tau=0.05, policy_freq=2)
+
+
+# ------------------------------------------------------------------------------ several seeds in one process
+def _seed_algs(name, seeds, cfg=None):
+    cfg = OmegaConf.merge(cfg or _cfg(name), {"compile": False})
+    algs = []
+    for s in seeds:
+        torch.manual_seed(s)
+        algs.append(make_algorithm(cfg, 5, 3))
+    return algs
+
+
+@pytest.mark.parametrize("name", ["ppl", "rebrac"])
+def test_multiseed_update_equals_each_seed_trained_alone(name):
+    from ppl_torchrl.multiseed import MultiSeedReBRACUpdate
+
+    seeds, steps, tau = (0, 1, 2), 4, 0.05
+    gen = torch.Generator().manual_seed(3)
+    batches = [[_batch(gen) for _ in seeds] for _ in range(steps)]
+    noise = [torch.randn(len(seeds), 16, 3, generator=gen) for _ in range(steps)]
+
+    alone = _seed_algs(name, seeds)
+    for i, alg in enumerate(alone):
+        upd = compiled.CompiledReBRACUpdate(alg.loss, alg.optimizers, tau=tau, policy_freq=2)
+        for t in range(steps):
+            upd._normal_like = lambda _x, t=t, i=i: noise[t][i]
+            upd(batches[t][i], t)
+
+    together = _seed_algs(name, seeds)
+    multi = MultiSeedReBRACUpdate(together, tau=tau, policy_freq=2)
+    before = {k: v.clone() for k, v in together[1].loss.state_dict().items()}
+    for t in range(steps):
+        multi._normal_like = lambda _x, t=t: noise[t]
+        out = multi(batches[t], t)
+        assert out["loss_qvalue"].shape == (len(seeds),)
+    # training does not touch the algorithms until write_back
+    assert all(torch.equal(v, together[1].loss.state_dict()[k]) for k, v in before.items())
+    multi.write_back()
+    for a, b in zip(alone, together):
+        _assert_same_state(a, b)
+    weight = next(k for k in before if k.endswith("weight"))
+    assert not torch.equal(together[0].loss.state_dict()[weight], together[1].loss.state_dict()[weight])  # seeds differ
+
+
+def test_multiseed_update_rejects_mixed_seeds():
+    from ppl_torchrl.multiseed import MultiSeedReBRACUpdate
+
+    with pytest.raises(ValueError, match="all 'rebrac'"):
+        MultiSeedReBRACUpdate(_seed_algs("ppl", [0]) + _seed_algs("rebrac", [1]), tau=0.05)
+    wider = OmegaConf.merge(_cfg("rebrac"), {"model": {"hidden_dim": 16}})
+    with pytest.raises(ValueError, match="share the architecture"):
+        MultiSeedReBRACUpdate(_seed_algs("rebrac", [0]) + _seed_algs("rebrac", [1], wider), tau=0.05)
+    multi = MultiSeedReBRACUpdate(_seed_algs("rebrac", [0, 1]), tau=0.05)
+    with pytest.raises(ValueError, match="2 seeds"):
+        multi([_batch(torch.Generator().manual_seed(0))], 0)
