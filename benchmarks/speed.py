@@ -135,6 +135,27 @@ def ours_runner(name: str, obs: int, act: int, buffer, device, path: str = "defa
     return run
 
 
+def multiseed_runner(name: str, obs: int, act: int, buffer, seeds: int, device):
+    """``run(k)``: k updates of ``seeds`` seeds at once (:class:`ppl_torchrl.multiseed.MultiSeedReBRACUpdate`);
+    ``buffer`` samples ``seeds * batch`` transitions per step, split into one batch per seed."""
+    from ppl_torchrl.algorithms import make_algorithm
+    from ppl_torchrl.multiseed import MultiSeedReBRACUpdate
+
+    algs = []
+    for s in range(seeds):
+        torch.manual_seed(s)
+        algs.append(make_algorithm(config(name), obs, act, device=device))
+    update = MultiSeedReBRACUpdate(algs, tau=HP["tau"], policy_freq=HP["policy_freq"])
+    state = {"step": 0}
+
+    def run(k: int):
+        step = state["step"]
+        for i in range(k):
+            update(buffer.sample().reshape(seeds, -1), step + i)
+        state["step"] = step + k
+    return run
+
+
 def sample_runner(buffer):
     def run(k: int):
         for _ in range(k):
@@ -469,6 +490,18 @@ def bench_shape(shape: str, args, tmp: Path) -> dict:
             "steps_per_s_at_limit": limit_steps, "notes": notes}
 
 
+def bench_seeds(shape: str, args, tmp: Path) -> dict:
+    """Total steps/s of PPL^R with ``args.seeds`` seeds trained together (compiled, stacked parameters)."""
+    obs, act, batch = SHAPES[shape]
+    path = make_dataset(tmp, obs, act, args.dataset_size)
+    runners = {f"seeds={n}": multiseed_runner("ppl", obs, act, make_buffer(path, n * batch, tmp / "cache", args.device),
+                                              n, args.device) for n in args.seeds}
+    steps = max(4, args.steps // 4)
+    res = time_interleaved(runners, steps, args.repeats, steps, not args.no_progress)
+    return {n: {"steps_per_s": res[f"seeds={n}"]["steps_per_s"], "all": res[f"seeds={n}"]["all"],
+                "total_steps_per_s": n * res[f"seeds={n}"]["steps_per_s"]} for n in args.seeds}
+
+
 def table(report: dict) -> str:
     lines = []
     lim = report["gemm_gflops"]
@@ -494,6 +527,13 @@ def table(report: dict) -> str:
             lines.append(f"{shape:8} {name:16} {v:8.1f} {v / plain:7.2f} {rj} {v / sr['steps_per_s_at_limit'][kind]:7.2f} {gf:8.0f}")
         lines.append(f"{shape:8} GEMM (median between blocks): " + ", ".join(
             f"{k} {v:.0f} GFLOP/s" for k, v in sr["gemm_gflops"].items()) + f" -> limit {sr['limit_gflops']:.0f}")
+        seeds = sr.get("seeds")
+        if seeds:
+            base = seeds[min(seeds)]["total_steps_per_s"] / min(seeds)
+            lines.append(f"{shape:8} PPL^R, several seeds in one process (compiled, stacked parameters; seeds x steps/s):")
+            for n, r in seeds.items():
+                lines.append(f"{shape:8}   {n} seed(s): {r['total_steps_per_s']:7.1f} seed-steps/s "
+                             f"({r['steps_per_s']:.1f} updates/s, {r['total_steps_per_s'] / base:.2f}x one seed)")
         lines.append(f"{shape:8} FLOPs/update: ppl {sr['flops']['ppl'] / 1e9:.2f} G, rebrac {sr['flops']['rebrac'] / 1e9:.2f} G;"
                      f" steps/s at limit: ppl {sr['steps_per_s_at_limit']['ppl']:.0f}, rebrac {sr['steps_per_s_at_limit']['rebrac']:.0f}")
     return "\n".join(lines)
@@ -511,12 +551,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-compile", dest="compile", action="store_false",
                         help="skip the compiled columns (each compiles for ~30 s on a small CPU)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[1, 4, 8],
+                        help="seed counts for the several-seeds-in-one-process table (none: skip it)")
     args = parser.parse_args(argv)
     if args.steps < 2 or args.repeats < 1:
         parser.error("--steps must be >= 2 and --repeats >= 1")
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: CUDA is not available here; use --device cpu")
     from ppl_torchrl import fast
+    from ppl_torchrl.compiled import compiler_available
 
     gemm = gemm_limits(args.device)
     report = {
@@ -536,6 +579,8 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for shape in shapes:
             report["shapes"][shape] = bench_shape(shape, args, Path(tmp))
+            if args.seeds and args.compile and compiler_available(args.device):
+                report["shapes"][shape]["seeds"] = bench_seeds(shape, args, Path(tmp))
     report["gemm_gflops_end"] = gemm_limits(args.device)
     text = table(report)
     print(text)

@@ -197,3 +197,20 @@ def test_update_flops_hand_computed():
     # without the potential: actor 12-2+12=22
     assert speed.update_flops(1, 1, 1, hidden=2, depth=1, num_q=1, potential=False) == 2 * (18 + 22 / 2)
     assert speed.update_flops(1, 1, 4, hidden=2, depth=1, num_q=1) == 4 * speed.update_flops(1, 1, 1, hidden=2, depth=1, num_q=1)
+
+
+def test_speed_benchmark_runs_and_reports_same_run_ratios(tmp_path):
+    spec = importlib.util.spec_from_file_location("speed", Path(__file__).parents[1] / "benchmarks" / "speed.py")
+    speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed)
+    out = tmp_path / "speed.json"
+    report = speed.main(["--shape", "antmaze", "--steps", "4", "--repeats", "1", "--no-jax", "--no-compile",
+                         "--seeds", "--dataset-size", "2000", "--no-progress", "--json", str(out)])
+    res = report["shapes"]["antmaze"]["results"]
+    assert {"ppl", "ppl_fast", "rebrac", "rebrac_fast", "plain", "sample"} <= set(res)
+    assert all(r["steps_per_s"] > 0 for r in res.values())
+    assert report["shapes"]["antmaze"]["limit_gflops"] > 0
+    assert "/plain" in report["table"] and "ppl_fast" in report["table"]
+    import json
+
+    assert json.loads(out.read_text())["table"] == report["table"]
