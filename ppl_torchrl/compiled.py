@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import types
 
 import torch
 
@@ -242,8 +243,18 @@ def _delayed_program(specs, c, seeds, tau, actor, am, av, asteps, alr, ahyper, c
 _COMPILED: dict = {}
 
 
-def _compiled_programs(mode: str | None, backend: str, device_type: str = "cpu"):
-    key = (mode, backend, device_type)
+def _own_copy(fn):
+    """``fn`` with a code object of its own. Dynamo keeps compiled graphs, and counts recompilations
+    against its limit (8), per code object: one copy per configuration keeps a process that trains
+    several architectures, shapes or seed counts from exhausting that limit."""
+    copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    copy.__qualname__, copy.__doc__ = fn.__qualname__, fn.__doc__
+    return copy
+
+
+def _compiled_programs(mode: str | None, backend: str, device_type: str = "cpu", config: tuple = ()):
+    """The two programs compiled for ``config`` (layer specs, loss constants, seeds; any hashable)."""
+    key = (mode, backend, device_type, config)
     if key not in _COMPILED:
         opts = dict(fullgraph=True, dynamic=False, backend=backend)
         if mode is not None:
@@ -251,7 +262,8 @@ def _compiled_programs(mode: str | None, backend: str, device_type: str = "cpu")
         elif backend == "inductor" and device_type == "cpu":
             # The graph's kernels called from generated C++ instead of Python: ~5% per step at batch 256.
             opts["options"] = {"cpp_wrapper": True}
-        _COMPILED[key] = (torch.compile(_critic_program, **opts), torch.compile(_delayed_program, **opts))
+        _COMPILED[key] = (torch.compile(_own_copy(_critic_program), **opts),
+                          torch.compile(_own_copy(_delayed_program), **opts))
     return _COMPILED[key]
 
 
@@ -288,7 +300,8 @@ class CompiledReBRACUpdate(FusedReBRACUpdate):
                    float(loss.actor_bc_coef), bool(loss.normalize_q), float(getattr(loss, "w", 1.0)),
                    bool(getattr(loss, "potential_uses_target_actor", True)))
         self._lr_cache: dict = {}
-        self._critic_step, self._delayed_step = _compiled_programs(mode, backend, self.gamma.device.type)
+        self._critic_step, self._delayed_step = _compiled_programs(mode, backend, self.gamma.device.type,
+                                                                   (self._specs, self._c, self.shapes()))
 
     # -- the step
     def _lr(self, name: str):
@@ -302,6 +315,11 @@ class CompiledReBRACUpdate(FusedReBRACUpdate):
         return t, (b1, b2, eps)
 
     _normal_like = staticmethod(torch.randn_like)
+
+    def shapes(self) -> tuple:
+        """Shapes of the actor's, critics' and potential's parameters (the architecture, with ``_specs``)."""
+        params = self.actor_params + self.critic_params + getattr(self, "potential_params", [])
+        return tuple(tuple(t.shape) for t in params)
 
     def step_tensors(self, obs, action, next_obs, next_action, reward, terminated, step: int) -> dict:
         normal = self._normal_like(next_action)  # the eager update's draw, same global stream

@@ -49,11 +49,8 @@ class MultiSeedReBRACUpdate:
         self._single = [CompiledReBRACUpdate(a.loss, a.optimizers, tau=tau, policy_freq=policy_freq,
                                              use_potential=use_potential, metrics=True) for a in self.algorithms]
         first = self._single[0]
-
-        def shapes(u):
-            return [tuple(t.shape) for t in u.actor_params + u.critic_params + getattr(u, "potential_params", [])]
         for u in self._single[1:]:
-            if u._specs != first._specs or u._c != first._c or shapes(u) != shapes(first):
+            if u._specs != first._specs or u._c != first._c or u.shapes() != first.shapes():
                 raise ValueError("All seeds must share the architecture and loss constants (only the seed may differ).")
         self.num_seeds = len(self._single)
         self.use_potential, self.tau, self.policy_freq = use_potential, float(tau), int(policy_freq)
@@ -75,7 +72,8 @@ class MultiSeedReBRACUpdate:
             self._lr[g] = torch.tensor(lr, dtype=torch.float32, device=m[0].device)
             self.hyper[g] = (b1, b2, eps)
         if compile:
-            self._critic_step, self._delayed_step = _compiled_programs(mode, backend, self.gamma.device.type)
+            self._critic_step, self._delayed_step = _compiled_programs(
+                mode, backend, self.gamma.device.type, (self._specs, self._c, first.shapes(), self.num_seeds))
         else:
             self._critic_step, self._delayed_step = _critic_program, _delayed_program
 

@@ -170,3 +170,15 @@ def test_multiseed_update_rejects_mixed_seeds():
     multi = MultiSeedReBRACUpdate(_seed_algs("rebrac", [0, 1]), tau=0.05)
     with pytest.raises(ValueError, match="2 seeds"):
         multi([_batch(torch.Generator().manual_seed(0))], 0)
+
+
+def test_many_architectures_in_one_process_do_not_exhaust_the_recompile_limit():
+    """Dynamo allows 8 recompilations per code object; each configuration gets its own program copy."""
+    limit = torch._dynamo.config.recompile_limit
+    g = torch.Generator().manual_seed(0)
+    for hidden in range(4, 4 + limit + 2):
+        torch.manual_seed(0)
+        alg = make_algorithm(OmegaConf.merge(_cfg("rebrac"), {"model": {"hidden_dim": hidden}}), 5, 3)
+        upd = compiled.CompiledReBRACUpdate(alg.loss, alg.optimizers, tau=0.05, backend="eager")
+        out = upd(_batch(g), 1)  # a critic-only step
+        assert torch.isfinite(out["loss_qvalue"])
