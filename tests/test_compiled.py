@@ -1,4 +1,6 @@
 """The compiled PPL^R / ReBRAC update (ppl_torchrl.compiled) against the default TorchRL-loss update."""
+import json
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -182,3 +184,20 @@ def test_many_architectures_in_one_process_do_not_exhaust_the_recompile_limit():
         upd = compiled.CompiledReBRACUpdate(alg.loss, alg.optimizers, tau=0.05, backend="eager")
         out = upd(_batch(g), 1)  # a critic-only step
         assert torch.isfinite(out["loss_qvalue"])
+
+
+def test_recipe_with_compile_true_trains_logs_and_resumes_bit_identically(tmp_path):
+    from test_recipes import _assert_same_run, make_cfg, tiny
+
+    from ppl_torchrl.recipe import train
+
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    train(make_cfg(tiny(full, steps=40, **{"eval.every": 20, "compile": "true"})))
+    stopped = train(make_cfg(tiny(cut, steps=40, **{"eval.every": 20, "compile": "true", "checkpoint.stop_after": 25})))
+    assert stopped == {"stopped_at": 25}
+    results = train(make_cfg(tiny(cut, steps=40, **{"eval.every": 20, "compile": "true", "resume": "true"})))
+    assert results["steps"] == 40
+    _assert_same_run(full, cut)
+    rows = [json.loads(line) for line in (cut / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "train/loss_potential" in r]
+    assert rows and all(abs(r["train/loss_potential"]) < 1e3 for r in rows)
