@@ -129,7 +129,10 @@ def make_algorithm(cfg, obs_dim: int, act_dim: int, device: torch.device | str =
     m, o, lc = cfg.model, cfg.optim, cfg.loss
     if name in ("ppl", "rebrac"):
         compiled = resolve_compile(cfg, device)
-        return _make_rebrac_family(name, lc, m, o, obs_dim, act_dim, device, compiled, cfg.get("compile_mode"))
+        # compile=auto: a failed compilation falls back to the eager fused update; compile=true raises.
+        fallback = isinstance(cfg.get("compile"), str)
+        return _make_rebrac_family(name, lc, m, o, obs_dim, act_dim, device, compiled, cfg.get("compile_mode"),
+                                   fallback)
     if name in ("cql", "ppl_cql"):
         return _make_cql_family(name, lc, m, o, obs_dim, act_dim, device)
     if name == "td3_bc":
@@ -139,7 +142,8 @@ def make_algorithm(cfg, obs_dim: int, act_dim: int, device: torch.device | str =
     return _make_bc(lc, m, o, obs_dim, act_dim, device)
 
 
-def _make_rebrac_family(name, lc, m, o, obs_dim, act_dim, device, compiled=False, compile_mode=None) -> Algorithm:
+def _make_rebrac_family(name, lc, m, o, obs_dim, act_dim, device, compiled=False, compile_mode=None,
+                        fallback=False) -> Algorithm:
     # model.fast_linear: GEMMs of the networks on the fastest measured CPU backend (ppl_torchrl.fast).
     fast_linear = bool(m.get("fast_linear", False))
     actor = make_actor(obs_dim, act_dim, hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device,
@@ -192,7 +196,7 @@ def _make_rebrac_family(name, lc, m, o, obs_dim, act_dim, device, compiled=False
         # Each step kind as one compiled graph: gradients by torch.func, Adam on the optimizers' state.
         from ppl_torchrl.compiled import apply_compiled
 
-        apply_compiled(algorithm, tau=o.tau, policy_freq=o.policy_freq, mode=compile_mode)
+        apply_compiled(algorithm, tau=o.tau, policy_freq=o.policy_freq, mode=compile_mode, fallback=fallback)
     elif lc.get("fused_update", False):
         # Same math, schedule, RNG stream, parameters and optimizers on plain tensors (ppl_torchrl.fast).
         from ppl_torchrl.fast import apply_to

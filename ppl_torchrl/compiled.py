@@ -31,6 +31,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import types
+import warnings
 
 import torch
 
@@ -277,14 +278,21 @@ class CompiledReBRACUpdate(FusedReBRACUpdate):
       graphs) is the usual choice, passed through as given.
     * ``backend``: ``torch.compile`` backend (``"inductor"``; ``"eager"`` or ``"aot_eager"`` to debug).
 
+    * ``fallback``: if compiling fails (no working C++ compiler, an inductor error), warn and run the
+      eager fused update instead of raising. The programs are then compiled at the first call on
+      copies of the state, so a failure leaves the real parameters and the RNG untouched.
+
     The first call of each step kind traces and compiles (tens of seconds on a small CPU).
     """
 
     def __init__(self, loss, optimizers: dict, *, tau: float, policy_freq: int = 2, use_potential: bool | None = None,
-                 metrics: bool = True, mode: str | None = None, backend: str = "inductor", plan=None):
+                 metrics: bool = True, mode: str | None = None, backend: str = "inductor", plan=None,
+                 fallback: bool = False):
         super().__init__(loss, optimizers, tau=tau, policy_freq=policy_freq, use_potential=use_potential,
                          plan=None, metrics=metrics)
         self._plan = None
+        self.fallback, self.eager = bool(fallback), False
+        self._probed = not fallback
         self.actor_params = _tensors(self.actor)
         self.critic_params = _tensors(self.critic)
         self.actor_target_params = _tensors(self.actor_target)
@@ -321,7 +329,40 @@ class CompiledReBRACUpdate(FusedReBRACUpdate):
         params = self.actor_params + self.critic_params + getattr(self, "potential_params", [])
         return tuple(tuple(t.shape) for t in params)
 
+    def _probe(self, obs, action, next_obs, next_action, reward, terminated) -> None:
+        """Compiles both programs by running them once on copies of the state (zero noise)."""
+        def copies(ts):
+            return None if ts is None else [t.detach().clone() for t in ts]
+        m, v, steps = self.adam["critic"].tensors()
+        lr, hyper = self._lr("critic")
+        actor_t, critic_t, critic = copies(self.actor_target_params), copies(self.critic_target_params), copies(self.critic_params)
+        with torch.no_grad():
+            self._critic_step(self._specs, self._c, False, critic, copies(m), copies(v), copies(steps), lr, hyper,
+                              actor_t, critic_t, obs, action, next_obs, next_action, reward, terminated,
+                              torch.zeros_like(next_action), self.gamma, self.min_action, self.max_action)
+            am, av, asteps = self.adam["actor"].tensors()
+            alr, ahyper = self._lr("actor")
+            fm = fv = fsteps = flr = fhyper = pot = None
+            if self.use_potential:
+                fm, fv, fsteps = self.adam["potential"].tensors()
+                flr, fhyper = self._lr("potential")
+                pot = copies(self.potential_params)
+            self._delayed_step(self._specs, self._c, False, self.tau, copies(self.actor_params), copies(am), copies(av),
+                               copies(asteps), alr, ahyper, critic, actor_t, critic_t, pot, copies(fm), copies(fv),
+                               copies(fsteps), flr, fhyper, obs, action)
+
     def step_tensors(self, obs, action, next_obs, next_action, reward, terminated, step: int) -> dict:
+        if not self._probed:
+            self._probed = True
+            try:
+                self._probe(obs, action, next_obs, next_action, reward, terminated)
+            except Exception as err:  # noqa: BLE001 - any compiler failure: fall back rather than stop a run
+                warnings.warn(f"Compiling the PPL^R/ReBRAC update failed ({type(err).__name__}: {str(err)[:300]}); "
+                              f"training on with the eager fused update. compile=false skips the attempt.",
+                              RuntimeWarning, stacklevel=2)
+                self.eager = True
+        if self.eager:
+            return FusedReBRACUpdate.step_tensors(self, obs, action, next_obs, next_action, reward, terminated, step)
         normal = self._normal_like(next_action)  # the eager update's draw, same global stream
         m, v, steps = self.adam["critic"].tensors()
         lr, hyper = self._lr("critic")
@@ -358,7 +399,7 @@ class CompiledReBRACUpdate(FusedReBRACUpdate):
 
 
 def apply_compiled(algorithm, *, tau: float, policy_freq: int, metrics: bool = True, mode: str | None = None,
-                   backend: str = "inductor") -> CompiledReBRACUpdate:
+                   backend: str = "inductor", fallback: bool = False) -> CompiledReBRACUpdate:
     """Replaces ``algorithm.update`` (``ppl`` or ``rebrac``) by a :class:`CompiledReBRACUpdate` on the same
     loss and optimizers; returns the new update."""
     if algorithm.name not in ("ppl", "rebrac"):
@@ -366,6 +407,6 @@ def apply_compiled(algorithm, *, tau: float, policy_freq: int, metrics: bool = T
                          f"compile=true on other algorithms compiles their eager update instead.")
     upd = CompiledReBRACUpdate(algorithm.loss, algorithm.optimizers, tau=tau, policy_freq=policy_freq,
                                use_potential="potential" in algorithm.optimizers, metrics=metrics, mode=mode,
-                               backend=backend)
+                               backend=backend, fallback=fallback)
     algorithm.update = upd
     return upd

@@ -201,3 +201,34 @@ def test_recipe_with_compile_true_trains_logs_and_resumes_bit_identically(tmp_pa
     rows = [json.loads(line) for line in (cut / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "train/loss_potential" in r]
     assert rows and all(abs(r["train/loss_potential"]) < 1e3 for r in rows)
+
+
+def _broken_backend(gm, example_inputs):
+    raise RuntimeError("no C++ compiler on this machine")
+
+
+def test_failed_compilation_falls_back_to_the_eager_update_without_touching_the_state():
+    ref, ref_out = _run(_cfg("ppl"), 4, compile_it=False)
+    torch.manual_seed(0)
+    alg = make_algorithm(_cfg("ppl"), 5, 3)
+    compiled.apply_compiled(alg, tau=0.05, policy_freq=2, backend=_broken_backend, fallback=True)
+    with pytest.warns(RuntimeWarning, match="eager fused update"):
+        got, got_out = _run(_cfg("ppl"), 4, compile_it=True, alg=alg)
+    assert alg.update.eager
+    _assert_same_state(ref, got, atol=0, rtol=0)  # the failed attempt changed nothing, not even the RNG stream
+    # without fallback (compile=true) the error is raised
+    torch.manual_seed(0)
+    strict = make_algorithm(_cfg("ppl"), 5, 3)
+    compiled.apply_compiled(strict, tau=0.05, policy_freq=2, backend=_broken_backend)
+    with pytest.raises(Exception, match="no C\\+\\+ compiler"):
+        _run(_cfg("ppl"), 1, compile_it=True, alg=strict)
+
+
+def test_compile_auto_probes_on_copies_and_then_trains_exactly_like_compile_true():
+    strict, _ = _run(_cfg("ppl"), 4, compile_it=True)
+    torch.manual_seed(0)
+    auto = make_algorithm(OmegaConf.merge(_cfg("ppl"), {"compile": "auto", "optim": {"steps": 10**6}}), 5, 3)
+    assert isinstance(auto.update, compiled.CompiledReBRACUpdate) and auto.update.fallback
+    _run(_cfg("ppl"), 4, compile_it=True, alg=auto)
+    assert not auto.update.eager
+    _assert_same_state(strict, auto, atol=0, rtol=0)
