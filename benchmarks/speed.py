@@ -109,11 +109,12 @@ def config(name: str):
 
 
 # ------------------------------------------------------------------------------------------ ours
-def ours_runner(name: str, obs: int, act: int, buffer, device, path: str = "default"):
+def ours_runner(name: str, obs: int, act: int, buffer, device, path: str = "default", per_call: int = 1):
     """``run(k)``: k updates of the library's algorithm, each on a fresh replay-buffer sample.
 
     ``path``: ``default`` (TorchRL losses), ``fused`` (:mod:`ppl_torchrl.fast`, eager) or ``compiled``
-    (:mod:`ppl_torchrl.compiled`; compiled at the warm-up)."""
+    (:mod:`ppl_torchrl.compiled`; compiled at the warm-up). ``per_call > 1``: the compiled update's
+    ``run`` does that many updates in one program call (``k`` must be a multiple)."""
     from ppl_torchrl import compiled
     from ppl_torchrl import fast as fastmod
     from ppl_torchrl.algorithms import make_algorithm
@@ -129,8 +130,12 @@ def ours_runner(name: str, obs: int, act: int, buffer, device, path: str = "defa
 
     def run(k: int):
         step = state["step"]
-        for i in range(k):
-            alg.update(buffer.sample(), step + i)
+        if per_call > 1:
+            for i in range(0, k, per_call):
+                alg.update.run([buffer.sample() for _ in range(per_call)], step + i)
+        else:
+            for i in range(k):
+                alg.update(buffer.sample(), step + i)
         state["step"] = step + k
     return run
 
@@ -463,6 +468,9 @@ def bench_shape(shape: str, args, tmp: Path) -> dict:
     if args.compile and compiler_available(args.device):
         runners["ppl_compiled"] = ours_runner("ppl", obs, act, buffer, args.device, "compiled")
         runners["rebrac_compiled"] = ours_runner("rebrac", obs, act, buffer, args.device, "compiled")
+        if args.per_call > 1:
+            runners[f"ppl_compiled_x{args.per_call}"] = ours_runner("ppl", obs, act, buffer, args.device, "compiled",
+                                                                    per_call=args.per_call)
     elif args.compile:
         notes.append(f"torch.compile cannot build kernels for {args.device} here (no C++ compiler / triton): "
                      f"compiled columns skipped.")
@@ -514,7 +522,7 @@ def table(report: dict) -> str:
         res = sr["results"]
         plain = res["plain"]["steps_per_s"]
         jx = res.get("jax", {}).get("steps_per_s")
-        for name in VARIANTS:
+        for name in VARIANTS[:3] + tuple(k for k in res if k.startswith("ppl_compiled_x")) + VARIANTS[3:]:
             if name not in res:
                 continue
             v = res[name]["steps_per_s"]
@@ -551,11 +559,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-compile", dest="compile", action="store_false",
                         help="skip the compiled columns (each compiles for ~30 s on a small CPU)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--per-call", type=int, default=2,
+                        help="updates per compiled program call for the ppl_compiled_xN column (1: skip it)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[1, 4, 8],
                         help="seed counts for the several-seeds-in-one-process table (none: skip it)")
     args = parser.parse_args(argv)
     if args.steps < 2 or args.repeats < 1:
         parser.error("--steps must be >= 2 and --repeats >= 1")
+    if args.per_call > 1 and args.steps % args.per_call:
+        parser.error(f"--steps ({args.steps}) must be a multiple of --per-call ({args.per_call})")
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: CUDA is not available here; use --device cpu")
     from ppl_torchrl import fast

@@ -32,6 +32,7 @@ import importlib.util
 import shutil
 import types
 import warnings
+from typing import Sequence
 
 import torch
 
@@ -241,6 +242,22 @@ def _delayed_program(specs, c, seeds, tau, actor, am, av, asteps, alr, ahyper, c
     return out + list(faux)  # loss_potential, potential_policy, potential_data
 
 
+def _steps_program(specs, c, tau, phase, policy_freq, critic, m, v, steps, lr, hyper, actor, am, av, asteps, alr,
+                   ahyper, actor_t, critic_t, pot, fm, fv, fsteps, flr, fhyper, batches, normals, gamma, min_action,
+                   max_action):
+    """``len(batches)`` consecutive updates (the first at a step ``= phase`` modulo ``policy_freq``) in one
+    program, as the authors' ``lax.fori_loop`` does; returns the last update's diagnostics."""
+    out = []
+    for i, (obs, action, next_obs, next_action, reward, terminated) in enumerate(batches):
+        out = list(_critic_program(specs, c, False, critic, m, v, steps, lr, hyper, actor_t, critic_t, obs, action,
+                                   next_obs, next_action, reward, terminated, normals[i], gamma, min_action,
+                                   max_action))
+        if (phase + i) % policy_freq == 0:
+            out += _delayed_program(specs, c, False, tau, actor, am, av, asteps, alr, ahyper, critic, actor_t,
+                                    critic_t, pot, fm, fv, fsteps, flr, fhyper, obs, action)
+    return out
+
+
 _COMPILED: dict = {}
 
 
@@ -264,7 +281,8 @@ def _compiled_programs(mode: str | None, backend: str, device_type: str = "cpu",
             # The graph's kernels called from generated C++ instead of Python: ~5% per step at batch 256.
             opts["options"] = {"cpp_wrapper": True}
         _COMPILED[key] = (torch.compile(_own_copy(_critic_program), **opts),
-                          torch.compile(_own_copy(_delayed_program), **opts))
+                          torch.compile(_own_copy(_delayed_program), **opts),
+                          torch.compile(_own_copy(_steps_program), **opts))
     return _COMPILED[key]
 
 
@@ -308,8 +326,8 @@ class CompiledReBRACUpdate(FusedReBRACUpdate):
                    float(loss.actor_bc_coef), bool(loss.normalize_q), float(getattr(loss, "w", 1.0)),
                    bool(getattr(loss, "potential_uses_target_actor", True)))
         self._lr_cache: dict = {}
-        self._critic_step, self._delayed_step = _compiled_programs(mode, backend, self.gamma.device.type,
-                                                                   (self._specs, self._c, self.shapes()))
+        self._critic_step, self._delayed_step, self._steps = _compiled_programs(
+            mode, backend, self.gamma.device.type, (self._specs, self._c, self.shapes()))
 
     # -- the step
     def _lr(self, name: str):
@@ -396,6 +414,36 @@ class CompiledReBRACUpdate(FusedReBRACUpdate):
             if self.metrics:
                 out.update(potential_actor=res[4], potential_policy=res[6], potential_data=res[7])
         return out
+
+    def run(self, batches: Sequence, start_step: int) -> dict:
+        """``len(batches)`` updates in one compiled call (``batches[i]``, a TensorDict, at step
+        ``start_step + i``), like the authors' ``fori_loop``: one Python entry and one set of guards for
+        several updates. Same results as calling the update on each batch in turn. Each length and each
+        phase ``start_step % policy_freq`` compiles its own program (unrolled: keep it small, e.g. 2-8).
+        Returns the last update's diagnostics (a plain dict of tensors)."""
+        if self.eager or not self._probed:
+            return super().run(batches, start_step)
+        tensors = [tuple(b.get(k) for k in self._keys) for b in batches]
+        normals = [self._normal_like(t[3]) for t in tensors]  # the same draws, in the same order
+        p, a = self.adam, self._lr
+        (m, v, steps), (am, av, asteps) = p["critic"].tensors(), p["actor"].tensors()
+        (lr, hyper), (alr, ahyper) = a("critic"), a("actor")
+        fm = fv = fsteps = flr = fhyper = pot = None
+        if self.use_potential:
+            fm, fv, fsteps = p["potential"].tensors()
+            flr, fhyper = a("potential")
+            pot = self.potential_params
+        with torch.no_grad():
+            res = self._steps(self._specs, self._c, self.tau, start_step % self.policy_freq, self.policy_freq,
+                              self.critic_params, m, v, steps, lr, hyper, self.actor_params, am, av, asteps, alr,
+                              ahyper, self.actor_target_params, self.critic_target_params, pot, fm, fv, fsteps, flr,
+                              fhyper, tensors, normals, self.gamma, self.min_action, self.max_action)
+        names = ["loss_qvalue", "pred_value", "target_value"]
+        if len(res) > 3:
+            names += ["loss_actor", "bc_distance", "lmbda", "state_action_value_actor"]
+            if self.use_potential:
+                names += ["potential_actor", "loss_potential", "potential_policy", "potential_data"]
+        return dict(zip(names, res))
 
 
 def apply_compiled(algorithm, *, tau: float, policy_freq: int, metrics: bool = True, mode: str | None = None,

@@ -73,7 +73,7 @@ class MultiSeedReBRACUpdate:
             self.hyper[g] = (b1, b2, eps)
         if compile:
             self._critic_step, self._delayed_step = _compiled_programs(
-                mode, backend, self.gamma.device.type, (self._specs, self._c, first.shapes(), self.num_seeds))
+                mode, backend, self.gamma.device.type, (self._specs, self._c, first.shapes(), self.num_seeds))[:2]
         else:
             self._critic_step, self._delayed_step = _critic_program, _delayed_program
 

@@ -232,3 +232,33 @@ def test_compile_auto_probes_on_copies_and_then_trains_exactly_like_compile_true
     _run(_cfg("ppl"), 4, compile_it=True, alg=auto)
     assert not auto.update.eager
     _assert_same_state(strict, auto, atol=0, rtol=0)
+
+
+def test_several_updates_in_one_compiled_call_equal_one_call_per_update():
+    gen = torch.Generator().manual_seed(5)
+    batches = [_batch(gen) for _ in range(5)]
+    noise = torch.randn(5, 16, 3, generator=torch.Generator().manual_seed(6))
+
+    def build():
+        torch.manual_seed(0)
+        alg = make_algorithm(OmegaConf.merge(_cfg("ppl"), {"compile": True}), 5, 3)
+        draws = iter(noise)
+        alg.update._normal_like = lambda _x: next(draws)
+        return alg
+
+    one_by_one = build()
+    outs = [one_by_one.update(b, s) for s, b in enumerate(batches)]
+    grouped = build()
+    first = grouped.update.run(batches[:2], 0)    # phase 0: critic+delayed, critic
+    second = grouped.update.run(batches[2:4], 2)  # the same program again
+    last = grouped.update(batches[4], 4)
+    _assert_same_state(one_by_one, grouped)
+    assert set(first) == {"loss_qvalue", "pred_value", "target_value"}  # step 1 is critic-only
+    for k, v in second.items():
+        torch.testing.assert_close(v, outs[3][k], atol=1e-5, rtol=1e-4, msg=k)
+    assert set(last.keys()) == set(outs[4].keys())
+    odd = build()
+    odd.update(batches[0], 0)
+    odd.update.run(batches[1:3], 1)  # phase 1: critic, then critic+delayed
+    odd.update.run(batches[3:5], 3)
+    _assert_same_state(one_by_one, odd)
