@@ -262,3 +262,20 @@ def test_several_updates_in_one_compiled_call_equal_one_call_per_update():
     odd.update.run(batches[1:3], 1)  # phase 1: critic, then critic+delayed
     odd.update.run(batches[3:5], 3)
     _assert_same_state(one_by_one, odd)
+
+
+def test_training_curves_of_compiled_and_default_updates_match(tmp_path):
+    from test_recipes import make_cfg, tiny
+
+    from ppl_torchrl.recipe import train
+
+    runs = {}
+    for name, flag in (("eager", "false"), ("compiled", "true")):
+        train(make_cfg(tiny(tmp_path / name, steps=60, **{"compile": flag, "logger.log_every": 20, "eval.every": 60})))
+        rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        runs[name] = {r["step"]: r for r in rows if "train/loss_qvalue" in r}
+    assert sorted(runs["eager"]) == sorted(runs["compiled"]) == [20, 40, 60]
+    for step, row in runs["eager"].items():
+        for key, value in row.items():
+            if key.startswith("train/") and key != "train/steps_per_second":
+                assert runs["compiled"][step][key] == pytest.approx(value, rel=1e-3, abs=1e-5), (step, key)
