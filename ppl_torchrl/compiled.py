@@ -311,6 +311,9 @@ class CompiledReBRACUpdate(FusedReBRACUpdate):
         self._plan = None
         self.fallback, self.eager = bool(fallback), False
         self._probed = not fallback
+        # CUDA graphs (mode="reduce-overhead") replay fixed addresses: the parameters and optimizer state
+        # are updated in place, so they are marked static once, at the first call. Not run on a GPU here.
+        self._mark_static = mode == "reduce-overhead"
         self.actor_params = _tensors(self.actor)
         self.critic_params = _tensors(self.critic)
         self.actor_target_params = _tensors(self.actor_target)
@@ -381,6 +384,11 @@ class CompiledReBRACUpdate(FusedReBRACUpdate):
                 self.eager = True
         if self.eager:
             return FusedReBRACUpdate.step_tensors(self, obs, action, next_obs, next_action, reward, terminated, step)
+        if self._mark_static:
+            self._mark_static = False
+            state = [t for name in self.adam for ts in self.adam[name].tensors() for t in ts]
+            for t in self._sources + self._targets + getattr(self, "potential_params", []) + state:
+                torch._dynamo.mark_static_address(t)
         normal = self._normal_like(next_action)  # the eager update's draw, same global stream
         m, v, steps = self.adam["critic"].tensors()
         lr, hyper = self._lr("critic")
