@@ -120,16 +120,15 @@ class _AdamState:
     def tensors(self) -> tuple[list, list, list]:
         opt = self.optimizer
         if opt.state is not self._state_obj or not self._cache:
-            group = opt.param_groups[0]
-            on_device = group.get("fused") or group.get("capturable")
             for p in self.params:
                 st = opt.state[p]
                 if not st:  # what Adam._init_group creates on its first step
-                    st["step"] = torch.zeros((), dtype=torch.float32, device=p.device if on_device else "cpu")
+                    st["step"] = torch.zeros((), dtype=torch.float32)
                     st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                elif st["step"].device != p.device:
-                    # A CPU step count would be a host scalar inside a device program; keep one on the device.
+                if st["step"].device != p.device:
+                    # Eager non-fused Adam keeps the count on the CPU; inside a device program it would be a
+                    # host scalar. Adam reads a device count just as well, so it moves for good.
                     st["step"] = st["step"].to(p.device)
             self._cache = tuple([opt.state[p][k] for p in self.params] for k in ("exp_avg", "exp_avg_sq", "step"))
             self._state_obj = opt.state
