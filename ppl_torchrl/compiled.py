@@ -245,16 +245,17 @@ def _steps_program(specs, c, tau, phase, policy_freq, critic, m, v, steps, lr, h
                    ahyper, actor_t, critic_t, pot, fm, fv, fsteps, flr, fhyper, batches, normals, gamma, min_action,
                    max_action):
     """``len(batches)`` consecutive updates (the first at a step ``= phase`` modulo ``policy_freq``) in one
-    program, as the authors' ``lax.fori_loop`` does; returns the last update's diagnostics."""
-    out = []
+    program, as the authors' ``lax.fori_loop`` does; returns the last critic step's diagnostics and the
+    last delayed step's (none if the batches held no delayed step)."""
+    last_critic, last_delayed = [], []
     for i, (obs, action, next_obs, next_action, reward, terminated) in enumerate(batches):
-        out = list(_critic_program(specs, c, False, critic, m, v, steps, lr, hyper, actor_t, critic_t, obs, action,
-                                   next_obs, next_action, reward, terminated, normals[i], gamma, min_action,
-                                   max_action))
+        last_critic = list(_critic_program(specs, c, False, critic, m, v, steps, lr, hyper, actor_t, critic_t, obs,
+                                           action, next_obs, next_action, reward, terminated, normals[i], gamma,
+                                           min_action, max_action))
         if (phase + i) % policy_freq == 0:
-            out += _delayed_program(specs, c, False, tau, actor, am, av, asteps, alr, ahyper, critic, actor_t,
-                                    critic_t, pot, fm, fv, fsteps, flr, fhyper, obs, action)
-    return out
+            last_delayed = _delayed_program(specs, c, False, tau, actor, am, av, asteps, alr, ahyper, critic, actor_t,
+                                            critic_t, pot, fm, fv, fsteps, flr, fhyper, obs, action)
+    return last_critic + last_delayed
 
 
 _COMPILED: dict = {}
@@ -427,7 +428,8 @@ class CompiledReBRACUpdate(FusedReBRACUpdate):
         ``start_step + i``), like the authors' ``fori_loop``: one Python entry and one set of guards for
         several updates. Same results as calling the update on each batch in turn. Each length and each
         phase ``start_step % policy_freq`` compiles its own program (unrolled: keep it small, e.g. 2-8).
-        Returns the last update's diagnostics (a plain dict of tensors)."""
+        Returns a plain dict of tensors: the last critic step's diagnostics and the last actor/potential
+        step's, as a loop keeping the latest value of each would."""
         if self.eager or not self._probed:
             return super().run(batches, start_step)
         tensors = [tuple(b.get(k) for k in self._keys) for b in batches]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tensordict import TensorDictBase
 from tqdm.auto import tqdm
 
 from ppl_torchrl.algorithms import Algorithm, make_algorithm
@@ -140,13 +141,24 @@ class Trainer:
         bar = tqdm(total=steps, initial=self.step, desc=f"{self.algorithm.name}", disable=not cfg.logger.progress)
         t0, timed_steps = time.perf_counter(), 0
         latest: dict = {}  # last value of every metric (actor terms exist only on delayed steps)
+        per_call = int(cfg.optim.get("updates_per_call", 1))
+        several = per_call > 1 and hasattr(self.algorithm.update, "run")
         while self.step < steps:
-            batch = self.buffer.sample().to(self.device, non_blocking=True)
-            metrics = self.algorithm.update(batch, self.step)
-            latest.update(metrics.items(True, True))
-            self.step += 1
-            timed_steps += 1
-            bar.update(1)
+            # Several updates per call never cross a log, eval, checkpoint or stop step: those stay exact.
+            n = min(per_call, steps - self.step, *(
+                every - self.step % every for every in (log_every, eval_every, ckpt_every))) if several else 1
+            if several and stop_after is not None:
+                n = max(1, min(n, int(stop_after) - self.step))
+            if n > 1:
+                batches = [self.buffer.sample().to(self.device, non_blocking=True) for _ in range(n)]
+                metrics = self.algorithm.update.run(batches, self.step)
+            else:
+                batch = self.buffer.sample().to(self.device, non_blocking=True)
+                metrics = self.algorithm.update(batch, self.step)
+            latest.update(metrics.items(True, True) if isinstance(metrics, TensorDictBase) else metrics.items())
+            self.step += n
+            timed_steps += n
+            bar.update(n)
             if self.step % log_every == 0 or self.step == steps:
                 elapsed = time.perf_counter() - t0
                 row = {k: float(v) for k, v in latest.items() if v.numel() == 1}
