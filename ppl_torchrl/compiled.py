@@ -258,6 +258,11 @@ def _steps_program(specs, c, tau, phase, policy_freq, critic, m, v, steps, lr, h
     return last_critic + last_delayed
 
 
+# Names of what the programs return, in order (those of the default update's diagnostics).
+CRITIC_DIAGNOSTICS = ("loss_qvalue", "pred_value", "target_value")
+ACTOR_DIAGNOSTICS = ("loss_actor", "bc_distance", "lmbda", "state_action_value_actor")
+POTENTIAL_DIAGNOSTICS = ("potential_actor", "loss_potential", "potential_policy", "potential_data")
+
 _COMPILED: dict = {}
 
 
@@ -333,15 +338,28 @@ class CompiledReBRACUpdate(FusedReBRACUpdate):
             mode, backend, self.gamma.device.type, (self._specs, self._c, self.shapes()))
 
     # -- the step
-    def _lr(self, name: str):
+    def _adam_args(self, name: str, copy: bool = False) -> tuple:
+        """``(exp_avg, exp_avg_sq, steps, lr, (beta1, beta2, eps))`` of optimizer ``name`` as the programs
+        take them (``lr`` a device tensor, so a changed lr does not recompile); all ``None`` for an absent
+        potential. ``copy``: clones of the state tensors."""
+        if name not in self.adam:
+            return (None,) * 5
         lr, b1, b2, eps = self.adam[name].hyper()
-        key = (name, lr)
-        t = self._lr_cache.get(key)
+        t = self._lr_cache.get((name, lr))
         if t is None:
             t = torch.tensor(lr, dtype=torch.float32, device=self.gamma.device)
             self._lr_cache = {k: val for k, val in self._lr_cache.items() if k[0] != name}
-            self._lr_cache[key] = t
-        return t, (b1, b2, eps)
+            self._lr_cache[(name, lr)] = t
+        state = self.adam[name].tensors()
+        if copy:
+            state = tuple([x.detach().clone() for x in ts] for ts in state)
+        return (*state, t, (b1, b2, eps))
+
+    def _diagnostics(self, critic: Sequence, delayed: Sequence = ()) -> dict:
+        names = CRITIC_DIAGNOSTICS + (ACTOR_DIAGNOSTICS + (POTENTIAL_DIAGNOSTICS if self.use_potential else ())
+                                      if len(delayed) else ())
+        out = dict(zip(names, [*critic, *delayed]))
+        return out if self.metrics else {k: v for k, v in out.items() if k.startswith("loss_")}
 
     _normal_like = staticmethod(torch.randn_like)
 
@@ -354,23 +372,16 @@ class CompiledReBRACUpdate(FusedReBRACUpdate):
         """Compiles both programs by running them once on copies of the state (zero noise)."""
         def copies(ts):
             return None if ts is None else [t.detach().clone() for t in ts]
-        m, v, steps = self.adam["critic"].tensors()
-        lr, hyper = self._lr("critic")
-        actor_t, critic_t, critic = copies(self.actor_target_params), copies(self.critic_target_params), copies(self.critic_params)
+        actor_t, critic_t, critic = (copies(self.actor_target_params), copies(self.critic_target_params),
+                                     copies(self.critic_params))
         with torch.no_grad():
-            self._critic_step(self._specs, self._c, False, critic, copies(m), copies(v), copies(steps), lr, hyper,
-                              actor_t, critic_t, obs, action, next_obs, next_action, reward, terminated,
+            self._critic_step(self._specs, self._c, False, critic, *self._adam_args("critic", copy=True), actor_t,
+                              critic_t, obs, action, next_obs, next_action, reward, terminated,
                               torch.zeros_like(next_action), self.gamma, self.min_action, self.max_action)
-            am, av, asteps = self.adam["actor"].tensors()
-            alr, ahyper = self._lr("actor")
-            fm = fv = fsteps = flr = fhyper = pot = None
-            if self.use_potential:
-                fm, fv, fsteps = self.adam["potential"].tensors()
-                flr, fhyper = self._lr("potential")
-                pot = copies(self.potential_params)
-            self._delayed_step(self._specs, self._c, False, self.tau, copies(self.actor_params), copies(am), copies(av),
-                               copies(asteps), alr, ahyper, critic, actor_t, critic_t, pot, copies(fm), copies(fv),
-                               copies(fsteps), flr, fhyper, obs, action)
+            self._delayed_step(self._specs, self._c, False, self.tau, copies(self.actor_params),
+                               *self._adam_args("actor", copy=True), critic, actor_t, critic_t,
+                               copies(getattr(self, "potential_params", None)),
+                               *self._adam_args("potential", copy=True), obs, action)
 
     def step_tensors(self, obs, action, next_obs, next_action, reward, terminated, step: int) -> dict:
         if not self._probed:
@@ -390,38 +401,18 @@ class CompiledReBRACUpdate(FusedReBRACUpdate):
             for t in self._sources + self._targets + getattr(self, "potential_params", []) + state:
                 torch._dynamo.mark_static_address(t)
         normal = self._normal_like(next_action)  # the eager update's draw, same global stream
-        m, v, steps = self.adam["critic"].tensors()
-        lr, hyper = self._lr("critic")
         with torch.no_grad():
-            loss_q, pred, target = self._critic_step(
-                self._specs, self._c, False, self.critic_params, m, v, steps, lr, hyper, self.actor_target_params,
+            critic = self._critic_step(
+                self._specs, self._c, False, self.critic_params, *self._adam_args("critic"), self.actor_target_params,
                 self.critic_target_params, obs, action, next_obs, next_action, reward, terminated, normal,
                 self.gamma, self.min_action, self.max_action)
-        out = {"loss_qvalue": loss_q}
-        if self.metrics:
-            out.update(pred_value=pred, target_value=target)
-        if step % self.policy_freq != 0:
-            return out
-        am, av, asteps = self.adam["actor"].tensors()
-        alr, ahyper = self._lr("actor")
-        if self.use_potential:
-            fm, fv, fsteps = self.adam["potential"].tensors()
-            flr, fhyper = self._lr("potential")
-            pot = self.potential_params
-        else:
-            fm = fv = fsteps = flr = fhyper = pot = None
-        with torch.no_grad():
-            res = self._delayed_step(
-                self._specs, self._c, False, self.tau, self.actor_params, am, av, asteps, alr, ahyper, self.critic_params,
-                self.actor_target_params, self.critic_target_params, pot, fm, fv, fsteps, flr, fhyper, obs, action)
-        out["loss_actor"] = res[0]
-        if self.metrics:
-            out.update(bc_distance=res[1], lmbda=res[2], state_action_value_actor=res[3])
-        if self.use_potential:
-            out["loss_potential"] = res[5]
-            if self.metrics:
-                out.update(potential_actor=res[4], potential_policy=res[6], potential_data=res[7])
-        return out
+            if step % self.policy_freq != 0:
+                return self._diagnostics(critic)
+            delayed = self._delayed_step(
+                self._specs, self._c, False, self.tau, self.actor_params, *self._adam_args("actor"),
+                self.critic_params, self.actor_target_params, self.critic_target_params,
+                getattr(self, "potential_params", None), *self._adam_args("potential"), obs, action)
+        return self._diagnostics(critic, delayed)
 
     def run(self, batches: Sequence, start_step: int) -> dict:
         """``len(batches)`` updates in one compiled call (``batches[i]``, a TensorDict, at step
@@ -434,25 +425,14 @@ class CompiledReBRACUpdate(FusedReBRACUpdate):
             return super().run(batches, start_step)
         tensors = [tuple(b.get(k) for k in self._keys) for b in batches]
         normals = [self._normal_like(t[3]) for t in tensors]  # the same draws, in the same order
-        p, a = self.adam, self._lr
-        (m, v, steps), (am, av, asteps) = p["critic"].tensors(), p["actor"].tensors()
-        (lr, hyper), (alr, ahyper) = a("critic"), a("actor")
-        fm = fv = fsteps = flr = fhyper = pot = None
-        if self.use_potential:
-            fm, fv, fsteps = p["potential"].tensors()
-            flr, fhyper = a("potential")
-            pot = self.potential_params
+        m, v, steps, lr, hyper = self._adam_args("critic")
         with torch.no_grad():
             res = self._steps(self._specs, self._c, self.tau, start_step % self.policy_freq, self.policy_freq,
-                              self.critic_params, m, v, steps, lr, hyper, self.actor_params, am, av, asteps, alr,
-                              ahyper, self.actor_target_params, self.critic_target_params, pot, fm, fv, fsteps, flr,
-                              fhyper, tensors, normals, self.gamma, self.min_action, self.max_action)
-        names = ["loss_qvalue", "pred_value", "target_value"]
-        if len(res) > 3:
-            names += ["loss_actor", "bc_distance", "lmbda", "state_action_value_actor"]
-            if self.use_potential:
-                names += ["potential_actor", "loss_potential", "potential_policy", "potential_data"]
-        return dict(zip(names, res))
+                              self.critic_params, m, v, steps, lr, hyper, self.actor_params, *self._adam_args("actor"),
+                              self.actor_target_params, self.critic_target_params,
+                              getattr(self, "potential_params", None), *self._adam_args("potential"), tensors, normals,
+                              self.gamma, self.min_action, self.max_action)
+        return self._diagnostics(res[:3], res[3:])
 
 
 def apply_compiled(algorithm, *, tau: float, policy_freq: int, metrics: bool = True, mode: str | None = None,

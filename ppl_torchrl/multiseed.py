@@ -18,7 +18,15 @@ from typing import Sequence
 import torch
 
 from ppl_torchrl import keys
-from ppl_torchrl.compiled import CompiledReBRACUpdate, _compiled_programs, _critic_program, _delayed_program
+from ppl_torchrl.compiled import (
+    ACTOR_DIAGNOSTICS,
+    CRITIC_DIAGNOSTICS,
+    POTENTIAL_DIAGNOSTICS,
+    CompiledReBRACUpdate,
+    _compiled_programs,
+    _critic_program,
+    _delayed_program,
+)
 
 __all__ = ["MultiSeedReBRACUpdate"]
 
@@ -104,7 +112,7 @@ class MultiSeedReBRACUpdate:
                 self._specs, self._c, True, p["critic"], m, v, steps, self._lr["critic"], self.hyper["critic"],
                 p["actor_target"], p["critic_target"], obs, action, next_obs, next_action, reward, terminated,
                 normal, self.gamma, self.min_action, self.max_action)
-        out = dict(zip(("loss_qvalue", "pred_value", "target_value"), aux))
+        out = dict(zip(CRITIC_DIAGNOSTICS, aux))
         if step % self.policy_freq != 0:
             return out
         am, av, asteps = self.adam["actor"]
@@ -118,10 +126,7 @@ class MultiSeedReBRACUpdate:
                 self._specs, self._c, True, self.tau, p["actor"], am, av, asteps, self._lr["actor"],
                 self.hyper["actor"], p["critic"], p["actor_target"], p["critic_target"], pot, fm, fv, fsteps,
                 flr, fhyper, obs, action)
-        names = ["loss_actor", "bc_distance", "lmbda", "state_action_value_actor"]
-        if self.use_potential:
-            names += ["potential_actor", "loss_potential", "potential_policy", "potential_data"]
-        out.update(zip(names, res))
+        out.update(zip(ACTOR_DIAGNOSTICS + (POTENTIAL_DIAGNOSTICS if self.use_potential else ()), res))
         return out
 
     _normal_like = staticmethod(torch.randn_like)
