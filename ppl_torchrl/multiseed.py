@@ -42,6 +42,9 @@ class MultiSeedReBRACUpdate:
         tau, policy_freq: as in :class:`~ppl_torchrl.compiled.CompiledReBRACUpdate`.
         compile: compile the two programs (``torch.compile``); ``False`` runs them eagerly (for debugging).
         mode, backend: ``torch.compile`` options.
+
+    The state is copied at construction (learning rates included): change the algorithms afterwards and
+    they are out of step until a new ``MultiSeedReBRACUpdate`` is built from them.
     """
 
     def __init__(self, algorithms: Sequence, *, tau: float, policy_freq: int = 2, compile: bool = True,
