@@ -522,7 +522,8 @@ def table(report: dict) -> str:
         res = sr["results"]
         plain = res["plain"]["steps_per_s"]
         jx = res.get("jax", {}).get("steps_per_s")
-        for name in VARIANTS[:3] + tuple(k for k in res if k.startswith("ppl_compiled_x")) + VARIANTS[3:]:
+        grouped = [k for k in res if k.startswith("ppl_compiled_x")]  # listed right after ppl_compiled
+        for name in [n for v in VARIANTS for n in ([v, *grouped] if v == "ppl_compiled" else [v])]:
             if name not in res:
                 continue
             v = res[name]["steps_per_s"]

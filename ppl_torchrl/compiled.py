@@ -36,7 +36,7 @@ from typing import Sequence
 
 import torch
 
-from ppl_torchrl.fast import FusedReBRACUpdate, _q_values, _run
+from ppl_torchrl.fast import FusedReBRACUpdate, GemmPlan, _q_values, _run
 
 __all__ = ["CompiledReBRACUpdate", "apply_compiled", "compiler_available"]
 
@@ -311,9 +311,9 @@ class CompiledReBRACUpdate(FusedReBRACUpdate):
     def __init__(self, loss, optimizers: dict, *, tau: float, policy_freq: int = 2, use_potential: bool | None = None,
                  metrics: bool = True, mode: str | None = None, backend: str = "inductor", plan=None,
                  fallback: bool = False):
+        # GemmPlan(): torch's own GEMMs, as inside the graphs; also skips measuring a plan nothing here uses.
         super().__init__(loss, optimizers, tau=tau, policy_freq=policy_freq, use_potential=use_potential,
-                         plan=None, metrics=metrics)
-        self._plan = None
+                         plan=GemmPlan(), metrics=metrics)
         self.fallback, self.eager = bool(fallback), False
         self._probed = not fallback
         # CUDA graphs (mode="reduce-overhead") replay fixed addresses: the parameters and optimizer state
