@@ -8,8 +8,9 @@ filled:
 
 1. the HDF5 comes from a local file, D4RL's own cache (``~/.d4rl/datasets`` or
    ``$D4RL_DATASET_DIR``), or a download that is written to ``*.part``, checked
-   (:func:`~ppl_torchrl.data.hdf5.validate_d4rl_hdf5`: opens, all keys, equal lengths, finite,
-   every chunk readable) and only then renamed, so a failed download is never half-used;
+   (:func:`~ppl_torchrl.data.hdf5.validate_d4rl_hdf5`: opens, the keys that are read exist
+   with equal lengths, finite, every chunk readable; metadata and unread ``infos/*`` are not
+   checked) and only then renamed, so a failed download is never half-used;
 2. the file is streamed into transitions with the authors' semantics
    (:mod:`ppl_torchrl.data.transitions`) in an atomically-moved folder;
 3. ``D4RLExperienceReplay(..., download=False)`` then finds the folder and serves it as its
@@ -143,6 +144,9 @@ def import_d4rl_hdf5(
     ``dest`` becomes a memmapped TensorDict folder (TorchRL's on-disk layout) plus a
     ``ppl_dataset.json`` with the :class:`~ppl_torchrl.data.transitions.DatasetStats`. Next
     observations are ``observations[i+1]`` as in CORL, even if the file has ``next_observations``.
+    Only observations, actions, rewards, terminals and timeouts are read; the file's scalar
+    entries (D4RL's ``metadata/algorithm``, ``metadata/iteration``...) are kept as
+    ``DatasetStats.metadata``; policy weights and ``infos/*`` are left in the file.
     """
     import h5py
 
@@ -155,6 +159,7 @@ def import_d4rl_hdf5(
             name=name or info.path.stem,
             source=str(info.path),
             fingerprint=_fingerprint(info.path),
+            metadata=info.metadata,
             progress=progress,
         )
 
@@ -176,6 +181,8 @@ class CORLD4RLExperienceReplay(D4RLExperienceReplay):
     Attributes:
         dataset_stats: the :class:`~ppl_torchrl.data.transitions.DatasetStats` of the import
             (transition counts, ``state_mean``/``state_std`` for state normalisation).
+        metadata: the file's scalar entries (``{"metadata/algorithm": "SAC", ...}`` for a real
+            D4RL file, ``{}`` when it has none), like ``D4RLExperienceReplay.metadata``.
 
     Other keyword arguments (``sampler``, ``prefetch``, ``transform``, ``pin_memory``...) go to
     ``D4RLExperienceReplay``.
@@ -207,6 +214,7 @@ class CORLD4RLExperienceReplay(D4RLExperienceReplay):
             name, batch_size, root=sub, download=False, direct_download=True, use_truncated_as_done=False, **kwargs
         )
         self.dataset_stats = stats
+        self.metadata = dict(stats.metadata)
 
     @staticmethod
     def _ensure_local(path: Path, folder: Path, progress: bool) -> DatasetStats:

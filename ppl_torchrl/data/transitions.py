@@ -58,7 +58,8 @@ class DatasetStats:
 
     ``state_mean``/``state_std`` are computed over the *kept* observations, as CORL does, with
     ``state_std = std + 1e-3`` (population std); evaluation must normalise env observations with
-    the same numbers when training used ``normalize_states=True``.
+    the same numbers when training used ``normalize_states=True``. ``metadata`` holds the source
+    file's scalar entries (a real D4RL file's ``metadata/algorithm``, ``metadata/iteration``...).
     """
 
     name: str
@@ -76,6 +77,7 @@ class DatasetStats:
     reward_max: float
     fingerprint: dict = field(default_factory=dict)
     format: str = FORMAT_VERSION
+    metadata: dict = field(default_factory=dict)
 
     def state_mean_tensor(self, device=None) -> torch.Tensor:
         return torch.tensor(self.state_mean, dtype=torch.float32, device=device)
@@ -144,6 +146,7 @@ def write_transitions(
     source: str,
     use_next_observations: bool = False,
     fingerprint: dict | None = None,
+    metadata: Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> DatasetStats:
     """Builds the transitions of ``arrays`` and writes them as a memmapped TensorDict at ``dest``.
@@ -154,7 +157,8 @@ def write_transitions(
             ``timeouts`` and, if ``use_next_observations``, ``next_observations``.
         dest: folder of the result; written to a temporary sibling folder and moved into place
             with ``os.replace`` once complete, so a crash never leaves a half-built dataset.
-        name, source, fingerprint: recorded in the :class:`DatasetStats` marker file.
+        name, source, fingerprint, metadata: recorded in the :class:`DatasetStats` marker file
+            (``metadata`` must be JSON-serialisable: the file's scalar entries).
         use_next_observations: take s' from ``next_observations[i]`` instead of
             ``observations[i+1]`` (CORL uses the latter for D4RL files; Minari stores the true s').
 
@@ -232,6 +236,7 @@ def write_transitions(
             reward_min=r_min,
             reward_max=r_max,
             fingerprint=dict(fingerprint or {}),
+            metadata=dict(metadata or {}),
         )
         del out, td
         stats.to_json(tmp / MARKER)  # written last: its presence marks a complete import
