@@ -262,12 +262,28 @@ def test_ensemble_linear_eager_and_func_grad(plan, shared):
 
 
 def test_ensemble_member_weights_are_views():
-    """oneDNN reads each member's weight through `weight[e].t()`: a view of the stacked weight, no copy."""
-    _, w, _ = _ens_data(True)
-    for e, we in enumerate(w.unbind(0)):
-        view = we.t()
-        assert view.data_ptr() == w[e].data_ptr() and view.untyped_storage().data_ptr() == w.untyped_storage().data_ptr()
-        assert view.stride() == (1, w.shape[2])
+    """oneDNN reads each member's weight through `weight[e].t()`: the operator gets views of the stacked
+    weight (same storage, transposed strides), no copies."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Seen(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.weights = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.ppl_torchrl.linear.default:
+                self.weights.append(args[1])
+            return func(*args, **(kwargs or {}))
+
+    gemm.set_gemm_plan("onednn")
+    x, w, b = _ens_data(True)
+    with Seen() as seen:
+        gemm.ensemble_linear(x, w, b)
+    assert len(seen.weights) == w.shape[0]
+    for e, view in enumerate(seen.weights):
+        assert view.untyped_storage().data_ptr() == w.untyped_storage().data_ptr()
+        assert view.data_ptr() == w[e].data_ptr() and view.stride() == (1, w.shape[2])
 
 
 # ---------------------------------------------------------------------------------------------- compiled
