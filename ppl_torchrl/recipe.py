@@ -1,11 +1,216 @@
-"""The body of every training recipe: build the trainer from the config, run it, print the result."""
+"""The body of every training recipe, and how every recipe reports errors.
+
+:func:`train` builds the trainer from the config, runs it and prints the result. :func:`recipe_main`
+wraps each recipe's ``main``: an error the user can fix (a bad config value, an unknown id, a missing or
+corrupt file, no network, no CUDA) prints as one line, ``error: <message>``, on stderr and exits with
+status 2; any other exception is a bug and keeps its traceback. ``HYDRA_FULL_ERROR=1`` shows the
+traceback of user errors too.
+"""
 from __future__ import annotations
 
-from omegaconf import DictConfig
-
+import functools
+import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
-from ppl_torchrl.trainer import build_trainer, finished_results
+from omegaconf import DictConfig, OmegaConf
+
+#: exit status of a recipe stopped by a user error (argparse's status for a bad command line)
+USER_ERROR_STATUS = 2
+
+
+class UserError(Exception):
+    """An error the user fixes (config, ids, files, network, machine), not a bug: reported in one line.
+
+    Library code raises :class:`ConfigError` and friends for its own checks; errors of the usual types
+    (``FileNotFoundError``, ``KeyError``, ...) raised for the same reasons by lower layers are marked
+    with :func:`user_errors` instead, so that they keep their type. :func:`is_user_error` tells both.
+    """
+
+
+class ConfigError(UserError, ValueError):
+    """A config value that cannot be right (also a ``ValueError``)."""
+
+
+class ResumeError(UserError, FileNotFoundError):
+    """``resume=true`` without a checkpoint to resume (also a ``FileNotFoundError``)."""
+
+
+class RunExistsError(UserError, FileExistsError):
+    """A run folder already holds another run (also a ``FileExistsError``)."""
+
+
+class DeviceError(UserError, RuntimeError):
+    """The requested device is not available (also a ``RuntimeError``)."""
+
+
+def is_user_error(err: BaseException) -> bool:
+    """Whether ``err`` is the user's to fix: a :class:`UserError` or marked by :func:`user_errors`."""
+    return isinstance(err, UserError) or bool(getattr(err, "user_error", False))
+
+
+def add_note(err: BaseException, note: str) -> None:
+    """``err.add_note(note)`` (Python >= 3.11; on 3.10 the note is kept for :func:`error_line` only)."""
+    if hasattr(err, "add_note"):
+        err.add_note(note)
+    else:  # pragma: no cover - Python 3.10
+        err.__notes__ = [*getattr(err, "__notes__", []), note]
+
+
+def user_error(err: BaseException) -> BaseException:
+    """Marks ``err`` as a user error (type unchanged) and returns it: ``raise user_error(KeyError(...))``."""
+    err.user_error = True
+    return err
+
+
+@contextmanager
+def user_errors(*types: type[BaseException], hint: str | None = None) -> Iterator[None]:
+    """Marks exceptions of ``types`` raised inside as user errors (type unchanged), with an optional hint.
+
+    For calls whose failures of these types come from the user's input, e.g. loading the dataset a
+    config names: ``with user_errors(OSError, KeyError): load(...)``.
+    """
+    try:
+        yield
+    except types as err:
+        try:
+            err.user_error = True
+        except AttributeError:  # pragma: no cover - exception types without a __dict__
+            raise UserError(error_line(err)) from err
+        if hint:
+            add_note(err, hint)
+        raise
+
+
+def error_line(err: BaseException) -> str:
+    """The message of ``err`` (and its notes) on one line, without the type name."""
+    if isinstance(err, KeyError) and len(err.args) == 1 and isinstance(err.args[0], str):
+        text = err.args[0]  # str(KeyError) would quote it
+    else:
+        text = str(err) or type(err).__name__
+    parts = [text, *getattr(err, "__notes__", ())]
+    return " ".join(line.strip() for part in parts for line in str(part).splitlines() if line.strip())
+
+
+def _number(section, key: str, where: str) -> float:
+    value = section[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}.{key} must be a number, got {value!r}.")
+    return value
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Fails fast, before any data is loaded or any file written, on values that cannot be right.
+
+    Raises :class:`~ppl_torchrl.recipe.ConfigError` (a ``ValueError``) naming the key.
+    """
+    loss = cfg.loss
+    if "w" in loss and not (_number(loss, "w", "loss") >= 1):
+        raise ConfigError(f"loss.w must be >= 1 (the unbalance coefficient), got {loss.w}.")
+    for key in ("actor_bc_coef", "critic_bc_coef", "policy_noise", "noise_clip"):
+        if key in loss and not (_number(loss, key, "loss") >= 0):
+            raise ConfigError(f"loss.{key} must be >= 0, got {loss[key]}.")
+    for key in ("actor_lr", "critic_lr", "potential_lr_scale", "tau", "gamma"):
+        if not (_number(cfg.optim, key, "optim") > 0):
+            raise ConfigError(f"optim.{key} must be > 0, got {cfg.optim[key]}.")
+    if not (0 < cfg.optim.gamma <= 1 and 0 < cfg.optim.tau <= 1):
+        raise ConfigError("optim.gamma and optim.tau must lie in (0, 1].")
+    for where, section, keys in (("optim", cfg.optim, ("steps", "batch_size", "policy_freq")),
+                                 ("logger", cfg.logger, ("log_every",)), ("eval", cfg.eval, ("every",)),
+                                 ("checkpoint", cfg.checkpoint, ("every",))):
+        for key in keys:
+            if not (_number(section, key, where) >= 1 and int(section[key]) == section[key]):
+                raise ConfigError(f"{where}.{key} must be a positive integer, got {section[key]}.")
+    minutes = cfg.checkpoint.get("every_minutes")
+    if minutes is not None and not (_number(cfg.checkpoint, "every_minutes", "checkpoint") > 0):
+        raise ConfigError(f"checkpoint.every_minutes must be > 0 (or null: by steps only), got {minutes}.")
+    if str(cfg.get("resume")).lower() not in ("true", "false", "auto"):
+        raise ConfigError(f"resume must be true, false or auto, got {cfg.get('resume')!r}.")
+    backend = str(cfg.logger.get("backend") or "").lower()
+    if backend not in ("wandb", "", "none", "csv"):
+        raise ConfigError(f"logger.backend must be 'wandb' or '' (files only), got {backend!r}.")
+
+
+def _debug() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def _hydra_config():
+    """Hydra's runtime config inside a ``@hydra.main`` function, else ``None``."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+    except ImportError:  # pragma: no cover - hydra is a dependency
+        return None
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def _in_multirun() -> bool:
+    from hydra.types import RunMode
+
+    hc = _hydra_config()
+    return hc is not None and hc.mode == RunMode.MULTIRUN
+
+
+def _remove_empty_job_dir() -> None:
+    """After a failed job: hydra's job folder (multirun) is removed if the job left it empty."""
+    hc = _hydra_config()
+    if hc is None or not hc.runtime.get("output_dir"):
+        return
+    out = Path(hc.runtime.output_dir)
+    folders = [out, out.parent] if out.name == "hydra" else [out]
+    for folder in folders:
+        if folder.resolve() == Path.cwd().resolve():
+            return
+        try:
+            folder.rmdir()  # only succeeds on an empty folder
+        except OSError:
+            return
+
+
+def recipe_main(fn: Callable) -> Callable:
+    """Decorates a recipe's main (inside ``@hydra.main``): user errors print one line and exit 2.
+
+    ``error: <message>`` goes to stderr and the process exits with :data:`USER_ERROR_STATUS`; other
+    exceptions (bugs) propagate with their traceback, as do user errors when ``HYDRA_FULL_ERROR=1``.
+    In a hydra multirun the user error is printed and re-raised, so that the launcher records the failed
+    job and goes on with the others.
+    """
+
+    @functools.wraps(fn)
+    def main(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            _remove_empty_job_dir()
+            if not is_user_error(err) or _debug():
+                raise
+            sys.stdout.flush()
+            print(f"error: {error_line(err)}", file=sys.stderr, flush=True)
+            if _in_multirun():
+                raise
+            sys.exit(USER_ERROR_STATUS)
+
+    return main
+
+
+def record_hydra_config(run_dir: Path, cfg: DictConfig) -> None:
+    """Writes hydra's record of the command into ``run_dir/hydra/.hydra`` (inside ``@hydra.main`` only).
+
+    Hydra itself writes nothing (``hydra.run.dir: .``, ``hydra.output_subdir: null`` in ``base.yaml``):
+    the record is written here once the run is accepted, so a refused or failed command leaves every
+    run folder as it was.
+    """
+    from ppl_torchrl.atomic import atomic_write
+
+    hc = _hydra_config()
+    if hc is None:
+        return
+    folder = Path(run_dir) / "hydra" / ".hydra"
+    atomic_write(folder / "config.yaml", OmegaConf.to_yaml(cfg))
+    atomic_write(folder / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hc})))
+    atomic_write(folder / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(hc.overrides.task))))
 
 
 def train(cfg: DictConfig) -> dict:
@@ -14,12 +219,16 @@ def train(cfg: DictConfig) -> dict:
     With ``resume=auto`` a finished run is not trained again (its results are returned) and an
     interrupted one continues from its checkpoint.
     """
+    validate_config(cfg)  # before the heavy imports: a bad value fails in a second
+    from ppl_torchrl.trainer import build_trainer, finished_results
+
     if str(cfg.resume).lower() == "auto":
         done = finished_results(Path(cfg.run_dir))
         if done is not None:
             print(f"{cfg.run_dir} is finished; skipping (delete results.json to retrain).")
             return done
     trainer = build_trainer(cfg)
+    record_hydra_config(trainer.run_dir, cfg)
     results = trainer.run()
     final = results.get("final_eval") or {}
     if final:
@@ -32,8 +241,6 @@ def compose_variant(*overrides: str) -> DictConfig:
     """Inside a hydra main: the running config re-composed with extra overrides (e.g. ``"loss=rebrac"``)."""
     from hydra import compose
     from hydra.core.hydra_config import HydraConfig
-
-    from omegaconf import OmegaConf
 
     hydra_cfg = HydraConfig.get()
     # unresolved: an override such as run_dir=out/${loss.name} must follow the new loss

@@ -2,14 +2,20 @@
 
 Resume is exact on CPU: a checkpoint holds every parameter, target, optimizer state, the target
 updater's state, the step counter, the global torch / numpy / random RNG states, the replay buffer's
-own generator and the logger's position; ``resume=true`` reproduces the uninterrupted run bit for bit.
-Checkpoints and results are written atomically (temp file + ``os.replace``).
+own generator, the last value of every metric and the logger's position; ``resume=true`` reproduces the
+uninterrupted run bit for bit. Checkpoints are taken every ``checkpoint.every`` steps and every
+``checkpoint.every_minutes`` minutes, always between two steps (saving reads the RNG states, it draws
+nothing), and are written atomically (temp file + ``os.replace``), as are the results.
+
+Nothing touches the run folder before the run is accepted (config valid, resume possible, data loaded,
+algorithm and evaluation built): a refused or failed command leaves every run folder as it was.
 """
 from __future__ import annotations
 
 import json
 import random
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +26,15 @@ from tqdm.auto import tqdm
 
 from ppl_torchrl.algorithms import Algorithm, make_algorithm
 from ppl_torchrl.atomic import atomic_torch_save, atomic_write
+from ppl_torchrl.recipe import (  # noqa: F401  (validate_config: re-exported, recipes import it from here)
+    ConfigError, DeviceError, ResumeError, RunExistsError, user_errors, validate_config,
+)
 from ppl_torchrl.run_logger import RunLogger
 
 CHECKPOINT = "checkpoint.pt"
 RESULTS = "results.json"
+COMPILE_MESSAGE = ("compiling the update (torch.compile; about 30 s on a small CPU, once per process); "
+                   "the progress bar's rate and ETA start after it.")
 
 
 def seed_everything(seed: int) -> None:
@@ -32,30 +43,35 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Fails fast, before any data is loaded, on values that cannot be right."""
-    loss = cfg.loss
-    if "w" in loss and not (loss.w >= 1):
-        raise ValueError(f"loss.w must be >= 1 (the unbalance coefficient), got {loss.w}.")
-    for key in ("actor_bc_coef", "critic_bc_coef", "policy_noise", "noise_clip"):
-        if key in loss and not (loss[key] >= 0):
-            raise ValueError(f"loss.{key} must be >= 0, got {loss[key]}.")
-    for key in ("actor_lr", "critic_lr", "potential_lr_scale", "tau", "gamma"):
-        if not (cfg.optim[key] > 0):
-            raise ValueError(f"optim.{key} must be > 0, got {cfg.optim[key]}.")
-    if not (0 < cfg.optim.gamma <= 1 and 0 < cfg.optim.tau <= 1):
-        raise ValueError("optim.gamma and optim.tau must lie in (0, 1].")
-    for key in ("steps", "batch_size", "policy_freq"):
-        if not (int(cfg.optim[key]) >= 1):
-            raise ValueError(f"optim.{key} must be a positive integer, got {cfg.optim[key]}.")
+#: how to get a CUDA build of torch (the README's `torch==2.13.0` pin installs a CPU-only one where it can)
+CUDA_INSTALL_HINT = (
+    "To get a CUDA build: pip install --force-reinstall torch (without the README's ==2.13.0 pin, which "
+    "installs a CPU-only build), or pick the index URL of your CUDA version at "
+    "https://pytorch.org/get-started/locally/ (e.g. pip install --force-reinstall torch "
+    "--index-url https://download.pytorch.org/whl/cu128)."
+)
 
 
 def resolve_device(name: str | None) -> torch.device:
+    """``auto``/``None`` -> CUDA if available, else CPU; an unavailable CUDA device is a user error."""
     if name in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"device={name!r} is not a device: use auto, cpu, cuda or cuda:<index> ({err}).") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda was requested but CUDA is not available; use device=cpu or device=auto.")
+        if torch.version.cuda is None:
+            raise DeviceError(
+                f"device={name} was requested but this torch ({torch.__version__}) is a CPU-only build. "
+                f"{CUDA_INSTALL_HINT} Or use device=cpu (device=auto picks CUDA when there is one)."
+            )
+        raise DeviceError(
+            f"device={name} was requested but torch {torch.__version__} (CUDA {torch.version.cuda}) sees no "
+            "CUDA device: check the GPU driver (nvidia-smi) and CUDA_VISIBLE_DEVICES, or use device=cpu."
+        )
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DeviceError(f"device={name} was requested but only {torch.cuda.device_count()} CUDA device(s) exist.")
     return device
 
 
@@ -95,12 +111,24 @@ class Trainer:
     def __init__(self, cfg: DictConfig, algorithm: Algorithm, buffer, evaluate, run_dir: Path, device):
         self.cfg, self.algorithm, self.buffer, self.evaluate = cfg, algorithm, buffer, evaluate
         self.run_dir, self.device = Path(run_dir), device
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.step = 0
         self.obs_dim, self.act_dim = buffer.dataset_stats.obs_dim, buffer.dataset_stats.act_dim
         self.logger = RunLogger(self.run_dir, cfg)
         self.last_eval: dict | None = None
-        self.wall_time = 0.0
+        self.latest: dict = {}  # last value of every metric (actor terms exist only on delayed steps)
+        self.wall_time = 0.0  # training only: evaluation, checkpoints and compilation excluded
+        self.compile_time = 0.0
+
+    def start(self, resume: bool) -> None:
+        """Opens the run folder: continues its checkpoint (``resume``) or starts the run at step 0.
+
+        The folder is created here, once the run is accepted. Starting at step 0 clears the logs an
+        earlier attempt left without a checkpoint; resuming cuts them back to the checkpoint's position.
+        Either way no step is logged twice.
+        """
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not (resume and self.load_checkpoint()):
+            self.logger.start()
 
     # -------------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> None:
@@ -110,8 +138,10 @@ class Trainer:
                 "algorithm": self.algorithm.state_dict(),
                 "rng": _rng_state(self.buffer),
                 "logger": self.logger.state_dict(),
+                "latest": {k: v.detach().to("cpu", copy=True) for k, v in self.latest.items()},
                 "last_eval": self.last_eval,
                 "wall_time": self.wall_time,
+                "compile_time": self.compile_time,
                 "config": OmegaConf.to_container(self.cfg, resolve=True),
                 # what recipes/evaluate.py needs to rebuild and score the policy without the data
                 "dims": {"obs_dim": self.obs_dim, "act_dim": self.act_dim},
@@ -122,25 +152,43 @@ class Trainer:
         )
 
     def load_checkpoint(self) -> bool:
+        """Restores the run from ``run_dir/checkpoint.pt``; ``False`` if there is none."""
+        import pickle
+
         path = self.run_dir / CHECKPOINT
         if not path.exists():
             return False
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        self.algorithm.load_state_dict(state["algorithm"])
+        with user_errors(RuntimeError, EOFError, pickle.UnpicklingError,
+                         hint=f"{path} is unreadable: restore it, or delete it to start the run over."):
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        with user_errors(RuntimeError, KeyError, hint=f"{path} was written by a run of another config (model, "
+                         "loss or optimizer): resume it with that config, or choose another run_dir."):
+            self.algorithm.load_state_dict(state["algorithm"])
         _set_rng_state(state["rng"], self.buffer)
-        self.logger.load_state_dict(state["logger"])
+        self.logger.start(state["logger"])
         self.step, self.last_eval, self.wall_time = state["step"], state["last_eval"], state["wall_time"]
+        self.latest = dict(state.get("latest") or {})
+        self.compile_time = float(state.get("compile_time", 0.0))
         return True
+
+    def _compiled(self) -> bool:
+        """Whether the update is compiled: its first call in a process then compiles (seconds to minutes)."""
+        update = self.algorithm.update
+        return bool(getattr(self.algorithm, "compiled", False)) or hasattr(update, "_torchdynamo_orig_callable")
 
     # -------------------------------------------------------------- loop
     def run(self) -> dict:
         cfg = self.cfg
         steps, log_every = int(cfg.optim.steps), int(cfg.logger.log_every)
         eval_every, ckpt_every = int(cfg.eval.every), int(cfg.checkpoint.every)
+        # Also a checkpoint when this much time has passed since the last one (taken between two steps).
+        ckpt_seconds = 60.0 * float(cfg.checkpoint.get("every_minutes") or 0.0)
         stop_after = cfg.checkpoint.get("stop_after")  # for tests: simulate a killed run
+        compiling = self._compiled()  # the first call compiles: kept out of the bar's ETA and of steps/s
         bar = tqdm(total=steps, initial=self.step, desc=f"{self.algorithm.name}", disable=not cfg.logger.progress)
         t0, timed_steps = time.perf_counter(), 0
-        latest: dict = {}  # last value of every metric (actor terms exist only on delayed steps)
+        last_checkpoint = time.monotonic()
+        latest = self.latest
         per_call = int(cfg.optim.get("updates_per_call", 1))
         several = per_call > 1 and hasattr(self.algorithm.update, "run")
         while self.step < steps:
@@ -149,6 +197,9 @@ class Trainer:
                 every - self.step % every for every in (log_every, eval_every, ckpt_every))) if several else 1
             if several and stop_after is not None:
                 n = max(1, min(n, int(stop_after) - self.step))
+            if compiling:
+                tqdm.write(COMPILE_MESSAGE)
+            call_start = time.perf_counter()
             if n > 1:
                 batches = [self.buffer.sample().to(self.device, non_blocking=True) for _ in range(n)]
                 metrics = self.algorithm.update.run(batches, self.step)
@@ -157,7 +208,15 @@ class Trainer:
                 metrics = self.algorithm.update(batch, self.step)
             latest.update(metrics.items(True, True) if isinstance(metrics, TensorDictBase) else metrics.items())
             self.step += n
-            timed_steps += n
+            if compiling:
+                compiling = False
+                spent = time.perf_counter() - call_start
+                self.compile_time += spent
+                tqdm.write(f"compiled in {spent:.0f} s; training.")
+                t0 = time.perf_counter()  # steps/s and wall time count training only
+                bar.unpause()  # the bar's clock (rate, ETA) starts after compilation
+            else:
+                timed_steps += n
             bar.update(n)
             if self.step % log_every == 0 or self.step == steps:
                 elapsed = time.perf_counter() - t0
@@ -171,8 +230,12 @@ class Trainer:
                 pause = time.perf_counter()
                 self.last_eval = self._evaluate()
                 t0 += time.perf_counter() - pause  # steps/s and wall time count training only
-            if self.step % ckpt_every == 0 or self.step == steps:
+            if (self.step % ckpt_every == 0 or self.step == steps
+                    or (ckpt_seconds and time.monotonic() - last_checkpoint >= ckpt_seconds)):
+                pause = time.perf_counter()
                 self.save_checkpoint()
+                last_checkpoint = time.monotonic()
+                t0 += time.perf_counter() - pause
             if stop_after is not None and self.step >= int(stop_after):
                 bar.close()
                 return {"stopped_at": self.step}
@@ -192,6 +255,7 @@ class Trainer:
             "seed": int(self.cfg.seed),
             "steps": self.step,
             "train_wall_time_s": self.wall_time,
+            "compile_time_s": self.compile_time,
             "final_eval": self.last_eval,
             "config": OmegaConf.to_container(self.cfg, resolve=True),
         }
@@ -210,23 +274,57 @@ def to_jsonable(value):
 
 def resume_mode(cfg: DictConfig, run_dir: Path) -> bool:
     """``resume``: true (continue ``run_dir``'s checkpoint), false (refuse to overwrite one) or ``auto``
-    (continue if a checkpoint exists, else start): ``auto`` makes relaunched sweeps idempotent."""
-    has_checkpoint = (run_dir / CHECKPOINT).exists()
+    (continue if a checkpoint exists, else start from step 0): ``auto`` makes relaunched sweeps idempotent.
+
+    Reads only; raises :class:`~ppl_torchrl.recipe.ResumeError` / ``RunExistsError`` (user errors).
+    """
+    path = run_dir / CHECKPOINT
+    has_checkpoint = path.exists()
     mode = str(cfg.resume).lower()
     if mode == "auto":
         return has_checkpoint
     if mode == "true":
         if not has_checkpoint:
-            raise FileNotFoundError(f"resume=true but {run_dir / CHECKPOINT} does not exist.")
+            ckpt = cfg.checkpoint
+            cadence = f"every checkpoint.every={ckpt.every} steps"
+            if ckpt.get("every_minutes"):
+                cadence += f" and every checkpoint.every_minutes={ckpt.every_minutes} minutes"
+            started = (run_dir / "metrics.jsonl").exists()
+            raise ResumeError(
+                f"resume=true but {path} does not exist: "
+                + ("the run stopped before its first checkpoint" if started else f"there is no run in {run_dir}")
+                + f" (checkpoints are taken {cadence}). Relaunch with resume=auto to start it from step 0 (its "
+                "logs are cleared), or set a smaller checkpoint.every / checkpoint.every_minutes."
+            )
         return True
     if mode == "false":
         if has_checkpoint:
-            raise FileExistsError(
-                f"{run_dir} already holds a checkpoint. Pass resume=true (or auto) to continue it, "
-                "or choose another run_dir."
+            raise RunExistsError(
+                f"{run_dir} already holds a checkpoint; nothing was changed. Pass resume=true (or auto) to "
+                "continue it, or choose another run_dir."
             )
         return False
-    raise ValueError(f"resume must be true, false or auto, got {cfg.resume!r}.")
+    raise ConfigError(f"resume must be true, false or auto, got {cfg.resume!r}.")
+
+
+@contextmanager
+def _no_new_empty_folders(*folders: Path):
+    """On an error inside, removes those of ``folders`` (deepest first) that it created and left empty."""
+    new = [f for f in folders if not f.exists()]
+    try:
+        yield
+    except BaseException:
+        for folder in new:
+            try:
+                folder.rmdir()  # only an empty folder
+            except OSError:
+                pass
+        raise
+
+
+#: appended to data-loading errors that a local file or dataset would fix (no network, missing file)
+DATA_HINT = ("In a recipe: dataset.path=/path/to/<file>.hdf5 trains on a local D4RL-format file of dataset.id, "
+             "or dataset.id=<minari id> dataset.eval_id=<registered id> on a local Minari dataset.")
 
 
 def finished_results(run_dir: Path) -> dict | None:
@@ -236,8 +334,13 @@ def finished_results(run_dir: Path) -> dict | None:
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
-    """Config -> data -> algorithm -> evaluation -> :class:`Trainer` (resumed if ``cfg.resume``)."""
+    """Config -> data -> algorithm -> evaluation -> :class:`Trainer` (resumed if ``cfg.resume``).
+
+    Errors the user can fix (config values, ids, files, network, device) are user errors
+    (:func:`ppl_torchrl.recipe.is_user_error`), raised before the run folder is touched.
+    """
     from ppl_torchrl.data import make_offline_replay_buffer
+    from ppl_torchrl.data.d4rl import default_root
     from ppl_torchrl.data.transforms import reward_scale_bias
     from ppl_torchrl.datasets import resolve_training_data
 
@@ -248,34 +351,33 @@ def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     seed_everything(int(cfg.seed))
-    data_source, eval_id = resolve_training_data(cfg.dataset)
+    with user_errors(KeyError, FileNotFoundError):  # unknown ids, a missing dataset.path
+        data_source, eval_id = resolve_training_data(cfg.dataset)
     scale, bias = cfg.dataset.get("reward_scale"), cfg.dataset.get("reward_bias")
     if scale is None or bias is None:
         auto_scale, auto_bias = reward_scale_bias(eval_id or "", cfg.loss.reward_family)
         scale = auto_scale if scale is None else scale
         bias = auto_bias if bias is None else bias
-    try:
+    root = default_root()  # a failed import or download leaves no empty folder behind
+    with _no_new_empty_folders(root / "downloads", root / "d4rl", root / "hdf5", root), \
+            user_errors(OSError, KeyError, ValueError), user_errors(RuntimeError, FileNotFoundError, hint=DATA_HINT):
         buffer = make_offline_replay_buffer(
             data_source, batch_size=int(cfg.optim.batch_size), reward_scale=float(scale), reward_bias=float(bias),
             normalize_states=bool(cfg.dataset.normalize_states), seed=int(cfg.seed), progress=cfg.logger.progress,
         )
-    except (OSError, RuntimeError) as err:
-        raise type(err)(
-            f"{err}\nIn a recipe: dataset.path=/path/to/<file>.hdf5 trains on a local D4RL-format file of "
-            f"dataset.id, or dataset.id=<minari id> dataset.eval_id=<registered id> on a local Minari dataset."
-        ) from err
     stats = buffer.dataset_stats
-    algorithm = make_algorithm(cfg, stats.obs_dim, stats.act_dim, device)
+    with user_errors(ValueError):  # unknown loss, compile value
+        algorithm = make_algorithm(cfg, stats.obs_dim, stats.act_dim, device)
     if algorithm.name not in ("ppl", "rebrac") and cfg.get("compile") is True:
         # PPL^R / ReBRAC compile inside make_algorithm (ppl_torchrl.compiled, also under compile=auto);
         # the other losses only on request, as torch.compile of their eager step.
         algorithm.update = torch.compile(algorithm.update)
     evaluate = None
     if eval_id is not None and int(cfg.eval.episodes) > 0:
-        evaluate = make_evaluator(cfg, eval_id, buffer.state_mean, buffer.state_std, device)
+        with user_errors(ImportError, KeyError):  # a missing simulator package, an unknown eval id
+            evaluate = make_evaluator(cfg, eval_id, buffer.state_mean, buffer.state_std, device)
     trainer = Trainer(cfg, algorithm, buffer, evaluate, run_dir, device)
-    if resume:
-        trainer.load_checkpoint()
+    trainer.start(resume)  # the run is accepted: only now is the run folder touched
     return trainer
 
 

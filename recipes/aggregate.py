@@ -16,6 +16,7 @@ import sys
 from ppl_torchrl.aggregate import (
     DEFAULT_METRIC, collect_local, collect_wandb, markdown_tables, summarize, write_outputs,
 )
+from ppl_torchrl.recipe import recipe_main, user_errors
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,11 +35,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+@recipe_main
 def main(argv=None) -> int:
     args = parse_args(argv)
-    runs = collect_local(args.roots, progress=True) if args.roots else []
-    if args.wandb_project:
-        runs += collect_wandb(args.wandb_project, entity=args.wandb_entity, sweep=args.wandb_sweep, progress=True)
+    # missing folders, damaged results.json / metrics.jsonl, no wandb access: one line, exit status 2
+    with user_errors(FileNotFoundError, KeyError, ValueError, RuntimeError):
+        runs = collect_local(args.roots, progress=True) if args.roots else []
+        if args.wandb_project:
+            runs += collect_wandb(args.wandb_project, entity=args.wandb_entity, sweep=args.wandb_sweep, progress=True)
     cells = summarize(runs, metric=args.metric)
     print(markdown_tables(cells, metric=args.metric))
     if args.out:

@@ -18,6 +18,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from ppl_torchrl.recipe import recipe_main
+
 log = logging.getLogger("collect")
 
 
@@ -70,6 +72,7 @@ def run(cfg: DictConfig) -> list[dict]:
 
 
 @hydra.main(version_base="1.3", config_path="config", config_name="collect")
+@recipe_main
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

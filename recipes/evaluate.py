@@ -7,33 +7,44 @@ Rebuilds the networks from the checkpoint's config, loads them and runs the dete
 eval env of the run's dataset (or `eval_id`), printing return, normalized score and success rate.
 """
 import json
+import pickle
+from pathlib import Path
 
 import hydra
 import torch
 from omegaconf import OmegaConf
 
 from ppl_torchrl.algorithms import make_algorithm
-from ppl_torchrl.recipe import format_scores
+from ppl_torchrl.atomic import atomic_write
+from ppl_torchrl.recipe import UserError, format_scores, recipe_main, user_errors
 from ppl_torchrl.trainer import make_evaluator, resolve_device, to_jsonable
 
 
 @hydra.main(config_path="config", config_name="evaluate", version_base="1.3")
+@recipe_main
 def main(cfg):
     device = resolve_device(cfg.device)
-    state = torch.load(cfg.checkpoint, map_location=device, weights_only=False)
+    path = Path(str(cfg.checkpoint)).expanduser()
+    if not path.is_file():
+        raise UserError(f"checkpoint={path} does not exist; pass the checkpoint.pt of a training run folder.")
+    with user_errors(RuntimeError, EOFError, OSError, pickle.UnpicklingError,
+                     hint=f"{path} is not a readable checkpoint.pt of a training recipe."):
+        state = torch.load(path, map_location=device, weights_only=False)
+    if not isinstance(state, dict) or not {"config", "dims", "algorithm"} <= set(state):
+        raise UserError(f"{path} is not a checkpoint.pt of a training recipe (no config/dims/algorithm).")
     run_cfg = OmegaConf.create(state["config"])
     algorithm = make_algorithm(run_cfg, state["dims"]["obs_dim"], state["dims"]["act_dim"], device)
     algorithm.load_state_dict(state["algorithm"])
     eval_id = cfg.eval_id or run_cfg.dataset.get("eval_id") or run_cfg.dataset.id
     run_cfg.eval.episodes, run_cfg.eval.num_envs, run_cfg.eval.seed = cfg.episodes, cfg.num_envs, cfg.seed
-    evaluate = make_evaluator(run_cfg, eval_id, state["state_mean"], state["state_std"], device)
+    with user_errors(KeyError, ImportError):  # an unknown eval_id, a missing simulator package
+        evaluate = make_evaluator(run_cfg, eval_id, state["state_mean"], state["state_std"], device)
     result = evaluate(algorithm.policy)
     summary = {"algorithm": algorithm.name, "dataset": eval_id, "seed": int(run_cfg.seed), "steps": state["step"],
                "final_eval": result}
     print(format_scores([summary]))
     if cfg.output:
-        with open(cfg.output, "w") as f:
-            json.dump(summary, f, indent=2, default=to_jsonable)
+        atomic_write(cfg.output, json.dumps(summary, indent=2, default=to_jsonable))
     return summary
 
 

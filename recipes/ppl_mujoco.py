@@ -10,10 +10,11 @@ ppl_torchrl.trainer.build_trainer; this script only picks the config.
 """
 import hydra
 
-from ppl_torchrl.recipe import train
+from ppl_torchrl.recipe import recipe_main, train
 
 
 @hydra.main(config_path="config", config_name="ppl_mujoco", version_base="1.3")
+@recipe_main
 def main(cfg):
     return train(cfg)
 

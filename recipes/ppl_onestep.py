@@ -14,8 +14,9 @@ from ppl_torchrl.atomic import atomic_write
 from ppl_torchrl.data import make_offline_replay_buffer
 from ppl_torchrl.datasets import resolve_training_data
 from ppl_torchrl.onestep import make_onestep_loss, run_onestep
-from ppl_torchrl.recipe import format_scores
+from ppl_torchrl.recipe import format_scores, recipe_main, record_hydra_config, user_errors
 from ppl_torchrl.trainer import (
+    DATA_HINT,
     make_evaluator,
     resolve_device,
     seed_everything,
@@ -25,24 +26,29 @@ from ppl_torchrl.trainer import (
 
 
 @hydra.main(config_path="config", config_name="onestep", version_base="1.3")
+@recipe_main
 def main(cfg):
     validate_config(cfg)
     device = resolve_device(cfg.device)
     seed_everything(int(cfg.seed))
     run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
-    source, eval_id = resolve_training_data(cfg.dataset)
-    buffer = make_offline_replay_buffer(source, batch_size=int(cfg.optim.batch_size), seed=int(cfg.seed),
-                                        device=device, progress=cfg.logger.progress)
+    with user_errors(KeyError, FileNotFoundError):
+        source, eval_id = resolve_training_data(cfg.dataset)
+    with user_errors(OSError, KeyError, ValueError), user_errors(RuntimeError, FileNotFoundError, hint=DATA_HINT):
+        buffer = make_offline_replay_buffer(source, batch_size=int(cfg.optim.batch_size), seed=int(cfg.seed),
+                                            device=device, progress=cfg.logger.progress)
     stats = buffer.dataset_stats
     loss = make_onestep_loss(cfg, stats.obs_dim, stats.act_dim, device)
 
+    run_dir.mkdir(parents=True, exist_ok=True)  # the run is accepted: only now is its folder touched
+    record_hydra_config(run_dir, cfg)
     run_onestep(cfg, loss, buffer, run_dir)
 
     final = None
     if eval_id is not None and int(cfg.eval.episodes) > 0:
-        evaluate = make_evaluator(cfg, eval_id, buffer.state_mean, buffer.state_std, device)
+        with user_errors(ImportError, KeyError):  # a missing simulator package
+            evaluate = make_evaluator(cfg, eval_id, buffer.state_mean, buffer.state_std, device)
         with loss.actor_network_params.to_module(loss.actor_network):
             final = evaluate(loss.actor_network)
     results = {"algorithm": "ppl_onestep", "dataset": cfg.dataset.id, "seed": int(cfg.seed),

@@ -8,10 +8,11 @@ pipeline as the other recipes (ppl_torchrl.trainer.build_trainer), then the fina
 """
 import hydra
 
-from ppl_torchrl.recipe import compose_variant, format_scores, train
+from ppl_torchrl.recipe import compose_variant, format_scores, recipe_main, train
 
 
 @hydra.main(config_path="config", config_name="quickstart", version_base="1.3")
+@recipe_main
 def main(cfg):
     results = [train(compose_variant(f"loss={name}")) for name in cfg.quickstart.losses]
     print("\nFinal evaluation (deterministic actor):")

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from ppl_torchrl.recipe import ConfigError, recipe_main, user_error
+
 log = logging.getLogger("train_behavior")
 
 
@@ -96,7 +98,7 @@ def run(cfg: DictConfig) -> dict:
     from ppl_torchrl.registry import get_dataset_spec
 
     if cfg.env not in LOCOMOTION_ENVS:
-        raise ValueError(f"env must be one of {sorted(LOCOMOTION_ENVS)}, got {cfg.env!r}.")
+        raise ConfigError(f"env must be one of {sorted(LOCOMOTION_ENVS)}, got {cfg.env!r}.")
     torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(int(cfg.seed))
     np.random.seed(int(cfg.seed))
@@ -188,7 +190,7 @@ def select_checkpoints(run_dir: str | Path, env_name: str, target: float, policy
     run_dir, policy_dir = Path(run_dir), Path(policy_dir)
     snaps = sorted(run_dir.glob("step*.pt"))
     if not snaps or not (run_dir / "best.pt").exists():
-        raise FileNotFoundError(f"{run_dir} has no step*.pt / best.pt snapshots; train first.")
+        raise user_error(FileNotFoundError(f"{run_dir} has no step*.pt / best.pt snapshots; train first."))
     info = {p: load_actor(p)[1]["meta"] for p in snaps + [run_dir / "best.pt"]}
     best = info[run_dir / "best.pt"]["eval_return"]
     if (run_dir / "medium.pt").exists():
@@ -212,6 +214,7 @@ def select_checkpoints(run_dir: str | Path, env_name: str, target: float, policy
 
 
 @hydra.main(version_base="1.3", config_path="config", config_name="train_behavior")
+@recipe_main
 def main(cfg: DictConfig) -> None:
     if cfg.select_to:
         from ppl_torchrl.registry import get_dataset_spec

@@ -158,6 +158,8 @@ def test_resume_after_a_real_kill_is_bit_identical(tmp_path):
     assert not list(killed.glob(".*tmp*")) or all(p.stat().st_size >= 0 for p in killed.glob(".*tmp*"))
     subprocess.run(_recipe_cmd(killed, steps), check=True, env=env, capture_output=True, timeout=600)
     _assert_same_run(full, killed)
+    # hydra's record of the command, written by the recipe once the run was accepted
+    assert "resume=auto" in (killed / "hydra" / ".hydra" / "overrides.yaml").read_text()
 
 
 def test_bad_config_fails_before_training(tmp_path):
