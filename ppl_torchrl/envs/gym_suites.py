@@ -21,8 +21,14 @@ Why these versions (details and residual differences in ``docs/envs.md``):
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import shutil
+import sys
+import tempfile
+import threading
 import warnings
-from typing import Callable
+from typing import Callable, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -42,16 +48,69 @@ GR_ANTMAZE_IDS = {
 }
 
 
+_ADROIT_NOTICE_SHOWN = False
+_TEMPDIR_LOCK = threading.Lock()
+
+
+def _adroit_notice() -> str | None:
+    """The notice Gymnasium-Robotics prints about its Adroit v1 rewards for the installed version, if any."""
+    try:
+        from importlib.metadata import version
+
+        from farama_notifications import notifications
+
+        return notifications.get("gymnasium_robotics", {}).get(version("gymnasium-robotics"))
+    except Exception:  # pragma: no cover - the notifications package is optional
+        return None
+
+
+def import_robotics(gym_id: str = "this env"):
+    """Imports ``gymnasium_robotics`` and registers its envs, without its import-time Adroit notice.
+
+    Gymnasium-Robotics 1.2.1-1.4.2 print a notice about the Adroit v1 rewards to stderr at import, for
+    every env (PointMaze data generation, AntMaze, ...). It concerns Adroit only, so it is dropped here and
+    shown by :func:`adroit_factory` when an Adroit env is built; any other output of the import is kept.
+    """
+    if "gymnasium_robotics" in sys.modules:
+        return sys.modules["gymnasium_robotics"]
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            import gymnasium_robotics
+    except ImportError as err:  # pragma: no cover - depends on the install
+        raise ImportError(f"{gym_id} needs gymnasium-robotics: pip install 'gymnasium-robotics>=1.2'") from err
+    finally:
+        notice = _adroit_notice()
+        rest = [line for line in captured.getvalue().splitlines() if line.strip() and line.strip() != notice]
+        if rest:
+            print("\n".join(rest), file=sys.stderr)
+    gym.register_envs(gymnasium_robotics)
+    return gymnasium_robotics
+
+
+@contextlib.contextmanager
+def private_tempdir() -> Iterator[str]:
+    """Points :mod:`tempfile` at a fresh folder for the block, then deletes the folder.
+
+    Gymnasium-Robotics' maze envs write their model as ``<system temp>/ant_maze<time>.xml`` at construction
+    and never delete it (one file per env built). Inside this block the file lands in a folder this process
+    owns and removes; MuJoCo has read it by then.
+    """
+    with _TEMPDIR_LOCK:
+        folder = tempfile.mkdtemp(prefix="ppl-torchrl-env-")
+        previous = tempfile.tempdir
+        tempfile.tempdir = folder
+        try:
+            yield folder
+        finally:
+            tempfile.tempdir = previous
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _make(gym_id: str, *, robotics: bool = False, **kwargs) -> gym.Env:
     if robotics:
-        try:
-            import gymnasium_robotics
-        except ImportError as err:  # pragma: no cover - depends on the install
-            raise ImportError(
-                f"{gym_id} needs gymnasium-robotics: pip install 'gymnasium-robotics>=1.2'"
-            ) from err
-        gym.register_envs(gymnasium_robotics)
-    with warnings.catch_warnings():
+        import_robotics(gym_id)
+    with warnings.catch_warnings(), (private_tempdir() if robotics else contextlib.nullcontext()):
         # v4 MuJoCo envs warn that v5 exists; we choose v4 on purpose (see module docstring).
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*is out of date.*")
@@ -101,7 +160,13 @@ def adroit_factory(task: str) -> Callable[..., gym.Env]:
     make = gym_factory(ADROIT_IDS[task], robotics=True)
 
     def factory(env_name: str | None = None) -> gym.Env:
+        global _ADROIT_NOTICE_SHOWN
         env = make()
+        notice = _adroit_notice()
+        if notice and not _ADROIT_NOTICE_SHOWN:  # the notice import_robotics held back, once per process
+            _ADROIT_NOTICE_SHOWN = True
+            print(f"{notice} (ppl_torchrl restores D4RL's reward sign for door, hammer and relocate: "
+                  "ppl_torchrl.envs.gym_suites.AdroitD4RLReward.)", file=sys.stderr)
         if task in _ADROIT_FLIPPED_TERM and adroit_reward_is_flipped():
             env = AdroitD4RLReward(env, task)
         return env

@@ -141,16 +141,20 @@ class PointMazeGoalEnv(gym.Env):
         if maze not in MAZES:
             raise ValueError(f"Unknown maze {maze!r}; choose one of {sorted(MAZES)}.")
         # Imported here so that importing this module (e.g. for MAZES) does not need mujoco.
+        from ppl_torchrl.envs.gym_suites import import_robotics, private_tempdir
+
+        import_robotics("PointMaze")  # without the Adroit notice
         from gymnasium_robotics.envs.maze.point_maze import PointMazeEnv
 
         self.spec_maze = MAZES[maze]
-        self._inner = PointMazeEnv(
-            maze_map=[list(r) for r in self.spec_maze.maze_map],
-            render_mode=render_mode,
-            reward_type="sparse",
-            continuing_task=True,
-            reset_target=False,
-        )
+        with private_tempdir():  # the maze's MJCF file is deleted once MuJoCo has read it
+            self._inner = PointMazeEnv(
+                maze_map=[list(r) for r in self.spec_maze.maze_map],
+                render_mode=render_mode,
+                reward_type="sparse",
+                continuing_task=True,
+                reset_target=False,
+            )
         self.render_mode = render_mode
         self.goal = self.spec_maze.goal_xy
         self.start_cells = tuple(c for c in self.spec_maze.free_cells if c != self.spec_maze.goal_cell)
