@@ -385,8 +385,18 @@ def seed_band(curves: Sequence[tuple[list[int], list[float]]]) -> tuple[list[int
 
 
 # ------------------------------------------------------------------------------------------ output
-
-
+def draw_band(ax, steps: Sequence[int], mean: Sequence[float], std: Sequence[float], label: str,
+              alpha: float = 0.25, markersize: float = 3.0):
+    """A mean curve with markers and a ±std band; a single evaluation point shows as a marker with an error bar
+    (a line or band through one point draws nothing). Returns the line."""
+    line, = ax.plot(steps, mean, marker="o", markersize=markersize if len(steps) > 1 else 2 * markersize,
+                    label=label)
+    if len(steps) > 1:
+        ax.fill_between(steps, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
+                        color=line.get_color(), alpha=alpha)
+    else:
+        ax.errorbar(steps, mean, yerr=std, fmt="none", ecolor=line.get_color(), capsize=4)
+    return line
 
 
 def _save_figure(fig, path: Path) -> Path:
@@ -454,9 +464,7 @@ def plot_curves(cells: Sequence[Cell], out_dir: Path, key: str = f"eval/{DEFAULT
                 steps, mean, std = seed_band([read_curve(p, key) for p in c.run_dirs])
                 if not steps:
                     continue
-                line, = ax.plot(steps, mean, label=f"{_method_title(m)} (n={len(c.run_dirs)})")
-                ax.fill_between(steps, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
-                                color=line.get_color(), alpha=0.25)
+                draw_band(ax, steps, mean, std, label=f"{_method_title(m)} (n={len(c.run_dirs)})")
                 drawn = True
             ax.set_title(d, fontsize=9)
             ax.set_xlabel("step")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ppl_torchrl.aggregate import Cell, RunResult, read_curve, seed_band
+from ppl_torchrl.aggregate import Cell, RunResult, draw_band, read_curve, seed_band
 from ppl_torchrl.atomic import atomic_write
 
 SCORE = "normalized_score_mean"
@@ -201,9 +201,7 @@ def plot_learning_curves(groups_by_dataset: Mapping[str, Sequence[Group]], path:
             steps, mean, std = seed_band([read_curve(d, key) for d in dirs])
             if not steps:
                 continue
-            line, = ax.plot(steps, mean, marker="o", markersize=3, label=f"{g.method} (n={len(dirs)})")
-            ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                            color=line.get_color(), alpha=0.15)
+            draw_band(ax, steps, mean, std, label=f"{g.method} (n={len(dirs)})", alpha=0.15)
             drawn += 1
         ax.set_title(dataset, fontsize=9)
         ax.set_xlabel("gradient step", fontsize=8)
