@@ -1,0 +1,353 @@
+"""Runs a user can trust (issue 18): resume never loses or duplicates a step, a refused or failed run changes
+nothing, user errors print one line, the CUDA message says how to get CUDA, compilation is announced and kept
+out of the ETA, recipes write only into their run folder, and no warning or temporary file leaks."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from ppl_torchrl.recipe import UserError, is_user_error, recipe_main, train
+from ppl_torchrl.trainer import build_trainer, resolve_device
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "recipes" / "config"
+DATASET = "pointmaze-umaze-gen-v0"
+DROP = "train/steps_per_second"  # the only logged value that depends on the machine's speed
+
+
+def tiny(run_dir, steps=20, **extra) -> list[str]:
+    overrides = {
+        "dataset": DATASET, "optim.steps": steps, "optim.batch_size": 32, "model.hidden_dim": 16,
+        "model.num_hidden": 1, "eval.episodes": 0, "eval.num_envs": 1, "eval.every": steps, "logger.backend": "",
+        "logger.progress": "false", "logger.log_every": 10, "checkpoint.every": 10,
+        "checkpoint.every_minutes": "null", "threads": 1, "run_dir": str(run_dir),
+    }
+    overrides.update(extra)
+    return [f"{k}={v}" for k, v in overrides.items()]
+
+
+def make_cfg(overrides, config_name="ppl_antmaze"):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+@pytest.fixture(autouse=True)
+def _keep_threads():
+    n = torch.get_num_threads()  # threads=1 in the tiny configs; restore for the other test modules
+    yield
+    torch.set_num_threads(n)
+
+
+def _env(**extra) -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **extra}
+
+
+def _recipe(args, cwd, timeout=300, env=None, script="ppl_antmaze.py") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "recipes" / script), *args], cwd=cwd, env=env or _env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _rows(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k != DROP}
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _csv(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in r.items() if k != DROP} for r in csv.DictReader(f)]
+
+
+def _assert_same_state(a: Path, b: Path) -> None:
+    sa, sb = (torch.load(p / "checkpoint.pt", weights_only=False) for p in (a, b))
+    assert sa["step"] == sb["step"]
+    for k, v in sa["algorithm"]["loss"].items():
+        assert torch.equal(v, sb["algorithm"]["loss"][k]), k
+    for name, opt in sa["algorithm"]["optimizers"].items():
+        for pid, st in opt["state"].items():
+            for key, v in st.items():
+                assert torch.equal(v, sb["algorithm"]["optimizers"][name]["state"][pid][key]), (name, key)
+    assert torch.equal(sa["rng"]["torch"], sb["rng"]["torch"])
+    if sa["rng"]["buffer"] is not None:
+        assert torch.equal(torch.as_tensor(sa["rng"]["buffer"]), torch.as_tensor(sb["rng"]["buffer"]))
+
+
+def _snapshot(folder: Path) -> dict:
+    """Every file and folder under ``folder``: content hash and modification time."""
+    return {str(p.relative_to(folder)): (hashlib.sha1(p.read_bytes()).hexdigest() if p.is_file() else "dir",
+                                         p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+
+
+def _one_error_line(stderr: str, starts: str) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {starts}"), stderr
+    assert "Traceback" not in stderr
+
+
+# ------------------------------------------------------------------------------ 1. resume at any length
+@pytest.mark.parametrize("steps,log_every,ckpt_every,every_minutes,evals,seed", [
+    (30, 3, 10, None, 15, 1),     # short: step checkpoints only, a kill before the first one, evaluations
+    (120, 10, 1000, 1e-6, 0, 2),  # long: time checkpoints only (every_minutes ~ every step boundary)
+])
+def test_kills_at_random_points_resume_exactly(tmp_path, steps, log_every, ckpt_every, every_minutes, evals, seed):
+    """Kill (checkpoint.stop_after) at random points, relaunch with resume=auto each time: the logs (JSON lines
+    and CSV) have every step once, and the final state is bit-identical to an uninterrupted run."""
+    extra = {"logger.log_every": log_every, "checkpoint.every": ckpt_every,
+             "checkpoint.every_minutes": every_minutes if every_minutes else "null",
+             "eval.episodes": 1 if evals else 0, "eval.every": evals or steps, "resume": "auto"}
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    train(make_cfg(tiny(full, steps, **extra)))
+    rng = random.Random(seed)
+    first_checkpoint = 1 if every_minutes else ckpt_every
+    kills = sorted({rng.randrange(1, first_checkpoint)} if first_checkpoint > 1 else set())
+    kills = sorted(set(kills) | set(rng.sample(range(first_checkpoint + 1, steps), 2)))
+    print("kill points:", kills)
+    done = 0
+    for kill in kills:
+        assert kill > done
+        stopped = train(make_cfg(tiny(killed, steps, **extra, **{"checkpoint.stop_after": kill})))
+        assert stopped == {"stopped_at": kill}
+        ckpt = killed / "checkpoint.pt"
+        done = torch.load(ckpt, weights_only=False)["step"] if ckpt.exists() else 0
+        if every_minutes:
+            assert done == kill  # a time checkpoint at the last step boundary, not at a multiple of `every`
+        else:
+            assert done == kill - kill % ckpt_every
+        assert (killed / "metrics.csv").exists()  # written as the run goes
+    train(make_cfg(tiny(killed, steps, **extra)))
+    rows, reference = _rows(killed), _rows(full)
+    keys = [(r["step"], next(iter(k for k in r if k != "step")).split("/")[0]) for r in rows]
+    assert len(keys) == len(set(keys)), "a step was logged twice"
+    assert [r["step"] for r in rows if "train/loss_qvalue" in r] == list(range(log_every, steps + 1, log_every))
+    assert rows == reference
+    csv_rows = _csv(killed)
+    assert [int(r["step"]) for r in csv_rows] == sorted({r["step"] for r in reference})  # one row per step
+    assert csv_rows == _csv(full)
+    _assert_same_state(full, killed)
+
+
+def test_resume_true_without_a_checkpoint_says_why_and_what_to_do(tmp_path):
+    train(make_cfg(tiny(tmp_path, 40, **{"checkpoint.every": 30, "checkpoint.stop_after": 15})))
+    assert not (tmp_path / "checkpoint.pt").exists()
+    with pytest.raises(UserError, match="checkpoint.every=30 steps.*resume=auto"):
+        build_trainer(make_cfg(tiny(tmp_path, 40, **{"checkpoint.every": 30, "resume": "true"})))
+    # resume=auto starts over: the killed attempt's rows are gone, not appended to
+    train(make_cfg(tiny(tmp_path, 40, **{"checkpoint.every": 30, "resume": "auto"})))
+    assert [r["step"] for r in _rows(tmp_path)] == [10, 20, 30, 40]
+
+
+def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
+    inits = []
+
+    class FakeRun:
+        summary: dict = {}
+
+        def log(self, *args, **kwargs):
+            pass
+
+        def finish(self):
+            pass
+
+    def init(**kwargs):
+        inits.append(kwargs)
+        return FakeRun()
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=init))
+    extra = {"logger.backend": "wandb", "logger.wandb_mode": "offline"}
+    train(make_cfg(tiny(tmp_path, 30, **extra, **{"checkpoint.stop_after": 15})))
+    train(make_cfg(tiny(tmp_path, 30, **extra, **{"resume": "true"})))
+    assert len(inits) == 2 and inits[0]["id"] and inits[1]["id"] == inits[0]["id"]
+    assert all(i["resume"] == "allow" for i in inits)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["logger"]["wandb_id"] == inits[0]["id"]
+
+
+# ------------------------------------------------------------------------------ 2./3. refused and failed runs
+def test_a_refused_relaunch_changes_nothing_and_says_so_in_one_line(tmp_path):
+    run_dir = tmp_path / "run"
+    train(make_cfg(tiny(run_dir, 10)))
+    (run_dir / "hydra" / ".hydra").mkdir(parents=True)  # as a recipe records it (tests/test_recipes.py checks)
+    (run_dir / "hydra" / ".hydra" / "overrides.yaml").write_text("- optim.batch_size=32\n")
+    before, cwd_before = _snapshot(run_dir), _snapshot(tmp_path)
+    again = _recipe(tiny(run_dir, 10, **{"optim.batch_size": 64}), cwd=tmp_path)
+    assert again.returncode == 2
+    _one_error_line(again.stderr, f"{run_dir} already holds a checkpoint; nothing was changed")
+    assert _snapshot(run_dir) == before and _snapshot(tmp_path) == cwd_before
+
+
+def test_a_failed_run_leaves_nothing(tmp_path):
+    bad = _recipe(tiny(tmp_path / "run", 10, **{"loss.w": 0.5}), cwd=tmp_path)
+    assert bad.returncode == 2
+    _one_error_line(bad.stderr, "loss.w must be >= 1 (the unbalance coefficient), got 0.5.")
+    assert list(tmp_path.iterdir()) == []  # neither the run folder nor hydra's files
+
+
+def _fails_in_one_line(cfg, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        recipe_main(train)(cfg)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_no_network_error_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch, capsys):
+    from ppl_torchrl.data import d4rl
+
+    data_root = tmp_path / "data"
+    monkeypatch.setenv("PPL_TORCHRL_DATA", str(data_root))
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.d4rl/datasets file either
+    for proxy in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setitem(d4rl.D4RL_URLS, "hopper-medium-v2", "http://127.0.0.1:9/hopper_medium-v2.hdf5")
+    line = _fails_in_one_line(make_cfg(tiny(tmp_path / "run", 10, dataset="hopper-medium-v2"), "ppl_mujoco"), capsys)
+    assert "Could not download D4RL dataset 'hopper-medium-v2' from http://127.0.0.1:9/" in line
+    assert "hopper_medium-v2.hdf5" in line and "Minari" in line and line.count("Could not download") == 1
+    assert not data_root.exists() and not (tmp_path / "run").exists()  # no empty downloads/ folder
+
+
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkeypatch, capsys):
+    cfg = lambda **kw: make_cfg(tiny(tmp_path / "run", 10, **kw))  # noqa: E731
+    assert "dataset.path=/nonexistent.hdf5 does not exist" in _fails_in_one_line(
+        cfg(**{"dataset.path": "/nonexistent.hdf5"}), capsys)
+    corrupt = tmp_path / "corrupt.hdf5"
+    corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    assert f"Cannot open {corrupt} as HDF5" in _fails_in_one_line(cfg(**{"dataset.path": str(corrupt)}), capsys)
+    assert "Did you mean 'antmaze-umaze-v2'" in _fails_in_one_line(cfg(**{"dataset.id": "antmaze-umaze-v3"}), capsys)
+    assert "loss.w must be a number, got 'abc'" in _fails_in_one_line(cfg(**{"loss.w": "abc"}), capsys)
+    assert "checkpoint.every_minutes must be > 0" in _fails_in_one_line(cfg(**{"checkpoint.every_minutes": 0}),
+                                                                         capsys)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "device=cuda was requested" in _fails_in_one_line(cfg(device="cuda"), capsys)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ZeroDivisionError):  # a bug: the traceback stays
+        recipe_main(lambda: 1 / 0)()
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # the debug switch: user errors raise too
+    with pytest.raises(ValueError, match="loss.w must be >= 1") as info:
+        recipe_main(train)(cfg(**{"loss.w": 0.5}))
+    assert is_user_error(info.value)
+
+
+# ------------------------------------------------------------------------------ 4. CUDA
+def test_cuda_message_says_how_to_get_a_cuda_build(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    with pytest.raises(UserError) as info:
+        resolve_device("cuda")
+    message = str(info.value)
+    assert "CPU-only build" in message and "==2.13.0" in message
+    assert "pip install --force-reinstall torch" in message and "https://pytorch.org/get-started/locally/" in message
+    monkeypatch.setattr(torch.version, "cuda", "12.8")  # a CUDA build without a visible GPU
+    with pytest.raises(UserError, match="sees no CUDA device: check the GPU driver"):
+        resolve_device("cuda:0")
+
+
+# ------------------------------------------------------------------------------ 5. compile
+def test_compilation_is_announced_and_kept_out_of_the_eta_and_steps_per_second(tmp_path, capsys):
+    import re
+    import time
+
+    trainer = build_trainer(make_cfg(tiny(tmp_path, 20, **{"logger.progress": "true"})))
+    update, calls = trainer.algorithm.update, []
+
+    def slow_first_call(batch, step):  # what a compiled update does: its first call compiles
+        if not calls:
+            time.sleep(2.0)
+        calls.append(step)
+        return update(batch, step)
+
+    trainer.algorithm.update = slow_first_call
+    trainer.algorithm.compiled = True
+    trainer.run()
+    out, err = capsys.readouterr()
+    assert "compiling the update" in out and "about 30 s on a small CPU" in out and "compiled in" in out
+    elapsed = re.findall(r"\| 20/20 \[(\d\d):(\d\d)<", err)
+    assert elapsed and elapsed[-1] == ("00", "00"), err[-500:]  # the bar's clock starts after compilation
+    rows = map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+    rates = [r["train/steps_per_second"] for r in rows if "train/steps_per_second" in r]
+    assert len(rates) == 2 and min(rates) > 10  # with the compilation, the first 10 steps took more than 2 s
+    assert json.loads((tmp_path / "results.json").read_text())["compile_time_s"] >= 2.0
+
+
+# ------------------------------------------------------------------------------ 6. the toy recipe
+def test_toy_recipe_writes_into_its_run_folder_only(tmp_path, monkeypatch):
+    import importlib.util
+
+    tracked = [ROOT / "docs" / "figures" / "toy.png", ROOT / "docs" / "toy_metrics.md"]
+    before = {p: p.read_bytes() for p in tracked}
+    spec = importlib.util.spec_from_file_location("ppl_toy_recipe", ROOT / "recipes" / "ppl_toy.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    monkeypatch.chdir(tmp_path)  # relative out_dir: from the current folder, as every recipe's run_dir
+    overrides = ["toy.critic_steps=20", "toy.policy_steps=20", "output.progress=false"]
+    recipe.main.__wrapped__(make_cfg(overrides, "toy"))  # the recipe's body without hydra's launcher
+    assert {p: p.read_bytes() for p in tracked} == before
+    out = tmp_path / "runs" / "toy" / "seed0"
+    assert (out / "figures" / "toy.png").stat().st_size > 0
+    assert "(seed 0, 20 critic steps, 20 policy steps" in (out / "toy_metrics.md").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+
+
+def test_readme_gives_the_toy_numbers_as_measured_ranges():
+    readme = (ROOT / "README.md").read_text()
+    assert "0.029-0.040" in readme and "python recipes/ppl_toy.py out_dir=docs" in readme
+
+
+# ------------------------------------------------------------------------------ 7. warnings, temp files, plots
+def test_the_adroit_notice_shows_only_for_adroit_envs():
+    code = ("import sys; from ppl_torchrl.envs.pointmaze import PointMazeGoalEnv; PointMazeGoalEnv('umaze'); "
+            "from ppl_torchrl.envs import make_env, make_eval_env; make_env('gr-antmaze-umaze', 5); "
+            "print('--adroit--', file=sys.stderr); make_eval_env('door-human-v1'); make_eval_env('pen-human-v1')")
+    res = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    others, adroit = res.stderr.split("--adroit--")
+    assert "AdroitHand" not in others  # PointMaze and AntMaze import gymnasium-robotics too
+    assert adroit.count("AdroitHandRelocateDense-v1") == 1 and "restores D4RL's reward sign" in adroit
+
+
+def test_maze_envs_leave_no_temporary_files(tmp_path, monkeypatch):
+    from ppl_torchrl.envs import make_env
+    from ppl_torchrl.envs.pointmaze import PointMazeGoalEnv
+
+    system_tmp = tmp_path / "tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    PointMazeGoalEnv("umaze").reset(seed=0)
+    make_env("gr-antmaze-umaze", 5).rollout(2)
+    assert list(system_tmp.iterdir()) == []
+    assert tempfile.gettempdir() == str(system_tmp)
+
+
+def test_a_curve_with_one_evaluation_point_is_drawn(tmp_path, monkeypatch):
+    from ppl_torchrl import aggregate
+    from ppl_torchrl.aggregate import Cell
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 100, "eval/normalized_score_mean": 42.0}) + "\n")
+    figures = []
+
+    def keep(fig, path):
+        figures.append(fig)
+        return path
+
+    monkeypatch.setattr(aggregate, "_save_figure", keep)
+    cell = Cell(suite="pointmaze-gen", dataset=DATASET, method="ppl", values=[42.0], seeds=[0], run_dirs=[run_dir])
+    aggregate.plot_curves([cell], tmp_path)
+    (fig,) = figures
+    ax = fig.axes[0]
+    drawn = [line for line in ax.get_lines() if line.get_marker() not in (None, "None", "", " ")
+             and list(line.get_xdata()) == [100]]
+    assert drawn and list(drawn[0].get_ydata()) == [42.0]
