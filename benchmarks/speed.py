@@ -4,17 +4,28 @@
 
 Measures, in one run and interleaved (round-robin over variants, so a noisy machine slows all alike):
 
-* ``ppl`` / ``rebrac``: ``make_algorithm(...).update`` as the trainer runs it (TorchRL loss modules,
-  TensorDict batches, input validation on) plus a real TorchRL replay-buffer sample per step;
-* ``ppl_fast`` / ``rebrac_fast``: the same algorithm with ``ppl_torchrl.fast.apply_to`` (fused update,
-  GEMMs on the fastest measured backend), same buffer sample per step;
+* ``ppl`` / ``rebrac``: ``make_algorithm(cfg, ...)`` with ``compile.enabled=false``: the eager
+  :class:`ppl_torchrl.update.ReBRACUpdate` as the trainer runs it (TorchRL loss modules, TensorDict
+  batches, input validation on, ``torch.func`` gradients, torch's functional Adam on the optimizers' state),
+  plus a real TorchRL replay-buffer sample per step;
+* ``ppl_compiled`` / ``rebrac_compiled``: the same with ``compile.enabled=true`` (the whole update one
+  ``torch.compile`` graph, compiled during the warm-up), same buffer sample per step;
+* ``ppl_compiled_x2``: compiled, two consecutive updates per call through ``algorithm.run_updates``
+  (``compile.updates_per_call=2``, as the authors' ``fori_loop``; ``--per-call N`` for another N, 1 skips it);
 * ``plain``: PPL^R written directly in PyTorch here (nn.Linear, batched critics, torch.optim.Adam with
   its defaults, in-memory tensors indexed with torch.randint): the reference a user would write;
 * ``jax``: the same PPL^R update in the authors' style (jit, ``lax.fori_loop`` over ``--steps`` updates,
   vmapped critic ensemble, ``lax.cond`` on delayed steps, sampling inside the loop), if jax imports;
 * ``sample``: the replay-buffer ``sample()`` alone;
-* the GEMM limit: fp32 throughput of a 1024x256 @ 256x256 product through torch's default GEMM and
-  oneDNN; ``limit`` is the best of them, and ``steps/s at limit = limit / FLOPs per update``.
+* the GEMM limit: fp32 throughput of a 1024x256 @ 256x256 product through torch's default GEMM (``aten``)
+  and, on a CPU whose torch build has it, oneDNN (``ppl_torchrl.gemm.measure_gemm``), measured between the
+  timed blocks; ``limit`` is the best of them, ``steps/s at limit = limit / FLOPs per update``, and
+  ``/limit`` is the share of that limit a variant reaches.
+
+The library's networks route their GEMMs through ``ppl_torchrl.gemm`` (``--gemm auto|aten|onednn``; auto:
+the plan measured on this machine, oneDNN where it is >= 1.2x torch's GEMM). The report names the CPU, the
+torch and jax versions and the GEMM plan in use, on stdout and in the JSON. Timings from a machine shared
+with other work are noisy; compare columns of one run, not runs.
 
 FLOPs per update are counted analytically from the layer shapes (GEMMs only; see :func:`update_flops`).
 """
@@ -36,15 +47,18 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from ppl_torchrl import gemm
 from ppl_torchrl.atomic import atomic_write
 
 os.environ.setdefault("RL_WARNINGS", "False")
 
 SHAPES = {"antmaze": (29, 8, 256), "mujoco": (17, 6, 1024)}
-VARIANTS = ("ppl", "ppl_fast", "ppl_compiled", "rebrac", "rebrac_fast", "rebrac_compiled", "plain", "jax", "sample")
+# Table order; ``ppl_compiled_xN`` columns are listed right after ``ppl_compiled``.
+VARIANTS = ("ppl", "ppl_compiled", "rebrac", "rebrac_compiled", "plain", "jax", "sample")
 HIDDEN, DEPTH, NUM_Q = 256, 3, 2
 HP = dict(actor_lr=3e-4, critic_lr=5e-5, potential_lr_scale=0.01, tau=5e-3, policy_freq=2, gamma=0.99,
           actor_bc_coef=1e-3, critic_bc_coef=5e-4, w=8.0, policy_noise=0.2, noise_clip=0.5)
+GEMM_SHAPE = (1024, 256, 256)  # M x K x N of the GEMM limit
 
 
 # ------------------------------------------------------------------------------------------ FLOPs
@@ -97,67 +111,46 @@ def make_buffer(path: Path, batch: int, root: Path, device):
                                       device=None if torch.device(device).type == "cpu" else device)
 
 
-def config(name: str):
+def config(name: str, *, compiled: bool = False, per_call: int = 1, gemm_backend: str = "auto"):
+    """The recipe config ``make_algorithm`` reads: ``loss``, ``model``, ``optim`` and ``compile``."""
     loss = dict(name=name, actor_bc_coef=HP["actor_bc_coef"], critic_bc_coef=HP["critic_bc_coef"],
                 policy_noise=HP["policy_noise"], noise_clip=HP["noise_clip"], normalize_q=True,
                 critic_next_action="policy", validate_inputs=True)
     if name == "ppl":
         loss.update(w=HP["w"], potential_uses_target_actor=True, use_potential=True)
+    optim = {k: HP[k] for k in ("actor_lr", "critic_lr", "potential_lr_scale", "tau", "policy_freq", "gamma")}
+    optim["steps"] = 1_000_000  # a paper-length run; only read by compile.enabled=auto, which is not used here
     return OmegaConf.create(dict(
-        loss=loss, model=dict(hidden_dim=HIDDEN, num_hidden=DEPTH, num_qvalue_nets=NUM_Q),
-        optim={k: HP[k] for k in ("actor_lr", "critic_lr", "potential_lr_scale", "tau", "policy_freq", "gamma")}))
+        loss=loss, model=dict(hidden_dim=HIDDEN, num_hidden=DEPTH, num_qvalue_nets=NUM_Q), optim=optim,
+        compile=dict(enabled=bool(compiled), mode=None, backend="inductor", cudagraphs=False,
+                     updates_per_call=int(per_call), gemm=gemm_backend)))
 
 
 # ------------------------------------------------------------------------------------------ ours
-def ours_runner(name: str, obs: int, act: int, buffer, device, path: str = "default", per_call: int = 1):
+def ours_runner(name: str, obs: int, act: int, buffer, device, *, compiled: bool = False, per_call: int = 1,
+                gemm_backend: str = "auto"):
     """``run(k)``: k updates of the library's algorithm, each on a fresh replay-buffer sample.
 
-    ``path``: ``default`` (TorchRL losses), ``fused`` (:mod:`ppl_torchrl.fast`, eager) or ``compiled``
-    (:mod:`ppl_torchrl.compiled`; compiled at the warm-up). ``per_call > 1``: the compiled update's
-    ``run`` does that many updates in one program call (``k`` must be a multiple)."""
-    from ppl_torchrl import compiled
-    from ppl_torchrl import fast as fastmod
+    ``compiled``: ``compile.enabled=true`` (the update compiles at its first call, in the warm-up).
+    ``per_call > 1``: ``algorithm.run_updates`` does that many updates per call (``k`` must be a multiple)."""
     from ppl_torchrl.algorithms import make_algorithm
 
-    alg = make_algorithm(config(name), obs, act, device=device)
-    if path == "fused":
-        fastmod.apply_to(alg, tau=HP["tau"], policy_freq=HP["policy_freq"], metrics=False)
-    elif path == "compiled":
-        compiled.apply_compiled(alg, tau=HP["tau"], policy_freq=HP["policy_freq"], metrics=False)
-    elif path != "default":
-        raise ValueError(f"unknown update path {path!r}")
+    alg = make_algorithm(config(name, compiled=compiled, per_call=per_call, gemm_backend=gemm_backend),
+                         obs, act, device=device)
+    if alg.compiled != bool(compiled):
+        raise RuntimeError(f"{name}: asked for compiled={compiled}, make_algorithm built compiled={alg.compiled}")
     state = {"step": 0}
 
     def run(k: int):
         step = state["step"]
         if per_call > 1:
             for i in range(0, k, per_call):
-                alg.update.run([buffer.sample() for _ in range(per_call)], step + i)
+                alg.run_updates([buffer.sample() for _ in range(per_call)], step + i)
         else:
             for i in range(k):
                 alg.update(buffer.sample(), step + i)
         state["step"] = step + k
-    return run
-
-
-def multiseed_runner(name: str, obs: int, act: int, buffer, seeds: int, device):
-    """``run(k)``: k updates of ``seeds`` seeds at once (:class:`ppl_torchrl.multiseed.MultiSeedReBRACUpdate`);
-    ``buffer`` samples ``seeds * batch`` transitions per step, split into one batch per seed."""
-    from ppl_torchrl.algorithms import make_algorithm
-    from ppl_torchrl.multiseed import MultiSeedReBRACUpdate
-
-    algs = []
-    for s in range(seeds):
-        torch.manual_seed(s)
-        algs.append(make_algorithm(config(name), obs, act, device=device))
-    update = MultiSeedReBRACUpdate(algs, tau=HP["tau"], policy_freq=HP["policy_freq"])
-    state = {"step": 0}
-
-    def run(k: int):
-        step = state["step"]
-        for i in range(k):
-            update(buffer.sample().reshape(seeds, -1), step + i)
-        state["step"] = step + k
+    run.algorithm = alg
     return run
 
 
@@ -387,22 +380,55 @@ def jax_runner(obs: int, act: int, batch: int, data: dict, k: int):
 
 
 # ------------------------------------------------------------------------------------------ GEMM
-def gemm_limits(device) -> dict:
-    from ppl_torchrl import fast
-
-    out = {"default": fast.measure_gemm("aten", 1024, 256, 256, device=device, min_time=0.1, repeats=7)}
-    if torch.device(device).type == "cpu" and fast.onednn_available():
-        out["onednn"] = fast.measure_gemm("onednn", 1024, 256, 256, device=device, min_time=0.1, repeats=7)
+def gemm_backends(device) -> list[str]:
+    """The GEMM backends whose throughput bounds the update: ``aten``, and ``onednn`` on a CPU that has it."""
+    out = ["aten"]
+    if torch.device(device).type == "cpu" and gemm.onednn_available():
+        out.append("onednn")
     return out
+
+
+def gemm_limits(device, *, min_time: float = 0.1, repeats: int = 7) -> dict:
+    """fp32 GFLOP/s of a 1024x256 @ 256x256 forward GEMM per backend."""
+    return {b: gemm.measure_gemm(b, *GEMM_SHAPE, device=device, min_time=min_time, repeats=repeats)
+            for b in gemm_backends(device)}
+
+
+def apply_gemm(choice: str, device) -> None:
+    """``auto``: forget any plan, so :func:`ppl_torchrl.gemm.gemm_plan` measures this machine's (or reads
+    ``PPL_TORCHRL_GEMM``); ``aten`` / ``onednn``: that backend for every GEMM."""
+    gemm.set_gemm_plan(None if choice == "auto" else choice, device)
+    gemm.gemm_plan(device)
+
+
+def machine_info(device, gemm_choice: str) -> dict:
+    plan = gemm.gemm_plan(device)
+    info = {
+        "cpu_model": gemm.cpu_model(), "platform": platform.platform(), "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(device),
+        "gemm": gemm_choice, "gemm_plan": gemm.describe_plan(device),
+        "gemm_plan_backends": {"forward": plan.forward, "grad_input": plan.grad_input,
+                               "grad_weight": plan.grad_weight, "source": plan.source},
+        "onednn_available": gemm.onednn_available(),
+    }
+    if torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    try:
+        import jax
+
+        info["jax"] = jax.__version__
+    except ImportError:
+        info["jax"] = None
+    return info
 
 
 # ------------------------------------------------------------------------------------------ driver
 def warm_up(run, steps: int, *, max_blocks: int = 8, tol: float = 0.1) -> list[float]:
-    """Runs blocks of ``steps`` updates until two blocks in a row agree within ``tol`` (at least two).
+    """Runs blocks of ``steps`` updates until two blocks in a row agree within ``tol`` (at least three).
 
     One block is not enough: a jitted JAX loop runs its first two or three calls several times slower
-    than later ones on some CPUs (seen here: 14 then 99 steps/s), and compiled torch graphs specialise on
-    the first calls too. Timing those would flatter whichever variant warmed up faster.
+    than later ones on some CPUs (seen here: 14 then 99 steps/s), and compiled torch graphs compile at their
+    first calls (one graph for critic-only steps, one for steps with the delayed updates). Timing those would flatter whichever variant warmed up faster.
     """
     speeds = []
     for _ in range(max_blocks):
@@ -454,27 +480,25 @@ def bench_shape(shape: str, args, tmp: Path) -> dict:
         "rew": np.asarray(td["next", "reward"]).reshape(-1), "next_obs": np.asarray(td["next", "observation"]),
         "next_act": np.asarray(td["next", "action"]), "term": np.asarray(td["next", "terminated"]).reshape(-1).astype(np.float32),
     }
-    runners = {
-        "ppl": ours_runner("ppl", obs, act, buffer, args.device),
-        "ppl_fast": ours_runner("ppl", obs, act, buffer, args.device, "fused"),
-        "rebrac": ours_runner("rebrac", obs, act, buffer, args.device),
-        "rebrac_fast": ours_runner("rebrac", obs, act, buffer, args.device, "fused"),
-        "plain": plain_runner(obs, act, batch, data, args.device),
-        "sample": sample_runner(buffer),
-    }
+    ours = dict(device=args.device, gemm_backend=args.gemm)
+    runners = {"ppl": ours_runner("ppl", obs, act, buffer, **ours)}
     notes = []
-    from ppl_torchrl.compiled import compiler_available
+    from ppl_torchrl.update import compiler_available
 
-    if args.compile and compiler_available(args.device):
-        runners["ppl_compiled"] = ours_runner("ppl", obs, act, buffer, args.device, "compiled")
-        runners["rebrac_compiled"] = ours_runner("rebrac", obs, act, buffer, args.device, "compiled")
+    compiling = args.compile and compiler_available(args.device)
+    if compiling:
+        runners["ppl_compiled"] = ours_runner("ppl", obs, act, buffer, compiled=True, **ours)
         if args.per_call > 1:
-            runners[f"ppl_compiled_x{args.per_call}"] = ours_runner("ppl", obs, act, buffer, args.device, "compiled",
-                                                                    per_call=args.per_call)
+            runners[f"ppl_compiled_x{args.per_call}"] = ours_runner("ppl", obs, act, buffer, compiled=True,
+                                                                    per_call=args.per_call, **ours)
+    runners["rebrac"] = ours_runner("rebrac", obs, act, buffer, **ours)
+    if compiling:
+        runners["rebrac_compiled"] = ours_runner("rebrac", obs, act, buffer, compiled=True, **ours)
     elif args.compile:
         notes.append(f"torch.compile cannot build kernels for {args.device} here (no C++ compiler / triton): "
                      f"compiled columns skipped.")
         print(notes[-1], file=sys.stderr)
+    runners["plain"] = plain_runner(obs, act, batch, data, args.device)
     if args.jax:
         try:
             import jax  # noqa: F401
@@ -483,37 +507,43 @@ def bench_shape(shape: str, args, tmp: Path) -> dict:
         except ImportError:
             notes.append("jax not importable: JAX column skipped (pip install 'ppl-torchrl[bench]').")
             print(notes[-1], file=sys.stderr)
-    from ppl_torchrl import fast
-
-    probes = {"gemm_default": lambda: fast.measure_gemm("aten", device=args.device, min_time=0.05, repeats=1)}
-    if torch.device(args.device).type == "cpu" and fast.onednn_available():
-        probes["gemm_onednn"] = lambda: fast.measure_gemm("onednn", device=args.device, min_time=0.05, repeats=1)
+    runners["sample"] = sample_runner(buffer)
+    probes = {f"gemm_{b}": (lambda b=b: gemm.measure_gemm(b, *GEMM_SHAPE, device=args.device, min_time=0.05, repeats=1))
+              for b in gemm_backends(args.device)}
     res = time_interleaved(runners, args.steps, args.repeats, args.steps, not args.no_progress, probes)
-    gemm = {name.split("_", 1)[1]: res.pop(name)["value"] for name in probes}
-    limit_gflops = max(gemm.values())
+    gemm_gflops = {name.split("_", 1)[1]: res.pop(name)["value"] for name in probes}
+    limit_gflops = max(gemm_gflops.values())
     flops = {"ppl": update_flops(obs, act, batch), "rebrac": update_flops(obs, act, batch, potential=False)}
     limit_steps = {k: limit_gflops * 1e9 / v for k, v in flops.items()}
+    share = {name: r["steps_per_s"] / limit_steps[_kind(name)] for name, r in res.items() if name != "sample"}
     return {"shape": dict(obs=obs, act=act, batch=batch), "results": res, "flops": flops,
-            "gemm_gflops": gemm, "limit_gflops": limit_gflops,
-            "steps_per_s_at_limit": limit_steps, "notes": notes}
+            "gemm_gflops": gemm_gflops, "limit_gflops": limit_gflops, "limit_backend": max(gemm_gflops, key=gemm_gflops.get),
+            "steps_per_s_at_limit": limit_steps, "share_of_limit": share, "notes": notes}
 
 
-def bench_seeds(shape: str, args, tmp: Path) -> dict:
-    """Total steps/s of PPL^R with ``args.seeds`` seeds trained together (compiled, stacked parameters)."""
-    obs, act, batch = SHAPES[shape]
-    path = make_dataset(tmp, obs, act, args.dataset_size)
-    runners = {f"seeds={n}": multiseed_runner("ppl", obs, act, make_buffer(path, n * batch, tmp / "cache", args.device),
-                                              n, args.device) for n in args.seeds}
-    steps = max(4, args.steps // 4)
-    res = time_interleaved(runners, steps, args.repeats, steps, not args.no_progress)
-    return {n: {"steps_per_s": res[f"seeds={n}"]["steps_per_s"], "all": res[f"seeds={n}"]["all"],
-                "total_steps_per_s": n * res[f"seeds={n}"]["steps_per_s"]} for n in args.seeds}
+def _kind(name: str) -> str:
+    return "rebrac" if name.startswith("rebrac") else "ppl"
+
+
+def _order(res: dict) -> list[str]:
+    grouped = sorted((k for k in res if k.startswith("ppl_compiled_x")), key=lambda k: int(k.rsplit("x", 1)[1]))
+    return [n for v in VARIANTS for n in ([v, *grouped] if v == "ppl_compiled" else [v]) if n in res]
+
+
+def title(machine: dict) -> str:
+    where = machine["cpu_model"] + (f" + {machine['gpu']}" if machine.get("gpu") else "")
+    jax_v = machine.get("jax") or "not installed"
+    return (f"PPL^R / ReBRAC gradient steps per second on {where} ({machine['cpus']} CPUs, "
+            f"{machine['torch_threads']} torch threads, device {machine['device']}); torch {machine['torch']}, "
+            f"jax {jax_v}")
 
 
 def table(report: dict) -> str:
-    lines = []
+    m = report["machine"]
+    lines = [title(m), m["gemm_plan"] + f" [--gemm {m['gemm']}]"]
     lim = report["gemm_gflops"]
-    lines.append("fp32 GEMM 1024x256@256x256 at start: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in lim.items())
+    gm, gk, gn = GEMM_SHAPE
+    lines.append(f"fp32 GEMM {gm}x{gk}@{gk}x{gn} at start: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in lim.items())
                  + "; the limit below is the median measured between the timed blocks of each shape")
     hdr = f"{'shape':8} {'variant':16} {'steps/s':>8} {'/plain':>7} {'/jax':>6} {'/limit':>7} {'GFLOP/s':>8}"
     lines.append(hdr)
@@ -522,29 +552,26 @@ def table(report: dict) -> str:
         res = sr["results"]
         plain = res["plain"]["steps_per_s"]
         jx = res.get("jax", {}).get("steps_per_s")
-        grouped = [k for k in res if k.startswith("ppl_compiled_x")]  # listed right after ppl_compiled
-        for name in [n for v in VARIANTS for n in ([v, *grouped] if v == "ppl_compiled" else [v])]:
-            if name not in res:
-                continue
+        for name in _order(res):
             v = res[name]["steps_per_s"]
             if name == "sample":
                 lines.append(f"{shape:8} {'buffer.sample':16} {v:8.0f}   ({1e3 / v:.3f} ms per sample)")
                 continue
-            kind = "rebrac" if name.startswith("rebrac") else "ppl"
+            kind = _kind(name)
             gf = v * sr["flops"][kind] / 1e9
             rj = f"{v / jx:6.2f}" if jx else f"{'-':>6}"
-            lines.append(f"{shape:8} {name:16} {v:8.1f} {v / plain:7.2f} {rj} {v / sr['steps_per_s_at_limit'][kind]:7.2f} {gf:8.0f}")
+            lines.append(f"{shape:8} {name:16} {v:8.1f} {v / plain:7.2f} {rj} {sr['share_of_limit'][name]:7.2f} {gf:8.0f}")
         lines.append(f"{shape:8} GEMM (median between blocks): " + ", ".join(
-            f"{k} {v:.0f} GFLOP/s" for k, v in sr["gemm_gflops"].items()) + f" -> limit {sr['limit_gflops']:.0f}")
-        seeds = sr.get("seeds")
-        if seeds:
-            base = seeds[min(seeds)]["total_steps_per_s"] / min(seeds)
-            lines.append(f"{shape:8} PPL^R, several seeds in one process (compiled, stacked parameters; seeds x steps/s):")
-            for n, r in seeds.items():
-                lines.append(f"{shape:8}   {n} seed(s): {r['total_steps_per_s']:7.1f} seed-steps/s "
-                             f"({r['steps_per_s']:.1f} updates/s, {r['total_steps_per_s'] / base:.2f}x one seed)")
+            f"{k} {v:.0f} GFLOP/s" for k, v in sr["gemm_gflops"].items())
+            + f" -> limit {sr['limit_gflops']:.0f} ({sr['limit_backend']})")
         lines.append(f"{shape:8} FLOPs/update: ppl {sr['flops']['ppl'] / 1e9:.2f} G, rebrac {sr['flops']['rebrac'] / 1e9:.2f} G;"
                      f" steps/s at limit: ppl {sr['steps_per_s_at_limit']['ppl']:.0f}, rebrac {sr['steps_per_s_at_limit']['rebrac']:.0f}")
+        best = [n for n in _order(res) if n.startswith("ppl_compiled")]
+        if best:
+            top = max(best, key=lambda n: res[n]["steps_per_s"])
+            lines.append(f"{shape:8} compiled PPL^R ({top}) reaches {100 * sr['share_of_limit'][top]:.0f} % of the GEMM limit")
+        for note in sr.get("notes", []):
+            lines.append(f"{shape:8} note: {note}")
     return "\n".join(lines)
 
 
@@ -554,46 +581,41 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=5, help="timed blocks per variant; the median is reported")
     parser.add_argument("--shape", choices=["antmaze", "mujoco", "both"], default="both")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--gemm", choices=["auto", "aten", "onednn"], default="auto",
+                        help="GEMM backend of the library's networks (auto: the plan measured on this machine)")
     parser.add_argument("--json", type=Path, default=None, help="write the report here (atomically)")
     parser.add_argument("--dataset-size", type=int, default=100_000, help="random transitions in the buffer")
     parser.add_argument("--no-jax", dest="jax", action="store_false", help="skip the JAX column")
     parser.add_argument("--no-compile", dest="compile", action="store_false",
-                        help="skip the compiled columns (each compiles for ~30 s on a small CPU)")
+                        help="skip the compiled columns (each compiles for a minute or so on a small CPU)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--per-call", type=int, default=2,
-                        help="updates per compiled program call for the ppl_compiled_xN column (1: skip it)")
-    parser.add_argument("--seeds", type=int, nargs="*", default=[1, 4, 8],
-                        help="seed counts for the several-seeds-in-one-process table (none: skip it)")
+                        help="updates per call of the ppl_compiled_xN column (algorithm.run_updates; 1: skip it)")
     args = parser.parse_args(argv)
     if args.steps < 2 or args.repeats < 1:
         parser.error("--steps must be >= 2 and --repeats >= 1")
+    if args.per_call < 1:
+        parser.error("--per-call must be >= 1")
     if args.per_call > 1 and args.steps % args.per_call:
         parser.error(f"--steps ({args.steps}) must be a multiple of --per-call ({args.per_call})")
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: CUDA is not available here; use --device cpu")
-    from ppl_torchrl import fast
-    from ppl_torchrl.compiled import compiler_available
+    if args.gemm == "onednn" and not (torch.device(args.device).type == "cpu" and gemm.onednn_available()):
+        parser.error("--gemm onednn needs --device cpu and a torch build with oneDNN")
 
-    gemm = gemm_limits(args.device)
+    apply_gemm(args.gemm, args.device)
+    machine = machine_info(args.device, args.gemm)
+    print(title(machine))
+    print(machine["gemm_plan"])
     report = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "device": args.device,
-                    "gemm_plan": str(fast.gemm_plan(args.device))},
+        "machine": machine,
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "gemm_gflops": gemm, "shapes": {},
+        "gemm_gflops": gemm_limits(args.device), "shapes": {},
     }
-    try:
-        import jax
-
-        report["machine"]["jax"] = jax.__version__
-    except ImportError:
-        pass
     shapes = list(SHAPES) if args.shape == "both" else [args.shape]
     with tempfile.TemporaryDirectory() as tmp:
         for shape in shapes:
             report["shapes"][shape] = bench_shape(shape, args, Path(tmp))
-            if args.seeds and args.compile and compiler_available(args.device):
-                report["shapes"][shape]["seeds"] = bench_seeds(shape, args, Path(tmp))
     report["gemm_gflops_end"] = gemm_limits(args.device)
     text = table(report)
     print(text)
