@@ -8,7 +8,7 @@
 What it does, in order:
 
 1. the paper's toy experiment (``recipes/ppl_toy.py`` at its default settings, if that file exists;
-   it writes ``docs/figures/toy.png`` and ``docs/toy_metrics.md``);
+   with ``out_dir=docs`` it rewrites ``docs/figures/toy.png`` and ``docs/toy_metrics.md``);
 2. the benchmark grid: PPL^R vs ReBRAC vs TD3+BC vs BC vs IQL vs CQL on generated PointMaze data,
    including a mixed-quality dataset (30 % planner, 35 % wander, 35 % detour, ``docs/datagen.md``),
    several seeds each, identical evaluation (``eval.*``) for every algorithm;
@@ -232,11 +232,11 @@ def check_same_budget(results: dict, spec: RunSpec, budget: Budget) -> None:
 
 
 def run_toy(timeout: float | None = None) -> tuple[float | None, str | None]:
-    """Runs ``recipes/ppl_toy.py`` at its defaults; (wall seconds, error) — (None, None) if absent."""
+    """Runs ``recipes/ppl_toy.py out_dir=docs`` (regenerates the docs' toy figure and metrics); (wall seconds, error) — (None, None) if absent."""
     if not TOY_RECIPE.exists():
         return None, None
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(TOY_RECIPE)], cwd=REPO, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, str(TOY_RECIPE), "out_dir=docs"], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout)
     wall = time.perf_counter() - start
     if proc.returncode != 0:

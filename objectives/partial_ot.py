@@ -80,10 +80,10 @@ class _PotentialMixin:
         out.update(metadata)
         return out
 
-    def _potential_loss_from_actions(self, tensordict, policy_action) -> tuple[torch.Tensor, dict]:
+    def _potential_objective_on(self, tensordict, potential_params, policy_action) -> tuple[torch.Tensor, dict]:
         # f-step of eq. 12 with f <= 0: minimise mean f(s, pi(s)) - w mean f(s, a).
-        f_policy = self._potential(tensordict, policy_action.detach(), self.potential_network_params)
-        f_data = self._potential(tensordict, tensordict.get(self.tensor_keys.action), self.potential_network_params)
+        f_policy = self._potential(tensordict, policy_action.detach(), potential_params)
+        f_data = self._potential(tensordict, tensordict.get(self.tensor_keys.action), potential_params)
         loss = self._reduce_loss(f_policy - self.w * f_data, tensordict=tensordict)
         return loss, {"potential_policy": f_policy.detach().mean(), "potential_data": f_data.detach().mean()}
 
@@ -153,23 +153,45 @@ class PartialOTLoss(_PotentialMixin, ReBRACLoss):
         if hasattr(self, "potential_network"):
             self._in_keys = list(dict.fromkeys([*self._in_keys, *self.potential_network.in_keys]))
 
-    def actor_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
-        """ReBRAC actor objective minus ``f(s, pi(s))`` (the partial-OT constraint term)."""
-        self._check(tensordict, "actor_loss", self._actor_required_keys())
-        objective, policy_action, metadata = self._actor_objective(tensordict)
-        f_actor = self._potential(tensordict, policy_action, self._detached_potential_params)
+    # ------------------------------------------------------------------ the math, on explicit parameters
+    def actor_objective(self, tensordict: TensorDictBase, actor_params, critic_params,
+                        potential_params=None) -> tuple[torch.Tensor, dict]:
+        """ReBRAC actor objective minus ``f(s, pi(s))`` (the partial-OT constraint term, not scaled by
+        lambda); pass detached ``critic_params`` and ``potential_params``."""
+        objective, policy_action, metadata = self._actor_terms(tensordict, actor_params, critic_params)
+        f_actor = self._potential(tensordict, policy_action, potential_params)
         metadata["potential_actor"] = f_actor.detach().mean()
         weights = self._maybe_get_priority_weight(tensordict)
         return self._reduce_loss(objective - f_actor, tensordict=tensordict, weights=weights), metadata
 
+    def potential_objective(self, tensordict: TensorDictBase, potential_params, actor_params,
+                            target_actor_params) -> tuple[torch.Tensor, dict]:
+        """f-step ``mean f(s, pi_target(s)) - w mean f(s, a)`` (online actor if not
+        ``potential_uses_target_actor``); gradients reach only ``potential_params``."""
+        policy_params = target_actor_params if self.potential_uses_target_actor else actor_params
+        with torch.no_grad():
+            policy_action = self._actor(tensordict, policy_params)
+        return self._potential_objective_on(tensordict, potential_params, policy_action)
+
+    # ------------------------------------------------------------------ losses
+    def _potential_required_keys(self):
+        return [self.tensor_keys.action, *self.actor_network.in_keys, *self.potential_network.in_keys]
+
+    def check_inputs(self, tensordict: TensorDictBase) -> None:
+        super().check_inputs(tensordict)
+        self._check(tensordict, "potential_loss", self._potential_required_keys())
+
+    def actor_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
+        """ReBRAC actor objective minus ``f(s, pi(s))`` (the partial-OT constraint term)."""
+        self._check(tensordict, "actor_loss", self._actor_required_keys())
+        return self.actor_objective(tensordict, self.actor_network_params, self._cached_detach_qvalue_network_params,
+                                    self._detached_potential_params)
+
     def potential_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
         """f-step: ``mean f(s, pi_target(s)) - w mean f(s, a)``; gradients reach only the potential."""
-        self._check(tensordict, "potential_loss", [self.tensor_keys.action, *self.actor_network.in_keys,
-                                                   *self.potential_network.in_keys])
-        params = self.target_actor_network_params if self.potential_uses_target_actor else self.actor_network_params
-        with torch.no_grad():
-            policy_action = self._actor(tensordict, params.detach())
-        return self._potential_loss_from_actions(tensordict, policy_action)
+        self._check(tensordict, "potential_loss", self._potential_required_keys())
+        return self.potential_objective(tensordict, self.potential_network_params, self.actor_network_params.detach(),
+                                        self.target_actor_network_params.detach())
 
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
@@ -254,7 +276,7 @@ class PartialOTCQLLoss(_PotentialMixin, CQLLoss):
                     [self.tensor_keys.action, *self.actor_network.in_keys])
         with torch.no_grad():
             action, _ = self._sample_action(tensordict, self.actor_network_params.detach())
-        return self._potential_loss_from_actions(tensordict, action)
+        return self._potential_objective_on(tensordict, self.potential_network_params, action)
 
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:

@@ -261,34 +261,38 @@ class ReBRACLoss(LossModule):
         keys = [k for k in keys if k != self.tensor_keys.action]
         return tensordict.get("next").select(*keys, strict=False)
 
-    # ------------------------------------------------------------------ losses
-    def qvalue_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
-        """Critic loss ``sum_i mean (Q_i(s, a) - y)^2`` and detached diagnostics (``td_error`` per sample)."""
-        self._check(tensordict, "qvalue_loss", self._critic_required_keys())
+    # ------------------------------------------------------------------ the math, on explicit parameters
+    # The one home of the ReBRAC formulas. The loss's own ``qvalue_loss`` / ``actor_loss`` call these with the
+    # module's parameters; the update of :mod:`ppl_torchrl.update` calls them with the tensors it
+    # differentiates (``torch.func.grad``), eagerly or under ``torch.compile``. No input checks, no random
+    # draws and no host syncs happen here, so the same code traces into one graph.
+    def critic_objective(
+        self, tensordict: TensorDictBase, critic_params, target_actor_params, target_critic_params,
+        noise: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict]:
+        """Critic loss ``sum_i mean (Q_i(s, a) - y)^2`` with the target-smoothing ``noise`` given (already
+        scaled and clipped, shaped like the action); returns the loss and detached diagnostics."""
         weights = self._maybe_get_priority_weight(tensordict)
-        action = tensordict.get(self.tensor_keys.action)
         data_next_action = tensordict.get(self.tensor_keys.next_action)
-        # Drawn outside no_grad and before any network call, as TorchRL's TD3BCLoss does, so the
-        # random stream does not depend on the critic mode.
-        noise = (torch.randn_like(data_next_action) * self.policy_noise).clamp(-self.noise_clip, self.noise_clip)
         with torch.no_grad():
             next_td = self._next_td(tensordict)
             if self.critic_next_action == "policy":
-                policy_next = self._actor(next_td, self.target_actor_network_params)
+                policy_next = self._actor(next_td, target_actor_params)
                 next_action = torch.maximum(torch.minimum(policy_next + noise, self.max_action), self.min_action)
                 next_penalty = (next_action - data_next_action).pow(2).sum(-1, keepdim=True)
-            else:
+            else:  # SARSA-style Q^beta on the dataset's next action: the penalty vanishes
                 next_action = data_next_action
                 next_penalty = torch.zeros_like(next_action[..., :1])
-            next_q = self._qvalues(next_td, next_action, self.target_qvalue_network_params)
+            next_q = self._qvalues(next_td, next_action, target_critic_params)
             next_value = next_q.min(-1, keepdim=True).values - self.critic_bc_coef * next_penalty
             target_td = tensordict.empty(recurse=True)
             for key in ("reward", "done", "terminated"):
                 k = ("next", getattr(self.tensor_keys, key))
                 target_td.set(k, tensordict.get(k))
             target_td.set(("next", self.tensor_keys.state_action_value), next_value)
+            # TD(0): r + gamma * (1 - terminated) * next_value; a truncation does not stop bootstrapping.
             target_value = self.value_estimator.value_estimate(target_td)  # [*B, 1]
-        pred = self._qvalues(tensordict, action, self.qvalue_network_params)  # [*B, N]
+        pred = self._qvalues(tensordict, tensordict.get(self.tensor_keys.action), critic_params)  # [*B, N]
         td_error = (pred - target_value).pow(2)
         loss = self._reduce_loss(td_error.sum(-1), tensordict=tensordict, weights=weights)
         metadata = {
@@ -298,6 +302,43 @@ class ReBRACLoss(LossModule):
             "next_state_value": next_value.detach().mean(),
         }
         return loss, metadata
+
+    def _actor_terms(self, tensordict: TensorDictBase, actor_params, critic_params):
+        """Per-sample ReBRAC actor objective, the policy action and diagnostics (no reduction)."""
+        policy_action = self._actor(tensordict, actor_params)
+        q = self._qvalues(tensordict, policy_action, critic_params).min(-1).values
+        bc = (policy_action - tensordict.get(self.tensor_keys.action)).pow(2).sum(-1)
+        lmbda = 1.0 / q.abs().mean().detach() if self.normalize_q else torch.ones((), device=q.device)
+        objective = self.actor_bc_coef * bc - lmbda * q
+        metadata = {
+            "bc_distance": bc.detach().mean(),
+            "lmbda": lmbda.detach(),
+            "state_action_value_actor": q.detach().mean(),
+        }
+        return objective, policy_action, metadata
+
+    def actor_objective(self, tensordict: TensorDictBase, actor_params, critic_params,
+                        potential_params=None) -> tuple[torch.Tensor, dict]:
+        """``mean(actor_bc_coef ||pi(s) - a||^2 - lambda min_i Q_i(s, pi(s)))``; pass detached
+        ``critic_params`` so the gradient reaches the actor only. ``potential_params`` is unused here
+        (PPL^R's actor adds its potential term)."""
+        objective, _, metadata = self._actor_terms(tensordict, actor_params, critic_params)
+        weights = self._maybe_get_priority_weight(tensordict)
+        return self._reduce_loss(objective, tensordict=tensordict, weights=weights), metadata
+
+    def target_noise(self, next_action: torch.Tensor) -> torch.Tensor:
+        """The target-policy smoothing noise ``clip(N(0, policy_noise^2), +-noise_clip)`` (one global-RNG draw)."""
+        return (torch.randn_like(next_action) * self.policy_noise).clamp(-self.noise_clip, self.noise_clip)
+
+    # ------------------------------------------------------------------ losses
+    def qvalue_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
+        """Critic loss ``sum_i mean (Q_i(s, a) - y)^2`` and detached diagnostics (``td_error`` per sample)."""
+        self._check(tensordict, "qvalue_loss", self._critic_required_keys())
+        # Drawn before any network call, as TorchRL's TD3BCLoss does, so the random stream does not depend
+        # on the critic mode.
+        noise = self.target_noise(tensordict.get(self.tensor_keys.next_action))
+        return self.critic_objective(tensordict, self.qvalue_network_params, self.target_actor_network_params,
+                                     self.target_qvalue_network_params, noise)
 
     def _critic_required_keys(self):
         keys = [self.tensor_keys.action, self.tensor_keys.next_action]
@@ -310,27 +351,16 @@ class ReBRACLoss(LossModule):
         return [self.tensor_keys.action, *self.actor_network.in_keys,
                 *[k for k in self.qvalue_network.in_keys if k != self.tensor_keys.action]]
 
-    def _actor_objective(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """Per-sample ReBRAC actor objective, the policy action and diagnostics (no reduction)."""
-        policy_action = self._actor(tensordict, self.actor_network_params)
-        q = self._qvalues(tensordict, policy_action, self._cached_detach_qvalue_network_params)
-        q = q.min(-1).values
-        bc = (policy_action - tensordict.get(self.tensor_keys.action)).pow(2).sum(-1)
-        lmbda = 1.0 / q.abs().mean().detach() if self.normalize_q else torch.ones((), device=q.device)
-        objective = self.actor_bc_coef * bc - lmbda * q
-        metadata = {
-            "bc_distance": bc.detach().mean(),
-            "lmbda": lmbda.detach(),
-            "state_action_value_actor": q.detach().mean(),
-        }
-        return objective, policy_action, metadata
+    def check_inputs(self, tensordict: TensorDictBase) -> None:
+        """Raises a clear error if ``tensordict`` lacks a key a loss term reads, has wrong shapes or
+        non-finite values (what every ``*_loss`` method checks when ``validate_inputs``)."""
+        self._check(tensordict, "qvalue_loss", self._critic_required_keys())
+        self._check(tensordict, "actor_loss", self._actor_required_keys())
 
     def actor_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
         """``mean(actor_bc_coef ||pi(s) - a||^2 - lambda min_i Q_i(s, pi(s)))``; critics are detached."""
         self._check(tensordict, "actor_loss", self._actor_required_keys())
-        objective, _, metadata = self._actor_objective(tensordict)
-        weights = self._maybe_get_priority_weight(tensordict)
-        return self._reduce_loss(objective, tensordict=tensordict, weights=weights), metadata
+        return self.actor_objective(tensordict, self.actor_network_params, self._cached_detach_qvalue_network_params)
 
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:

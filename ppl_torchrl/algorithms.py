@@ -4,12 +4,8 @@ One place builds networks, the loss, optimizers and the target updater for each 
 ``ppl`` (PPL^R), ``rebrac``, ``ppl_cql`` (PPL^CQL) and TorchRL's own ``td3_bc``, ``iql``, ``cql``, ``bc``,
 so that baselines run in the same harness with the same data and evaluation.
 
-The PPL^R / ReBRAC step follows the authors' code (PPL_NOTES §1.4):
-
-* every step: critic;
-* every ``policy_freq``-th step (counter ``% policy_freq == 0``): actor, then the targets move
-  towards the *pre-update* actor (``SoftUpdate`` runs between the actor's backward and its optimizer
-  step) and the freshly updated critic, then the potential on the new target actor.
+The PPL^R / ReBRAC update (its schedule and the ``compile`` switches) is :class:`ppl_torchrl.update.ReBRACUpdate`;
+the other losses' steps are the plain TorchRL ``loss -> backward -> optimizer.step`` loops below.
 """
 from __future__ import annotations
 
@@ -24,9 +20,10 @@ from torchrl.data import Bounded
 from torchrl.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator
 from torchrl.objectives import BCLoss, CQLLoss, IQLLoss, SoftUpdate, TD3BCLoss
 
-from ppl_torchrl import keys
+from ppl_torchrl import gemm, keys
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTCQLLoss, PartialOTLoss, ReBRACLoss
+from ppl_torchrl.update import ReBRACUpdate
 
 LOSSES = ("ppl", "rebrac", "ppl_cql", "td3_bc", "iql", "cql", "bc")
 
@@ -41,6 +38,18 @@ class Algorithm:
     policy: TensorDictModule  # evaluated deterministically
     update: Callable[[TensorDictBase, int], TensorDictBase] = field(repr=False)
     target_updater: SoftUpdate | None = None
+    compiled: bool = False  # the update is torch.compile'd: its first call compiles (tens of seconds)
+
+    def run_updates(self, batches: list, start_step: int) -> TensorDictBase:
+        """``len(batches)`` consecutive updates from step ``start_step``: in one call where the update supports
+        it (:meth:`ppl_torchrl.update.ReBRACUpdate.run`, one compiled graph), else one call per batch."""
+        run = getattr(self.update, "run", None)
+        if run is not None:
+            return run(batches, start_step)
+        out = None
+        for i, batch in enumerate(batches):
+            out = self.update(batch, start_step + i)
+        return out
 
     def state_dict(self) -> dict:
         return {
@@ -67,6 +76,13 @@ def _adam(params, lr, fused: bool | None = None):
     else:
         kwargs["foreach"] = True
     return torch.optim.Adam(params, lr=lr, **kwargs)
+
+
+def _update_adam(params, lr):
+    """Adam for :class:`~ppl_torchrl.update.ReBRACUpdate` (stepped functionally, so never ``fused``); on CUDA
+    ``capturable``, so its step counts live on the device, as compiled and CUDA-graph steps need."""
+    params = list(params)
+    return torch.optim.Adam(params, lr=lr, foreach=True, capturable=params[0].is_cuda)
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
@@ -100,17 +116,17 @@ COMPILE_AUTO_MIN_STEPS = 100_000  # below this, compiling (~30-60 s on a small C
 
 
 def resolve_compile(cfg, device: torch.device | str = "cpu") -> bool:
-    """Whether the PPL^R / ReBRAC update is compiled (:mod:`ppl_torchrl.compiled`): ``compile`` true/false,
-    or ``auto`` (true for runs of at least :data:`COMPILE_AUTO_MIN_STEPS` steps where inductor can build
-    kernels: a C++ compiler on CPU, triton on CUDA)."""
-    value = cfg.get("compile", False)
+    """Whether the update is compiled: ``compile.enabled`` true/false, or ``auto`` (true for PPL^R / ReBRAC runs
+    of at least :data:`COMPILE_AUTO_MIN_STEPS` steps where inductor can build kernels: a C++ compiler on CPU,
+    triton on CUDA)."""
+    value = cfg.compile.enabled
     if isinstance(value, str):
         if value.lower() != "auto":
-            raise ValueError(f"compile={value!r}: use true, false or auto.")
-        from ppl_torchrl.compiled import compiler_available
+            raise ValueError(f"compile.enabled={value!r}: use true, false or auto.")
+        from ppl_torchrl.update import compiler_available
 
-        steps = int(cfg.get("optim", {}).get("steps", 0) or 0)
-        return steps >= COMPILE_AUTO_MIN_STEPS and compiler_available(device)
+        steps = int(cfg.optim.steps)
+        return cfg.loss.name in ("ppl", "rebrac") and steps >= COMPILE_AUTO_MIN_STEPS and compiler_available(device)
     return bool(value)
 
 
@@ -119,90 +135,59 @@ def make_algorithm(cfg, obs_dim: int, act_dim: int, device: torch.device | str =
 
     Reads ``cfg.loss`` (loss hyper-parameters), ``cfg.model`` (``hidden_dim``, ``num_hidden``,
     ``num_qvalue_nets``), ``cfg.optim`` (``actor_lr``, ``critic_lr``, ``potential_lr_scale``, ``tau``,
-    ``policy_freq``, ``gamma``) and, for ``ppl`` / ``rebrac``, the speed switches ``compile``
-    (:func:`resolve_compile`), ``compile_mode`` and ``loss.fused_update``. Other losses are compiled, if
-    asked, by the trainer (``torch.compile`` of their update).
+    ``policy_freq``, ``gamma``) and ``cfg.compile`` (the speed switches; :func:`resolve_compile`).
     """
     name = cfg.loss.name
     if name not in LOSSES:
         raise ValueError(f"Unknown loss {name!r}; choose one of {LOSSES} (hydra: loss=<name>).")
     m, o, lc = cfg.model, cfg.optim, cfg.loss
+    compiled = resolve_compile(cfg, device)
+    if cfg.compile.gemm != "auto":  # auto: measured at the first GEMM (ppl_torchrl.gemm), cached per process
+        gemm.set_gemm_plan(cfg.compile.gemm, device)
     if name in ("ppl", "rebrac"):
-        compiled = resolve_compile(cfg, device)
-        # compile=auto: a failed compilation falls back to the eager fused update; compile=true raises.
-        fallback = isinstance(cfg.get("compile"), str)
-        return _make_rebrac_family(name, lc, m, o, obs_dim, act_dim, device, compiled, cfg.get("compile_mode"),
-                                   fallback)
+        return _make_rebrac_family(name, lc, m, o, cfg.compile, obs_dim, act_dim, device, compiled)
     if name in ("cql", "ppl_cql"):
-        return _make_cql_family(name, lc, m, o, obs_dim, act_dim, device)
-    if name == "td3_bc":
-        return _make_td3_bc(lc, m, o, obs_dim, act_dim, device)
-    if name == "iql":
-        return _make_iql(lc, m, o, obs_dim, act_dim, device)
-    return _make_bc(lc, m, o, obs_dim, act_dim, device)
+        algorithm = _make_cql_family(name, lc, m, o, obs_dim, act_dim, device)
+    elif name == "td3_bc":
+        algorithm = _make_td3_bc(lc, m, o, obs_dim, act_dim, device)
+    elif name == "iql":
+        algorithm = _make_iql(lc, m, o, obs_dim, act_dim, device)
+    else:
+        algorithm = _make_bc(lc, m, o, obs_dim, act_dim, device)
+    if compiled:  # TorchRL's own losses: torch.compile of their eager step, as TorchRL's recipes do
+        algorithm.update = torch.compile(algorithm.update, mode=cfg.compile.mode, backend=cfg.compile.backend)
+        algorithm.compiled = True
+    return algorithm
 
 
-def _make_rebrac_family(name, lc, m, o, obs_dim, act_dim, device, compiled=False, compile_mode=None,
-                        fallback=False) -> Algorithm:
-    # model.fast_linear: GEMMs of the networks on the fastest measured CPU backend (ppl_torchrl.fast).
-    fast_linear = bool(m.get("fast_linear", False))
-    actor = make_actor(obs_dim, act_dim, hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device,
-                       fast_linear=fast_linear)
+def _make_rebrac_family(name, lc, m, o, cc, obs_dim, act_dim, device, compiled=False) -> Algorithm:
+    actor = make_actor(obs_dim, act_dim, hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device)
     qvalue = make_qvalue_ensemble(obs_dim, act_dim, num_qvalue_nets=m.num_qvalue_nets,
-                                  hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device,
-                                  fast_linear=fast_linear)
+                                  hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device)
     common = dict(
         actor_bc_coef=lc.actor_bc_coef, critic_bc_coef=lc.critic_bc_coef, policy_noise=lc.policy_noise,
         noise_clip=lc.noise_clip, normalize_q=lc.normalize_q, critic_next_action=lc.get("critic_next_action", "policy"),
         validate_inputs=lc.get("validate_inputs", True),
     )
     if name == "ppl":
-        potential = make_potential(obs_dim, act_dim, hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device,
-                                   fast_linear=fast_linear)
+        potential = make_potential(obs_dim, act_dim, hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device)
         loss = PartialOTLoss(actor, qvalue, potential, w=lc.w,
                              potential_uses_target_actor=lc.potential_uses_target_actor, **common)
     else:
         loss = ReBRACLoss(actor, qvalue, **common)
     loss.make_value_estimator(gamma=o.gamma)
-    updater = SoftUpdate(loss, tau=o.tau)
     opts = {
-        "actor": _adam(loss.actor_network_params.values(True, True), o.actor_lr),
-        "critic": _adam(loss.qvalue_network_params.values(True, True), o.critic_lr),
+        "actor": _update_adam(loss.actor_network_params.values(True, True), o.actor_lr),
+        "critic": _update_adam(loss.qvalue_network_params.values(True, True), o.critic_lr),
     }
-    use_potential = name == "ppl"
-    if use_potential:
-        opts["potential"] = _adam(loss.potential_network_params.values(True, True), o.critic_lr * o.potential_lr_scale)
-
-    def update(batch: TensorDictBase, step: int) -> TensorDictBase:
-        loss_q, md = loss.qvalue_loss(batch)
-        optimizer_step(opts["critic"], loss_q)
-        out = {"loss_qvalue": loss_q.detach(), "pred_value": md["pred_value"], "target_value": md["target_value"]}
-        if step % o.policy_freq == 0:
-            loss_a, md_a = loss.actor_loss(batch)
-            opts["actor"].zero_grad(set_to_none=True)
-            loss_a.backward()
-            # Authors' order: targets move towards the pre-update actor, then the actor steps.
-            updater.step()
-            opts["actor"].step()
-            out.update(loss_actor=loss_a.detach(), **md_a)
-            if use_potential:
-                loss_f, md_f = loss.potential_loss(batch)
-                optimizer_step(opts["potential"], loss_f)
-                out.update(loss_potential=loss_f.detach(), **md_f)
-        return TensorDict(out)
-
-    algorithm = Algorithm(name, loss, opts, actor, update, updater)
-    if compiled:
-        # Each step kind as one compiled graph: gradients by torch.func, Adam on the optimizers' state.
-        from ppl_torchrl.compiled import apply_compiled
-
-        apply_compiled(algorithm, tau=o.tau, policy_freq=o.policy_freq, mode=compile_mode, fallback=fallback)
-    elif lc.get("fused_update", False):
-        # Same math, schedule, RNG stream, parameters and optimizers on plain tensors (ppl_torchrl.fast).
-        from ppl_torchrl.fast import apply_to
-
-        apply_to(algorithm, tau=o.tau, policy_freq=o.policy_freq)
-    return algorithm
+    if name == "ppl":
+        opts["potential"] = _update_adam(loss.potential_network_params.values(True, True),
+                                         o.critic_lr * o.potential_lr_scale)
+    # compile.enabled=auto: a failed compilation falls back to the eager update with a warning; true raises.
+    update = ReBRACUpdate(loss, opts, tau=o.tau, policy_freq=o.policy_freq, compile=compiled, mode=cc.mode,
+                          backend=cc.backend, cudagraphs=bool(cc.cudagraphs),
+                          fallback=isinstance(cc.enabled, str))
+    return Algorithm(name, loss, opts, actor, update, None, compiled=compiled)
 
 
 def _make_cql_family(name, lc, m, o, obs_dim, act_dim, device) -> Algorithm:

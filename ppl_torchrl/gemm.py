@@ -46,10 +46,12 @@ path against ``F.linear``.
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -255,17 +257,76 @@ def _measure_plan(key: str, shape: tuple[int, int, int] = PLAN_SHAPE) -> GemmPla
     return GemmPlan(**chosen, measured=tuple(measured), source="measured")
 
 
+CACHE_ENV_VAR = "PPL_TORCHRL_GEMM_CACHE"
+
+
+def _cache_file() -> Path | None:
+    """Where measured CPU plans are kept (``$PPL_TORCHRL_GEMM_CACHE``, default
+    ``~/.cache/ppl_torchrl/gemm_plans.json``); ``None`` if set to ``off``."""
+    value = os.environ.get(CACHE_ENV_VAR, "").strip()
+    if value.lower() == "off":
+        return None
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "ppl_torchrl" / "gemm_plans.json"
+
+
+def _machine_key(shape) -> str:
+    return f"{cpu_model()} | torch {torch.__version__} | {torch.get_num_threads()} threads | {shape}"
+
+
+def _measured_once_per_machine(key: str, shape) -> GemmPlan:
+    """The CPU plan measured once per machine (CPU model, torch version, thread count) and kept on disk, so
+    every process of the machine uses the same plan: a plan measured anew by each process could differ under
+    load, and with it the rounding (two runs of one seed would then differ). The file is locked while a process
+    measures, so concurrent runs (a sweep) wait for one measurement instead of racing."""
+    path = _cache_file()
+    if path is None:
+        return _measure_plan(key, shape)
+    try:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_suffix(".lock"), "w")
+    except (OSError, ImportError):  # read-only home, no fcntl: measure in this process only
+        return _measure_plan(key, shape)
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            table = json.loads(path.read_text()) if path.exists() else {}
+        except (OSError, ValueError):
+            table = {}
+        entry = table.get(_machine_key(shape))
+        if isinstance(entry, dict) and tuple(entry.get("backends", ())) and all(
+                b in BACKENDS for b in entry["backends"]) and len(entry["backends"]) == 3:
+            measured = tuple(tuple(m) for m in entry.get("measured", ()))
+            return GemmPlan(*entry["backends"], measured=measured, source="cached")
+        plan = _measure_plan(key, shape)
+        if plan.source == "measured":
+            table[_machine_key(shape)] = {"backends": list(plan.backends), "measured": [list(m) for m in plan.measured]}
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            try:
+                tmp.write_text(json.dumps(table, indent=1))
+                os.replace(tmp, path)
+            except OSError:
+                tmp.unlink(missing_ok=True)
+        return plan
+
+
 def gemm_plan(device: torch.device | str = "cpu", *, shape: tuple[int, int, int] = PLAN_SHAPE) -> GemmPlan:
-    """The fastest backend per GEMM kind on ``device``, measured at the first call and cached.
+    """The fastest backend per GEMM kind on ``device``, measured once per machine and cached.
 
     Non-CPU devices and torch builds without oneDNN always get ``"aten"``. ``PPL_TORCHRL_GEMM=aten`` or
     ``onednn`` forces a backend without measuring (``auto`` or unset: measure). oneDNN must be
     :data:`MIN_GAIN` times as fast as torch's GEMM to be chosen (medians of 5 interleaved timings at
-    ``shape`` = M x K x N, about 0.5 s in all), so noise does not flip the choice for nothing."""
+    ``shape`` = M x K x N, about 0.5 s in all), so noise does not flip the choice for nothing. The measured
+    plan is kept in memory and on disk (:data:`CACHE_ENV_VAR`; delete the file to measure again)."""
     key = _key(device)
     plan = _PLANS.get(key)
     if plan is None:
-        plan = _PLANS[key] = _measure_plan(key, shape)
+        if key == "cpu" and onednn_available() and _forced() is None:
+            plan = _measured_once_per_machine(key, shape)
+        else:
+            plan = _measure_plan(key, shape)
+        _PLANS[key] = plan
     return plan
 
 

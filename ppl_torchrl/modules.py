@@ -27,7 +27,7 @@ import torch
 from tensordict.nn import TensorDictModule
 from torch import nn
 
-from ppl_torchrl import keys
+from ppl_torchrl import gemm, keys
 
 STATE_ACTION_VALUE = "state_action_value"
 POTENTIAL = "potential"
@@ -56,20 +56,12 @@ def _init_uniform_(weight: torch.Tensor, bias: torch.Tensor, bound: float) -> No
         bias.uniform_(-bound, bound)
 
 
-def _linear_class(fast: bool) -> type:
-    if not fast:
-        return nn.Linear
-    from ppl_torchrl.fast import FastLinear  # lazy: fast.py imports this module
+class Linear(nn.Linear):
+    """``nn.Linear`` whose GEMMs run on the backend :mod:`ppl_torchrl.gemm` measured fastest for this machine
+    (torch's default everywhere, oneDNN on CPUs where MKL is slow); same parameters, same math."""
 
-    return FastLinear
-
-
-def _ensemble_linear_class(fast: bool) -> type:
-    if not fast:
-        return EnsembleLinear
-    from ppl_torchrl.fast import FastEnsembleLinear
-
-    return FastEnsembleLinear
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return gemm.linear(x, self.weight, self.bias)
 
 
 def mlp(
@@ -81,14 +73,10 @@ def mlp(
     layer_norm: bool = False,
     last_layer_bound: float = 3e-3,
     layer_norm_eps: float = 1e-6,
-    fast_linear: bool = False,
-) -> nn.Sequential:
-    """``num_hidden`` x (Linear, ReLU[, LayerNorm]) then a Linear, with the authors' init.
 
-    ``fast_linear=True`` uses :class:`ppl_torchrl.fast.FastLinear` (same parameters and math, GEMMs on the
-    fastest measured CPU backend) instead of ``nn.Linear``.
-    """
-    linear = _linear_class(fast_linear)
+) -> nn.Sequential:
+    """``num_hidden`` x (Linear, ReLU[, LayerNorm]) then a Linear, with the authors' init."""
+    linear = Linear
     layers: list[nn.Module] = []
     d = in_dim
     for _ in range(num_hidden):
@@ -108,12 +96,11 @@ def mlp(
 class DeterministicActor(nn.Module):
     """``pi(s) = tanh(MLP(s))``: the deterministic ReBRAC/PPL policy."""
 
-    def __init__(self, obs_dim: int, action_dim: int, *, hidden_dim=256, num_hidden=3, layer_norm=False,
-                 fast_linear: bool = False):
+    def __init__(self, obs_dim: int, action_dim: int, *, hidden_dim=256, num_hidden=3, layer_norm=False):
         super().__init__()
         self.net = mlp(
             obs_dim, action_dim, hidden_dim=hidden_dim, num_hidden=num_hidden,
-            layer_norm=layer_norm, last_layer_bound=1e-3, fast_linear=fast_linear,
+            layer_norm=layer_norm, last_layer_bound=1e-3,
         )
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
@@ -132,9 +119,7 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2:
-            return torch.matmul(x, self.weight) + self.bias
-        return torch.baddbmm(self.bias, x, self.weight)
+        return gemm.ensemble_linear(x, self.weight, self.bias)
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -160,13 +145,13 @@ class QValueEnsemble(nn.Module):
 
     def __init__(
         self, obs_dim: int, action_dim: int, *, num_qvalue_nets: int = 2, hidden_dim: int = 256,
-        num_hidden: int = 3, layer_norm: bool = True, layer_norm_eps: float = 1e-6, fast_linear: bool = False,
+        num_hidden: int = 3, layer_norm: bool = True, layer_norm_eps: float = 1e-6,
     ):
         super().__init__()
         if num_qvalue_nets < 1:
             raise ValueError(f"num_qvalue_nets must be >= 1, got {num_qvalue_nets}.")
         self.num_qvalue_nets = num_qvalue_nets
-        linear = _ensemble_linear_class(fast_linear)
+        linear = EnsembleLinear
         layers: list[nn.Module] = []
         d = obs_dim + action_dim
         for _ in range(num_hidden):
@@ -191,12 +176,10 @@ class QValueEnsemble(nn.Module):
 class Potential(nn.Module):
     """The PPL potential ``f(s, a) = -|g(s, a)|`` (always <= 0, the authors' sign; see PartialOTLoss)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, *, hidden_dim=256, num_hidden=3, layer_norm=False,
-                 fast_linear: bool = False):
+    def __init__(self, obs_dim: int, action_dim: int, *, hidden_dim=256, num_hidden=3, layer_norm=False):
         super().__init__()
         self.net = mlp(
             obs_dim + action_dim, 1, hidden_dim=hidden_dim, num_hidden=num_hidden, layer_norm=layer_norm,
-            fast_linear=fast_linear,
         )
 
     def forward(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -206,12 +189,11 @@ class Potential(nn.Module):
 def make_actor(
     observation_spec, action_spec, *, hidden_dim: int = 256, num_hidden: int = 3,
     layer_norm: bool = False, in_key=keys.OBSERVATION, out_key=keys.ACTION, device=None,
-    fast_linear: bool = False,
 ) -> TensorDictModule:
     """Deterministic tanh actor (3x256 ReLU, no LayerNorm by default) reading ``in_key``."""
     net = DeterministicActor(
         _dim(observation_spec), _dim(action_spec), hidden_dim=hidden_dim,
-        num_hidden=num_hidden, layer_norm=layer_norm, fast_linear=fast_linear,
+        num_hidden=num_hidden, layer_norm=layer_norm,
     )
     return TensorDictModule(net.to(device), in_keys=[in_key], out_keys=[out_key])
 
@@ -219,12 +201,12 @@ def make_actor(
 def make_qvalue_ensemble(
     observation_spec, action_spec, *, num_qvalue_nets: int = 2, hidden_dim: int = 256,
     num_hidden: int = 3, layer_norm: bool = True, in_keys: Sequence = (keys.OBSERVATION, keys.ACTION),
-    out_key=STATE_ACTION_VALUE, device=None, fast_linear: bool = False,
+    out_key=STATE_ACTION_VALUE, device=None,
 ) -> TensorDictModule:
     """Ensemble of ``num_qvalue_nets`` LayerNorm critics writing ``[*B, num_qvalue_nets]`` values."""
     net = QValueEnsemble(
         _dim(observation_spec), _dim(action_spec), num_qvalue_nets=num_qvalue_nets,
-        hidden_dim=hidden_dim, num_hidden=num_hidden, layer_norm=layer_norm, fast_linear=fast_linear,
+        hidden_dim=hidden_dim, num_hidden=num_hidden, layer_norm=layer_norm,
     )
     return TensorDictModule(net.to(device), in_keys=list(in_keys), out_keys=[out_key])
 
@@ -232,11 +214,11 @@ def make_qvalue_ensemble(
 def make_potential(
     observation_spec, action_spec, *, hidden_dim: int = 256, num_hidden: int = 3,
     layer_norm: bool = False, in_keys: Sequence = (keys.OBSERVATION, keys.ACTION),
-    out_key=POTENTIAL, device=None, fast_linear: bool = False,
+    out_key=POTENTIAL, device=None,
 ) -> TensorDictModule:
     """Potential ``f(s, a) = -|MLP(s, a)|`` (3x256 ReLU, no LayerNorm) writing ``[*B, 1]``."""
     net = Potential(
         _dim(observation_spec), _dim(action_spec), hidden_dim=hidden_dim,
-        num_hidden=num_hidden, layer_norm=layer_norm, fast_linear=fast_linear,
+        num_hidden=num_hidden, layer_norm=layer_norm,
     )
     return TensorDictModule(net.to(device), in_keys=list(in_keys), out_keys=[out_key])

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDictBase
 from tqdm.auto import tqdm
 
+from ppl_torchrl import gemm
 from ppl_torchrl.algorithms import Algorithm, make_algorithm
 from ppl_torchrl.atomic import atomic_torch_save, atomic_write
 from ppl_torchrl.recipe import (  # noqa: F401  (validate_config: re-exported, recipes import it from here)
@@ -142,6 +143,9 @@ class Trainer:
                 "last_eval": self.last_eval,
                 "wall_time": self.wall_time,
                 "compile_time": self.compile_time,
+                # the CPU GEMM backends in use: a resumed process reuses them instead of measuring again
+                # (a plan measured anew could differ, and so would the rounding)
+                "gemm_plan": gemm.gemm_plan("cpu").backends,
                 "config": OmegaConf.to_container(self.cfg, resolve=True),
                 # what recipes/evaluate.py needs to rebuild and score the policy without the data
                 "dims": {"obs_dim": self.obs_dim, "act_dim": self.act_dim},
@@ -161,6 +165,8 @@ class Trainer:
         with user_errors(RuntimeError, EOFError, pickle.UnpicklingError,
                          hint=f"{path} is unreadable: restore it, or delete it to start the run over."):
             state = torch.load(path, map_location=self.device, weights_only=False)
+        if state.get("gemm_plan") is not None:
+            gemm.set_gemm_plan(gemm.GemmPlan(*state["gemm_plan"], source="checkpoint"), "cpu")
         with user_errors(RuntimeError, KeyError, hint=f"{path} was written by a run of another config (model, "
                          "loss or optimizer): resume it with that config, or choose another run_dir."):
             self.algorithm.load_state_dict(state["algorithm"])
@@ -189,20 +195,19 @@ class Trainer:
         t0, timed_steps = time.perf_counter(), 0
         last_checkpoint = time.monotonic()
         latest = self.latest
-        per_call = int(cfg.optim.get("updates_per_call", 1))
-        several = per_call > 1 and hasattr(self.algorithm.update, "run")
+        per_call = int(cfg.compile.updates_per_call)
         while self.step < steps:
             # Several updates per call never cross a log, eval, checkpoint or stop step: those stay exact.
             n = min(per_call, steps - self.step, *(
-                every - self.step % every for every in (log_every, eval_every, ckpt_every))) if several else 1
-            if several and stop_after is not None:
+                every - self.step % every for every in (log_every, eval_every, ckpt_every)))
+            if stop_after is not None:
                 n = max(1, min(n, int(stop_after) - self.step))
             if compiling:
                 tqdm.write(COMPILE_MESSAGE)
             call_start = time.perf_counter()
             if n > 1:
                 batches = [self.buffer.sample().to(self.device, non_blocking=True) for _ in range(n)]
-                metrics = self.algorithm.update.run(batches, self.step)
+                metrics = self.algorithm.run_updates(batches, self.step)
             else:
                 batch = self.buffer.sample().to(self.device, non_blocking=True)
                 metrics = self.algorithm.update(batch, self.step)
@@ -368,10 +373,6 @@ def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
     stats = buffer.dataset_stats
     with user_errors(ValueError):  # unknown loss, compile value
         algorithm = make_algorithm(cfg, stats.obs_dim, stats.act_dim, device)
-    if algorithm.name not in ("ppl", "rebrac") and cfg.get("compile") is True:
-        # PPL^R / ReBRAC compile inside make_algorithm (ppl_torchrl.compiled, also under compile=auto);
-        # the other losses only on request, as torch.compile of their eager step.
-        algorithm.update = torch.compile(algorithm.update)
     evaluate = None
     if eval_id is not None and int(cfg.eval.episodes) > 0:
         with user_errors(ImportError, KeyError):  # a missing simulator package, an unknown eval id

@@ -10,6 +10,8 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("MUJOCO_GL", "egl")
 # Generated datasets and imported memmaps go to a fresh folder per test session, never ~/.cache.
 os.environ["PPL_TORCHRL_DATA"] = tempfile.mkdtemp(prefix="ppl_torchrl_test_data_")
+# The CPU GEMM plan is measured once per test session and shared by its subprocesses (as on a user's machine).
+os.environ["PPL_TORCHRL_GEMM_CACHE"] = os.path.join(os.environ["PPL_TORCHRL_DATA"], "gemm_plans.json")
 
 
 def pytest_sessionfinish(session, exitstatus):

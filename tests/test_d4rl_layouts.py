@@ -459,7 +459,7 @@ def test_layout_loads_from_a_d4rl_id_over_a_file_url(name, tmp_path, monkeypatch
 def _recipe_overrides(layout: Layout, path: Path, run_dir: Path) -> list[str]:
     return [*layout.recipe_dataset, f"dataset.path={path}", "optim.steps=4", "optim.batch_size=16",
             "model.hidden_dim=16", "eval.episodes=0", "logger.backend=", "logger.progress=false",
-            "logger.log_every=2", "checkpoint.every=4", f"run_dir={run_dir}", "compile=false"]
+            "logger.log_every=2", "checkpoint.every=4", f"run_dir={run_dir}", "compile.enabled=false"]
 
 
 def _imported_stats(cache: Path) -> dict:

@@ -21,11 +21,13 @@ REL = 1e-5
 
 
 @pytest.fixture(autouse=True)
-def _fresh_plans(monkeypatch):
-    """Each test starts without a plan and without PPL_TORCHRL_GEMM; the plans before it come back after."""
+def _fresh_plans(monkeypatch, tmp_path):
+    """Each test starts without a plan, without PPL_TORCHRL_GEMM and with an empty on-disk plan cache; the
+    plans before it come back after."""
     saved = dict(gemm._PLANS)
     gemm._PLANS.clear()
     monkeypatch.delenv(gemm.ENV_VAR, raising=False)
+    monkeypatch.setenv(gemm.CACHE_ENV_VAR, str(tmp_path / "gemm_plans.json"))
     yield
     gemm._PLANS.clear()
     gemm._PLANS.update(saved)
@@ -99,6 +101,30 @@ def test_plan_is_measured_once_and_cached():
     line = gemm.describe_plan("cpu")
     assert "\n" not in line and gemm.cpu_model() in line
     assert f"forward={plan.forward}" in line and f"grad_weight={plan.grad_weight}" in line
+
+
+def test_measured_plan_is_kept_on_disk_for_every_process_of_the_machine(monkeypatch, tmp_path):
+    if not gemm.onednn_available():
+        pytest.skip("this torch build has no oneDNN: nothing is measured")
+    monkeypatch.setattr(gemm, "_measure_interleaved", lambda *a, **k: {"aten": 100.0, "onednn": 150.0})
+    first = gemm.gemm_plan("cpu")
+    assert first.backends == ("onednn",) * 3 and first.source == "measured"
+    assert (tmp_path / "gemm_plans.json").exists()
+    # another process (here: the in-memory plan forgotten) reads the same plan instead of measuring again
+    gemm.set_gemm_plan(None)
+    monkeypatch.setattr(gemm, "_measure_interleaved", lambda *a, **k: pytest.fail("should read the cache"))
+    again = gemm.gemm_plan("cpu")
+    assert again.backends == first.backends and again.source == "cached" and again.measured == first.measured
+    assert "cached" in gemm.describe_plan("cpu")
+    # a corrupt cache is measured over; PPL_TORCHRL_GEMM_CACHE=off never touches the disk
+    (tmp_path / "gemm_plans.json").write_text("{not json")
+    gemm.set_gemm_plan(None)
+    monkeypatch.setattr(gemm, "_measure_interleaved", lambda *a, **k: {"aten": 100.0, "onednn": 100.0})
+    assert gemm.gemm_plan("cpu").backends == ("aten",) * 3
+    monkeypatch.setenv(gemm.CACHE_ENV_VAR, "off")
+    (tmp_path / "gemm_plans.json").unlink()
+    gemm.set_gemm_plan(None)
+    assert gemm.gemm_plan("cpu").source == "measured" and not (tmp_path / "gemm_plans.json").exists()
 
 
 def test_plan_needs_a_clear_gain(monkeypatch):

@@ -8,14 +8,19 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
-def test_readme_loss_snippet_runs_as_written():
-    section = README.split("## The loss in a TorchRL pipeline", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+def test_readme_loss_snippets_run_as_written():
+    section = README.split("## The loss in a TorchRL pipeline", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 2
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    for code in blocks:  # the second continues the first
+        exec(compile(code, "README.md", "exec"), namespace)
     losses = namespace["losses"]
     assert {"loss_qvalue", "loss_actor", "loss_potential"} <= set(losses.keys())
     assert all(losses[k].isfinite() for k in ("loss_qvalue", "loss_actor", "loss_potential"))
+    metrics = namespace["metrics"]
+    assert {"loss_qvalue", "loss_actor", "loss_potential"} <= set(metrics.keys())
+    assert all(v.isfinite().all() for v in metrics.values())
 
 
 def test_ci_runs_the_readme_test_command():

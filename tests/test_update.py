@@ -1,0 +1,295 @@
+"""The PPL^R / ReBRAC update (ppl_torchrl.update): one schedule, the loss's own formulas, compiled by a flag.
+
+* eager ``ReBRACUpdate`` == the plain TorchRL loop (``loss.qvalue_loss`` / ``actor_loss`` / ``potential_loss``,
+  ``.backward()``, ``torch.optim.Adam.step()``, ``SoftUpdate``) bit for bit, for every documented switch of
+  ``loss/ppl.yaml`` and ``loss/rebrac.yaml`` and odd and even ``policy_freq``;
+* compiled (``aot_eager``: the traced graph without inductor's kernels; inductor in the recipe tests) == eager;
+* several updates per call == one per call; a failed compilation falls back without touching the state;
+* ``compile.enabled=auto`` at a paper-length step count builds and trains with every documented switch.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from omegaconf import OmegaConf
+from tensordict import TensorDict
+from torchrl.objectives import SoftUpdate
+
+from ppl_torchrl import keys
+from ppl_torchrl.algorithms import COMPILE_AUTO_MIN_STEPS, make_algorithm, resolve_compile
+from ppl_torchrl.update import ReBRACUpdate, compiler_available
+
+CONFIG = Path(__file__).parents[1] / "recipes" / "config"
+OBS, ACT, BATCH = 5, 3, 16
+
+# Every documented switch of the two loss configs, with each of its values (a test below checks this table
+# against the config files, so a new switch cannot be added without a parity test).
+SWITCHES = {
+    "normalize_q": [True, False],
+    "critic_next_action": ["policy", "dataset"],
+    "potential_uses_target_actor": [True, False],  # ppl only
+    "validate_inputs": [True, False],
+}
+
+
+def _cfg(name, policy_freq=2, compile_enabled=False, steps=100, **loss):
+    lc = dict(name=name, actor_bc_coef=1e-2, critic_bc_coef=1e-2, policy_noise=0.2, noise_clip=0.5,
+              normalize_q=True, critic_next_action="policy", validate_inputs=True)
+    if name == "ppl":
+        lc.update(w=8.0, potential_uses_target_actor=True)
+    lc.update(loss)
+    return OmegaConf.create(dict(
+        loss=lc, model=dict(hidden_dim=32, num_hidden=2, num_qvalue_nets=2),
+        optim=dict(steps=steps, actor_lr=1e-3, critic_lr=1e-3, potential_lr_scale=0.1, tau=0.05,
+                   policy_freq=policy_freq, gamma=0.99),
+        compile=dict(enabled=compile_enabled, mode=None, backend="aot_eager", cudagraphs=False, updates_per_call=1,
+                     gemm="auto")))
+
+
+def _batch(g, b=BATCH):
+    return TensorDict({
+        keys.OBSERVATION: torch.randn(b, OBS, generator=g), keys.ACTION: torch.rand(b, ACT, generator=g) * 2 - 1,
+        keys.NEXT_OBSERVATION: torch.randn(b, OBS, generator=g),
+        keys.NEXT_ACTION: torch.rand(b, ACT, generator=g) * 2 - 1,
+        keys.REWARD: torch.randn(b, 1, generator=g), keys.DONE: torch.zeros(b, 1, dtype=torch.bool),
+        keys.TERMINATED: torch.rand(b, 1, generator=g) < 0.2, keys.TRUNCATED: torch.zeros(b, 1, dtype=torch.bool),
+    }, [b])
+
+
+def _batches(n, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [_batch(g) for _ in range(n)]
+
+
+def _build(cfg):
+    torch.manual_seed(0)
+    return make_algorithm(cfg, OBS, ACT)
+
+
+def _train(alg, batches, start=0):
+    torch.manual_seed(7)  # the smoothing noise comes from the global RNG on every path
+    return [alg.update(b, start + s) for s, b in enumerate(batches)]
+
+
+def _torchrl_loop(cfg, batches):
+    """The reference: the loss's public TorchRL methods, autograd and torch's Adam, the authors' schedule
+    written out here independently of ppl_torchrl.update."""
+    alg = _build(cfg)
+    loss, opts = alg.loss, alg.optimizers
+    updater = SoftUpdate(loss, tau=cfg.optim.tau)
+    torch.manual_seed(7)
+    for step, batch in enumerate(batches):
+        for name, term in [("critic", loss.qvalue_loss)] + (
+                [("actor", loss.actor_loss)] if step % cfg.optim.policy_freq == 0 else []):
+            value, _ = term(batch)
+            opts[name].zero_grad()
+            value.backward()
+            if name == "actor":
+                updater.step()  # targets move towards the pre-update actor
+            opts[name].step()
+        if step % cfg.optim.policy_freq == 0 and "potential" in opts:
+            value, _ = loss.potential_loss(batch)
+            opts["potential"].zero_grad()
+            value.backward()
+            opts["potential"].step()
+    return alg
+
+
+def _assert_same_state(a, b, atol=0.0, rtol=0.0):
+    sa, sb = a.loss.state_dict(), b.loss.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        torch.testing.assert_close(sb[k], sa[k], atol=atol, rtol=rtol, msg=k)
+    for name in a.optimizers:
+        oa, ob = a.optimizers[name].state_dict()["state"], b.optimizers[name].state_dict()["state"]
+        assert oa.keys() == ob.keys(), name
+        for i in oa:
+            assert float(ob[i]["step"]) == float(oa[i]["step"]), (name, i)
+            for k in ("exp_avg", "exp_avg_sq"):
+                torch.testing.assert_close(ob[i][k], oa[i][k], atol=atol, rtol=rtol, msg=f"{name}/{i}/{k}")
+
+
+def _switch_grid(name):
+    """The defaults, then each switch flipped to each of its other values alone."""
+    names = [k for k in SWITCHES if name == "ppl" or k != "potential_uses_target_actor"]
+    return [{}] + [{k: v} for k in names for v in SWITCHES[k][1:]]
+
+
+def test_switch_table_covers_every_documented_switch():
+    for name in ("ppl", "rebrac"):
+        documented = yaml.safe_load((CONFIG / "loss" / f"{name}.yaml").read_text())
+        boolean_or_choice = {k for k, v in documented.items() if isinstance(v, bool) or k == "critic_next_action"}
+        assert boolean_or_choice <= set(SWITCHES), f"loss/{name}.yaml has a switch without a parity test"
+
+
+@pytest.mark.parametrize("policy_freq", [1, 2, 3])
+@pytest.mark.parametrize("name", ["ppl", "rebrac"])
+def test_eager_update_equals_the_plain_torchrl_loop_for_every_switch(name, policy_freq):
+    batches = _batches(7)
+    for switches in _switch_grid(name):
+        cfg = _cfg(name, policy_freq=policy_freq, **switches)
+        got = _build(cfg)
+        assert isinstance(got.update, ReBRACUpdate) and not got.compiled
+        _train(got, batches)
+        _assert_same_state(_torchrl_loop(cfg, batches), got)  # bit for bit
+
+
+def test_the_update_trains_and_reports_the_loss_diagnostics():
+    alg = _build(_cfg("ppl"))
+    before = {k: v.clone() for k, v in alg.loss.state_dict().items()}
+    outs = _train(alg, _batches(4))
+    after = alg.loss.state_dict()
+    for prefix in ("actor_network_params", "qvalue_network_params", "potential_network_params",
+                   "target_actor_network_params", "target_qvalue_network_params"):
+        assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix)), prefix
+    critic_only = {"loss_qvalue", "pred_value", "target_value"}
+    assert set(outs[1].keys()) == critic_only
+    assert set(outs[0].keys()) == critic_only | {"loss_actor", "bc_distance", "lmbda", "state_action_value_actor",
+                                                 "potential_actor", "loss_potential", "potential_policy",
+                                                 "potential_data"}
+    assert all(not v.requires_grad for v in outs[0].values())
+
+
+def _configs_covering_every_switch():
+    """Few configurations in which every value of every switch and odd and even policy_freq appear."""
+    return [("ppl", 3, dict(normalize_q=False, critic_next_action="dataset", potential_uses_target_actor=False,
+                            validate_inputs=False)),
+            ("rebrac", 1, dict(normalize_q=False, critic_next_action="dataset"))]
+
+
+@pytest.mark.parametrize("name,policy_freq,switches", _configs_covering_every_switch())
+def test_compiled_update_equals_eager_update(name, policy_freq, switches):
+    batches = _batches(6)
+    ref = _build(_cfg(name, policy_freq=policy_freq, **switches))
+    ref_out = _train(ref, batches)
+    got = _build(_cfg(name, policy_freq=policy_freq, compile_enabled=True, **switches))
+    assert got.compiled and got.update.compiled
+    got_out = _train(got, batches)
+    assert got.update.compiled  # it did not fall back
+    # fp32 rounding differs (Adam's capturable branch under compile); Adam's normalisation amplifies it on
+    # near-zero gradients, so the state is compared with a tolerance of a few learning-rate-sized steps at most
+    _assert_same_state(ref, got, atol=2e-3, rtol=1e-3)
+    for step in range(len(batches)):
+        assert set(got_out[step].keys()) == set(ref_out[step].keys())
+        for k in ref_out[step].keys():
+            torch.testing.assert_close(got_out[step][k], ref_out[step][k], atol=1e-4, rtol=1e-3, msg=k)
+
+
+def test_several_updates_per_call_equal_one_call_per_update():
+    batches = _batches(5, seed=5)
+    one = _build(_cfg("ppl"))
+    outs = _train(one, batches)
+    for phases in ([(0, 2), (2, 4), (4, 5)], [(0, 1), (1, 3), (3, 5)]):  # even and odd starting phases
+        grouped = _build(_cfg("ppl"))
+        torch.manual_seed(7)
+        results = [grouped.run_updates(batches[a:b], a) for a, b in phases]
+        _assert_same_state(one, grouped)
+        for (a, b), res in zip(phases, results):
+            # the latest value of each diagnostic over the chunk
+            for k in res.keys():
+                want = next(outs[s][k] for s in reversed(range(a, b)) if k in outs[s].keys())
+                torch.testing.assert_close(res[k], want, atol=0, rtol=0, msg=k)
+
+
+def test_failed_compilation_falls_back_to_the_eager_update_without_touching_the_state():
+    batches = _batches(4)
+    ref = _build(_cfg("ppl"))
+    _train(ref, batches)
+
+    def broken_program(*args):  # what torch.compile raises when inductor cannot build (no C++ compiler, ...)
+        raise RuntimeError("no C++ compiler on this machine")
+
+    alg = _build(_cfg("ppl"))
+    alg.update = ReBRACUpdate(alg.loss, alg.optimizers, tau=0.05, compile=True, backend="eager", fallback=True)
+    alg.update._program = broken_program
+    with pytest.warns(RuntimeWarning, match="eager update"):
+        _train(alg, batches)
+    assert not alg.update.compiled
+    _assert_same_state(ref, alg)  # bit for bit: the failed attempt changed nothing, not even the RNG stream
+    strict = _build(_cfg("ppl"))
+    strict.update = ReBRACUpdate(strict.loss, strict.optimizers, tau=0.05, compile=True, backend="eager")
+    strict.update._program = broken_program
+    with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
+        _train(strict, batches[:1])
+
+
+def test_resolve_compile_and_bad_values():
+    assert resolve_compile(_cfg("ppl", compile_enabled=True)) is True
+    assert resolve_compile(_cfg("ppl", compile_enabled=False)) is False
+    auto_long = _cfg("ppl", compile_enabled="auto", steps=COMPILE_AUTO_MIN_STEPS)
+    assert resolve_compile(auto_long) is compiler_available("cpu")
+    assert resolve_compile(_cfg("ppl", compile_enabled="auto", steps=COMPILE_AUTO_MIN_STEPS - 1)) is False
+    assert resolve_compile(_cfg("iql", compile_enabled="auto", steps=COMPILE_AUTO_MIN_STEPS)) is False
+    with pytest.raises(ValueError, match="true, false or auto"):
+        resolve_compile(_cfg("ppl", compile_enabled="sometimes"))
+    alg = _build(_cfg("ppl"))
+    with pytest.raises(ValueError, match="policy_freq"):
+        ReBRACUpdate(alg.loss, alg.optimizers, tau=0.05, policy_freq=0)
+    with pytest.raises(ValueError, match="potential"):
+        ReBRACUpdate(alg.loss, {k: v for k, v in alg.optimizers.items() if k != "potential"}, tau=0.05)
+    with pytest.raises(ValueError, match="CUDA"):
+        ReBRACUpdate(alg.loss, alg.optimizers, tau=0.05, compile=True, cudagraphs=True)
+    sgd = dict(alg.optimizers, critic=torch.optim.SGD(alg.loss.qvalue_network_params.values(True, True), lr=0.1))
+    with pytest.raises(TypeError, match="Adam"):
+        ReBRACUpdate(alg.loss, sgd, tau=0.05)(_batches(1)[0], 1)
+
+
+def test_the_update_checks_the_first_batch_and_names_the_missing_key():
+    alg = _build(_cfg("ppl"))
+    batch = _batches(1)[0].exclude(keys.NEXT_ACTION)
+    with pytest.raises(KeyError, match="'next', 'action'"):
+        alg.update(batch, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not compiler_available("cpu"), reason="inductor needs a C++ compiler")
+def test_recipe_compiled_with_inductor_resumes_bit_identically_and_follows_the_eager_curve(tmp_path):
+    from test_recipes import _assert_same_run, make_cfg, tiny
+
+    from ppl_torchrl.recipe import train
+
+    def run(name, **extra):
+        over = {"eval.every": 20, "logger.log_every": 10, "compile.enabled": "true", "compile.updates_per_call": 2,
+                **extra}
+        return train(make_cfg(tiny(tmp_path / name, steps=40, **over)))
+
+    run("eager", **{"compile.enabled": "false", "compile.updates_per_call": 1})
+    run("full")
+    assert run("cut", **{"checkpoint.stop_after": 25}) == {"stopped_at": 25}
+    run("cut", resume="true")
+    _assert_same_run(tmp_path / "full", tmp_path / "cut")  # chunks stop at checkpoints: resume is exact
+
+    def rows(name):
+        lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        return {r["step"]: r for r in map(json.loads, lines) if "train/loss_qvalue" in r}
+    eager, full = rows("eager"), rows("full")
+    assert sorted(eager) == sorted(full) == [10, 20, 30, 40]
+    for step, row in eager.items():
+        for key, value in row.items():
+            if key.startswith("train/") and key != "train/steps_per_second":
+                assert full[step][key] == pytest.approx(value, rel=1e-2, abs=1e-4), (step, key)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not compiler_available("cpu"), reason="inductor needs a C++ compiler")
+def test_compile_auto_at_paper_length_builds_and_trains_with_the_switches_flipped(tmp_path):
+    """compile.enabled=auto with optim.steps >= 100k compiles with inductor, here with every documented switch
+    away from its default (``critic_next_action=dataset`` once crashed every long run)."""
+    from test_recipes import make_cfg, tiny
+
+    from ppl_torchrl.trainer import build_trainer
+
+    switches = {"loss.critic_next_action": "dataset", "loss.normalize_q": "false",
+                "loss.potential_uses_target_actor": "false", "loss.validate_inputs": "false"}
+    over = {"compile.enabled": "auto", "checkpoint.stop_after": 6, "logger.log_every": 3, "eval.every": 10**6,
+            **switches}
+    trainer = build_trainer(make_cfg(tiny(tmp_path, steps=COMPILE_AUTO_MIN_STEPS, **over)))
+    assert trainer.algorithm.compiled and trainer.algorithm.update.fallback
+    assert trainer.run() == {"stopped_at": 6}
+    assert trainer.algorithm.update.compiled  # inductor built it: no fallback
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "train/loss_qvalue" in r] == [3, 6]
