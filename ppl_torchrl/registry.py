@@ -11,8 +11,9 @@ Exact ids only: lookups never match substrings (``hopper-medium`` is not ``hoppe
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
+
+from ppl_torchrl.errors import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,9 @@ def get_dataset_spec(dataset_id: str) -> DatasetSpec:
     try:
         return DATASETS[dataset_id]
     except KeyError:
-        close = difflib.get_close_matches(dataset_id, list(DATASETS), n=3, cutoff=0.6)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise KeyError(
-            f"Unknown dataset id {dataset_id!r}.{hint} Known ids: see ppl_torchrl.registry.DATASETS "
+            f"Unknown dataset id {dataset_id!r}.{did_you_mean(dataset_id, DATASETS)} "
+            "Known ids: see ppl_torchrl.registry.DATASETS "
             "(D4RL AntMaze-v2, Gym-MuJoCo-v2, Adroit-v1 and the generated '*-gen-v0' datasets). "
             "To train on a local file, pass its HDF5 path instead of an id."
         ) from None

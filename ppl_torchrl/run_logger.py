@@ -10,7 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ppl_torchrl.atomic import atomic_write
-from ppl_torchrl.recipe import UserError
+from ppl_torchrl.errors import UserError
 
 METRICS = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"

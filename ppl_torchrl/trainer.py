@@ -27,9 +27,8 @@ from tqdm.auto import tqdm
 from ppl_torchrl import gemm
 from ppl_torchrl.algorithms import Algorithm, make_algorithm
 from ppl_torchrl.atomic import atomic_torch_save, atomic_write
-from ppl_torchrl.recipe import (  # noqa: F401  (validate_config: re-exported, recipes import it from here)
-    ConfigError, DeviceError, ResumeError, RunExistsError, user_errors, validate_config,
-)
+from ppl_torchrl.errors import ConfigError, DeviceError, ResumeError, RunExistsError, user_errors
+from ppl_torchrl.recipe import validate_config
 from ppl_torchrl.run_logger import RunLogger
 
 CHECKPOINT = "checkpoint.pt"

@@ -16,7 +16,8 @@ import sys
 from ppl_torchrl.aggregate import (
     DEFAULT_METRIC, collect_local, collect_wandb, markdown_tables, summarize, write_outputs,
 )
-from ppl_torchrl.recipe import recipe_main, user_errors
+from ppl_torchrl.errors import user_errors
+from ppl_torchrl.recipe import recipe_main
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -16,7 +16,8 @@ from omegaconf import OmegaConf
 
 from ppl_torchrl.algorithms import make_algorithm
 from ppl_torchrl.atomic import atomic_write
-from ppl_torchrl.recipe import UserError, format_scores, recipe_main, user_errors
+from ppl_torchrl.errors import UserError, user_errors
+from ppl_torchrl.recipe import format_scores, recipe_main
 from ppl_torchrl.trainer import make_evaluator, resolve_device, to_jsonable
 
 

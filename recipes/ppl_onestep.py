@@ -14,7 +14,8 @@ from ppl_torchrl.atomic import atomic_write
 from ppl_torchrl.data import make_offline_replay_buffer
 from ppl_torchrl.datasets import resolve_training_data
 from ppl_torchrl.onestep import make_onestep_loss, run_onestep
-from ppl_torchrl.recipe import format_scores, recipe_main, record_hydra_config, user_errors
+from ppl_torchrl.errors import user_errors
+from ppl_torchrl.recipe import format_scores, recipe_main, record_hydra_config
 from ppl_torchrl.trainer import (
     DATA_HINT,
     make_evaluator,

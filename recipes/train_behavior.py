@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from ppl_torchrl.recipe import ConfigError, recipe_main, user_error
+from ppl_torchrl.errors import ConfigError, user_error
+from ppl_torchrl.recipe import recipe_main
 
 log = logging.getLogger("train_behavior")
 

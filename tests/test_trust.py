@@ -18,7 +18,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from ppl_torchrl.recipe import UserError, is_user_error, recipe_main, train
+from ppl_torchrl.errors import UserError, is_user_error
+from ppl_torchrl.recipe import recipe_main, train
 from ppl_torchrl.trainer import build_trainer, resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]

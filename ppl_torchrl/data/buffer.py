@@ -1,7 +1,6 @@
 """One entry point: a dataset id or path in, a seeded TorchRL replay buffer of transitions out."""
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -13,6 +12,7 @@ from torchrl.envs.transforms import DeviceCastTransform
 from ppl_torchrl.data.d4rl import D4RL_URLS, CORLD4RLExperienceReplay, is_d4rl_id
 from ppl_torchrl.data.minari import CORLMinariExperienceReplay, local_minari_ids, minari_root
 from ppl_torchrl.data.transforms import reward_transform, state_norm_transform
+from ppl_torchrl.errors import did_you_mean
 
 __all__ = ["make_offline_replay_buffer", "resolve_dataset"]
 
@@ -37,8 +37,7 @@ def resolve_dataset(dataset: str | Path) -> DatasetKind:
 
     registry._load_generated()
     candidates = list(D4RL_URLS) + list(registry.DATASETS) + local_minari_ids()
-    close = difflib.get_close_matches(dataset, candidates, n=3, cutoff=0.6)
-    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    hint = did_you_mean(dataset, candidates)
     spec = registry.DATASETS.get(dataset)
     if spec is not None and spec.source != "d4rl":
         hint = f" {dataset!r} is a registered {spec.source} dataset: generate it and pass the HDF5 path."

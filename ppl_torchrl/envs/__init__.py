@@ -21,7 +21,6 @@ Built-in tasks (what each is built on and how it differs from D4RL: ``docs/envs.
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 from typing import Callable
 
@@ -37,6 +36,7 @@ from ppl_torchrl.envs.gym_suites import (
     d4rl_antmaze_factory,
     gym_factory,
 )
+from ppl_torchrl.errors import did_you_mean
 from ppl_torchrl.keys import OBSERVATION
 from ppl_torchrl.registry import get_dataset_spec
 
@@ -102,10 +102,9 @@ def get_eval_env_factory(env_name: str) -> Callable[..., gym.Env]:
     try:
         return EVAL_ENVS[env_name]
     except KeyError:
-        close = difflib.get_close_matches(env_name, list(EVAL_ENVS), n=3, cutoff=0.6)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise KeyError(
-            f"No eval env registered for env_name {env_name!r}.{hint} Registered: {sorted(EVAL_ENVS)}. "
+            f"No eval env registered for env_name {env_name!r}.{did_you_mean(env_name, EVAL_ENVS)} "
+            f"Registered: {sorted(EVAL_ENVS)}. "
             "Register one with ppl_torchrl.envs.register_eval_env(env_name, factory)."
         ) from None
 
