@@ -17,7 +17,7 @@ What it does, in order:
 4. the report: a Markdown section of ``docs/evidence.md`` (between markers, replaced on every run),
    ``docs/figures/evidence_curves.png`` and ``docs/figures/evidence_w_ablation.png``.
 
-Every run goes through the same harness as the recipes (``ppl_torchrl.recipe.train``), composed from
+Every run goes through the same harness as the recipes (``ppl_torchrl.training.recipe.train``), composed from
 ``recipes/config/ppl_antmaze.yaml`` with overrides, each in its own folder with ``resume=auto``: a
 relaunch skips finished runs and continues interrupted ones. Runs are ordered seed by seed, so an
 interrupted grid still has whole seeds. The wall time of each invocation is kept in
@@ -195,8 +195,8 @@ def run_grid(specs: Sequence[RunSpec], budget: Budget, extra: Sequence[str] = ()
     """
     from tqdm import tqdm
 
-    from ppl_torchrl.recipe import train
-    from ppl_torchrl.trainer import finished_results
+    from ppl_torchrl.training.recipe import train
+    from ppl_torchrl.training.trainer import finished_results
 
     trained, failures = 0, []
     bar = tqdm(specs, desc="evidence grid", disable=not progress)
@@ -264,7 +264,7 @@ def record_timing(root: Path, entry: dict) -> list[dict]:
 # ------------------------------------------------------------------------------------------ report
 def load_runs(specs: Sequence[RunSpec]) -> dict[Path, object]:
     """``results.json`` of every finished run of the grid, by run folder."""
-    from ppl_torchrl.aggregate import load_results
+    from ppl_torchrl.reporting.aggregate import load_results
 
     return {s.run_dir: load_results(s.run_dir / "results.json") for s in specs
             if (s.run_dir / "results.json").exists()}
@@ -276,7 +276,7 @@ def _label(algorithm: str, w: float | None) -> str:
 
 def make_groups(budget: Budget, specs: Sequence[RunSpec], runs: dict):
     """(benchmark groups by dataset, ablation w groups, ablation reference group or None)."""
-    from ppl_torchrl.report import Group
+    from ppl_torchrl.reporting.evidence import Group
 
     def group(algorithm, dataset, w=None, key=None):
         members = [runs[s.run_dir] for s in specs if s.algorithm == algorithm and s.dataset == dataset
@@ -299,7 +299,7 @@ def build_report(budget: Budget, specs: Sequence[RunSpec], docs: Path, figures: 
                  timing: Sequence[dict], toy_png: Path | None = None,
                  name: str = DEFAULT_NAME) -> tuple[str, list[Path]]:
     """The generated Markdown section and the figures it links (written to ``figures``)."""
-    from ppl_torchrl.report import (ablation_table, compare, plot_learning_curves, plot_w_ablation,
+    from ppl_torchrl.reporting.evidence import (ablation_table, compare, plot_learning_curves, plot_w_ablation,
                                     results_table, verdict_table, SCORE)
 
     runs = load_runs(specs)
@@ -444,7 +444,7 @@ def main(argv=None) -> int:
     toy_png = toy_png if budget.toy and not args.no_toy and TOY_RECIPE.exists() and toy_png.exists() else None
     body, written = build_report(budget, specs, docs, figures, command,
                                  [t for t in timing if not t.get("report_only")] or timing, toy_png, args.name)
-    from ppl_torchrl.report import write_section
+    from ppl_torchrl.reporting.evidence import write_section
 
     write_section(docs, f"{args.name}-results", body, title="Evidence: PPL on generated data")
     print(body)

@@ -133,7 +133,7 @@ def ours_runner(name: str, obs: int, act: int, buffer, device, *, compiled: bool
 
     ``compiled``: ``compile.enabled=true`` (the update compiles at its first call, in the warm-up).
     ``per_call > 1``: ``algorithm.run_updates`` does that many updates per call (``k`` must be a multiple)."""
-    from ppl_torchrl.algorithms import make_algorithm
+    from ppl_torchrl.training.algorithms import make_algorithm
 
     alg = make_algorithm(config(name, compiled=compiled, per_call=per_call, gemm_backend=gemm_backend),
                          obs, act, device=device)

@@ -13,7 +13,7 @@ import importlib
 __version__ = "0.1.0"
 
 # Public names and the submodule that defines them. Imported on first access, so that
-# ``import ppl_torchrl.registry`` (used by data tools) does not pull in torchrl's losses.
+# ``import ppl_torchrl.evaluation.registry`` (used by data tools) does not pull in torchrl's losses.
 _LAZY = {
     "PartialOTLoss": "ppl_torchrl.objectives",
     "PartialOTCQLLoss": "ppl_torchrl.objectives",
@@ -21,8 +21,8 @@ _LAZY = {
     "make_actor": "ppl_torchrl.modules",
     "make_qvalue_ensemble": "ppl_torchrl.modules",
     "make_potential": "ppl_torchrl.modules",
-    "normalized_score": "ppl_torchrl.scores",
-    "get_dataset_spec": "ppl_torchrl.registry",
+    "normalized_score": "ppl_torchrl.evaluation.registry",
+    "get_dataset_spec": "ppl_torchrl.evaluation.registry",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

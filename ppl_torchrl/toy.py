@@ -37,10 +37,10 @@ from tensordict.nn import TensorDictModule
 from torchrl.objectives import SoftUpdate
 from tqdm.auto import tqdm
 
-from ppl_torchrl.atomic import atomic_path
 from ppl_torchrl import keys
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTLoss, ReBRACLoss
+from ppl_torchrl.reporting.figures import pyplot, save_figure
 
 # ---------------------------------------------------------------------------------------- config
 
@@ -400,10 +400,7 @@ def metrics_markdown(rows: Sequence[Mapping]) -> str:
 
 def plot_toy(result: ToyResult, path: str | os.PathLike, dpi: int = 90) -> Path:
     """Fig. 1-like PNG: (a) the dataset, (b) beta* and pi*, (c) the baseline and PPL; written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     xs = result.problem.xs.numpy()
     p = {k: v.numpy() for k, v in result.paths.items()}
@@ -430,13 +427,7 @@ def plot_toy(result: ToyResult, path: str | os.PathLike, dpi: int = 90) -> Path:
         ax.legend(fontsize=7, loc="upper center")
     axes[0].set_ylabel("y (action)")
     fig.tight_layout()
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=dpi)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi)
 
 
 __all__ = [

@@ -6,18 +6,18 @@
 
 Local folders are searched recursively for results.json; wandb runs (online only) are read through
 the wandb API. Mean ± std over seeds per dataset, totals per suite, beside the paper's numbers
-(ppl_torchrl/reference_results.py). See docs/sweeps.md.
+(ppl_torchrl/evaluation/published.py). See docs/sweeps.md.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ppl_torchrl.aggregate import (
+from ppl_torchrl.reporting.aggregate import (
     DEFAULT_METRIC, collect_local, collect_wandb, markdown_tables, summarize, write_outputs,
 )
 from ppl_torchrl.errors import user_errors
-from ppl_torchrl.recipe import recipe_main
+from ppl_torchrl.training.recipe import recipe_main
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -18,7 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from ppl_torchrl.recipe import recipe_main
+from ppl_torchrl.training.recipe import recipe_main
 
 log = logging.getLogger("collect")
 

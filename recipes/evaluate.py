@@ -14,11 +14,12 @@ import hydra
 import torch
 from omegaconf import OmegaConf
 
-from ppl_torchrl.algorithms import make_algorithm
 from ppl_torchrl.atomic import atomic_write
 from ppl_torchrl.errors import UserError, user_errors
-from ppl_torchrl.recipe import format_scores, recipe_main
-from ppl_torchrl.trainer import make_evaluator, resolve_device, to_jsonable
+from ppl_torchrl.reporting.tables import format_scores
+from ppl_torchrl.training.algorithms import make_algorithm
+from ppl_torchrl.training.recipe import recipe_main
+from ppl_torchrl.training.trainer import make_evaluator, resolve_device, to_jsonable
 
 
 @hydra.main(config_path="config", config_name="evaluate", version_base="1.3")

@@ -6,11 +6,11 @@
 
 Config: recipes/config/ppl_antmaze.yaml (+ base.yaml, dataset/<id>.yaml, loss/<name>.yaml).
 The pipeline (data -> networks/loss/optimizers -> loop -> eval/log/checkpoints) is
-ppl_torchrl.trainer.build_trainer; this script only picks the config.
+ppl_torchrl.training.trainer.build_trainer; this script only picks the config.
 """
 import hydra
 
-from ppl_torchrl.recipe import recipe_main, train
+from ppl_torchrl.training.recipe import recipe_main, train
 
 
 @hydra.main(config_path="config", config_name="ppl_antmaze", version_base="1.3")

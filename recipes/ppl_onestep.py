@@ -12,18 +12,13 @@ import hydra
 
 from ppl_torchrl.atomic import atomic_write
 from ppl_torchrl.data import make_offline_replay_buffer
-from ppl_torchrl.datasets import resolve_training_data
-from ppl_torchrl.onestep import make_onestep_loss, run_onestep
 from ppl_torchrl.errors import user_errors
-from ppl_torchrl.recipe import format_scores, recipe_main, record_hydra_config
-from ppl_torchrl.trainer import (
-    DATA_HINT,
-    make_evaluator,
-    resolve_device,
-    seed_everything,
-    to_jsonable,
-    validate_config,
-)
+from ppl_torchrl.reporting.tables import format_scores
+from ppl_torchrl.training.config import validate_config
+from ppl_torchrl.training.data_source import resolve_training_data
+from ppl_torchrl.training.onestep import make_onestep_loss, run_onestep
+from ppl_torchrl.training.recipe import recipe_main, record_hydra_config
+from ppl_torchrl.training.trainer import DATA_HINT, make_evaluator, resolve_device, seed_everything, to_jsonable
 
 
 @hydra.main(config_path="config", config_name="onestep", version_base="1.3")

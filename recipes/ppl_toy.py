@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ppl_torchrl.atomic import atomic_write
 from ppl_torchrl.errors import user_errors
-from ppl_torchrl.recipe import recipe_main
+from ppl_torchrl.training.recipe import recipe_main
 from ppl_torchrl.toy import ToyConfig, metrics_markdown, plot_toy, run_toy, toy_metrics
 
 

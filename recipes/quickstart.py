@@ -4,11 +4,12 @@
     python recipes/quickstart.py optim.steps=20000 seed=1
 
 Config: recipes/config/quickstart.yaml. Each loss of `quickstart.losses` is trained by the same
-pipeline as the other recipes (ppl_torchrl.trainer.build_trainer), then the final scores are tabled.
+pipeline as the other recipes (ppl_torchrl.training.trainer.build_trainer), then the final scores are tabled.
 """
 import hydra
 
-from ppl_torchrl.recipe import compose_variant, format_scores, recipe_main, train
+from ppl_torchrl.reporting.tables import format_scores
+from ppl_torchrl.training.recipe import compose_variant, recipe_main, train
 
 
 @hydra.main(config_path="config", config_name="quickstart", version_base="1.3")

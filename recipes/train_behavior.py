@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig
 
 from ppl_torchrl.errors import ConfigError, user_error
-from ppl_torchrl.recipe import recipe_main
+from ppl_torchrl.training.recipe import recipe_main
 
 log = logging.getLogger("train_behavior")
 
@@ -96,7 +96,7 @@ def run(cfg: DictConfig) -> dict:
     from ppl_torchrl.atomic import atomic_write
     from ppl_torchrl.datagen._behavior_net import save_actor
     from ppl_torchrl.datagen.locomotion import LOCOMOTION_ENVS
-    from ppl_torchrl.registry import get_dataset_spec
+    from ppl_torchrl.evaluation.registry import get_dataset_spec
 
     if cfg.env not in LOCOMOTION_ENVS:
         raise ConfigError(f"env must be one of {sorted(LOCOMOTION_ENVS)}, got {cfg.env!r}.")
@@ -218,7 +218,7 @@ def select_checkpoints(run_dir: str | Path, env_name: str, target: float, policy
 @recipe_main
 def main(cfg: DictConfig) -> None:
     if cfg.select_to:
-        from ppl_torchrl.registry import get_dataset_spec
+        from ppl_torchrl.evaluation.registry import get_dataset_spec
 
         target = float(cfg.medium_fraction) * get_dataset_spec(f"{cfg.env}-medium-v2").ref_max
         print(json.dumps(select_checkpoints(cfg.out_dir, cfg.env, target, cfg.select_to), indent=1))

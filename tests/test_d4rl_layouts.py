@@ -471,7 +471,7 @@ def _imported_stats(cache: Path) -> dict:
 @pytest.mark.parametrize("name", sorted(set(LAYOUTS) - {"antmaze-v2"}))
 def test_layout_trains_through_a_recipe_dataset_path(name, tmp_path):
     """recipes/<recipe>.py dataset=<id> dataset.path=<file>, composed by Hydra and run in-process (a few steps)."""
-    from ppl_torchrl.recipe import train
+    from ppl_torchrl.training.recipe import train
 
     layout, path = write_layout(name, tmp_path / "files")
     with initialize_config_dir(str(ROOT / "recipes" / "config"), version_base="1.3"):

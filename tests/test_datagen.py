@@ -17,7 +17,7 @@ from ppl_torchrl.datagen.planner import BEHAVIORS, MazeGraph, WaypointPlanner  #
 from ppl_torchrl.datagen.pointmaze import POINTMAZE_DATASETS, episode_behaviors, generate_pointmaze  # noqa: E402
 from ppl_torchrl.datagen.writers import array_digest, file_digest  # noqa: E402
 from ppl_torchrl.envs.pointmaze import GOAL_RADIUS, MAZES, make_pointmaze_env  # noqa: E402
-from ppl_torchrl.registry import get_dataset_spec  # noqa: E402
+from ppl_torchrl.evaluation.registry import get_dataset_spec  # noqa: E402
 
 UMAZE = POINTMAZE_DATASETS["pointmaze-umaze-gen-v0"]
 PLAY = POINTMAZE_DATASETS["pointmaze-umaze-play-gen-v0"]

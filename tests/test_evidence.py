@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ppl_torchrl.aggregate import Cell
-from ppl_torchrl.report import compare, make_cell, replace_section
-from ppl_torchrl.aggregate import RunResult
+from ppl_torchrl.reporting.aggregate import Cell, RunResult
+from ppl_torchrl.reporting.evidence import compare, make_cell, replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from ppl_torchrl.algorithms import LOSSES
-from ppl_torchrl.recipe import train
-from ppl_torchrl.trainer import build_trainer
+from ppl_torchrl.training.algorithms import LOSSES
+from ppl_torchrl.training.recipe import train
+from ppl_torchrl.training.trainer import build_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "recipes" / "config"

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from ppl_torchrl.aggregate import (
+from ppl_torchrl.reporting.aggregate import (
     collect_local, csv_table, load_results, markdown_tables, read_curve, run_from_wandb, seed_band,
     suite_tables, summarize, write_outputs,
 )
-from ppl_torchrl.reference_results import REFERENCE, REFERENCE_TOTALS, SUITE_ORDER, reference
+from ppl_torchrl.evaluation.published import REFERENCE, REFERENCE_TOTALS, SUITE_ORDER, reference
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "recipes" / "config"
@@ -66,7 +66,7 @@ def test_reference_cells_sum_to_the_printed_totals():
 
 
 def test_reference_ids_are_registered_datasets():
-    from ppl_torchrl.registry import get_dataset_spec
+    from ppl_torchrl.evaluation.registry import get_dataset_spec
 
     for method, cells in REFERENCE.items():
         for dataset_id in cells:

@@ -19,8 +19,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from ppl_torchrl.errors import UserError, is_user_error
-from ppl_torchrl.recipe import recipe_main, train
-from ppl_torchrl.trainer import build_trainer, resolve_device
+from ppl_torchrl.training.recipe import recipe_main, train
+from ppl_torchrl.training.trainer import build_trainer, resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "recipes" / "config"
@@ -332,8 +332,8 @@ def test_maze_envs_leave_no_temporary_files(tmp_path, monkeypatch):
 
 
 def test_a_curve_with_one_evaluation_point_is_drawn(tmp_path, monkeypatch):
-    from ppl_torchrl import aggregate
-    from ppl_torchrl.aggregate import Cell
+    from ppl_torchrl.reporting import aggregate
+    from ppl_torchrl.reporting.aggregate import Cell
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -344,7 +344,7 @@ def test_a_curve_with_one_evaluation_point_is_drawn(tmp_path, monkeypatch):
         figures.append(fig)
         return path
 
-    monkeypatch.setattr(aggregate, "_save_figure", keep)
+    monkeypatch.setattr(aggregate, "save_figure", keep)
     cell = Cell(suite="pointmaze-gen", dataset=DATASET, method="ppl", values=[42.0], seeds=[0], run_dirs=[run_dir])
     aggregate.plot_curves([cell], tmp_path)
     (fig,) = figures

@@ -20,7 +20,7 @@ from tensordict import TensorDict
 from torchrl.objectives import SoftUpdate
 
 from ppl_torchrl import keys
-from ppl_torchrl.algorithms import COMPILE_AUTO_MIN_STEPS, make_algorithm, resolve_compile
+from ppl_torchrl.training.algorithms import COMPILE_AUTO_MIN_STEPS, make_algorithm, resolve_compile
 from ppl_torchrl.update import ReBRACUpdate, compiler_available
 
 CONFIG = Path(__file__).parents[1] / "recipes" / "config"
@@ -250,7 +250,7 @@ def test_the_update_checks_the_first_batch_and_names_the_missing_key():
 def test_recipe_compiled_with_inductor_resumes_bit_identically_and_follows_the_eager_curve(tmp_path):
     from test_recipes import _assert_same_run, make_cfg, tiny
 
-    from ppl_torchrl.recipe import train
+    from ppl_torchrl.training.recipe import train
 
     def run(name, **extra):
         over = {"eval.every": 20, "logger.log_every": 10, "compile.enabled": "true", "compile.updates_per_call": 2,
@@ -281,7 +281,7 @@ def test_compile_auto_at_paper_length_builds_and_trains_with_the_switches_flippe
     away from its default (``critic_next_action=dataset`` once crashed every long run)."""
     from test_recipes import make_cfg, tiny
 
-    from ppl_torchrl.trainer import build_trainer
+    from ppl_torchrl.training.trainer import build_trainer
 
     switches = {"loss.critic_next_action": "dataset", "loss.normalize_q": "false",
                 "loss.potential_uses_target_actor": "false", "loss.validate_inputs": "false"}

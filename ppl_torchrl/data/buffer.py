@@ -23,7 +23,7 @@ def resolve_dataset(dataset: str | Path) -> DatasetKind:
     """Says how ``dataset`` will be loaded; raises a ``KeyError`` naming close ids if it is unknown.
 
     * ``"hdf5"``: a ``Path``, an existing file, or a string ending in ``.hdf5``/``.h5``;
-    * ``"d4rl"``: an id of TorchRL's D4RL URL table (all ids of :mod:`ppl_torchrl.registry` with
+    * ``"d4rl"``: an id of TorchRL's D4RL URL table (all ids of :mod:`ppl_torchrl.evaluation.registry` with
       ``source="d4rl"`` are in it);
     * ``"minari"``: a Minari id present under ``MINARI_DATASETS_PATH`` (or any id with a ``/``).
     """
@@ -33,7 +33,7 @@ def resolve_dataset(dataset: str | Path) -> DatasetKind:
         return "d4rl"
     if "/" in dataset or dataset in local_minari_ids():
         return "minari"
-    from ppl_torchrl import registry
+    from ppl_torchrl.evaluation import registry
 
     registry._load_generated()
     candidates = list(D4RL_URLS) + list(registry.DATASETS) + local_minari_ids()
@@ -42,7 +42,7 @@ def resolve_dataset(dataset: str | Path) -> DatasetKind:
     if spec is not None and spec.source != "d4rl":
         hint = f" {dataset!r} is a registered {spec.source} dataset: generate it and pass the HDF5 path."
     raise KeyError(
-        f"Unknown dataset {dataset!r}.{hint} Pass a D4RL id (ppl_torchrl.registry.DATASETS, e.g. "
+        f"Unknown dataset {dataset!r}.{hint} Pass a D4RL id (ppl_torchrl.evaluation.registry.DATASETS, e.g. "
         f"'hopper-medium-v2'), the path of a local D4RL-format .hdf5 file, or a Minari id available "
         f"under {minari_root()} (set MINARI_DATASETS_PATH)."
     )

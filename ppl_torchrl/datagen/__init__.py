@@ -1,7 +1,7 @@
 """Datasets the project makes itself (ids ending in ``-gen-v0``), so that users without network
 access still have real offline data, including data whose share of inefficient behaviour is known.
 
-Importing this package registers every generated id in :mod:`ppl_torchrl.registry` (the registry
+Importing this package registers every generated id in :mod:`ppl_torchrl.evaluation.registry` (the registry
 imports it lazily). :func:`ensure_generated_dataset` returns the D4RL-format HDF5 file of an id,
 generating it on first use (well under a minute on 2 CPU cores, see ``docs/datagen.md``)::
 
@@ -16,7 +16,7 @@ import logging
 import os
 from pathlib import Path
 
-from ppl_torchrl.registry import DatasetSpec, register_dataset
+from ppl_torchrl.evaluation.registry import DatasetSpec, register_dataset
 
 __all__ = [
     "GENERATED_IDS",
@@ -56,7 +56,7 @@ def _register_locomotion() -> tuple[str, ...]:
     with D4RL's reference returns for the env (``ref_min``/``ref_max`` of the ``-v2`` ids), so
     normalised scores on generated and D4RL data are on the same scale."""
     from ppl_torchrl.datagen.locomotion import LOCOMOTION_DATASETS, MAX_EPISODE_STEPS
-    from ppl_torchrl.registry import get_dataset_spec
+    from ppl_torchrl.evaluation.registry import get_dataset_spec
 
     for did, cfg in LOCOMOTION_DATASETS.items():
         d4rl = get_dataset_spec(f"{cfg.env_name}-medium-v2")
@@ -155,7 +155,7 @@ def _generate_locomotion(cfg, path, seed, *, num_episodes, episode_steps, num_tr
 
     from ppl_torchrl.datagen.locomotion import LOCOMOTION_ENVS, generate_locomotion
     from ppl_torchrl.datagen.writers import array_digest, write_hdf5, write_minari
-    from ppl_torchrl.registry import get_dataset_spec
+    from ppl_torchrl.evaluation.registry import get_dataset_spec
 
     if num_episodes is not None or episode_steps is not None:
         raise ValueError(f"{cfg.dataset_id}: locomotion episodes end at termination or 1000 steps; "

@@ -16,49 +16,13 @@ from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from ppl_torchrl.errors import ConfigError, error_line, is_user_error
+from ppl_torchrl.atomic import atomic_write
+from ppl_torchrl.errors import error_line, is_user_error
+from ppl_torchrl.reporting.tables import format_scores
+from ppl_torchrl.training.config import validate_config
 
 #: exit status of a recipe stopped by a user error (argparse's status for a bad command line)
 USER_ERROR_STATUS = 2
-
-
-def _number(section, key: str, where: str) -> float:
-    value = section[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{where}.{key} must be a number, got {value!r}.")
-    return value
-
-
-def validate_config(cfg: DictConfig) -> None:
-    """Fails fast, before any data is loaded or any file written, on values that cannot be right.
-
-    Raises :class:`~ppl_torchrl.recipe.ConfigError` (a ``ValueError``) naming the key.
-    """
-    loss = cfg.loss
-    if "w" in loss and not (_number(loss, "w", "loss") >= 1):
-        raise ConfigError(f"loss.w must be >= 1 (the unbalance coefficient), got {loss.w}.")
-    for key in ("actor_bc_coef", "critic_bc_coef", "policy_noise", "noise_clip"):
-        if key in loss and not (_number(loss, key, "loss") >= 0):
-            raise ConfigError(f"loss.{key} must be >= 0, got {loss[key]}.")
-    for key in ("actor_lr", "critic_lr", "potential_lr_scale", "tau", "gamma"):
-        if not (_number(cfg.optim, key, "optim") > 0):
-            raise ConfigError(f"optim.{key} must be > 0, got {cfg.optim[key]}.")
-    if not (0 < cfg.optim.gamma <= 1 and 0 < cfg.optim.tau <= 1):
-        raise ConfigError("optim.gamma and optim.tau must lie in (0, 1].")
-    for where, section, keys in (("optim", cfg.optim, ("steps", "batch_size", "policy_freq")),
-                                 ("logger", cfg.logger, ("log_every",)), ("eval", cfg.eval, ("every",)),
-                                 ("checkpoint", cfg.checkpoint, ("every",))):
-        for key in keys:
-            if not (_number(section, key, where) >= 1 and int(section[key]) == section[key]):
-                raise ConfigError(f"{where}.{key} must be a positive integer, got {section[key]}.")
-    minutes = cfg.checkpoint.get("every_minutes")
-    if minutes is not None and not (_number(cfg.checkpoint, "every_minutes", "checkpoint") > 0):
-        raise ConfigError(f"checkpoint.every_minutes must be > 0 (or null: by steps only), got {minutes}.")
-    if str(cfg.get("resume")).lower() not in ("true", "false", "auto"):
-        raise ConfigError(f"resume must be true, false or auto, got {cfg.get('resume')!r}.")
-    backend = str(cfg.logger.get("backend") or "").lower()
-    if backend not in ("wandb", "", "none", "csv"):
-        raise ConfigError(f"logger.backend must be 'wandb' or '' (files only), got {backend!r}.")
 
 
 def _debug() -> bool:
@@ -130,8 +94,6 @@ def record_hydra_config(run_dir: Path, cfg: DictConfig) -> None:
     the record is written here once the run is accepted, so a refused or failed command leaves every
     run folder as it was.
     """
-    from ppl_torchrl.atomic import atomic_write
-
     hc = _hydra_config()
     if hc is None:
         return
@@ -148,7 +110,7 @@ def train(cfg: DictConfig) -> dict:
     interrupted one continues from its checkpoint.
     """
     validate_config(cfg)  # before the heavy imports: a bad value fails in a second
-    from ppl_torchrl.trainer import build_trainer, finished_results
+    from ppl_torchrl.training.trainer import build_trainer, finished_results
 
     if str(cfg.resume).lower() == "auto":
         done = finished_results(Path(cfg.run_dir))
@@ -175,24 +137,3 @@ def compose_variant(*overrides: str) -> DictConfig:
     task = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)
     return compose(config_name=hydra_cfg.job.config_name, overrides=[*task, *overrides])
 
-
-def format_scores(results: list[dict]) -> str:
-    """A Markdown table of final evaluations: algorithm, dataset, seed, return, normalized score, success."""
-    lines = ["| algorithm | dataset | seed | steps | return | normalized score | success rate |",
-             "|---|---|---|---|---|---|---|"]
-    for r in results:
-        e = r.get("final_eval") or {}
-        success = e.get("success_rate")
-        lines.append(
-            f"| {r['algorithm']} | {r['dataset']} | {r['seed']} | {r['steps']} | "
-            f"{_pm(e.get('return_mean'), e.get('return_std'))} | "
-            f"{_pm(e.get('normalized_score_mean'), e.get('normalized_score_std'))} | "
-            f"{'-' if success is None else f'{100 * success:.0f}%'} |"
-        )
-    return "\n".join(lines)
-
-
-def _pm(mean, std) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.1f} ± {std:.1f}" if std is not None else f"{mean:.1f}"

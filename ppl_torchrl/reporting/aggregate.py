@@ -1,10 +1,10 @@
 """Collect finished runs of a sweep and turn them into the paper's tables, CSV and plots.
 
 A sweep (``recipes/config/sweep/*.yaml``) leaves one folder per run with ``results.json`` and
-``metrics.jsonl`` (:mod:`ppl_torchrl.trainer`); with ``logger.backend=wandb`` in online mode the same
+``metrics.jsonl`` (:mod:`ppl_torchrl.training.trainer`); with ``logger.backend=wandb`` in online mode the same
 numbers are in the wandb run's config and summary (``final/<metric>``). This module reads either,
 groups runs by (method, dataset), and reports mean ± std over seeds beside the published numbers of
-:mod:`ppl_torchrl.reference_results`, with totals per suite as the paper prints them.
+:mod:`ppl_torchrl.evaluation.published`, with totals per suite as the paper prints them.
 
     runs = collect_local(["runs/antmaze_table1"])
     rows = summarize(runs)
@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ppl_torchrl.atomic import atomic_write
-from ppl_torchrl.reference_results import PAPER_NAMES, SUITE_ORDER, reference, reference_total
+from ppl_torchrl.evaluation.published import PAPER_NAMES, SUITE_ORDER, reference, reference_total
+from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
+from ppl_torchrl.reporting.tables import MISSING, pm
 
 RESULTS = "results.json"
 METRICS = "metrics.jsonl"
@@ -113,7 +115,7 @@ def run_from_wandb(config: dict, summary: dict, source: str = "") -> RunResult |
     """A :class:`RunResult` from a wandb run's config and summary, or ``None`` if it has no final eval.
 
     The recipe logs the resolved Hydra config as the wandb config and ``final/<metric>`` summary keys
-    (:class:`ppl_torchrl.run_logger.RunLogger`).
+    (:class:`ppl_torchrl.training.run_logger.RunLogger`).
     """
     final = {k[len("final/"):]: v for k, v in summary.items()
              if k.startswith("final/") and isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -215,6 +217,11 @@ class Cell:
         m = self.mean
         return math.sqrt(sum((v - m) ** 2 for v in self.values) / len(self.values))
 
+    def text(self, scale: float = 1.0) -> str:
+        """``mean ± std`` (times ``scale``) as every table writes it; :data:`~ppl_torchrl.reporting.tables.MISSING`
+        without values."""
+        return pm(self.mean, self.std, scale=scale) if self.values else MISSING
+
 
 def suite_of(dataset_id: str) -> str:
     """The registry's suite of ``dataset_id`` (``antmaze``, ``mujoco``, ``adroit``, ...), or ``other``."""
@@ -222,7 +229,7 @@ def suite_of(dataset_id: str) -> str:
         if dataset_id in ids:
             return suite
     try:
-        from ppl_torchrl.registry import get_dataset_spec
+        from ppl_torchrl.evaluation.registry import get_dataset_spec
 
         return get_dataset_spec(dataset_id).suite
     except KeyError:
@@ -265,12 +272,6 @@ def summarize(runs: Sequence[RunResult], metric: str = DEFAULT_METRIC) -> list[C
                 ids.index(c.dataset) if c.dataset in ids else len(ids), c.dataset, c.method)
 
     return sorted(cells, key=order)
-
-
-def _pm(mean: float | None, std: float | None, digits: int = 1) -> str:
-    if mean is None:
-        return "–"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f}"
 
 
 def _method_title(method: str) -> str:
@@ -322,14 +323,14 @@ def markdown_tables(cells: Sequence[Cell], metric: str = DEFAULT_METRIC) -> str:
             for m in t["methods"]:
                 c = t["cells"].get((d, m))
                 ref = reference(_base_method(m), d) if metric == DEFAULT_METRIC else None
-                row += ["–" if c is None else f"{_pm(c.mean, c.std)} (n={c.n})",
-                        "–" if ref is None else _pm(ref.mean, ref.std)]
+                row += [MISSING if c is None else f"{c.text()} (n={c.n})",
+                        MISSING if ref is None else pm(ref.mean, ref.std)]
             lines.append("| " + " | ".join(row) + " |")
         row = ["**total**"]
         for m in t["methods"]:
             tot = t["totals"][m]
             ours = f"{tot['total']:.1f}" + ("" if tot["complete"] else f" (partial: {tot['n_datasets']} datasets)")
-            row += [ours, "–" if tot["ref_total"] is None else f"{tot['ref_total']:.1f}"]
+            row += [ours, MISSING if tot["ref_total"] is None else f"{tot['ref_total']:.1f}"]
         lines.append("| " + " | ".join(row) + " |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
@@ -385,32 +386,9 @@ def seed_band(curves: Sequence[tuple[list[int], list[float]]]) -> tuple[list[int
 
 
 # ------------------------------------------------------------------------------------------ output
-def draw_band(ax, steps: Sequence[int], mean: Sequence[float], std: Sequence[float], label: str,
-              alpha: float = 0.25, markersize: float = 3.0):
-    """A mean curve with markers and a ±std band; a single evaluation point shows as a marker with an error bar
-    (a line or band through one point draws nothing). Returns the line."""
-    line, = ax.plot(steps, mean, marker="o", markersize=markersize if len(steps) > 1 else 2 * markersize,
-                    label=label)
-    if len(steps) > 1:
-        ax.fill_between(steps, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
-                        color=line.get_color(), alpha=alpha)
-    else:
-        ax.errorbar(steps, mean, yerr=std, fmt="none", ecolor=line.get_color(), capsize=4)
-    return line
-
-
-def _save_figure(fig, path: Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
-    return atomic_write(path, buf.getvalue())
-
-
 def plot_bars(cells: Sequence[Cell], out_dir: Path) -> list[Path]:
     """One grouped bar chart per suite: ours (mean, std error bar) per method, paper values as markers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     paths = []
     for suite, t in suite_tables(cells).items():
@@ -434,8 +412,7 @@ def plot_bars(cells: Sequence[Cell], out_dir: Path) -> list[Path]:
         ax.set_ylabel("normalized score")
         ax.set_title(f"{suite}: final normalized score, mean ± std over seeds")
         ax.legend(fontsize=8)
-        paths.append(_save_figure(fig, Path(out_dir) / f"bars_{suite}.png"))
-        plt.close(fig)
+        paths.append(save_figure(fig, Path(out_dir) / f"bars_{suite}.png"))
     return paths
 
 
@@ -444,10 +421,7 @@ def plot_curves(cells: Sequence[Cell], out_dir: Path, key: str = f"eval/{DEFAULT
 
     Curves come from the local runs' ``metrics.jsonl``; cells without local run folders are skipped.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     paths = []
     for suite, t in suite_tables(cells).items():
@@ -474,8 +448,9 @@ def plot_curves(cells: Sequence[Cell], out_dir: Path, key: str = f"eval/{DEFAULT
             ax.set_visible(False)
         fig.tight_layout()
         if drawn:
-            paths.append(_save_figure(fig, Path(out_dir) / f"curves_{suite}.png"))
-        plt.close(fig)
+            paths.append(save_figure(fig, Path(out_dir) / f"curves_{suite}.png"))
+        else:
+            plt.close(fig)
     return paths
 
 

@@ -1,6 +1,6 @@
 """Tables, verdicts and plots of the evidence grid (``benchmarks/evidence.py``).
 
-:mod:`ppl_torchrl.aggregate` turns a *paper* sweep into the paper's tables (beside the published
+:mod:`ppl_torchrl.reporting.aggregate` turns a *paper* sweep into the paper's tables (beside the published
 numbers, grouped by suite). The evidence grid asks different questions of its runs, so it needs
 different views of the same ``results.json`` / ``metrics.jsonl`` files:
 
@@ -10,20 +10,21 @@ different views of the same ``results.json`` / ``metrics.jsonl`` files:
 * a Markdown section that can be replaced in place between markers, so re-running the script
   rewrites the numbers in ``docs/evidence.md`` and leaves the hand-written text around them alone.
 
-Reading runs, the mean ± std convention (population std over seeds, ``ddof=0``), curve bands and
-atomic writes come from :mod:`ppl_torchrl.aggregate`; nothing is re-implemented here.
+Reading runs and the mean ± std convention (population std over seeds, ``ddof=0``) come from
+:mod:`ppl_torchrl.reporting.aggregate`, the ``mean ± std`` text from :mod:`~ppl_torchrl.reporting.tables`, curve
+bands and figure files from :mod:`~ppl_torchrl.reporting.figures`; nothing is re-implemented here.
 """
 from __future__ import annotations
 
-import io
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ppl_torchrl.aggregate import Cell, RunResult, draw_band, read_curve, seed_band
 from ppl_torchrl.atomic import atomic_write
+from ppl_torchrl.reporting.aggregate import Cell, RunResult, read_curve, seed_band
+from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
 
 SCORE = "normalized_score_mean"
 SUCCESS = "success_rate"
@@ -58,7 +59,7 @@ class Group:
 
 
 def make_cell(runs: Sequence[RunResult], metric: str, method: str = "", dataset: str = "") -> Cell:
-    """Mean ± std (population, ``ddof=0``, as :class:`ppl_torchrl.aggregate.Cell`) of ``metric`` over runs.
+    """Mean ± std (population, ``ddof=0``, as :class:`ppl_torchrl.reporting.aggregate.Cell`) of ``metric`` over runs.
 
     Raises ``ValueError`` if a run's final evaluation lacks a finite ``metric``: a table must not
     silently average fewer seeds than it says.
@@ -75,12 +76,6 @@ def make_cell(runs: Sequence[RunResult], metric: str, method: str = "", dataset:
                 run_dirs=[r.run_dir for r in runs if r.run_dir is not None])
 
 
-def _pm(cell: Cell | None, scale: float = 1.0, digits: int = 1) -> str:
-    if cell is None or not cell.values:
-        return "–"
-    return f"{scale * cell.mean:.{digits}f} ± {scale * cell.std:.{digits}f}"
-
-
 # ------------------------------------------------------------------------------------------ tables
 def results_table(groups: Sequence[Group]) -> str:
     """Markdown: a row per (dataset, method) with normalized score and success rate (%), mean ± std."""
@@ -93,7 +88,7 @@ def results_table(groups: Sequence[Group]) -> str:
         score, success = g.cell(SCORE), g.cell(SUCCESS)
         seeds = ",".join(str(s) for s in score.seeds)
         steps = "/".join(str(s) for s in g.steps)
-        lines.append(f"| {g.dataset} | {g.method} | {seeds} | {steps} | {_pm(score)} | {_pm(success, 100.0)} |")
+        lines.append(f"| {g.dataset} | {g.method} | {seeds} | {steps} | {score.text()} | {success.text(100.0)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -145,7 +140,7 @@ def verdict_table(verdicts: Sequence[Verdict]) -> str:
     lines = ["| dataset | PPL^R | ReBRAC | PPL − ReBRAC (± SE) | seeds PPL higher | verdict |",
              "|---|---:|---:|---:|---:|---|"]
     for v in verdicts:
-        lines.append(f"| {v.dataset} | {_pm(v.ppl)} | {_pm(v.base)} | {v.diff:+.1f} ± {v.se:.1f} | "
+        lines.append(f"| {v.dataset} | {v.ppl.text()} | {v.base.text()} | {v.diff:+.1f} ± {v.se:.1f} | "
                      f"{v.wins}/{v.paired} | **{v.outcome}** |")
     return "\n".join(lines) + "\n"
 
@@ -158,30 +153,15 @@ def ablation_table(w_groups: Sequence[Group], reference: Group | None) -> str:
             lines.append(f"| {g.w:g} | 0 | – | – |")
             continue
         score, success = g.cell(SCORE), g.cell(SUCCESS)
-        lines.append(f"| {g.w:g} | {','.join(map(str, score.seeds))} | {_pm(score)} | {_pm(success, 100.0)} |")
+        lines.append(f"| {g.w:g} | {','.join(map(str, score.seeds))} | {score.text()} | {success.text(100.0)} |")
     if reference is not None and reference.runs:
         score, success = reference.cell(SCORE), reference.cell(SUCCESS)
-        lines.append(f"| no potential (ReBRAC) | {','.join(map(str, score.seeds))} | {_pm(score)} | "
-                     f"{_pm(success, 100.0)} |")
+        lines.append(f"| no potential (ReBRAC) | {','.join(map(str, score.seeds))} | {score.text()} | "
+                     f"{success.text(100.0)} |")
     return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------------ plots
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path, dpi: int) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    return atomic_write(Path(path), buf.getvalue())
-
-
 def plot_learning_curves(groups_by_dataset: Mapping[str, Sequence[Group]], path: str | Path,
                          key: str = f"eval/{SCORE}", ylabel: str = "normalized score", dpi: int = 80) -> Path:
     """One panel per dataset, one line per method: mean over seeds with a ±std band (metrics.jsonl).
@@ -189,7 +169,7 @@ def plot_learning_curves(groups_by_dataset: Mapping[str, Sequence[Group]], path:
     A method's curve uses the evaluation steps that every one of its seeds reached. Raises
     ``ValueError`` when no run has a single point of ``key`` (nothing to draw).
     """
-    plt = _pyplot()
+    plt = pyplot()
     datasets = list(groups_by_dataset)
     cols = min(3, max(len(datasets), 1))
     rows = math.ceil(len(datasets) / cols)
@@ -214,9 +194,7 @@ def plot_learning_curves(groups_by_dataset: Mapping[str, Sequence[Group]], path:
         plt.close(fig)
         raise ValueError(f"no run has any {key!r} row in its metrics.jsonl; nothing to plot.")
     fig.suptitle("Learning curves: mean ± std over seeds", fontsize=10)
-    out = _save(fig, Path(path), dpi)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi)
 
 
 def plot_w_ablation(w_groups: Sequence[Group], reference: Group | None, path: str | Path,
@@ -226,7 +204,7 @@ def plot_w_ablation(w_groups: Sequence[Group], reference: Group | None, path: st
     ReBRAC is PPL^R with the potential disabled and has no w: it is drawn as a horizontal line with
     its ±std band across the whole w axis. Success rates are shown in percent.
     """
-    plt = _pyplot()
+    plt = pyplot()
     groups = sorted([g for g in w_groups if g.runs and g.w is not None], key=lambda g: g.w)
     if not groups:
         raise ValueError("no finished PPL run with a w value; nothing to plot.")
@@ -252,9 +230,7 @@ def plot_w_ablation(w_groups: Sequence[Group], reference: Group | None, path: st
         ax.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    out = _save(fig, Path(path), dpi)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi)
 
 
 # ------------------------------------------------------------------------------------------ Markdown

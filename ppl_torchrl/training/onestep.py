@@ -19,10 +19,10 @@ import torch
 from omegaconf import DictConfig
 from tqdm.auto import trange
 
-from ppl_torchrl.algorithms import _adam, optimizer_step
+from ppl_torchrl.atomic import atomic_torch_save
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTLoss
-from ppl_torchrl.atomic import atomic_torch_save
+from ppl_torchrl.training.algorithms import _adam, optimizer_step
 
 PHASES = ("bc", "qbeta", "policy")
 

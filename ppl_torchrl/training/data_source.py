@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ppl_torchrl.registry import get_dataset_spec
+from ppl_torchrl.evaluation.registry import get_dataset_spec
 
 
 def resolve_training_data(dataset_cfg) -> tuple[str, str | None]:

@@ -25,11 +25,11 @@ from tensordict import TensorDictBase
 from tqdm.auto import tqdm
 
 from ppl_torchrl import gemm
-from ppl_torchrl.algorithms import Algorithm, make_algorithm
 from ppl_torchrl.atomic import atomic_torch_save, atomic_write
 from ppl_torchrl.errors import ConfigError, DeviceError, ResumeError, RunExistsError, user_errors
-from ppl_torchrl.recipe import validate_config
-from ppl_torchrl.run_logger import RunLogger
+from ppl_torchrl.training.algorithms import Algorithm, make_algorithm
+from ppl_torchrl.training.config import validate_config
+from ppl_torchrl.training.run_logger import RunLogger
 
 CHECKPOINT = "checkpoint.pt"
 RESULTS = "results.json"
@@ -102,7 +102,7 @@ class Trainer:
 
     Args:
         cfg: the recipe config (sections ``optim``, ``eval``, ``logger``, ``checkpoint``).
-        algorithm: from :func:`ppl_torchrl.algorithms.make_algorithm`.
+        algorithm: from :func:`ppl_torchrl.training.algorithms.make_algorithm`.
         buffer: a replay buffer from :func:`ppl_torchrl.data.make_offline_replay_buffer`.
         evaluate: ``evaluate(policy) -> dict`` of eval metrics, or ``None`` to skip evaluation.
         run_dir: where ``metrics.csv``, ``checkpoint.pt`` and ``results.json`` go.
@@ -280,7 +280,7 @@ def resume_mode(cfg: DictConfig, run_dir: Path) -> bool:
     """``resume``: true (continue ``run_dir``'s checkpoint), false (refuse to overwrite one) or ``auto``
     (continue if a checkpoint exists, else start from step 0): ``auto`` makes relaunched sweeps idempotent.
 
-    Reads only; raises :class:`~ppl_torchrl.recipe.ResumeError` / ``RunExistsError`` (user errors).
+    Reads only; raises :class:`~ppl_torchrl.errors.ResumeError` / ``RunExistsError`` (user errors).
     """
     path = run_dir / CHECKPOINT
     has_checkpoint = path.exists()
@@ -341,12 +341,12 @@ def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
     """Config -> data -> algorithm -> evaluation -> :class:`Trainer` (resumed if ``cfg.resume``).
 
     Errors the user can fix (config values, ids, files, network, device) are user errors
-    (:func:`ppl_torchrl.recipe.is_user_error`), raised before the run folder is touched.
+    (:func:`ppl_torchrl.errors.is_user_error`), raised before the run folder is touched.
     """
     from ppl_torchrl.data import make_offline_replay_buffer
     from ppl_torchrl.data.d4rl import default_root
     from ppl_torchrl.data.transforms import reward_scale_bias
-    from ppl_torchrl.datasets import resolve_training_data
+    from ppl_torchrl.training.data_source import resolve_training_data
 
     validate_config(cfg)
     run_dir = Path(run_dir or cfg.run_dir)

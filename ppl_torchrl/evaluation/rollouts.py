@@ -15,9 +15,8 @@ import torch
 from tensordict import TensorDictBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
+from ppl_torchrl.evaluation.registry import get_dataset_spec, normalized_score
 from ppl_torchrl.keys import DONE, REWARD
-from ppl_torchrl.registry import get_dataset_spec
-from ppl_torchrl.scores import normalized_score
 
 SUCCESS = ("next", "success")
 

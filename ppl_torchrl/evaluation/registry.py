@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ppl_torchrl.errors import did_you_mean
 
 
@@ -59,10 +61,24 @@ def get_dataset_spec(dataset_id: str) -> DatasetSpec:
     except KeyError:
         raise KeyError(
             f"Unknown dataset id {dataset_id!r}.{did_you_mean(dataset_id, DATASETS)} "
-            "Known ids: see ppl_torchrl.registry.DATASETS "
+            "Known ids: see ppl_torchrl.evaluation.registry.DATASETS "
             "(D4RL AntMaze-v2, Gym-MuJoCo-v2, Adroit-v1 and the generated '*-gen-v0' datasets). "
             "To train on a local file, pass its HDF5 path instead of an id."
         ) from None
+
+
+def normalized_score(dataset_id: str, returns):
+    """D4RL normalized score(s) of one return or an array of returns: ``100 * (R - ref_min) / (ref_max - ref_min)``.
+
+    The x100 convention of D4RL papers (0 = the reference random policy, 100 = the reference expert).
+    D4RL's own ``get_normalized_score`` returns the fraction; the authors' code multiplies it by 100.
+    """
+    spec = get_dataset_spec(dataset_id)
+    returns = np.asarray(returns, dtype=np.float64)
+    if not np.all(np.isfinite(returns)):
+        raise ValueError(f"normalized_score got non-finite returns for {dataset_id!r}: {returns}")
+    score = 100.0 * (returns - spec.ref_min) / (spec.ref_max - spec.ref_min)
+    return float(score) if score.ndim == 0 else score
 
 
 def _load_generated() -> None:

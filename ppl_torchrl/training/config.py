@@ -1,0 +1,51 @@
+"""The recipe config as the training code reads it: checks of its values, and small typed views of its sections.
+
+:func:`validate_config` fails fast, before any data is loaded or any file written, on values that cannot be
+right. :class:`NetworkConfig` and :class:`OptimConfig` are what the algorithm builders
+(:mod:`ppl_torchrl.training.algorithms`) take instead of raw config sections.
+"""
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from ppl_torchrl.errors import ConfigError
+
+
+def _number(section, key: str, where: str) -> float:
+    value = section[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}.{key} must be a number, got {value!r}.")
+    return value
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Fails fast, before any data is loaded or any file written, on values that cannot be right.
+
+    Raises :class:`~ppl_torchrl.errors.ConfigError` (a ``ValueError``) naming the key.
+    """
+    loss = cfg.loss
+    if "w" in loss and not (_number(loss, "w", "loss") >= 1):
+        raise ConfigError(f"loss.w must be >= 1 (the unbalance coefficient), got {loss.w}.")
+    for key in ("actor_bc_coef", "critic_bc_coef", "policy_noise", "noise_clip"):
+        if key in loss and not (_number(loss, key, "loss") >= 0):
+            raise ConfigError(f"loss.{key} must be >= 0, got {loss[key]}.")
+    for key in ("actor_lr", "critic_lr", "potential_lr_scale", "tau", "gamma"):
+        if not (_number(cfg.optim, key, "optim") > 0):
+            raise ConfigError(f"optim.{key} must be > 0, got {cfg.optim[key]}.")
+    if not (0 < cfg.optim.gamma <= 1 and 0 < cfg.optim.tau <= 1):
+        raise ConfigError("optim.gamma and optim.tau must lie in (0, 1].")
+    for where, section, keys in (("optim", cfg.optim, ("steps", "batch_size", "policy_freq")),
+                                 ("logger", cfg.logger, ("log_every",)), ("eval", cfg.eval, ("every",)),
+                                 ("checkpoint", cfg.checkpoint, ("every",))):
+        for key in keys:
+            if not (_number(section, key, where) >= 1 and int(section[key]) == section[key]):
+                raise ConfigError(f"{where}.{key} must be a positive integer, got {section[key]}.")
+    minutes = cfg.checkpoint.get("every_minutes")
+    if minutes is not None and not (_number(cfg.checkpoint, "every_minutes", "checkpoint") > 0):
+        raise ConfigError(f"checkpoint.every_minutes must be > 0 (or null: by steps only), got {minutes}.")
+    if str(cfg.get("resume")).lower() not in ("true", "false", "auto"):
+        raise ConfigError(f"resume must be true, false or auto, got {cfg.get('resume')!r}.")
+    backend = str(cfg.logger.get("backend") or "").lower()
+    if backend not in ("wandb", "", "none", "csv"):
+        raise ConfigError(f"logger.backend must be 'wandb' or '' (files only), got {backend!r}.")
+
