@@ -8,7 +8,6 @@ pytest.importorskip("gymnasium_robotics")
 
 from ppl_torchrl.datagen import (  # noqa: E402
     GENERATED_IDS,
-    REFERENCE_RETURNS,
     ensure_generated_dataset,
     generate_dataset,
     generated_path,
@@ -17,8 +16,9 @@ from ppl_torchrl.datagen.planner import BEHAVIORS, MazeGraph, WaypointPlanner  #
 from ppl_torchrl.datagen.pointmaze import POINTMAZE_DATASETS, episode_behaviors, generate_pointmaze  # noqa: E402
 from ppl_torchrl.datagen.writers import array_digest, file_digest  # noqa: E402
 from ppl_torchrl.envs.pointmaze import GOAL_RADIUS, MAZES, make_pointmaze_env  # noqa: E402
-from ppl_torchrl.evaluation.registry import get_dataset_spec  # noqa: E402
+from ppl_torchrl.evaluation.registry import POINTMAZE_REFERENCE, get_dataset_spec  # noqa: E402
 
+MAZE2D_STEPS = {"umaze": 300, "medium": 600, "large": 800}  # D4RL maze2d's time limits
 UMAZE = POINTMAZE_DATASETS["pointmaze-umaze-gen-v0"]
 PLAY = POINTMAZE_DATASETS["pointmaze-umaze-play-gen-v0"]
 MIXED = POINTMAZE_DATASETS["pointmaze-umaze-mixed-gen-v0"]
@@ -40,8 +40,9 @@ def test_registry_entries():
         assert did in GENERATED_IDS
         spec = get_dataset_spec(did)
         assert spec.source == "generated" and spec.suite == "pointmaze-gen"
-        assert (spec.ref_min, spec.ref_max) == REFERENCE_RETURNS[spec.env_name]
-        assert spec.max_episode_steps == MAZES[spec.env_name.split("-")[1]].max_episode_steps
+        assert (spec.max_episode_steps, spec.ref_min, spec.ref_max) == POINTMAZE_REFERENCE[spec.env_name]
+        maze = spec.env_name.split("-")[1]
+        assert spec.max_episode_steps == POINTMAZE_DATASETS[did].episode_steps == MAZE2D_STEPS[maze]
     assert all(did.endswith("-gen-v0") for did in GENERATED_IDS)
 
 

@@ -13,6 +13,7 @@ from ppl_torchrl.data.d4rl import D4RL_URLS, CORLD4RLExperienceReplay, is_d4rl_i
 from ppl_torchrl.data.minari import CORLMinariExperienceReplay, local_minari_ids, minari_root
 from ppl_torchrl.data.transforms import reward_transform, state_norm_transform
 from ppl_torchrl.errors import did_you_mean
+from ppl_torchrl.evaluation.registry import DATASETS
 
 __all__ = ["make_offline_replay_buffer", "resolve_dataset"]
 
@@ -33,12 +34,9 @@ def resolve_dataset(dataset: str | Path) -> DatasetKind:
         return "d4rl"
     if "/" in dataset or dataset in local_minari_ids():
         return "minari"
-    from ppl_torchrl.evaluation import registry
-
-    registry._load_generated()
-    candidates = list(D4RL_URLS) + list(registry.DATASETS) + local_minari_ids()
+    candidates = list(D4RL_URLS) + list(DATASETS) + local_minari_ids()
     hint = did_you_mean(dataset, candidates)
-    spec = registry.DATASETS.get(dataset)
+    spec = DATASETS.get(dataset)
     if spec is not None and spec.source != "d4rl":
         hint = f" {dataset!r} is a registered {spec.source} dataset: generate it and pass the HDF5 path."
     raise KeyError(

@@ -1,8 +1,8 @@
 """Datasets the project makes itself (ids ending in ``-gen-v0``), so that users without network
 access still have real offline data, including data whose share of inefficient behaviour is known.
 
-Importing this package registers every generated id in :mod:`ppl_torchrl.evaluation.registry` (the registry
-imports it lazily). :func:`ensure_generated_dataset` returns the D4RL-format HDF5 file of an id,
+The ids, their eval tasks and reference returns are declared in :mod:`ppl_torchrl.evaluation.registry`;
+this package says how each one is made. :func:`ensure_generated_dataset` returns the D4RL-format HDF5 file of an id,
 generating it on first use (well under a minute on 2 CPU cores, see ``docs/datagen.md``)::
 
     >>> from ppl_torchrl.datagen import ensure_generated_dataset
@@ -16,11 +16,12 @@ import logging
 import os
 from pathlib import Path
 
-from ppl_torchrl.evaluation.registry import DatasetSpec, register_dataset
+from ppl_torchrl.datagen.locomotion import LOCOMOTION_DATASETS
+from ppl_torchrl.datagen.pointmaze import POINTMAZE_DATASETS
+from ppl_torchrl.evaluation.registry import get_dataset_spec
 
 __all__ = [
     "GENERATED_IDS",
-    "REFERENCE_RETURNS",
     "default_data_root",
     "generated_path",
     "generate_dataset",
@@ -29,44 +30,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Mean evaluation return (100 episodes, eval env, seed 0) of the uniform random policy (ref_min)
-#: and of the noise-free planner heading for the goal (ref_max). Measured with
-#: ``python recipes/collect.py measure_refs=true`` (= ``measure_reference_returns(env, 100, seed=0)``
-#: for each maze); re-measure and bump ``GENERATOR_VERSION`` if the env or planner changes.
-REFERENCE_RETURNS: dict[str, tuple[float, float]] = {
-    "pointmaze-umaze": (20.7, 228.25),
-    "pointmaze-medium": (18.28, 477.21),
-    "pointmaze-large": (2.5, 622.96),
-}
-
-
-def _register_all() -> tuple[str, ...]:
-    # Imported here, not at module level: the configs need only numpy, so the registry works even
-    # where mujoco is missing; the env and planner are imported when data is generated.
-    from ppl_torchrl.datagen.pointmaze import POINTMAZE_DATASETS
-
-    for did, cfg in POINTMAZE_DATASETS.items():
-        lo, hi = REFERENCE_RETURNS[cfg.env_name]
-        register_dataset(DatasetSpec(did, "pointmaze-gen", cfg.env_name, lo, hi, cfg.episode_steps, source="generated"))
-    return tuple(POINTMAZE_DATASETS) + _register_locomotion()
-
-
-def _register_locomotion() -> tuple[str, ...]:
-    """Registers hopper/halfcheetah/walker2d x random/medium/medium-replay/medium-expert ``-gen-v0``
-    with D4RL's reference returns for the env (``ref_min``/``ref_max`` of the ``-v2`` ids), so
-    normalised scores on generated and D4RL data are on the same scale."""
-    from ppl_torchrl.datagen.locomotion import LOCOMOTION_DATASETS, MAX_EPISODE_STEPS
-    from ppl_torchrl.evaluation.registry import get_dataset_spec
-
-    for did, cfg in LOCOMOTION_DATASETS.items():
-        d4rl = get_dataset_spec(f"{cfg.env_name}-medium-v2")
-        register_dataset(DatasetSpec(did, "mujoco-gen", cfg.env_name, d4rl.ref_min, d4rl.ref_max,
-                                     MAX_EPISODE_STEPS, source="generated"))
-    return tuple(LOCOMOTION_DATASETS)
-
-
-#: Every generated dataset id.
-GENERATED_IDS: tuple[str, ...] = _register_all()
+#: Every generated dataset id (the registry's ``pointmaze-gen`` and ``mujoco-gen`` ids).
+GENERATED_IDS: tuple[str, ...] = tuple(POINTMAZE_DATASETS) + tuple(LOCOMOTION_DATASETS)
 
 
 def default_data_root() -> Path:
@@ -83,9 +48,6 @@ def generated_path(dataset_id: str, root: str | Path | None = None, seed: int = 
 
 
 def _config(dataset_id: str):
-    from ppl_torchrl.datagen.locomotion import LOCOMOTION_DATASETS
-    from ppl_torchrl.datagen.pointmaze import POINTMAZE_DATASETS
-
     try:
         return POINTMAZE_DATASETS[dataset_id] if dataset_id in POINTMAZE_DATASETS else LOCOMOTION_DATASETS[dataset_id]
     except KeyError:
@@ -122,7 +84,7 @@ def generate_dataset(
     from ppl_torchrl.envs.pointmaze import GYM_IDS
 
     cfg = _config(dataset_id)
-    if dataset_id in _locomotion_ids():
+    if dataset_id in LOCOMOTION_DATASETS:
         return _generate_locomotion(cfg, path, seed, num_episodes=num_episodes, episode_steps=episode_steps,
                                     num_transitions=num_transitions, backend=backend, minari=minari,
                                     minari_root=minari_root, progress=progress)
@@ -134,18 +96,12 @@ def generate_dataset(
     t0 = time.perf_counter()
     out.stats["path"] = str(write_hdf5(path, out.data, out.attrs))
     if minari:
-        lo, hi = REFERENCE_RETURNS[cfg.env_name]
+        spec = get_dataset_spec(dataset_id)
         out.stats["minari_path"] = str(write_minari(
-            dataset_id, out.data, env_id=GYM_IDS[cfg.maze], ref_min=lo, ref_max=hi,
+            dataset_id, out.data, env_id=GYM_IDS[cfg.maze], ref_min=spec.ref_min, ref_max=spec.ref_max,
             description=cfg.description, root=minari_root, overwrite=True))
     out.stats["write_time_s"] = time.perf_counter() - t0
     return out
-
-
-def _locomotion_ids() -> frozenset[str]:
-    from ppl_torchrl.datagen.locomotion import LOCOMOTION_DATASETS
-
-    return frozenset(LOCOMOTION_DATASETS)
 
 
 def _generate_locomotion(cfg, path, seed, *, num_episodes, episode_steps, num_transitions, backend, minari,
@@ -155,7 +111,6 @@ def _generate_locomotion(cfg, path, seed, *, num_episodes, episode_steps, num_tr
 
     from ppl_torchrl.datagen.locomotion import LOCOMOTION_ENVS, generate_locomotion
     from ppl_torchrl.datagen.writers import array_digest, write_hdf5, write_minari
-    from ppl_torchrl.evaluation.registry import get_dataset_spec
 
     if num_episodes is not None or episode_steps is not None:
         raise ValueError(f"{cfg.dataset_id}: locomotion episodes end at termination or 1000 steps; "
@@ -187,7 +142,7 @@ def _matches(path: Path, dataset_id: str, seed: int) -> bool:
     except D4RLFileError as err:
         log.warning("Regenerating %s: the existing file is unusable (%s).", path, err)
         return False
-    if dataset_id in _locomotion_ids():
+    if dataset_id in LOCOMOTION_DATASETS:
         from ppl_torchrl.datagen.locomotion import GENERATOR_VERSION as LOCO_VERSION
 
         want = {"dataset_id": dataset_id, "seed": seed, "generator_version": LOCO_VERSION,

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ppl_torchrl.evaluation.registry import DATASETS
+
 __all__ = [
     "GENERATOR_VERSION",
     "LOCOMOTION_DATASETS",
@@ -121,20 +123,20 @@ _DESCRIPTIONS = {
 }
 
 
-def _configs() -> dict[str, LocomotionDatasetConfig]:
-    out = {}
-    for env, gym_id in LOCOMOTION_ENVS.items():
-        for kind, comps in _KINDS.items():
-            did = f"{env}-{kind}-gen-v0"
-            out[did] = LocomotionDatasetConfig(
-                did, env, kind, comps, 100_000,
-                f"{gym_id} ({kind} analogue, generated): {_DESCRIPTIONS[kind]}; "
-                "episodes end at termination or 1000 steps.")
-    return out
+def _config(spec) -> LocomotionDatasetConfig:
+    """How the registry's generated locomotion id ``spec.dataset_id`` (``<env>-<kind>-gen-v0``) is made."""
+    env = spec.env_name
+    kind = spec.dataset_id.removeprefix(f"{env}-").removesuffix("-gen-v0")
+    return LocomotionDatasetConfig(
+        spec.dataset_id, env, kind, _KINDS[kind], 100_000,
+        f"{LOCOMOTION_ENVS[env]} ({kind} analogue, generated): {_DESCRIPTIONS[kind]}; "
+        "episodes end at termination or 1000 steps.")
 
 
-#: Every generated locomotion dataset, by id.
-LOCOMOTION_DATASETS: dict[str, LocomotionDatasetConfig] = _configs()
+#: Every generated locomotion dataset, by id: the registry's ``mujoco-gen`` ids.
+LOCOMOTION_DATASETS: dict[str, LocomotionDatasetConfig] = {
+    did: _config(spec) for did, spec in DATASETS.items() if spec.suite == "mujoco-gen"
+}
 
 
 class _NumpyActor:

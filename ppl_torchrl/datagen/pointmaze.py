@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ppl_torchrl.datagen.planner import BEHAVIORS, MazeGraph, WaypointPlanner
 from ppl_torchrl.envs.pointmaze import MAZES, PointMazeGoalEnv, make_pointmaze_env
+from ppl_torchrl.evaluation.registry import DATASETS
 from ppl_torchrl.keys import ACTION, NEXT_OBSERVATION, OBSERVATION, REWARD
 
 __all__ = [
@@ -78,37 +79,42 @@ class PointMazeDatasetConfig:
         return f"pointmaze-{self.maze}"
 
 
-def _configs() -> dict[str, PointMazeDatasetConfig]:
-    out = {}
-    sizes = {"umaze": 300, "medium": 200, "large": 150}  # episodes; x maze2d length = ~90k/120k/120k steps
-    for maze, n in sizes.items():
-        steps = MAZES[maze].max_episode_steps
-        # AntMaze-style naming: no suffix = every episode heads for the evaluation goal (the
-        # quickstart default: learnable by plain BC in minutes); -play / -diverse = maze2d-style
-        # wandering between hand-picked / random goals, rewarded only near the evaluation goal
-        # (the agent has to stitch sub-trajectories).
-        for mode, suffix in (("fixed", ""), ("play", "-play"), ("diverse", "-diverse")):
-            did = f"pointmaze-{maze}{suffix}-gen-v0"
-            goals = "the fixed evaluation goal" if mode == "fixed" else f"{mode} goals (maze2d-style)"
-            out[did] = PointMazeDatasetConfig(
-                did, maze, mode, (("planner", 1.0),), n, steps,
-                f"PointMaze {maze}: BFS waypoint planner + PD controller (action noise 0.2) driving to "
-                f"{goals}; sparse reward w.r.t. the fixed goal cell {MAZES[maze].goal_cell}.",
-            )
-    for maze in ("umaze", "medium"):
-        did = f"pointmaze-{maze}-mixed-gen-v0"
-        out[did] = PointMazeDatasetConfig(
-            did, maze, "fixed", (("planner", 0.3), ("wander", 0.35), ("detour", 0.35)), sizes[maze],
-            MAZES[maze].max_episode_steps,
-            f"PointMaze {maze}, mixed quality: every episode heads for the fixed goal; 30% of the episodes "
-            "by the planner, 35% by a wandering planner (random held actions half of the time), 35% by a "
-            "planner that first detours through a far cell. infos/behavior labels each step.",
+#: episodes in each maze's full datasets (x the maze2d episode length: ~90k / 120k / 120k steps)
+_EPISODES = {"umaze": 300, "medium": 200, "large": 150}
+
+
+def _config(spec) -> PointMazeDatasetConfig:
+    """How the registry's generated PointMaze id ``spec.dataset_id`` is made (its suffix says which kind).
+
+    AntMaze-style naming: no suffix = every episode heads for the evaluation goal (the quickstart default:
+    learnable by plain BC in minutes); ``-play`` / ``-diverse`` = maze2d-style wandering between hand-picked /
+    random goals, rewarded only near the evaluation goal (the agent has to stitch sub-trajectories);
+    ``-mixed`` = a known share of inefficient behaviour, every episode heading for the evaluation goal.
+    """
+    maze = spec.env_name.removeprefix("pointmaze-")
+    kind = spec.dataset_id.removeprefix(spec.env_name).removesuffix("-gen-v0")
+    common = dict(dataset_id=spec.dataset_id, maze=maze, num_episodes=_EPISODES[maze],
+                  episode_steps=spec.max_episode_steps)
+    if kind == "-mixed":
+        return PointMazeDatasetConfig(
+            **common, goal_mode="fixed", behaviors=(("planner", 0.3), ("wander", 0.35), ("detour", 0.35)),
+            description=f"PointMaze {maze}, mixed quality: every episode heads for the fixed goal; 30% of the "
+            "episodes by the planner, 35% by a wandering planner (random held actions half of the time), 35% by "
+            "a planner that first detours through a far cell. infos/behavior labels each step.",
         )
-    return out
+    mode = {"": "fixed", "-play": "play", "-diverse": "diverse"}[kind]
+    goals = "the fixed evaluation goal" if mode == "fixed" else f"{mode} goals (maze2d-style)"
+    return PointMazeDatasetConfig(
+        **common, goal_mode=mode, behaviors=(("planner", 1.0),),
+        description=f"PointMaze {maze}: BFS waypoint planner + PD controller (action noise 0.2) driving to "
+        f"{goals}; sparse reward w.r.t. the fixed goal cell {MAZES[maze].goal_cell}.",
+    )
 
 
-#: Every generated PointMaze dataset, by id.
-POINTMAZE_DATASETS: dict[str, PointMazeDatasetConfig] = _configs()
+#: Every generated PointMaze dataset, by id: the registry's ``pointmaze-gen`` ids.
+POINTMAZE_DATASETS: dict[str, PointMazeDatasetConfig] = {
+    did: _config(spec) for did, spec in DATASETS.items() if spec.suite == "pointmaze-gen"
+}
 
 
 @dataclass

@@ -27,6 +27,8 @@ from functools import partial
 import gymnasium as gym
 import numpy as np
 
+from ppl_torchrl.evaluation.registry import get_dataset_spec
+
 __all__ = [
     "GOAL_RADIUS",
     "MazeSpec",
@@ -34,6 +36,7 @@ __all__ = [
     "PointMazeGoalEnv",
     "make_pointmaze_env",
     "sparse_reward",
+    "time_limit",
     "GYM_IDS",
 ]
 
@@ -51,14 +54,12 @@ class MazeSpec:
         name: ``"umaze"``, ``"medium"`` or ``"large"``.
         maze_map: Gymnasium-Robotics map (1 = wall, 0 = free), rows top to bottom.
         goal_cell: (row, col) of the fixed goal; D4RL maze2d's ``G`` cell of the same maze.
-        max_episode_steps: evaluation time limit (D4RL maze2d's).
         play_goal_cells: hand-picked goal cells for the "play" behaviour (includes the goal cell).
     """
 
     name: str
     maze_map: tuple[tuple[int, ...], ...]
     goal_cell: tuple[int, int]
-    max_episode_steps: int
     play_goal_cells: tuple[tuple[int, int], ...]
 
     @property
@@ -93,14 +94,12 @@ MAZES: dict[str, MazeSpec] = {
         "umaze",
         _parse("##### #...# ###.# #...# #####"),
         goal_cell=(1, 1),
-        max_episode_steps=300,
         play_goal_cells=((1, 1), (1, 3), (3, 1), (3, 3)),
     ),
     "medium": MazeSpec(
         "medium",
         _parse("######## #..##..# #..#...# ##...### #..#...# #.#..#.# #...#..# ########"),
         goal_cell=(6, 6),
-        max_episode_steps=600,
         play_goal_cells=((6, 6), (1, 1), (1, 6), (4, 1), (6, 3), (3, 4)),
     ),
     "large": MazeSpec(
@@ -110,7 +109,6 @@ MAZES: dict[str, MazeSpec] = {
             "#..#.#.....# ##.#.#.#.### #..#...#...# ############"
         ),
         goal_cell=(7, 9),
-        max_episode_steps=800,
         play_goal_cells=((7, 9), (1, 1), (1, 10), (3, 4), (5, 4), (7, 1), (7, 5), (3, 8)),
     ),
 }
@@ -221,6 +219,12 @@ def _maze_of(env_name: str) -> str:
     return maze
 
 
+def time_limit(maze: str) -> int:
+    """The evaluation time limit of ``maze`` (D4RL maze2d's: 300 / 600 / 800 steps), as the dataset registry
+    states it for the maze's generated datasets."""
+    return get_dataset_spec(f"pointmaze-{maze}-gen-v0").max_episode_steps
+
+
 def make_pointmaze_env(env_name: str, seed: int | None = 0, *, max_episode_steps: int | None = None) -> gym.Env:
     """The evaluation env of ``env_name`` (``"pointmaze-umaze"``, ``"pointmaze-medium"``, ``"pointmaze-large"``).
 
@@ -230,7 +234,7 @@ def make_pointmaze_env(env_name: str, seed: int | None = 0, *, max_episode_steps
     ``GymWrapper`` for TorchRL rollouts.
     """
     maze = _maze_of(env_name)
-    steps = MAZES[maze].max_episode_steps if max_episode_steps is None else int(max_episode_steps)
+    steps = time_limit(maze) if max_episode_steps is None else int(max_episode_steps)
     env = gym.wrappers.TimeLimit(PointMazeGoalEnv(maze), max_episode_steps=steps)
     if seed is not None:
         env.reset(seed=int(seed))
@@ -245,7 +249,7 @@ def _register() -> None:
                 gym_id,
                 entry_point="ppl_torchrl.envs.pointmaze:PointMazeGoalEnv",
                 kwargs={"maze": maze},
-                max_episode_steps=MAZES[maze].max_episode_steps,
+                max_episode_steps=time_limit(maze),
             )
     try:
         from ppl_torchrl.envs import register_eval_env

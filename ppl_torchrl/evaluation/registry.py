@@ -2,10 +2,13 @@
 
 D4RL's reference returns (``ref_min``/``ref_max``) come from D4RL's ``infos.py``,
 ``gym_mujoco/__init__.py`` and ``locomotion/__init__.py`` (MuJoCo v2 datasets use the
-``<env>-random-v0`` entries; Adroit v1 uses the ``*-human-v0`` entries). Generated datasets
-(ids ending in ``-gen-v0``) register their own entries from :mod:`ppl_torchrl.datagen`, with
-reference returns measured on the generator's random and expert behaviours, so they can
-never be mistaken for D4RL's.
+``<env>-random-v0`` entries; Adroit v1 uses the ``*-human-v0`` entries). The datasets this project
+generates (ids ending in ``-gen-v0``, so they can never be mistaken for D4RL's) are declared here too;
+:mod:`ppl_torchrl.datagen` reads its list of ids from this table and says how each one is made. The
+locomotion ones share D4RL's reference returns, the PointMaze ones have their own, measured on the
+generator's random and expert behaviours.
+
+The D4RL normalized score (:func:`normalized_score`) is computed from this table and nowhere else.
 
 Exact ids only: lookups never match substrings (``hopper-medium`` is not ``hopper-medium-expert``).
 """
@@ -55,7 +58,6 @@ def register_dataset(spec: DatasetSpec, *, overwrite: bool = False) -> DatasetSp
 
 def get_dataset_spec(dataset_id: str) -> DatasetSpec:
     """Returns the :class:`DatasetSpec` of ``dataset_id`` or raises a ``KeyError`` naming close ids."""
-    _load_generated()
     try:
         return DATASETS[dataset_id]
     except KeyError:
@@ -79,15 +81,6 @@ def normalized_score(dataset_id: str, returns):
         raise ValueError(f"normalized_score got non-finite returns for {dataset_id!r}: {returns}")
     score = 100.0 * (returns - spec.ref_min) / (spec.ref_max - spec.ref_min)
     return float(score) if score.ndim == 0 else score
-
-
-def _load_generated() -> None:
-    # Generated datasets register themselves on import; imported lazily so that the registry
-    # stays importable without gymnasium-robotics.
-    try:
-        import ppl_torchrl.datagen  # noqa: F401
-    except ImportError:
-        pass
 
 
 # --- D4RL Gym-MuJoCo v2 -----------------------------------------------------------------
@@ -121,3 +114,26 @@ _ADROIT_REF = {
 for _task, (_lo, _hi, _steps) in _ADROIT_REF.items():
     for _kind in ("human", "cloned", "expert"):
         register_dataset(DatasetSpec(f"{_task}-{_kind}-v1", "adroit", _task, _lo, _hi, _steps))
+
+# --- Generated Gym-MuJoCo analogues (ppl_torchrl.datagen.locomotion): D4RL's reference returns of the env,
+# so that scores on generated and on D4RL data share one scale -------------------------------------------
+for _env, (_lo, _hi) in _MUJOCO_REF.items():
+    for _kind in ("random", "medium", "medium-replay", "medium-expert"):
+        register_dataset(DatasetSpec(f"{_env}-{_kind}-gen-v0", "mujoco-gen", _env, _lo, _hi, 1000, "generated"))
+
+# --- Generated PointMaze (ppl_torchrl.datagen.pointmaze) --------------------------------------------------
+#: env name -> (episode steps, ref_min, ref_max). Episode steps: D4RL maze2d's time limit of the same maze.
+#: ref_min / ref_max: mean evaluation return (100 episodes, eval env, seed 0) of the uniform random policy and
+#: of the noise-free planner heading for the goal, measured with ``python recipes/collect.py measure_refs=true``;
+#: measure them again (and bump ``GENERATOR_VERSION`` of ppl_torchrl/datagen/pointmaze.py) if the env or the
+#: planner changes.
+POINTMAZE_REFERENCE: dict[str, tuple[int, float, float]] = {
+    "pointmaze-umaze": (300, 20.7, 228.25),
+    "pointmaze-medium": (600, 18.28, 477.21),
+    "pointmaze-large": (800, 2.5, 622.96),
+}
+#: id suffixes: "" every episode heads for the evaluation goal; "-play" / "-diverse" wander between goals
+#: (maze2d-style); "-mixed" holds a known share of inefficient behaviour (umaze and medium only)
+for _env, (_steps, _lo, _hi) in POINTMAZE_REFERENCE.items():
+    for _kind in ("", "-play", "-diverse") + (("-mixed",) if _env != "pointmaze-large" else ()):
+        register_dataset(DatasetSpec(f"{_env}{_kind}-gen-v0", "pointmaze-gen", _env, _lo, _hi, _steps, "generated"))
