@@ -23,6 +23,7 @@ from torchrl.objectives import BCLoss, CQLLoss, IQLLoss, SoftUpdate, TD3BCLoss
 from ppl_torchrl import gemm, keys
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTCQLLoss, PartialOTLoss, ReBRACLoss
+from ppl_torchrl.training.config import NetworkConfig, OptimConfig
 from ppl_torchrl.update import ReBRACUpdate
 
 LOSSES = ("ppl", "rebrac", "ppl_cql", "td3_bc", "iql", "cql", "bc")
@@ -36,16 +37,18 @@ class Algorithm:
     loss: nn.Module
     optimizers: dict[str, torch.optim.Optimizer]
     policy: TensorDictModule  # evaluated deterministically
-    update: Callable[[TensorDictBase, int], TensorDictBase] = field(repr=False)
+    update: Callable[[TensorDictBase, int], TensorDictBase] = field(repr=False)  # one update: (batch, step)
     target_updater: SoftUpdate | None = None
     compiled: bool = False  # the update is torch.compile'd: its first call compiles (tens of seconds)
+    #: several consecutive updates in one call, (batches, first step) -> metrics of the last, where the update
+    #: has one (:meth:`ppl_torchrl.update.ReBRACUpdate.run`: one compiled graph); None: one call per batch
+    update_many: Callable[[list, int], TensorDictBase] | None = field(default=None, repr=False)
 
     def run_updates(self, batches: list, start_step: int) -> TensorDictBase:
-        """``len(batches)`` consecutive updates from step ``start_step``: in one call where the update supports
-        it (:meth:`ppl_torchrl.update.ReBRACUpdate.run`, one compiled graph), else one call per batch."""
-        run = getattr(self.update, "run", None)
-        if run is not None:
-            return run(batches, start_step)
+        """``len(batches)`` consecutive updates from step ``start_step``: one :attr:`update_many` call where
+        there is one, else one :attr:`update` call per batch."""
+        if self.update_many is not None:
+            return self.update_many(batches, start_step)
         out = None
         for i, batch in enumerate(batches):
             out = self.update(batch, start_step + i)
@@ -133,66 +136,71 @@ def resolve_compile(cfg, device: torch.device | str = "cpu") -> bool:
 def make_algorithm(cfg, obs_dim: int, act_dim: int, device: torch.device | str = "cpu") -> Algorithm:
     """Builds the algorithm named ``cfg.loss.name`` from the recipe config.
 
-    Reads ``cfg.loss`` (loss hyper-parameters), ``cfg.model`` (``hidden_dim``, ``num_hidden``,
-    ``num_qvalue_nets``), ``cfg.optim`` (``actor_lr``, ``critic_lr``, ``potential_lr_scale``, ``tau``,
+    Reads ``cfg.loss`` (loss hyper-parameters), ``cfg.model`` (:class:`~ppl_torchrl.training.config.NetworkConfig`),
+    ``cfg.optim`` (:class:`~ppl_torchrl.training.config.OptimConfig`: every learning rate, ``tau``,
     ``policy_freq``, ``gamma``) and ``cfg.compile`` (the speed switches; :func:`resolve_compile`).
     """
     name = cfg.loss.name
     if name not in LOSSES:
         raise ValueError(f"Unknown loss {name!r}; choose one of {LOSSES} (hydra: loss=<name>).")
-    m, o, lc = cfg.model, cfg.optim, cfg.loss
     compiled = resolve_compile(cfg, device)
     if cfg.compile.gemm != "auto":  # auto: measured at the first GEMM (ppl_torchrl.gemm), cached per process
         gemm.set_gemm_plan(cfg.compile.gemm, device)
+    common = dict(net=NetworkConfig.from_config(cfg.model), optim=OptimConfig.from_config(cfg.optim),
+                  obs_dim=obs_dim, act_dim=act_dim, device=device)
     if name in ("ppl", "rebrac"):
-        return _make_rebrac_family(name, lc, m, o, cfg.compile, obs_dim, act_dim, device, compiled)
-    if name in ("cql", "ppl_cql"):
-        algorithm = _make_cql_family(name, lc, m, o, obs_dim, act_dim, device)
-    elif name == "td3_bc":
-        algorithm = _make_td3_bc(lc, m, o, obs_dim, act_dim, device)
-    elif name == "iql":
-        algorithm = _make_iql(lc, m, o, obs_dim, act_dim, device)
-    else:
-        algorithm = _make_bc(lc, m, o, obs_dim, act_dim, device)
+        cc = cfg.compile
+        # compile.enabled=auto: a failed compilation falls back to the eager update with a warning; true raises.
+        return _make_rebrac_family(name, cfg.loss, compile=compiled, compile_mode=cc.mode, compile_backend=cc.backend,
+                                   cudagraphs=bool(cc.cudagraphs), fallback=isinstance(cc.enabled, str), **common)
+    builder = {"cql": _make_cql_family, "ppl_cql": _make_cql_family, "td3_bc": _make_td3_bc, "iql": _make_iql,
+               "bc": _make_bc}[name]
+    algorithm = builder(name, cfg.loss, **common)
     if compiled:  # TorchRL's own losses: torch.compile of their eager step, as TorchRL's recipes do
         algorithm.update = torch.compile(algorithm.update, mode=cfg.compile.mode, backend=cfg.compile.backend)
         algorithm.compiled = True
     return algorithm
 
 
-def _make_rebrac_family(name, lc, m, o, cc, obs_dim, act_dim, device, compiled=False) -> Algorithm:
-    actor = make_actor(obs_dim, act_dim, hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device)
-    qvalue = make_qvalue_ensemble(obs_dim, act_dim, num_qvalue_nets=m.num_qvalue_nets,
-                                  hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device)
+# Each builder: (loss name, the loss's config section, *, networks, optimizer settings, dimensions, device).
+
+
+def _make_rebrac_family(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
+                        device, compile: bool = False, compile_mode=None, compile_backend: str = "inductor",
+                        cudagraphs: bool = False, fallback: bool = False) -> Algorithm:
+    lc = loss_cfg
+    actor = make_actor(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device)
+    qvalue = make_qvalue_ensemble(obs_dim, act_dim, num_qvalue_nets=net.num_qvalue_nets,
+                                  hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device)
     common = dict(
         actor_bc_coef=lc.actor_bc_coef, critic_bc_coef=lc.critic_bc_coef, policy_noise=lc.policy_noise,
         noise_clip=lc.noise_clip, normalize_q=lc.normalize_q, critic_next_action=lc.get("critic_next_action", "policy"),
         validate_inputs=lc.get("validate_inputs", True),
     )
     if name == "ppl":
-        potential = make_potential(obs_dim, act_dim, hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device)
+        potential = make_potential(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden,
+                                   device=device)
         loss = PartialOTLoss(actor, qvalue, potential, w=lc.w,
                              potential_uses_target_actor=lc.potential_uses_target_actor, **common)
     else:
         loss = ReBRACLoss(actor, qvalue, **common)
-    loss.make_value_estimator(gamma=o.gamma)
+    loss.make_value_estimator(gamma=optim.gamma)
     opts = {
-        "actor": _update_adam(loss.actor_network_params.values(True, True), o.actor_lr),
-        "critic": _update_adam(loss.qvalue_network_params.values(True, True), o.critic_lr),
+        "actor": _update_adam(loss.actor_network_params.values(True, True), optim.actor_lr),
+        "critic": _update_adam(loss.qvalue_network_params.values(True, True), optim.critic_lr),
     }
     if name == "ppl":
-        opts["potential"] = _update_adam(loss.potential_network_params.values(True, True),
-                                         o.critic_lr * o.potential_lr_scale)
-    # compile.enabled=auto: a failed compilation falls back to the eager update with a warning; true raises.
-    update = ReBRACUpdate(loss, opts, tau=o.tau, policy_freq=o.policy_freq, compile=compiled, mode=cc.mode,
-                          backend=cc.backend, cudagraphs=bool(cc.cudagraphs),
-                          fallback=isinstance(cc.enabled, str))
-    return Algorithm(name, loss, opts, actor, update, None, compiled=compiled)
+        opts["potential"] = _update_adam(loss.potential_network_params.values(True, True), optim.potential_lr)
+    update = ReBRACUpdate(loss, opts, tau=optim.tau, policy_freq=optim.policy_freq, compile=compile,
+                          mode=compile_mode, backend=compile_backend, cudagraphs=cudagraphs, fallback=fallback)
+    return Algorithm(name, loss, opts, actor, update, None, compiled=compile, update_many=update.run)
 
 
-def _make_cql_family(name, lc, m, o, obs_dim, act_dim, device) -> Algorithm:
-    actor = _tanh_normal_actor(obs_dim, act_dim, m.hidden_dim, m.num_hidden, device)
-    qvalue = _single_critic(obs_dim, act_dim, m.hidden_dim, lc.get("q_num_hidden", m.num_hidden), device)
+def _make_cql_family(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
+                     device) -> Algorithm:
+    lc = loss_cfg
+    actor = _tanh_normal_actor(obs_dim, act_dim, net.hidden_dim, net.num_hidden, device)
+    qvalue = _single_critic(obs_dim, act_dim, net.hidden_dim, lc.get("q_num_hidden", net.num_hidden), device)
     kwargs = dict(
         action_spec=Bounded(-torch.ones(act_dim), torch.ones(act_dim), (act_dim,)),
         loss_function="l2", num_random=lc.num_random, with_lagrange=lc.with_lagrange,
@@ -201,14 +209,15 @@ def _make_cql_family(name, lc, m, o, obs_dim, act_dim, device) -> Algorithm:
         temperature=lc.temperature,
     )
     if name == "ppl_cql":
-        potential = make_potential(obs_dim, act_dim, hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device)
+        potential = make_potential(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden,
+                                   device=device)
         loss = PartialOTCQLLoss(actor, qvalue, potential, w=lc.w, **kwargs)
     else:
         loss = CQLLoss(actor, qvalue, **kwargs)
     # CQL keeps CORL's own learning rates and gamma (loss config), not ReBRAC's per-dataset ones.
-    actor_lr, critic_lr = lc.get("actor_lr", o.actor_lr), lc.get("critic_lr", o.critic_lr)
-    loss.make_value_estimator(gamma=lc.get("gamma", o.gamma))
-    updater = SoftUpdate(loss, tau=o.tau)
+    actor_lr, critic_lr = lc.get("actor_lr", optim.actor_lr), lc.get("critic_lr", optim.critic_lr)
+    loss.make_value_estimator(gamma=lc.get("gamma", optim.gamma))
+    updater = SoftUpdate(loss, tau=optim.tau)
     opts = {
         "actor": _adam(loss.actor_network_params.values(True, True), actor_lr),
         "critic": _adam(loss.qvalue_network_params.values(True, True), critic_lr),
@@ -217,7 +226,8 @@ def _make_cql_family(name, lc, m, o, obs_dim, act_dim, device) -> Algorithm:
     if lc.with_lagrange:
         opts["alpha_prime"] = _adam([loss.log_alpha_prime], critic_lr)
     if name == "ppl_cql":
-        opts["potential"] = _adam(loss.potential_network_params.values(True, True), critic_lr * o.potential_lr_scale)
+        opts["potential"] = _adam(loss.potential_network_params.values(True, True),
+                                  critic_lr * optim.potential_lr_scale)
 
     def update(batch: TensorDictBase, step: int) -> TensorDictBase:
         out = loss(batch)
@@ -238,44 +248,48 @@ def _make_cql_family(name, lc, m, o, obs_dim, act_dim, device) -> Algorithm:
     return Algorithm(name, loss, opts, actor, update, updater)
 
 
-def _make_td3_bc(lc, m, o, obs_dim, act_dim, device) -> Algorithm:
-    actor = make_actor(obs_dim, act_dim, hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device)
-    qvalue = _single_critic(obs_dim, act_dim, m.hidden_dim, m.num_hidden, device)
-    loss = TD3BCLoss(actor, qvalue, bounds=(-1.0, 1.0), num_qvalue_nets=m.num_qvalue_nets, alpha=lc.alpha,
+def _make_td3_bc(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
+                 device) -> Algorithm:
+    lc = loss_cfg
+    actor = make_actor(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device)
+    qvalue = _single_critic(obs_dim, act_dim, net.hidden_dim, net.num_hidden, device)
+    loss = TD3BCLoss(actor, qvalue, bounds=(-1.0, 1.0), num_qvalue_nets=net.num_qvalue_nets, alpha=lc.alpha,
                      policy_noise=lc.policy_noise, noise_clip=lc.noise_clip, loss_function="l2")
-    loss.make_value_estimator(gamma=o.gamma)
-    updater = SoftUpdate(loss, tau=o.tau)
+    loss.make_value_estimator(gamma=optim.gamma)
+    updater = SoftUpdate(loss, tau=optim.tau)
     opts = {
-        "actor": _adam(loss.actor_network_params.values(True, True), o.actor_lr),
-        "critic": _adam(loss.qvalue_network_params.values(True, True), o.critic_lr),
+        "actor": _adam(loss.actor_network_params.values(True, True), optim.actor_lr),
+        "critic": _adam(loss.qvalue_network_params.values(True, True), optim.critic_lr),
     }
 
     def update(batch, step):
         loss_q, md = loss.qvalue_loss(batch)
         optimizer_step(opts["critic"], loss_q)
         out = {"loss_qvalue": loss_q.detach()}
-        if step % o.policy_freq == 0:
+        if step % optim.policy_freq == 0:
             loss_a, md_a = loss.actor_loss(batch)
             optimizer_step(opts["actor"], loss_a)
             updater.step()
             out["loss_actor"] = loss_a.detach()
         return TensorDict(out)
 
-    return Algorithm("td3_bc", loss, opts, actor, update, updater)
+    return Algorithm(name, loss, opts, actor, update, updater)
 
 
-def _make_iql(lc, m, o, obs_dim, act_dim, device) -> Algorithm:
-    actor = _tanh_normal_actor(obs_dim, act_dim, m.hidden_dim, m.num_hidden, device)
-    qvalue = _single_critic(obs_dim, act_dim, m.hidden_dim, m.num_hidden, device)
-    value = _single_critic(obs_dim, act_dim, m.hidden_dim, m.num_hidden, device, value=True)
-    loss = IQLLoss(actor, qvalue, value, num_qvalue_nets=m.num_qvalue_nets, temperature=lc.temperature,
+def _make_iql(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
+              device) -> Algorithm:
+    lc = loss_cfg
+    actor = _tanh_normal_actor(obs_dim, act_dim, net.hidden_dim, net.num_hidden, device)
+    qvalue = _single_critic(obs_dim, act_dim, net.hidden_dim, net.num_hidden, device)
+    value = _single_critic(obs_dim, act_dim, net.hidden_dim, net.num_hidden, device, value=True)
+    loss = IQLLoss(actor, qvalue, value, num_qvalue_nets=net.num_qvalue_nets, temperature=lc.temperature,
                    expectile=lc.expectile, loss_function="l2")
-    loss.make_value_estimator(gamma=o.gamma)
-    updater = SoftUpdate(loss, tau=o.tau)
+    loss.make_value_estimator(gamma=optim.gamma)
+    updater = SoftUpdate(loss, tau=optim.tau)
     opts = {
-        "actor": _adam(loss.actor_network_params.values(True, True), o.actor_lr),
+        "actor": _adam(loss.actor_network_params.values(True, True), optim.actor_lr),
         "critic": _adam(list(loss.qvalue_network_params.values(True, True))
-                        + list(loss.value_network_params.values(True, True)), o.critic_lr),
+                        + list(loss.value_network_params.values(True, True)), optim.critic_lr),
     }
 
     def update(batch, step):
@@ -288,17 +302,18 @@ def _make_iql(lc, m, o, obs_dim, act_dim, device) -> Algorithm:
         updater.step()
         return out.detach()
 
-    return Algorithm("iql", loss, opts, actor, update, updater)
+    return Algorithm(name, loss, opts, actor, update, updater)
 
 
-def _make_bc(lc, m, o, obs_dim, act_dim, device) -> Algorithm:
-    actor = make_actor(obs_dim, act_dim, hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device)
+def _make_bc(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
+             device) -> Algorithm:
+    actor = make_actor(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device)
     loss = BCLoss(actor, loss_function="l2")
-    opts = {"actor": _adam(loss.actor_network_params.values(True, True), o.actor_lr)}
+    opts = {"actor": _adam(loss.actor_network_params.values(True, True), optim.actor_lr)}
 
     def update(batch, step):
         out = loss(batch)
         optimizer_step(opts["actor"], out["loss_bc"])
         return out.detach()
 
-    return Algorithm("bc", loss, opts, actor, update, None)
+    return Algorithm(name, loss, opts, actor, update, None)

@@ -6,6 +6,8 @@ right. :class:`NetworkConfig` and :class:`OptimConfig` are what the algorithm bu
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 from omegaconf import DictConfig
 
 from ppl_torchrl.errors import ConfigError
@@ -49,3 +51,45 @@ def validate_config(cfg: DictConfig) -> None:
     if backend not in ("wandb", "", "none", "csv"):
         raise ConfigError(f"logger.backend must be 'wandb' or '' (files only), got {backend!r}.")
 
+
+
+def _from_section(cls, section):
+    """``cls`` from the config section's keys of the same names (every field is required: the defaults live
+    in ``recipes/config/base.yaml`` and nowhere else)."""
+    missing = [f.name for f in fields(cls) if f.name not in section]
+    if missing:
+        raise ConfigError(f"the config lacks {missing} for {cls.__name__}.")
+    return cls(**{f.name: section[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The ``model`` section: width and depth of every network, size of the critic ensemble."""
+
+    hidden_dim: int
+    num_hidden: int
+    num_qvalue_nets: int
+
+    @classmethod
+    def from_config(cls, section) -> "NetworkConfig":
+        return _from_section(cls, section)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The ``optim`` section as the algorithm builders read it (one home for every learning rate and gamma)."""
+
+    actor_lr: float
+    critic_lr: float
+    potential_lr_scale: float  # potential lr = critic lr x this (authors' code: 1/100)
+    tau: float
+    policy_freq: int
+    gamma: float
+
+    @property
+    def potential_lr(self) -> float:
+        return self.critic_lr * self.potential_lr_scale
+
+    @classmethod
+    def from_config(cls, section) -> "OptimConfig":
+        return _from_section(cls, section)

@@ -176,11 +176,6 @@ class Trainer:
         self.compile_time = float(state.get("compile_time", 0.0))
         return True
 
-    def _compiled(self) -> bool:
-        """Whether the update is compiled: its first call in a process then compiles (seconds to minutes)."""
-        update = self.algorithm.update
-        return bool(getattr(self.algorithm, "compiled", False)) or hasattr(update, "_torchdynamo_orig_callable")
-
     # -------------------------------------------------------------- loop
     def run(self) -> dict:
         cfg = self.cfg
@@ -189,7 +184,9 @@ class Trainer:
         # Also a checkpoint when this much time has passed since the last one (taken between two steps).
         ckpt_seconds = 60.0 * float(cfg.checkpoint.get("every_minutes") or 0.0)
         stop_after = cfg.checkpoint.get("stop_after")  # for tests: simulate a killed run
-        compiling = self._compiled()  # the first call compiles: kept out of the bar's ETA and of steps/s
+        # A compiled update compiles at its first call in a process (seconds to minutes): kept out of the bar's
+        # ETA and of steps/s.
+        compiling = self.algorithm.compiled
         bar = tqdm(total=steps, initial=self.step, desc=f"{self.algorithm.name}", disable=not cfg.logger.progress)
         t0, timed_steps = time.perf_counter(), 0
         last_checkpoint = time.monotonic()
