@@ -94,6 +94,35 @@ def test_dataset_configs_carry_the_paper_values(dataset_id):
     assert make_cfg([f"dataset={dataset_id}", "loss.w=5"], config_name=recipe).loss.w == 5
 
 
+@pytest.mark.parametrize("loss", ["cql", "ppl_cql"])
+@pytest.mark.parametrize("recipe, dataset_id", [("ppl_antmaze", "antmaze-umaze-v2"), ("ppl_mujoco", "hopper-medium-v2")])
+def test_cql_settings_have_one_home(recipe, dataset_id, loss):
+    """CQL's learning rates and discount (CORL: policy_lr 1e-4, qf_lr 3e-4, discount 0.99) live in optim: they win
+    over the dataset file's, and the command line wins over them; the built optimizers use what the config says."""
+    from ppl_torchrl.training.algorithms import make_algorithm
+
+    def built(*extra):
+        cfg = make_cfg([f"dataset={dataset_id}", f"loss={loss}", "model.hidden_dim=8", *extra], config_name=recipe)
+        assert not ({"actor_lr", "critic_lr", "gamma"} & set(cfg.loss)), "a second home for optim settings"
+        alg = make_algorithm(cfg, obs_dim=3, act_dim=2)
+        lrs = {name: opt.param_groups[0]["lr"] for name, opt in alg.optimizers.items()}
+        return cfg, lrs, float(alg.loss.value_estimator.gamma)
+
+    cfg, lrs, gamma = built()
+    assert (cfg.optim.actor_lr, cfg.optim.critic_lr, cfg.optim.gamma) == (1e-4, 3e-4, 0.99)
+    assert (lrs["actor"], lrs["alpha"], lrs["critic"], lrs["alpha_prime"]) == (1e-4, 1e-4, 3e-4, 3e-4)
+    assert gamma == pytest.approx(0.99)
+    if loss == "ppl_cql":
+        assert lrs["potential"] == pytest.approx(3e-4 / 100)
+    cfg, lrs, gamma = built("optim.critic_lr=1e-3", "optim.actor_lr=2e-4", "optim.gamma=0.95")
+    assert (lrs["actor"], lrs["alpha"], lrs["critic"], lrs["alpha_prime"]) == (2e-4, 2e-4, 1e-3, 1e-3)
+    assert gamma == pytest.approx(0.95)
+    # the other losses keep the dataset file's values
+    other = make_cfg([f"dataset={dataset_id}", "loss=rebrac"], config_name=recipe)
+    expected = (3e-4, 5e-5, 0.999) if dataset_id.startswith("antmaze") else (1e-3, 1e-3, 0.99)
+    assert (other.optim.actor_lr, other.optim.critic_lr, other.optim.gamma) == expected
+
+
 def test_resume_after_stop_is_bit_identical(tmp_path):
     full, cut = tmp_path / "full", tmp_path / "cut"
     train(make_cfg(tiny(full, steps=40, **{"eval.every": 20})))

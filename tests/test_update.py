@@ -293,3 +293,49 @@ def test_compile_auto_at_paper_length_builds_and_trains_with_the_switches_flippe
     assert trainer.algorithm.update.compiled  # inductor built it: no fallback
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "train/loss_qvalue" in r] == [3, 6]
+
+
+def test_any_network_the_loss_accepts_works_on_the_update_eager_and_compiled():
+    """TorchRL's own modules (an MLP actor with a tanh, a single ValueOperator critic, an MLP potential) instead
+    of ppl_torchrl.modules: the update differentiates whatever networks the loss holds."""
+    from tensordict.nn import TensorDictModule
+    from torch import nn
+    from torchrl.modules import MLP, ValueOperator
+
+    from ppl_torchrl.objectives import PartialOTLoss
+
+    class NegAbsMLP(MLP):  # f = -|g(s, a)|, the inputs concatenated by torchrl's MLP
+        def forward(self, *inputs):
+            return -super().forward(*inputs).abs()
+
+    def build(compile_it):
+        torch.manual_seed(0)
+        actor = TensorDictModule(nn.Sequential(MLP(in_features=OBS, out_features=ACT, num_cells=[16]), nn.Tanh()),
+                                 in_keys=[keys.OBSERVATION], out_keys=[keys.ACTION])
+        critic = ValueOperator(MLP(in_features=OBS + ACT, out_features=1, num_cells=[16]),
+                               in_keys=[keys.OBSERVATION, keys.ACTION])
+        potential = ValueOperator(NegAbsMLP(in_features=OBS + ACT, out_features=1, num_cells=[16]),
+                                  in_keys=[keys.OBSERVATION, keys.ACTION], out_keys=["potential"])
+        loss = PartialOTLoss(actor, critic, potential, w=4.0, actor_bc_coef=0.1, critic_bc_coef=0.1)
+        loss.make_value_estimator(gamma=0.9)
+        opts = {n: torch.optim.Adam(p.values(True, True), lr=1e-2) for n, p in (
+            ("critic", loss.qvalue_network_params), ("actor", loss.actor_network_params),
+            ("potential", loss.potential_network_params))}
+        return loss, opts, ReBRACUpdate(loss, opts, tau=0.1, compile=compile_it, backend="aot_eager")
+
+    batches = _batches(4)
+    results = []
+    for compile_it in (False, True):
+        loss, opts, update = build(compile_it)
+        before = {k: v.clone() for k, v in loss.state_dict().items()}
+        torch.manual_seed(7)
+        outs = [update(b, s) for s, b in enumerate(batches)]
+        assert all(torch.isfinite(v).all() for o in outs for v in o.values())
+        assert update.compiled == compile_it  # no silent fallback
+        after = loss.state_dict()
+        assert all(any(not torch.equal(before[k], after[k]) for k in before if k.startswith(p))
+                   for p in ("actor_network_params", "qvalue_network_params", "potential_network_params"))
+        results.append(after)
+    for k in results[0]:
+        torch.testing.assert_close(results[1][k], results[0][k], atol=2e-3, rtol=1e-3, msg=k)
+

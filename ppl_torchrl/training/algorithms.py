@@ -214,20 +214,18 @@ def _make_cql_family(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimCon
         loss = PartialOTCQLLoss(actor, qvalue, potential, w=lc.w, **kwargs)
     else:
         loss = CQLLoss(actor, qvalue, **kwargs)
-    # CQL keeps CORL's own learning rates and gamma (loss config), not ReBRAC's per-dataset ones.
-    actor_lr, critic_lr = lc.get("actor_lr", optim.actor_lr), lc.get("critic_lr", optim.critic_lr)
-    loss.make_value_estimator(gamma=lc.get("gamma", optim.gamma))
+    # CORL's CQL learning rates and discount: recipes/config/loss/cql.yaml sets them in optim, like any other loss
+    loss.make_value_estimator(gamma=optim.gamma)
     updater = SoftUpdate(loss, tau=optim.tau)
     opts = {
-        "actor": _adam(loss.actor_network_params.values(True, True), actor_lr),
-        "critic": _adam(loss.qvalue_network_params.values(True, True), critic_lr),
-        "alpha": _adam([loss.log_alpha], actor_lr),
+        "actor": _adam(loss.actor_network_params.values(True, True), optim.actor_lr),
+        "critic": _adam(loss.qvalue_network_params.values(True, True), optim.critic_lr),
+        "alpha": _adam([loss.log_alpha], optim.actor_lr),
     }
     if lc.with_lagrange:
-        opts["alpha_prime"] = _adam([loss.log_alpha_prime], critic_lr)
+        opts["alpha_prime"] = _adam([loss.log_alpha_prime], optim.critic_lr)
     if name == "ppl_cql":
-        opts["potential"] = _adam(loss.potential_network_params.values(True, True),
-                                  critic_lr * optim.potential_lr_scale)
+        opts["potential"] = _adam(loss.potential_network_params.values(True, True), optim.potential_lr)
 
     def update(batch: TensorDictBase, step: int) -> TensorDictBase:
         out = loss(batch)
