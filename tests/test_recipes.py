@@ -53,7 +53,8 @@ def test_every_loss_runs_in_the_same_harness(loss, tmp_path):
     assert (tmp_path / "metrics.csv").exists()
 
 
-# The paper's per-dataset values (PPL_NOTES §2.2; CORL ReBRAC configs), written out independently of the configs.
+# The paper's per-dataset values (CORL ReBRAC configs, tinkoff-ai/CORL: configs/offline/rebrac/...; docs/algorithm.md),
+# written out independently of the configs.
 BETAS = {
     "halfcheetah-medium-v2": (0.001, 0.01), "halfcheetah-medium-replay-v2": (0.01, 0.001),
     "halfcheetah-medium-expert-v2": (0.01, 0.1), "hopper-medium-v2": (0.01, 0.01),

@@ -1,15 +1,15 @@
 """The published numbers our sweep tables are compared with, in ONE table.
 
-Source: the PPL paper's Tables 1-2 (Asadulaev et al., NeurIPS 2024) as quoted in the seed deck
-(``shared/seed/*.txt``, "D4RL Experiments"), and ReBRAC's Adroit numbers (ReBRAC paper Table 4) as
-quoted in ``shared/PPL_NOTES.md`` §5.2. The paper's own tables are images; per-cell values were not
-checked against the camera-ready PDF. All values are D4RL normalized scores at the final
-checkpoint: mean (± std over 5 seeds where the table gives one).
+Source: the PPL paper's Tables 1-2 (Asadulaev et al., NeurIPS 2024), and ReBRAC's Adroit numbers (Tarasov
+et al., NeurIPS 2023, Table 4). The paper's own tables are images in every public copy: the cells were
+transcribed by hand via a third-party summary of the paper and not checked one by one against the
+camera-ready PDF (``docs/algorithm.md``, "Published numbers"). All values are D4RL normalized scores
+at the final checkpoint: mean (± std over 5 seeds where the table gives one).
 
 Known quirks of the source, kept out of the numbers rather than guessed:
 * Table 1, PPL^R antmaze-umaze prints ``98.0 ± 14`` (a lost decimal point?): the std is left out.
 * Table 2 prints a std only for PPL^R; ReBRAC's walker2d-medium-expert is 112.3 there, 111.6 in
-  the ReBRAC paper (the deck's column sums to its printed total 796.9, so 112.3 is kept).
+  the ReBRAC paper (the column sums to its printed total 796.9, so 112.3 is kept).
 * Table 2's BC and One-RL cells sum to 1.0 less than their printed totals (a cell or a total is
   off in the source); Adroit ReBRAC's cells sum to 703.3 vs the printed 703.2 (rounding).
 * Adroit (Table 3): only ReBRAC's cells are known as text; PPL^R's per-cell values are images only
@@ -80,7 +80,7 @@ for _method, _cells in {
 }.items():
     REFERENCE[_method].update(_column(_MUJOCO, _cells))
 
-# ---- Adroit-v1: ReBRAC paper Table 4 (PPL_NOTES §5.2); rows pen, door, hammer, relocate x (h, c, e)
+# ---- Adroit-v1: ReBRAC paper Table 4; rows pen, door, hammer, relocate x (h, c, e)
 REFERENCE["rebrac"].update(_column(_ADROIT, [103.5, 91.8, 154.1, 0.0, 1.1, 104.6, 0.2, 6.7, 133.8, 0.0, 0.9, 106.6]))
 
 #: Column totals as printed (they can differ from the sum of the rounded cells above).

@@ -1,10 +1,10 @@
 """Deterministic evaluation of a policy over N episodes of a (batched) TorchRL eval env.
 
-The protocol is the one of D4RL papers (``PPL_NOTES.md`` §4): the deterministic actor (no
-exploration noise), N full episodes, the mean/std of the return and of the D4RL normalized score
-(x100), plus the success rate on goal-reaching tasks. Episodes run ``num_envs`` at a time; each
-env's return counts rewards up to and including its first done step, so envs that finish early
-(AntMaze goal reached, Hopper falling) are neither stepped again nor double-counted.
+The protocol is the one of D4RL papers and the authors' code (``docs/algorithm.md``, "Evaluation
+protocol"): the deterministic actor (no exploration noise), N full episodes, the mean/std of the return
+and of the D4RL normalized score (x100), plus the success rate on goal-reaching tasks. Episodes run
+``num_envs`` at a time; each env's return counts rewards up to and including its first done step, so
+envs that finish early (AntMaze goal reached, Hopper falling) are neither stepped again nor double-counted.
 """
 from __future__ import annotations
 
