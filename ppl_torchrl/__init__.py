@@ -3,8 +3,11 @@
     >>> from ppl_torchrl import PartialOTLoss, ReBRACLoss
 
 The loss modules live in :mod:`ppl_torchrl.objectives` (the top-level ``objectives/`` folder of
-the repository); networks in :mod:`ppl_torchrl.modules`; data in :mod:`ppl_torchrl.data`;
-evaluation environments in :mod:`ppl_torchrl.envs`.
+the repository); networks in :mod:`ppl_torchrl.modules`; the PPL^R / ReBRAC update in :mod:`ppl_torchrl.update`;
+data in :mod:`ppl_torchrl.data` (generated data in :mod:`ppl_torchrl.datagen`); evaluation environments in
+:mod:`ppl_torchrl.envs`; dataset ids, reference scores and policy evaluation in :mod:`ppl_torchrl.evaluation`;
+the recipes' training harness in :mod:`ppl_torchrl.training`; results tables and figures in
+:mod:`ppl_torchrl.reporting`. The README's "Where to change what" says which file holds what.
 """
 from __future__ import annotations
 

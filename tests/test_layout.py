@@ -1,0 +1,150 @@
+"""The package's architecture: no import cycles between its modules, and one home for each shared helper.
+
+The import graph is read from the source with ``ast``: every ``import`` / ``from ... import`` of a
+``ppl_torchrl`` module, at module level or inside a function, in ``ppl_torchrl/`` and in ``objectives/``
+(installed as ``ppl_torchrl.objectives``). An import names the deepest module it reaches
+(``from ppl_torchrl.evaluation.registry import X`` -> ``ppl_torchrl.evaluation.registry``); a module
+importing a package that contains it is not an edge (the package is initialised first anyway).
+"""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: source folder -> the package name it is installed as (pyproject.toml's package-dir)
+SOURCES = {ROOT / "ppl_torchrl": "ppl_torchrl", ROOT / "objectives": "ppl_torchrl.objectives"}
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for folder, package in SOURCES.items():
+        for path in folder.rglob("*.py"):
+            parts = [package, *path.relative_to(folder).with_suffix("").parts]
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            mods[".".join(parts)] = path
+    return mods
+
+
+def _imported_names(module: str, path: Path) -> set[str]:
+    """Dotted names of everything ``module`` imports (relative imports resolved)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = module if path.name == "__init__.py" else module.rpartition(".")[0]
+                for _ in range(node.level - 1):
+                    anchor = anchor.rpartition(".")[0]
+                base = f"{anchor}.{base}" if base else anchor
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the project modules it imports."""
+    mods = _modules()
+
+    def resolve(name: str) -> str | None:
+        while name and name not in mods:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {}
+    for module, path in mods.items():
+        targets = {resolve(name) for name in _imported_names(module, path)}
+        graph[module] = {t for t in targets if t and t != module and not module.startswith(t + ".")}
+    return graph
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle (a closed path ``[a, b, ..., a]``) per strongly connected component of more than one module."""
+    index, low, stack, on_stack, components = {}, {}, [], set(), []
+
+    def visit(v):  # Tarjan's algorithm
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                components.append(component)
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return [_cycle_in(graph, component) for component in components]
+
+
+def _cycle_in(graph: dict[str, set[str]], component: set[str]) -> list[str]:
+    start = min(component)
+    paths = {start: [start]}
+    todo = [start]
+    while todo:  # breadth-first back to start, inside the component
+        v = todo.pop(0)
+        for w in sorted(graph[v] & component):
+            if w == start:
+                return paths[v] + [start]
+            if w not in paths:
+                paths[w] = paths[v] + [w]
+                todo.append(w)
+    raise AssertionError(f"no cycle through {start} in {sorted(component)}")
+
+
+def test_no_import_cycles():
+    graph = import_graph()
+    assert "ppl_torchrl.objectives.partial_ot" in graph and "ppl_torchrl.training.trainer" in graph
+    cycles = find_cycles(graph)
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_finder_finds_and_prints_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"e"}}
+    assert find_cycles(graph) == [["a", "b", "c", "a"]]
+    assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_function_level_and_relative_imports_count():
+    graph = import_graph()
+    # function-level: the recipe harness imports the trainer inside train()
+    assert "ppl_torchrl.training.trainer" in graph["ppl_torchrl.training.recipe"]
+    # relative: objectives/partial_ot.py imports .rebrac
+    assert "ppl_torchrl.objectives.rebrac" in graph["ppl_torchrl.objectives.partial_ot"]
+
+
+def _files_using(text: str) -> set[str]:
+    return {m for m, path in _modules().items() if text in path.read_text()}
+
+
+def test_one_home_for_each_shared_helper():
+    """The "did you mean" lookup, figure files and mean ± std text each have one implementation."""
+    assert _files_using("difflib") == {"ppl_torchrl.errors"}
+    assert _files_using(".savefig(") == {"ppl_torchrl.reporting.figures"}
+    assert _files_using('matplotlib.use("Agg")') == {"ppl_torchrl.reporting.figures"}
+    assert _files_using("def pm(") == {"ppl_torchrl.reporting.tables"} and not _files_using("def _pm(")
+
+
+def test_where_to_change_what_names_files_that_exist():
+    """The README's map of the code names real files and folders."""
+    section = (ROOT / "README.md").read_text().split("## Where to change what", 1)[1].split("\n## ", 1)[0]
+    paths = set(re.findall(r"`((?:ppl_torchrl|objectives|recipes|docs)/[\w./<>-]*)`", section))
+    assert len(paths) >= 10
+    missing = [p for p in paths if "<" not in p and not (ROOT / p).exists()]
+    assert not missing, missing
