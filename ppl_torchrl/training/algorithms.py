@@ -95,6 +95,17 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None
     optimizer.step()
 
 
+def _joint_step(optimizers: dict, total: torch.Tensor, updater: SoftUpdate) -> None:
+    """One step of every optimizer on the summed losses ``total`` (each network's gradient comes from its own
+    terms), then the soft target update: TorchRL's CQL and IQL recipes."""
+    for opt in optimizers.values():
+        opt.zero_grad(set_to_none=True)
+    total.backward()
+    for opt in optimizers.values():
+        opt.step()
+    updater.step()
+
+
 def _tanh_normal_actor(obs_dim, act_dim, hidden, depth, device):
     net = nn.Sequential(
         MLP(in_features=obs_dim, out_features=2 * act_dim, num_cells=[hidden] * depth, activation_class=nn.ReLU),
@@ -229,18 +240,12 @@ def _make_cql_family(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimCon
 
     def update(batch: TensorDictBase, step: int) -> TensorDictBase:
         out = loss(batch)
-        critic_loss = out["loss_qvalue"] + out["loss_cql"]
-        for opt in opts.values():
-            opt.zero_grad(set_to_none=True)
-        total = critic_loss + out["loss_actor"] + out["loss_alpha"]
+        total = out["loss_qvalue"] + out["loss_cql"] + out["loss_actor"] + out["loss_alpha"]
         if "loss_alpha_prime" in out.keys():
             total = total + out["loss_alpha_prime"]
         if "loss_potential" in out.keys():
             total = total + out["loss_potential"]
-        total.backward()
-        for opt in opts.values():
-            opt.step()
-        updater.step()
+        _joint_step(opts, total, updater)
         return out.detach()
 
     return Algorithm(name, loss, opts, actor, update, updater)
@@ -292,12 +297,7 @@ def _make_iql(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimConfig, ob
 
     def update(batch, step):
         out = loss(batch)
-        for opt in opts.values():
-            opt.zero_grad(set_to_none=True)
-        (out["loss_actor"] + out["loss_qvalue"] + out["loss_value"]).backward()
-        for opt in opts.values():
-            opt.step()
-        updater.step()
+        _joint_step(opts, out["loss_actor"] + out["loss_qvalue"] + out["loss_value"], updater)
         return out.detach()
 
     return Algorithm(name, loss, opts, actor, update, updater)
