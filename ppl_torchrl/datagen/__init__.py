@@ -16,8 +16,7 @@ import logging
 import os
 from pathlib import Path
 
-from ppl_torchrl.datagen.locomotion import LOCOMOTION_DATASETS
-from ppl_torchrl.datagen.pointmaze import POINTMAZE_DATASETS
+from ppl_torchrl.datagen import locomotion, pointmaze
 from ppl_torchrl.evaluation.registry import get_dataset_spec
 
 __all__ = [
@@ -31,7 +30,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Every generated dataset id (the registry's ``pointmaze-gen`` and ``mujoco-gen`` ids).
-GENERATED_IDS: tuple[str, ...] = tuple(POINTMAZE_DATASETS) + tuple(LOCOMOTION_DATASETS)
+GENERATED_IDS: tuple[str, ...] = tuple(pointmaze.POINTMAZE_DATASETS) + tuple(locomotion.LOCOMOTION_DATASETS)
 
 
 def default_data_root() -> Path:
@@ -49,7 +48,9 @@ def generated_path(dataset_id: str, root: str | Path | None = None, seed: int = 
 
 def _config(dataset_id: str):
     try:
-        return POINTMAZE_DATASETS[dataset_id] if dataset_id in POINTMAZE_DATASETS else LOCOMOTION_DATASETS[dataset_id]
+        if dataset_id in pointmaze.POINTMAZE_DATASETS:
+            return pointmaze.POINTMAZE_DATASETS[dataset_id]
+        return locomotion.LOCOMOTION_DATASETS[dataset_id]
     except KeyError:
         raise KeyError(
             f"{dataset_id!r} is not a generated dataset id. Generated ids: {sorted(GENERATED_IDS)}."
@@ -84,7 +85,7 @@ def generate_dataset(
     from ppl_torchrl.envs.pointmaze import GYM_IDS
 
     cfg = _config(dataset_id)
-    if dataset_id in LOCOMOTION_DATASETS:
+    if dataset_id in locomotion.LOCOMOTION_DATASETS:
         return _generate_locomotion(cfg, path, seed, num_episodes=num_episodes, episode_steps=episode_steps,
                                     num_transitions=num_transitions, backend=backend, minari=minari,
                                     minari_root=minari_root, progress=progress)
@@ -142,7 +143,7 @@ def _matches(path: Path, dataset_id: str, seed: int) -> bool:
     except D4RLFileError as err:
         log.warning("Regenerating %s: the existing file is unusable (%s).", path, err)
         return False
-    if dataset_id in LOCOMOTION_DATASETS:
+    if dataset_id in locomotion.LOCOMOTION_DATASETS:
         from ppl_torchrl.datagen.locomotion import GENERATOR_VERSION as LOCO_VERSION
 
         want = {"dataset_id": dataset_id, "seed": seed, "generator_version": LOCO_VERSION,
