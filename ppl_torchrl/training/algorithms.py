@@ -155,7 +155,7 @@ def make_algorithm(cfg, obs_dim: int, act_dim: int, device: torch.device | str =
     if name not in LOSSES:
         raise ValueError(f"Unknown loss {name!r}; choose one of {LOSSES} (hydra: loss=<name>).")
     compiled = resolve_compile(cfg, device)
-    if cfg.compile.gemm != "auto":  # auto: measured at the first GEMM (ppl_torchrl.gemm), cached per process
+    if cfg.compile.gemm != "auto":  # auto: measured once per machine at the first GEMM, cached on disk (ppl_torchrl.gemm)
         gemm.set_gemm_plan(cfg.compile.gemm, device)
     common = dict(net=NetworkConfig.from_config(cfg.model), optim=OptimConfig.from_config(cfg.optim),
                   obs_dim=obs_dim, act_dim=act_dim, device=device)
