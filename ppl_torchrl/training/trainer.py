@@ -106,10 +106,13 @@ class Trainer:
         buffer: a replay buffer from :func:`ppl_torchrl.data.make_offline_replay_buffer`.
         evaluate: ``evaluate(policy) -> dict`` of eval metrics, or ``None`` to skip evaluation.
         run_dir: where ``metrics.csv``, ``checkpoint.pt`` and ``results.json`` go.
+        probe: ``probe(loss) -> dict`` of mechanism diagnostics logged under ``probe/`` at every evaluation
+            step (:mod:`ppl_torchrl.training.probe`), or ``None``.
     """
 
-    def __init__(self, cfg: DictConfig, algorithm: Algorithm, buffer, evaluate, run_dir: Path, device):
+    def __init__(self, cfg: DictConfig, algorithm: Algorithm, buffer, evaluate, run_dir: Path, device, probe=None):
         self.cfg, self.algorithm, self.buffer, self.evaluate = cfg, algorithm, buffer, evaluate
+        self.probe = probe  # ppl_torchrl.training.probe.MechanismProbe, run at every evaluation step
         self.run_dir, self.device = Path(run_dir), device
         self.step = 0
         self.obs_dim, self.act_dim = buffer.dataset_stats.obs_dim, buffer.dataset_stats.act_dim
@@ -150,9 +153,21 @@ class Trainer:
                 "dims": {"obs_dim": self.obs_dim, "act_dim": self.act_dim},
                 "state_mean": self.buffer.state_mean,
                 "state_std": self.buffer.state_std,
+                **self.checkpoint_extra(),
             },
             self.run_dir / CHECKPOINT,
         )
+
+    def checkpoint_extra(self) -> dict:
+        """More state for the checkpoint (a subclass's: e.g. the fine-tuner's online buffer)."""
+        return {}
+
+    def restore_extra(self, state: dict) -> None:
+        """Restores what :meth:`checkpoint_extra` saved."""
+
+    def results_extra(self) -> dict:
+        """More fields for ``results.json``."""
+        return {}
 
     def load_checkpoint(self) -> bool:
         """Restores the run from ``run_dir/checkpoint.pt``; ``False`` if there is none."""
@@ -174,6 +189,7 @@ class Trainer:
         self.step, self.last_eval, self.wall_time = state["step"], state["last_eval"], state["wall_time"]
         self.latest = dict(state.get("latest") or {})
         self.compile_time = float(state.get("compile_time", 0.0))
+        self.restore_extra(state)
         return True
 
     # -------------------------------------------------------------- loop
@@ -227,9 +243,12 @@ class Trainer:
                 t0, timed_steps = time.perf_counter(), 0
                 self.logger.log(self.step, row, prefix="train")
                 bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss_qvalue", "loss_actor") if k in row})
-            if self.evaluate is not None and (self.step % eval_every == 0 or self.step == steps):
+            if self.step % eval_every == 0 or self.step == steps:
                 pause = time.perf_counter()
-                self.last_eval = self._evaluate()
+                if self.probe is not None:
+                    self.logger.log(self.step, self.probe(self.algorithm.loss), prefix="probe")
+                if self.evaluate is not None:
+                    self.last_eval = self._evaluate()
                 t0 += time.perf_counter() - pause  # steps/s and wall time count training only
             if (self.step % ckpt_every == 0 or self.step == steps
                     or (ckpt_seconds and time.monotonic() - last_checkpoint >= ckpt_seconds)):
@@ -259,6 +278,7 @@ class Trainer:
             "compile_time_s": self.compile_time,
             "final_eval": self.last_eval,
             "config": OmegaConf.to_container(self.cfg, resolve=True),
+            **self.results_extra(),
         }
         atomic_write(self.run_dir / RESULTS, json.dumps(results, indent=2, default=to_jsonable))
         self.logger.close(results)
@@ -334,24 +354,16 @@ def finished_results(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
-    """Config -> data -> algorithm -> evaluation -> :class:`Trainer` (resumed if ``cfg.resume``).
+def load_training_data(cfg: DictConfig, batch_size: int | None = None):
+    """The ``dataset`` section's data as a seeded replay buffer: ``(buffer, data_source, eval_id, (scale, bias))``.
 
-    Errors the user can fix (config values, ids, files, network, device) are user errors
-    (:func:`ppl_torchrl.errors.is_user_error`), raised before the run folder is touched.
+    User-fixable failures (unknown ids, missing files, no network) are user errors and leave no empty folder.
     """
     from ppl_torchrl.data import make_offline_replay_buffer
     from ppl_torchrl.data.d4rl import default_root
     from ppl_torchrl.data.transforms import reward_scale_bias
     from ppl_torchrl.training.data_source import resolve_training_data
 
-    validate_config(cfg)
-    run_dir = Path(run_dir or cfg.run_dir)
-    resume = resume_mode(cfg, run_dir)
-    device = resolve_device(cfg.device)
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-    seed_everything(int(cfg.seed))
     with user_errors(KeyError, FileNotFoundError):  # unknown ids, a missing dataset.path
         data_source, eval_id = resolve_training_data(cfg.dataset)
     scale, bias = cfg.dataset.get("reward_scale"), cfg.dataset.get("reward_bias")
@@ -363,9 +375,35 @@ def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
     with _no_new_empty_folders(root / "downloads", root / "d4rl", root / "hdf5", root), \
             user_errors(OSError, KeyError, ValueError), user_errors(RuntimeError, FileNotFoundError, hint=DATA_HINT):
         buffer = make_offline_replay_buffer(
-            data_source, batch_size=int(cfg.optim.batch_size), reward_scale=float(scale), reward_bias=float(bias),
-            normalize_states=bool(cfg.dataset.normalize_states), seed=int(cfg.seed), progress=cfg.logger.progress,
+            data_source, batch_size=int(batch_size or cfg.optim.batch_size), reward_scale=float(scale),
+            reward_bias=float(bias), normalize_states=bool(cfg.dataset.normalize_states), seed=int(cfg.seed),
+            progress=cfg.logger.progress,
         )
+    return buffer, data_source, eval_id, (float(scale), float(bias))
+
+
+def setup_process(cfg: DictConfig) -> torch.device:
+    """Device, torch threads and seeds of a run (``device``, ``threads``, ``seed``)."""
+    device = resolve_device(cfg.device)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    seed_everything(int(cfg.seed))
+    return device
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
+    """Config -> data -> algorithm -> evaluation -> :class:`Trainer` (resumed if ``cfg.resume``).
+
+    Errors the user can fix (config values, ids, files, network, device) are user errors
+    (:func:`ppl_torchrl.errors.is_user_error`), raised before the run folder is touched.
+    """
+    from ppl_torchrl.training.probe import make_probe
+
+    validate_config(cfg)
+    run_dir = Path(run_dir or cfg.run_dir)
+    resume = resume_mode(cfg, run_dir)
+    device = setup_process(cfg)
+    buffer, data_source, eval_id, _ = load_training_data(cfg)
     stats = buffer.dataset_stats
     with user_errors(ValueError):  # unknown loss, compile value
         algorithm = make_algorithm(cfg, stats.obs_dim, stats.act_dim, device)
@@ -373,7 +411,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
     if eval_id is not None and int(cfg.eval.episodes) > 0:
         with user_errors(ImportError, KeyError):  # a missing simulator package, an unknown eval id
             evaluate = make_evaluator(cfg, eval_id, buffer.state_mean, buffer.state_std, device)
-    trainer = Trainer(cfg, algorithm, buffer, evaluate, run_dir, device)
+    probe = make_probe(cfg, data_source, buffer, algorithm, device)
+    trainer = Trainer(cfg, algorithm, buffer, evaluate, run_dir, device, probe)
     trainer.start(resume)  # the run is accepted: only now is the run folder touched
     return trainer
 

@@ -1,0 +1,167 @@
+"""What the potential does during training: PPL^R's mechanism measured on a fixed probe set of the data.
+
+The score says whether PPL^R beats ReBRAC; it does not say why. At every evaluation the trainer runs
+:class:`MechanismProbe` on the same ``size`` dataset pairs ``(s, a)`` (drawn once with their own seed, so the
+training's random stream and its exact resume are untouched) and logs, under ``probe/``:
+
+* ``q_policy`` / ``q_data``: ``min_i Q_i`` at the policy's action and at the dataset's action;
+* ``f_policy`` / ``f_data`` (PPL only): the potential at the policy's and the dataset's actions;
+* the actor loss's three terms on the probe set: ``term_bc`` (``actor_bc_coef * ||pi(s) - a||^2``),
+  ``term_q`` (``lambda * Q(s, pi(s))``, about 1 in size when ``normalize_q``) and ``term_f`` (``f(s, pi(s))``);
+* the norm of each term's gradient with respect to the actor's parameters, and ``grad_share_f``:
+  ``|g_f| / (|g_bc| + |g_q| + |g_f|)``, the share of the actor's gradient that comes from the potential;
+* where the data labels its behaviours (``infos/behavior`` of the generated ``-mixed`` datasets), per behaviour
+  ``b``: ``dist/<b>``, the mean ``||pi(s) - a||`` over the probe pairs of that behaviour, and ``f_data/<b>``;
+  with the ``efficient`` (planner / expert) and ``inefficient`` (all others) groups beside them. Partial
+  transport predicts that the policy moves away from the inefficient actions (``dist/inefficient`` grows
+  against ReBRAC's) while staying on the efficient ones, and that ``f_data`` separates the two groups.
+
+The probe only reads the loss's parameters (no optimizer, no ``.grad``), so a run with it trains bit for bit
+as one without.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+
+from ppl_torchrl import keys
+
+#: behaviour names counted as efficient (``ppl_torchrl.datagen``: the BFS planner and the expert policies)
+EFFICIENT_BEHAVIORS = ("planner", "expert")
+
+
+@dataclass
+class ProbeData:
+    """Fixed dataset pairs: ``observation [N, obs]`` (as the networks see them), ``action [N, act]``, and
+    ``behavior [N]`` (integer labels) with their ``names`` (label -> name), or ``None`` without labels."""
+
+    observation: torch.Tensor
+    action: torch.Tensor
+    behavior: torch.Tensor | None = None
+    names: dict[int, str] | None = None
+
+
+def _names_from_attr(raw) -> dict[int, str]:
+    names = {}
+    for item in raw:
+        text = item.decode() if isinstance(item, bytes) else str(item)
+        label, _, name = text.partition(":")
+        names[int(label)] = name or text
+    return names
+
+
+def load_probe_data(source, buffer, size: int, seed: int = 1234, device=None) -> ProbeData | None:
+    """``size`` pairs of the dataset, drawn without replacement with ``seed`` (independent of training).
+
+    ``source`` a D4RL-format HDF5 path: read from it, with ``infos/behavior`` labels when present (and
+    their names from the file's ``behavior_names`` attribute). Otherwise the pairs come from ``buffer``'s
+    storage, without labels. Observations are normalized as the buffer normalizes them.
+    """
+    if size <= 0:
+        return None
+    rng = np.random.default_rng(seed)
+    behavior, names = None, None
+    path = Path(str(source)).expanduser()
+    if path.suffix in (".hdf5", ".h5") and path.is_file():
+        import h5py
+
+        with h5py.File(path, "r") as h5:
+            n = h5["observations"].shape[0]
+            rows = np.sort(rng.choice(n, size=min(size, n), replace=False))
+            obs = torch.as_tensor(h5["observations"][rows], dtype=torch.float32)
+            act = torch.as_tensor(h5["actions"][rows], dtype=torch.float32)
+            if "infos/behavior" in h5:
+                behavior = torch.as_tensor(np.asarray(h5["infos/behavior"][rows]).reshape(-1).astype(np.int64))
+                raw = h5.attrs.get("behavior_names")
+                names = _names_from_attr(raw) if raw is not None else {int(b): str(int(b)) for b in behavior.unique()}
+    else:
+        storage = buffer.storage
+        n = len(storage)
+        rows = torch.as_tensor(np.sort(rng.choice(n, size=min(size, n), replace=False)))
+        batch = storage[rows]
+        obs = batch.get(keys.OBSERVATION).float()
+        act = batch.get(keys.ACTION).float()
+    mean, std = buffer.state_mean.to(obs), buffer.state_std.to(obs)
+    obs = (obs - mean) / std
+    return ProbeData(obs.to(device), act.to(device),
+                     None if behavior is None else behavior.to(device), names)
+
+
+class MechanismProbe:
+    """Measures a PPL^R / ReBRAC loss on :class:`ProbeData`; ``probe(loss) -> {name: float}``."""
+
+    def __init__(self, data: ProbeData):
+        self.data = data
+        self.td = TensorDict({keys.OBSERVATION: data.observation, keys.ACTION: data.action},
+                             batch_size=[data.observation.shape[0]])
+
+    def groups(self) -> dict[str, torch.Tensor]:
+        """Behaviour name -> boolean mask over the probe pairs (with ``efficient`` / ``inefficient``)."""
+        if self.data.behavior is None:
+            return {}
+        out = {name: self.data.behavior == label for label, name in sorted(self.data.names.items())}
+        efficient = torch.zeros_like(self.data.behavior, dtype=torch.bool)
+        for name, mask in out.items():
+            if name in EFFICIENT_BEHAVIORS:
+                efficient |= mask
+        if efficient.any() and not efficient.all():
+            out["efficient"], out["inefficient"] = efficient, ~efficient
+        return {k: m for k, m in out.items() if m.any()}
+
+    def __call__(self, loss) -> dict[str, float]:
+        td = self.td
+        data_action = td.get(keys.ACTION)
+        actor_params = loss.actor_network_params
+        critic_params = loss.qvalue_network_params.detach()
+        has_f = hasattr(loss, "potential_network_params")
+        potential_params = loss.potential_network_params.detach() if has_f else None
+        leaves = [p for p in actor_params.values(True, True) if p.requires_grad]
+
+        with torch.enable_grad():
+            policy_action = loss._actor(td, actor_params)
+            q_policy = loss._qvalues(td, policy_action, critic_params).min(-1).values
+            bc = (policy_action - data_action).pow(2).sum(-1)
+            lmbda = (1.0 / q_policy.abs().mean().detach()) if loss.normalize_q else torch.ones((), device=bc.device)
+            terms = {"bc": loss.actor_bc_coef * bc.mean(), "q": lmbda * q_policy.mean()}
+            if has_f:
+                terms["f"] = loss._potential(td, policy_action, potential_params).mean()
+            # Each term's own gradient (the actor loss is term_bc - term_q - term_f).
+            grads = {k: torch.autograd.grad(v, leaves, retain_graph=True) for k, v in terms.items()}
+        norms = {k: torch.sqrt(sum(g.pow(2).sum() for g in gs)).item() for k, gs in grads.items()}
+
+        with torch.no_grad():
+            action = policy_action.detach()
+            out = {
+                "q_policy": q_policy.mean().item(),
+                "q_data": loss._qvalues(td, data_action, critic_params).min(-1).values.mean().item(),
+                "dist": (action - data_action).norm(dim=-1).mean().item(),
+                **{f"term_{k}": v.item() for k, v in terms.items()},
+                **{f"grad_norm_{k}": v for k, v in norms.items()},
+            }
+            if has_f:
+                f_data = loss._potential(td, data_action, potential_params)
+                out["f_policy"] = terms["f"].item()
+                out["f_data"] = f_data.mean().item()
+                out["grad_share_f"] = norms["f"] / max(sum(norms.values()), 1e-30)
+            dist = (action - data_action).norm(dim=-1)
+            for name, mask in self.groups().items():
+                out[f"dist/{name}"] = dist[mask].mean().item()
+                if has_f:
+                    out[f"f_data/{name}"] = f_data[mask].mean().item()
+        return out
+
+
+def make_probe(cfg, source, buffer, algorithm, device) -> MechanismProbe | None:
+    """The probe of a run (``probe.size`` pairs; 0 or a loss without a deterministic actor and critic ensemble:
+    none)."""
+    section = cfg.get("probe") or {}
+    size = int(section.get("size", 0) or 0)
+    loss = algorithm.loss
+    if size <= 0 or not all(hasattr(loss, a) for a in ("_actor", "_qvalues", "actor_bc_coef", "normalize_q")):
+        return None
+    data = load_probe_data(source, buffer, size, seed=int(section.get("seed", 1234)), device=device)
+    return None if data is None else MechanismProbe(data)
