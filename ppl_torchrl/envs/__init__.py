@@ -130,10 +130,12 @@ def make_env(
     state_mean=None,
     state_std=None,
     parallel: bool = False,
+    gym_wrapper: Callable[[gym.Env], gym.Env] | None = None,
 ):
     """Builds eval task ``env_name`` as a TorchRL env (see :func:`make_eval_env` for the wrapping).
 
     Use this directly for tasks without a registered dataset id (e.g. the ``gr-antmaze-*`` track).
+    ``gym_wrapper`` wraps each time-limited gymnasium env (e.g. the fine-tuner's per-episode seeds).
     """
     from torchrl.envs import (
         DoubleToFloat,
@@ -152,6 +154,8 @@ def make_env(
 
     def build():
         env = gym.wrappers.TimeLimit(factory(env_name), max_episode_steps=max_episode_steps)
+        if gym_wrapper is not None:
+            env = gym_wrapper(env)
         if env_name in SUCCESS_ENVS:
             env = _SuccessInfo(env)
         wrapped = GymWrapper(env, device=device)

@@ -109,15 +109,28 @@ def train(cfg: DictConfig) -> dict:
     With ``resume=auto`` a finished run is not trained again (its results are returned) and an
     interrupted one continues from its checkpoint.
     """
+    from ppl_torchrl.training.trainer import build_trainer
+
+    return _run(cfg, build_trainer)
+
+
+def train_finetune(cfg: DictConfig) -> dict:
+    """Fine-tunes ``cfg.loss`` online from an offline checkpoint (``recipes/ppl_finetune.py``); as :func:`train`."""
+    from ppl_torchrl.training.finetune import build_finetuner
+
+    return _run(cfg, build_finetuner)
+
+
+def _run(cfg: DictConfig, build) -> dict:
     validate_config(cfg)  # before the heavy imports: a bad value fails in a second
-    from ppl_torchrl.training.trainer import build_trainer, finished_results
+    from ppl_torchrl.training.trainer import finished_results
 
     if str(cfg.resume).lower() == "auto":
         done = finished_results(Path(cfg.run_dir))
         if done is not None:
             print(f"{cfg.run_dir} is finished; skipping (delete results.json to retrain).")
             return done
-    trainer = build_trainer(cfg)
+    trainer = build(cfg)
     record_hydra_config(trainer.run_dir, cfg)
     results = trainer.run()
     final = results.get("final_eval") or {}

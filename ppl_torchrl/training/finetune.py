@@ -1,0 +1,351 @@
+"""Offline-to-online fine-tuning: a PPL^R / ReBRAC policy trained offline keeps learning from its own episodes.
+
+One online step is one environment step of a TorchRL ``Collector`` (the current actor plus Gaussian exploration
+noise, TorchRL's ``AdditiveGaussianModule``) stored in an online replay buffer, then one update of the same
+:class:`~ppl_torchrl.update.ReBRACUpdate` as offline (compiled where the offline run would be) on a batch drawn
+``mixing_ratio`` from the online buffer and the rest from the offline data (RLPD / Cal-QL / ReBRAC: 50/50).
+
+ReBRAC's public fine-tuning code sets, and ``finetune:`` in ``recipes/config/ppl_finetune.yaml`` holds: exploration
+noise std 0.03; the actor's BC coefficient decays linearly over the online steps down to ``actor_bc_floor`` times
+its offline value (0 there); the critic's next-action penalty is off online (``critic_bc_coef`` 0); optimizers are
+kept. Each online transition also stores the next action the exploring actor would take, as the critic's penalty
+term reads it (its weight is 0 online unless set otherwise).
+
+Exact resume: the online phase checkpoints only at episode boundaries, where the environment's whole state is the
+index of its next reset. Each reset draws its seed from (run seed, reset index) (:class:`EpisodeSeeds`), so a
+resumed run rebuilds the collector, replays the same reset and continues bit for bit: parameters, optimizers,
+online buffer (its contents and generator), every RNG and the collector's frame counters are in the checkpoint.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from tensordict import TensorDict
+from tqdm.auto import tqdm
+
+from ppl_torchrl import keys
+from ppl_torchrl.errors import ConfigError
+from ppl_torchrl.training.trainer import Trainer
+
+#: what one stored online transition holds: the offline batches' keys (the two halves of a batch are concatenated)
+TRANSITION_KEYS = (*keys.BATCH_KEYS, keys.TRUNCATED)
+
+
+class EpisodeSeeds(gym.Wrapper):
+    """Seeds every ``reset`` with ``seed_of(base_seed, index)`` (any seed passed in is ignored) and counts them.
+
+    The environment's state at an episode boundary is then ``next_index`` alone: setting it and resetting
+    replays the same episode start.
+    """
+
+    def __init__(self, env: gym.Env, base_seed: int):
+        super().__init__(env)
+        self.base_seed, self.next_index = int(base_seed), 0
+
+    def seed_of(self, index: int) -> int:
+        return int(np.random.SeedSequence([self.base_seed, index]).generate_state(1)[0])
+
+    def reset(self, *, seed=None, options=None):
+        seed = self.seed_of(self.next_index)
+        self.next_index += 1
+        return self.env.reset(seed=seed, options=options)
+
+
+def bc_decay(online_step: int, online_steps: int, floor: float) -> float:
+    """ReBRAC's fine-tuning schedule: 1 at the first online step, linearly down to ``floor`` at the last."""
+    return max(float(floor), 1.0 - online_step / max(1, online_steps))
+
+
+class FineTuner(Trainer):
+    """Runs ``cfg.finetune.env_steps`` online steps; ``self.step`` counts them (one update per step).
+
+    Args beyond :class:`Trainer`'s: ``make_env(base_seed) -> (TorchRL env, EpisodeSeeds)``; the offline
+    ``buffer`` is the offline replay buffer; ``online_buffer`` a TorchRL replay buffer with the same reward
+    transform.
+    """
+
+    def __init__(self, cfg: DictConfig, algorithm, buffer, online_buffer, make_env, evaluate, run_dir: Path,
+                 device, probe=None):
+        super().__init__(cfg, algorithm, buffer, evaluate, run_dir, device, probe)
+        ft = cfg.finetune
+        self.online_buffer, self.make_env = online_buffer, make_env
+        self.steps = int(ft.env_steps)
+        batch = int(cfg.optim.batch_size)
+        self.online_batch = int(round(float(ft.mixing_ratio) * batch))
+        self.offline_batch = batch - self.online_batch
+        self.episode = {"return": 0.0, "length": 0, "success": False, "count": 0}
+        self.reset_index = 0  # EpisodeSeeds index of the current episode's reset
+        self.collector_state: dict | None = None
+        self.timing = {"collect_s": 0.0, "update_s": 0.0}
+        self.offline_eval: dict | None = None  # the offline checkpoint's last evaluation
+        loss = algorithm.loss
+        # Tensors, filled in place each step: a compiled update reads their values without recompiling.
+        self.actor_bc0 = float(loss.actor_bc_coef)
+        loss.actor_bc_coef = torch.tensor(self.actor_bc0, device=device)
+        loss.critic_bc_coef = torch.tensor(float(ft.critic_bc_coef), device=device)
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_extra(self) -> dict:
+        return {
+            "online_buffer": self.online_buffer.state_dict(),
+            "online_rng": self.online_buffer._rng.get_state(),
+            "episode": dict(self.episode),
+            "reset_index": self.reset_index,
+            "collector": self.collector_state,
+            "timing": dict(self.timing),
+            "offline_eval": self.offline_eval,
+        }
+
+    def restore_extra(self, state: dict) -> None:
+        self.online_buffer.load_state_dict(state["online_buffer"])
+        self.online_buffer._rng.set_state(state["online_rng"])
+        self.episode, self.reset_index = dict(state["episode"]), int(state["reset_index"])
+        self.collector_state, self.timing = state["collector"], dict(state["timing"])
+        self.offline_eval = state.get("offline_eval")
+
+    # ------------------------------------------------------------------ loop
+    def _collector(self):
+        from torchrl.collectors import Collector
+        from torchrl.modules import AdditiveGaussianModule
+        from tensordict.nn import TensorDictSequential
+
+        env, seeds = self.make_env()
+        seeds.next_index = self.reset_index  # the collector's first reset replays the current episode's start
+        noise = float(self.cfg.finetune.exploration_noise)
+        explore = TensorDictSequential(self.algorithm.policy, AdditiveGaussianModule(
+            env.action_spec, sigma_init=noise, sigma_end=noise, annealing_num_steps=1, safe=True, device=self.device))
+        # use_buffers=False: the env's "success" info entry is written with another shape than its spec, which
+        # the preallocated buffers would resize (a deprecation warning per step).
+        collector = Collector(env, explore, frames_per_batch=1, total_frames=-1, device=self.device,
+                              auto_register_policy_transforms=False, use_buffers=False)
+        if self.collector_state is not None:
+            collector.load_state_dict(self.collector_state, strict=False)
+        return collector, explore, seeds
+
+    def _store(self, data: TensorDict, explore) -> None:
+        """Adds the collected transition with the exploring actor's next action (ReBRAC's fine-tuning)."""
+        data = data.reshape(-1)
+        with torch.no_grad():
+            nxt = explore(TensorDict({keys.OBSERVATION: data.get(keys.NEXT_OBSERVATION)}, batch_size=data.batch_size))
+        data.set(keys.NEXT_ACTION, nxt.get(keys.ACTION))
+        self.online_buffer.extend(data.select(*TRANSITION_KEYS).to("cpu"))
+
+    def _mixed_batch(self) -> TensorDict:
+        parts = [source.sample().select(*TRANSITION_KEYS) for source, n in
+                 ((self.buffer, self.offline_batch), (self.online_buffer, self.online_batch)) if n > 0]
+        return torch.cat(parts, 0).to(self.device)
+
+    def run(self) -> dict:
+        cfg = self.cfg
+        steps, log_every, eval_every = self.steps, int(cfg.logger.log_every), int(cfg.eval.every)
+        ckpt_every, ckpt_seconds = int(cfg.checkpoint.every), 60.0 * float(cfg.checkpoint.get("every_minutes") or 0)
+        stop_after = cfg.checkpoint.get("stop_after")
+        floor = float(cfg.finetune.actor_bc_floor)
+        loss = self.algorithm.loss
+        if not bool(cfg.finetune.train_potential) and "potential" in self.algorithm.optimizers:
+            # After any checkpoint load (which restores the offline lr). Adam's step is lr * m / (sqrt(v) + eps):
+            # with lr 0 the potential stays exactly as trained offline.
+            for group in self.algorithm.optimizers["potential"].param_groups:
+                group["lr"] = 0.0
+        collector, explore, seeds = self._collector()
+        frames = iter(collector)
+        bar = tqdm(total=steps, initial=self.step, desc=f"{self.algorithm.name} online", unit="step",
+                   disable=not cfg.logger.progress)
+        compiling = self.algorithm.compiled
+        last_ckpt_step, last_ckpt_time = self.step, time.monotonic()
+        if self.step == 0 and self.evaluate is not None:  # the offline checkpoint's score, under the same evaluation
+            self.last_eval = self._evaluate()
+        t0, timed = time.perf_counter(), 0
+        while self.step < steps:
+            c0 = time.perf_counter()
+            data = next(frames)
+            self._store(data, explore)
+            done = bool(data.get(keys.DONE).any())
+            self.episode["return"] += float(data.get(("next", "reward")).sum())
+            self.episode["length"] += 1
+            if ("next", "success") in data.keys(True):
+                self.episode["success"] |= bool(data.get(("next", "success")).any())
+            c1 = time.perf_counter()
+            loss.actor_bc_coef.fill_(self.actor_bc0 * bc_decay(self.step, steps, floor))
+            metrics = self.algorithm.update(self._mixed_batch(), self.step)
+            self.latest.update(metrics.items(True, True))
+            c2 = time.perf_counter()
+            self.step += 1
+            if compiling:
+                compiling = False
+                self.compile_time += c2 - c1
+                t0 = time.perf_counter()
+            else:
+                self.timing["collect_s"] += c1 - c0
+                self.timing["update_s"] += c2 - c1
+                timed += 1
+            bar.update(1)
+            if done:
+                self.episode["count"] += 1
+                self.logger.log(self.step, {"episode_return": self.episode["return"],
+                                            "episode_length": self.episode["length"],
+                                            "episode_success": float(self.episode["success"]),
+                                            "episodes": self.episode["count"]}, prefix="online")
+                self.episode.update({"return": 0.0, "length": 0, "success": False})
+                self.reset_index = seeds.next_index - 1  # the collector has already reset for the next episode
+            if self.step % log_every == 0 or self.step == steps:
+                elapsed = time.perf_counter() - t0
+                row = {k: float(v) for k, v in self.latest.items() if v.numel() == 1}
+                row.update(steps_per_second=timed / max(elapsed, 1e-9), actor_bc_coef=float(loss.actor_bc_coef),
+                           online_buffer=len(self.online_buffer), **self.timing)
+                self.wall_time += elapsed
+                t0, timed = time.perf_counter(), 0
+                self.logger.log(self.step, row, prefix="train")
+            if self.step % eval_every == 0 or self.step == steps:
+                pause = time.perf_counter()
+                if self.probe is not None:
+                    self.logger.log(self.step, self.probe(loss), prefix="probe")
+                if self.evaluate is not None:
+                    self.last_eval = self._evaluate()
+                t0 += time.perf_counter() - pause
+            # Checkpoints only between episodes (the environment's state is then its next reset's index).
+            due = (self.step - last_ckpt_step >= ckpt_every
+                   or (ckpt_seconds and time.monotonic() - last_ckpt_time >= ckpt_seconds))
+            if (done and due) or self.step == steps:
+                self.collector_state = collector.state_dict()
+                self.collector_state.pop("policy_state_dict", None)  # the actor is in the algorithm's state
+                pause = time.perf_counter()
+                self.save_checkpoint()
+                last_ckpt_step, last_ckpt_time = self.step, time.monotonic()
+                t0 += time.perf_counter() - pause
+            if stop_after is not None and self.step >= int(stop_after):
+                bar.close()
+                collector.shutdown()
+                return {"stopped_at": self.step}
+        bar.close()
+        collector.shutdown()
+        return self.finish()
+
+    def results_extra(self) -> dict:
+        return {"offline_eval": self.offline_eval, "online_timing_s": dict(self.timing),
+                "online_episodes": self.episode["count"]}
+
+
+def validate_finetune(cfg) -> None:
+    ft = cfg.finetune
+    if cfg.loss.name not in ("ppl", "rebrac"):
+        raise ConfigError(f"fine-tuning runs PPL^R or ReBRAC (loss=ppl or loss=rebrac), got loss={cfg.loss.name}.")
+    if not 0.0 <= float(ft.mixing_ratio) <= 1.0:
+        raise ConfigError(f"finetune.mixing_ratio is the online share of each batch, in [0, 1]; got {ft.mixing_ratio}.")
+    if int(ft.env_steps) < 1:
+        raise ConfigError(f"finetune.env_steps must be >= 1, got {ft.env_steps}.")
+    if float(ft.exploration_noise) < 0:
+        raise ConfigError(f"finetune.exploration_noise is a std, >= 0; got {ft.exploration_noise}.")
+
+
+def _offline_checkpoint(cfg, run_dir: Path) -> Path:
+    """The offline checkpoint to start from: ``finetune.offline_checkpoint`` (a file or a run folder), else
+    ``run_dir/offline`` trained here first (``optim.steps`` steps; a relaunch continues or skips it)."""
+    from ppl_torchrl.training.trainer import CHECKPOINT, build_trainer, finished_results
+
+    given = cfg.finetune.get("offline_checkpoint")
+    if given:
+        path = Path(str(given)).expanduser()
+        path = path / CHECKPOINT if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(f"finetune.offline_checkpoint={given}: no checkpoint there. Pass the checkpoint.pt "
+                                    "(or the run folder) of an offline PPL^R/ReBRAC run, or null to train one first.")
+        return path
+    offline_dir = run_dir / "offline"
+    if finished_results(offline_dir) is None:
+        from omegaconf import OmegaConf
+
+        offline_cfg = OmegaConf.merge(cfg, {"run_dir": str(offline_dir), "resume": "auto"})
+        offline_cfg.checkpoint.stop_after = None
+        tqdm.write(f"offline phase: {cfg.optim.steps} steps in {offline_dir}")
+        build_trainer(offline_cfg).run()
+    return offline_dir / CHECKPOINT
+
+
+def build_finetuner(cfg: DictConfig) -> FineTuner:
+    """Config -> offline checkpoint (trained first if needed) -> data, online buffer, env factory -> :class:`FineTuner`.
+
+    ``resume`` applies to the online run in ``run_dir``; its offline phase (``run_dir/offline``) always continues
+    where it stopped.
+    """
+    from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+    from torchrl.data.replay_buffers.samplers import RandomSampler
+
+    from ppl_torchrl import gemm
+    from ppl_torchrl.data.transforms import reward_transform
+    from ppl_torchrl.envs import make_env as make_task_env
+    from ppl_torchrl.errors import user_errors
+    from ppl_torchrl.evaluation.registry import get_dataset_spec
+    from ppl_torchrl.training.algorithms import make_algorithm
+    from ppl_torchrl.training.config import validate_config
+    from ppl_torchrl.training.probe import make_probe
+    from ppl_torchrl.training.trainer import load_training_data, make_evaluator, resume_mode, setup_process
+
+    validate_config(cfg)
+    validate_finetune(cfg)
+    run_dir = Path(cfg.run_dir)
+    resume = resume_mode(cfg, run_dir)
+    with user_errors(FileNotFoundError):
+        offline_path = _offline_checkpoint(cfg, run_dir)
+    device = setup_process(cfg)
+    ft = cfg.finetune
+    online_batch = int(round(float(ft.mixing_ratio) * int(cfg.optim.batch_size)))
+    offline_batch = int(cfg.optim.batch_size) - online_batch
+    buffer, data_source, eval_id, (scale, bias) = load_training_data(cfg, batch_size=max(1, offline_batch))
+    if eval_id is None:
+        raise ConfigError(f"fine-tuning needs an environment: dataset.id={cfg.dataset.id} has none registered; set "
+                          "dataset.eval_id to the registered id whose task matches the data.")
+    stats = buffer.dataset_stats
+    with user_errors(ValueError):
+        algorithm = make_algorithm(cfg, stats.obs_dim, stats.act_dim, device)
+
+    online = TensorDictReplayBuffer(storage=LazyTensorStorage(int(ft.buffer_size)), sampler=RandomSampler(),
+                                    batch_size=max(1, online_batch))
+    transform = reward_transform(scale, bias)
+    if transform is not None:
+        online.append_transform(transform)
+    online.set_rng(torch.Generator().manual_seed(int(cfg.seed) + 1))
+
+    spec = get_dataset_spec(eval_id)
+    max_steps = int(ft.get("max_episode_steps") or spec.max_episode_steps)
+
+    def make_env():
+        seeds: list[EpisodeSeeds] = []
+
+        def wrap(env):
+            seeds.append(EpisodeSeeds(env, int(cfg.seed)))
+            return seeds[-1]
+
+        env = make_task_env(spec.env_name, max_steps, seed=int(cfg.seed), device=device,
+                            state_mean=buffer.state_mean, state_std=buffer.state_std, gym_wrapper=wrap)
+        return env, seeds[0]
+
+    evaluate = None
+    if int(cfg.eval.episodes) > 0:
+        with user_errors(ImportError, KeyError):
+            evaluate = make_evaluator(cfg, eval_id, buffer.state_mean, buffer.state_std, device)
+    probe = make_probe(cfg, data_source, buffer, algorithm, device)
+    tuner = FineTuner(cfg, algorithm, buffer, online, make_env, evaluate, run_dir, device, probe)
+    if not (resume and run_dir.joinpath("checkpoint.pt").exists()):
+        import pickle
+
+        with user_errors(RuntimeError, EOFError, pickle.UnpicklingError,
+                         hint=f"{offline_path} is unreadable: restore it or retrain the offline run."):
+            state = torch.load(offline_path, map_location=device, weights_only=False)
+        trained_on = (state.get("config") or {}).get("dataset", {}).get("id")
+        if trained_on != cfg.dataset.id:
+            raise ConfigError(f"{offline_path} was trained on dataset.id={trained_on}, not {cfg.dataset.id}: fine-tune "
+                              "on the dataset the offline run used.")
+        if state.get("gemm_plan") is not None:
+            gemm.set_gemm_plan(gemm.GemmPlan(*state["gemm_plan"], source="checkpoint"), "cpu")
+        with user_errors(RuntimeError, KeyError, hint=f"{offline_path} holds another model or loss: fine-tune with the "
+                         "offline run's loss and model settings."):
+            algorithm.load_state_dict(state["algorithm"])
+        tuner.offline_eval = state.get("last_eval")
+    tuner.start(resume)
+    return tuner
