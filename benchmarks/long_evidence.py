@@ -1,0 +1,175 @@
+"""One command for the long-budget evidence (issue 19): PPL^R vs ReBRAC at the authors' settings on mixed data,
+with the mechanism measured, a trainable-potential variant and a w sweep.
+
+    python benchmarks/long_evidence.py                     # train what is missing (2 runs at a time), then report
+    python benchmarks/long_evidence.py --jobs 1            # one run at a time
+    python benchmarks/long_evidence.py --report-only       # tables and figures from the runs as they are now
+    python benchmarks/long_evidence.py --plan              # the grid, its cost and what is done, nothing else
+
+The grid (every run on ``pointmaze-medium-mixed-gen-v0`` at its dataset config's settings: 3x256 networks,
+lr 3e-4, batch 256, w = 8, potential lr = critic lr / 100 as in the authors' code, the compiled update):
+
+* ``main``: PPL^R and ReBRAC, seeds 0-2, 300k gradient steps each;
+* ``variant``: PPL^R whose potential can train (``optim.potential_lr_scale=1``: its lr equals the critic's),
+  seeds 0-2, 300k steps. A labelled variant, never a default;
+* ``w``: PPL^R at w in {1, 2, 4, 16}, seeds 0-1, 100k steps; w = 8 is read from the ``main`` runs at 100k
+  steps (same settings, constant learning rates: their first 100k steps are a 100k run).
+
+Each run is ``recipes/ppl_antmaze.py`` in its own folder under ``--runs-dir`` with ``resume=auto``: a relaunch
+skips finished runs and continues interrupted ones from their last checkpoint (exactly, on the same CPU).
+Runs advance in segments of 50k steps (``checkpoint.stop_after``, then a resume), ``--jobs`` at a time, each with
+one torch thread and ``nice`` so that interactive work keeps the CPU: first every main run to 100k, then the
+variant, then the w sweep, then the main runs and the variant to 300k (:func:`schedule`), so that an unfinished
+grid still compares every seed at one step. Every evaluation also runs the mechanism probe
+(``ppl_torchrl/training/probe.py``: f on policy vs data actions, Q, the actor's terms and the potential's share
+of the actor's gradient, distances to the efficient and inefficient labelled actions), logged under ``probe/``.
+
+The report (``docs/evidence_long.md``, figures ``docs/figures/long_*.png``) compares the groups at the largest
+step that every run of the compared groups has reached, and says how far each run got: it is honest about
+an unfinished grid.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "recipes" / "ppl_antmaze.py"
+DATASET = "pointmaze-medium-mixed-gen-v0"
+MAIN_STEPS, SWEEP_STEPS = 300_000, 100_000
+EVAL_EVERY = 10_000
+EVAL_EPISODES = 10   # the dataset config's (about 17 s per evaluation here: 10 % of a 10k-step interval)
+SEEDS, SWEEP_SEEDS = (0, 1, 2), (0, 1)
+SWEEP_WS = (1.0, 2.0, 4.0, 16.0)  # w = 8 comes from the main runs
+DEFAULT_W = 8.0
+
+
+@dataclass(frozen=True)
+class Run:
+    group: str          # ppl | rebrac | ppl_trainable_f | ppl_w<w>
+    label: str          # for tables
+    loss: str
+    seed: int
+    steps: int
+    w: float | None = None
+    potential_lr_scale: float | None = None
+
+    def run_dir(self, root: Path) -> Path:
+        return root / self.group / f"seed{self.seed}"
+
+    def overrides(self, root: Path) -> list[str]:
+        ov = {
+            "loss": self.loss, "dataset": DATASET, "seed": self.seed, "run_dir": str(self.run_dir(root)),
+            "resume": "auto", "optim.steps": self.steps, "eval.every": EVAL_EVERY, "eval.episodes": EVAL_EPISODES,
+            "checkpoint.every": EVAL_EVERY, "compile.enabled": "true", "threads": 1, "logger.backend": "",
+            "logger.progress": "false", "logger.log_every": 1000,
+        }
+        if self.w is not None:
+            ov["hparams.w"] = self.w
+        if self.potential_lr_scale is not None:
+            ov["optim.potential_lr_scale"] = self.potential_lr_scale
+        return [f"{k}={v}" for k, v in ov.items()]
+
+
+def build_grid() -> list[Run]:
+    runs = []
+    for seed in SEEDS:
+        runs += [Run("ppl", "PPL^R (w=8)", "ppl", seed, MAIN_STEPS, DEFAULT_W),
+                 Run("rebrac", "ReBRAC", "rebrac", seed, MAIN_STEPS)]
+    for seed in SEEDS:
+        runs.append(Run("ppl_trainable_f", "PPL^R, trainable potential (f lr = critic lr)", "ppl", seed, MAIN_STEPS,
+                        DEFAULT_W, potential_lr_scale=1.0))
+    for seed in SWEEP_SEEDS:
+        for w in SWEEP_WS:
+            runs.append(Run(f"ppl_w{w:g}", f"PPL^R (w={w:g})", "ppl", seed, SWEEP_STEPS, w))
+    return runs
+
+
+# ------------------------------------------------------------------------------------------ progress of a run
+def read_rows(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line being written right now
+            break
+    return rows
+
+
+def run_state(run: Run, root: Path) -> tuple[int, bool]:
+    """(last logged step, finished)."""
+    d = run.run_dir(root)
+    rows = read_rows(d)
+    return (max((r["step"] for r in rows), default=0), (d / "results.json").exists())
+
+
+# ------------------------------------------------------------------------------------------ training
+SEGMENT = 50_000
+
+
+def schedule(runs: list[Run]) -> list[tuple[Run, int]]:
+    """(run, step to stop at) in the order they are trained: runs advance in segments of :data:`SEGMENT` steps, so
+    that an unfinished grid holds every seed of a comparison at one step. First the main PPL^R and ReBRAC runs to
+    100k, then the variant to 100k, then the w sweep, then the main runs and the variant on to their end."""
+    main = [r for r in runs if r.group in ("ppl", "rebrac")]
+    variant = [r for r in runs if r.group == "ppl_trainable_f"]
+    sweep = [r for r in runs if r.group.startswith("ppl_w")]
+    order = [(r, b) for b in range(SEGMENT, SWEEP_STEPS + 1, SEGMENT) for r in main]
+    order += [(r, b) for b in range(SEGMENT, SWEEP_STEPS + 1, SEGMENT) for r in variant]
+    order += [(r, b) for b in range(SEGMENT, SWEEP_STEPS + 1, SEGMENT) for r in sweep]
+    order += [(r, b) for b in range(SWEEP_STEPS + SEGMENT, MAIN_STEPS + 1, SEGMENT) for r in main + variant]
+    return [(r, min(b, r.steps)) for r, b in order]
+
+
+def train(runs: list[Run], root: Path, jobs: int) -> list[str]:
+    """Runs every segment not reached yet, ``jobs`` at a time; returns the failures."""
+    from ppl_torchrl.training.launch import Job, run_jobs
+
+    todo = []
+    for r, stop in schedule(runs):
+        step, finished = run_state(r, root)
+        if finished or step >= stop:
+            continue
+        extra = [] if stop >= r.steps else [f"checkpoint.stop_after={stop}"]
+        todo.append(Job(f"{r.group}-seed{r.seed} to {stop // 1000}k", (sys.executable, str(RECIPE),
+                        *r.overrides(root), *extra), key=f"{r.group}-seed{r.seed}"))
+    return run_jobs(todo, jobs, root / "logs", REPO)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs-dir", default=str(REPO / "runs" / "evidence_long"))
+    p.add_argument("--jobs", type=int, default=2, help="runs at a time (each uses one CPU core)")
+    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--plan", action="store_true", help="print the grid and its progress; train nothing")
+    p.add_argument("--docs", default=str(REPO / "docs" / "evidence_long.md"))
+    p.add_argument("--figures", default=str(REPO / "docs" / "figures"))
+    args = p.parse_args(argv)
+    root = Path(args.runs_dir).expanduser().resolve()
+    runs = build_grid()
+    total = sum(r.steps for r in runs)
+    done = sum(min(run_state(r, root)[0], r.steps) for r in runs)
+    print(f"{len(runs)} runs, {total / 1e6:.2f}M gradient steps; {done / 1e6:.2f}M done "
+          f"({sum(run_state(r, root)[1] for r in runs)} runs finished) in {root}")
+    if args.plan:
+        for r in runs:
+            step, finished = run_state(r, root)
+            print(f"  {r.group:18s} seed{r.seed}  {step:>7d}/{r.steps}" + ("  finished" if finished else ""))
+        return 0
+    failures = []
+    if not args.report_only:
+        failures = train(runs, root, max(1, args.jobs))
+    from ppl_torchrl.reporting.long_evidence import write_report
+
+    write_report(runs, root, Path(args.docs), Path(args.figures))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""The report of the long-budget evidence grid (``benchmarks/long_evidence.py``): scores, the mechanism, the w sweep.
+
+Runs of one grid can be at different steps (it takes several CPU-hours and resumes across sessions), so every
+comparison is made at the largest evaluation step that **every** run of the compared groups has reached, and the
+report says which step that is and how far each run got. Scores and probe values (``probe/*``, logged at every
+evaluation by :mod:`ppl_torchrl.training.probe`) are read from each run's ``metrics.jsonl``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from ppl_torchrl.reporting.aggregate import Cell
+from ppl_torchrl.reporting.evidence import compare, write_section
+from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
+from ppl_torchrl.reporting.tables import pm
+
+SCORE = "eval/normalized_score_mean"
+#: the probe values in the mechanism table, in order, with their column titles
+MECHANISM = (
+    ("probe/q_policy", "Q(s,π(s))"), ("probe/q_data", "Q(s,a)"),
+    ("probe/f_policy", "f(s,π(s))"), ("probe/f_data/efficient", "f(s,a) efficient"),
+    ("probe/f_data/inefficient", "f(s,a) inefficient"),
+    ("probe/dist/efficient", "‖π(s)−a‖ efficient"), ("probe/dist/inefficient", "‖π(s)−a‖ inefficient"),
+    ("probe/term_bc", "BC term"), ("probe/term_q", "λQ term"), ("probe/term_f", "f term"),
+    ("probe/grad_share_f", "f's share of actor grad"),
+)
+
+
+def read_series(run_dir: Path) -> dict[str, dict[int, float]]:
+    """Every logged key -> {step: value} (the last complete line wins; a line being written is skipped)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    out: dict[str, dict[int, float]] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        for k, v in row.items():
+            if k != "step" and isinstance(v, (int, float)):
+                out.setdefault(k, {})[int(row["step"])] = float(v)
+    return out
+
+
+def common_step(series: Sequence[dict], key: str = SCORE, at_most: int | None = None) -> int | None:
+    """The largest step at which every run logged ``key`` (and ``<= at_most``); None if there is none."""
+    sets = [set(s.get(key, {})) for s in series]
+    if not sets or not all(sets):
+        return None
+    steps = set.intersection(*sets)
+    if at_most is not None:
+        steps = {s for s in steps if s <= at_most}
+    return max(steps) if steps else None
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    mu = sum(values) / len(values)
+    return mu, (sum((v - mu) ** 2 for v in values) / len(values)) ** 0.5
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+def write_report(runs, root: Path, docs: Path, figures: Path) -> str:
+    """Writes section ``long-evidence-results`` of ``docs`` and ``figures/long_*.png``; returns the section."""
+    root = Path(root)
+    series = {(r.group, r.seed): read_series(r.run_dir(root)) for r in runs}
+    groups: dict[str, list] = {}
+    for r in runs:
+        groups.setdefault(r.group, []).append(r)
+    labels = {g: rs[0].label for g, rs in groups.items()}
+
+    lines = ["### Progress", "", "| run | seeds | steps reached (per seed) / target |", "|---|---|---|"]
+    for g, rs in groups.items():
+        reached = [max(series[(r.group, r.seed)].get(SCORE, {0: 0}), default=0) for r in rs]
+        lines.append(f"| {labels[g]} | {', '.join(str(r.seed) for r in rs)} | "
+                     f"{', '.join(f'{s // 1000}k' for s in reached)} / {rs[0].steps // 1000}k |")
+
+    main = [g for g in ("ppl", "rebrac", "ppl_trainable_f") if g in groups]
+    all_main = [series[(r.group, r.seed)] for g in main for r in groups[g]]
+    step = common_step(all_main)
+    lines += ["", "### PPL^R vs ReBRAC (and the trainable-potential variant)", ""]
+    if step is None:
+        lines.append("No step has been evaluated by every run of these groups yet.")
+    else:
+        lines += [f"All values at step **{step // 1000}k**, the largest evaluation step every run of these groups has "
+                  "reached; mean ± std over seeds (ddof 0).", "",
+                  "| method | seeds | normalized score | per seed |", "|---|---|---:|---|"]
+        cells = {}
+        for g in main:
+            vals = [series[(r.group, r.seed)][SCORE][step] for r in groups[g]]
+            cells[g] = Cell(suite="", dataset="", method=labels[g], values=vals, seeds=[r.seed for r in groups[g]],
+                            run_dirs=[])
+            lines.append(f"| {labels[g]} | {len(vals)} | {pm(*_mean_std(vals))} | "
+                         f"{', '.join(f'{v:.1f}' for v in vals)} |")
+        lines += ["", "| comparison | difference of means (± SE, Welch) | seeds higher | verdict (2 SE rule) |",
+                  "|---|---:|---|---|"]
+        for g in [x for x in main if x != "rebrac"]:
+            if "rebrac" in cells:
+                v = compare(cells[g], cells["rebrac"])
+                lines.append(f"| {labels[g]} − ReBRAC | {v.diff:+.1f} ± {v.se:.1f} | {v.wins}/{v.paired} | "
+                             f"{v.outcome} |")
+        lines += ["", "#### The mechanism at that step (probe set: 2048 dataset pairs; mean over seeds)", "",
+                  "| method | " + " | ".join(t for _, t in MECHANISM) + " |",
+                  "|---|" + "---:|" * len(MECHANISM)]
+        for g in main:
+            cols = []
+            for key, _ in MECHANISM:
+                vals = [series[(r.group, r.seed)].get(key, {}).get(step) for r in groups[g]]
+                vals = [v for v in vals if v is not None]
+                cols.append(_fmt(_mean_std(vals)[0]))
+            lines.append(f"| {labels[g]} | " + " | ".join(cols) + " |")
+        lines += ["", _figures(groups, series, labels, main, Path(figures), docs)]
+
+    sweep = sorted((g for g in groups if g.startswith("ppl_w")), key=lambda g: float(g[5:]))
+    if sweep:
+        sweep_steps = groups[sweep[0]][0].steps
+        members = [series[(r.group, r.seed)] for g in sweep for r in groups[g]]
+        w8 = [series[(r.group, r.seed)] for r in groups.get("ppl", []) if r.seed in {x.seed for x in groups[sweep[0]]}]
+        s = common_step(members + w8, at_most=sweep_steps)
+        lines += ["", f"### w sweep (PPL^R, seeds {sorted({r.seed for r in groups[sweep[0]]})})", ""]
+        if s is None:
+            lines.append("No step has been evaluated by every run of the sweep yet.")
+        else:
+            lines += [f"At step **{s // 1000}k** (target {sweep_steps // 1000}k; w = 8 read from the main runs).", "",
+                      "| w | normalized score | f(s,a) efficient − inefficient | ‖π−a‖ inefficient − efficient |",
+                      "|---:|---:|---:|---:|"]
+            rows = [(float(g[5:]), [series[(r.group, r.seed)] for r in groups[g]]) for g in sweep] + [(8.0, w8)]
+            for w, ss in sorted(rows, key=lambda x: x[0]):
+                score = [x[SCORE][s] for x in ss]
+                sep = [x["probe/f_data/efficient"][s] - x["probe/f_data/inefficient"][s] for x in ss
+                       if s in x.get("probe/f_data/efficient", {})]
+                gap = [x["probe/dist/inefficient"][s] - x["probe/dist/efficient"][s] for x in ss
+                       if s in x.get("probe/dist/efficient", {})]
+                lines.append(f"| {w:g} | {pm(*_mean_std(score))} | {_fmt(_mean_std(sep)[0])} | "
+                             f"{_fmt(_mean_std(gap)[0])} |")
+    body = "\n".join(lines) + "\n"
+    write_section(docs, "long-evidence-results", body, title="Long-budget evidence")
+    return body
+
+
+def _band(ax, groups, series, labels, names, key, scale=1.0):
+    for g in names:
+        maps = [series[(r.group, r.seed)].get(key, {}) for r in groups[g]]
+        if not all(maps):
+            continue
+        steps = sorted(set.intersection(*(set(m) for m in maps)))
+        if not steps:
+            continue
+        mean = [scale * sum(m[s] for m in maps) / len(maps) for s in steps]
+        std = [scale * (sum((m[s] - mean[i] / scale) ** 2 for m in maps) / len(maps)) ** 0.5 for i, s in enumerate(steps)]
+        draw_band(ax, steps, mean, std, labels[g])
+
+
+def _figures(groups, series, labels, main, figures: Path, docs: Path) -> str:
+    plt = pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    panels = [(SCORE, "normalized score", main), ("probe/f_data/inefficient", "f(s,a) on inefficient data actions",
+                                                  [g for g in main if g != "rebrac"]),
+              ("probe/dist/inefficient", "‖π(s)−a‖ on inefficient data", main),
+              ("probe/grad_share_f", "f's share of the actor gradient", [g for g in main if g != "rebrac"])]
+    for ax, (key, title, names) in zip(axes.flat, panels):
+        _band(ax, groups, series, labels, names, key)
+        ax.set_title(title)
+        ax.set_xlabel("gradient steps")
+    axes.flat[0].legend(fontsize=8)
+    path = save_figure(fig, figures / "long_evidence.png")
+    rel = Path(__import__("os").path.relpath(path, Path(docs).parent)).as_posix()
+    return f"![long-budget curves]({rel})\n\n*Mean ± std band over seeds at every evaluation.*"

@@ -1,0 +1,82 @@
+"""benchmarks/long_evidence.py: the grid, its segment schedule, and the report at the step every run reached
+(the runs' metrics.jsonl rows are written here in the trainer's format: step, eval/..., probe/...)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def le():
+    spec = importlib.util.spec_from_file_location("long_evidence_script", ROOT / "benchmarks" / "long_evidence.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_grid_is_the_issue_s(le):
+    runs = le.build_grid()
+    by = {}
+    for r in runs:
+        by.setdefault(r.group, []).append(r)
+    assert [r.seed for r in by["ppl"]] == [0, 1, 2] and [r.seed for r in by["rebrac"]] == [0, 1, 2]
+    assert all(r.steps >= 300_000 for g in ("ppl", "rebrac", "ppl_trainable_f") for r in by[g])
+    assert {g for g in by if g.startswith("ppl_w")} == {"ppl_w1", "ppl_w2", "ppl_w4", "ppl_w16"}
+    assert all(len(by[g]) >= 2 and by[g][0].steps >= 100_000 for g in by if g.startswith("ppl_w"))
+    variant = " ".join(by["ppl_trainable_f"][0].overrides(Path("/r")))
+    assert "optim.potential_lr_scale=1.0" in variant and "hparams.w=8.0" in variant
+    assert "potential_lr_scale" not in " ".join(by["ppl"][0].overrides(Path("/r")))
+    assert "loss=rebrac" in " ".join(by["rebrac"][0].overrides(Path("/r")))
+
+
+def test_the_schedule_brings_every_main_seed_to_100k_first_and_every_run_to_its_end(le):
+    runs = le.build_grid()
+    order = le.schedule(runs)
+    last = {}
+    for r, stop in order:  # each run's segments are increasing and end at its budget
+        key = (r.group, r.seed)
+        assert stop > last.get(key, 0)
+        last[key] = stop
+    assert all(last[(r.group, r.seed)] == r.steps for r in runs)
+    first_variant = next(i for i, (r, _) in enumerate(order) if r.group == "ppl_trainable_f")
+    before = [(r.group, s) for r, s in order[:first_variant]]
+    assert sorted(before) == sorted((g, s) for g in ("ppl", "rebrac") for s in (50_000, 100_000) for _ in range(3))
+
+
+def _write(run_dir: Path, rows):
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_the_report_compares_at_the_step_every_run_reached(le, tmp_path):
+    runs = le.build_grid()
+    scores = {("ppl", 0): 60, ("ppl", 1): 50, ("ppl", 2): 40, ("rebrac", 0): 30, ("rebrac", 1): 35,
+              ("rebrac", 2): 25, ("ppl_trainable_f", 0): 10, ("ppl_trainable_f", 1): 20, ("ppl_trainable_f", 2): 30}
+    for r in runs:
+        if (r.group, r.seed) not in scores:
+            continue
+        reach = 30_000 if (r.group, r.seed) == ("rebrac", 2) else 50_000  # one run is behind
+        rows = []
+        for step in range(10_000, reach + 1, 10_000):
+            rows.append({"step": step, "probe/f_policy": -1.0, "probe/grad_share_f": 0.25,
+                         "probe/f_data/efficient": -0.5, "probe/f_data/inefficient": -2.0})
+            rows.append({"step": step, "eval/normalized_score_mean": scores[(r.group, r.seed)] + step / 10_000})
+        _write(r.run_dir(tmp_path), rows)
+    from ppl_torchrl.reporting.long_evidence import write_report
+
+    body = write_report(runs, tmp_path, tmp_path / "doc.md", tmp_path)
+    assert "step **30k**" in body
+    # PPL^R at 30k: 63, 53, 43 -> 53.0 ± 8.2; ReBRAC: 33, 38, 28 -> 33.0 ± 4.1
+    assert "| PPL^R (w=8) | 3 | 53.0 ± 8.2 | 63.0, 53.0, 43.0 |" in body
+    assert "| ReBRAC | 3 | 33.0 ± 4.1 | 33.0, 38.0, 28.0 |" in body
+    assert "| PPL^R (w=8) − ReBRAC | +20.0 ±" in body
+    assert "50k, 50k, 30k / 300k" in body
+    assert (tmp_path / "long_evidence.png").exists()
+    assert "long-evidence-results:begin" in (tmp_path / "doc.md").read_text()
