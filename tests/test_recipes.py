@@ -241,7 +241,7 @@ def test_quickstart_command_prints_a_score_table(tmp_path):
     res = subprocess.run(
         [sys.executable, str(ROOT / "recipes" / "quickstart.py"), "optim.steps=60", "eval.every=60",
          "eval.episodes=2", "eval.num_envs=2", "model.hidden_dim=32", "logger.progress=false",
-         f"run_dir={tmp_path}/${{loss.name}}"],
+         f"run_dir={tmp_path}/${{loss.name}}", "quickstart.toy_steps=200", f"quickstart.toy_dir={tmp_path}/toy"],
         capture_output=True, text=True, timeout=900, cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr[-3000:]
@@ -250,3 +250,5 @@ def test_quickstart_command_prints_a_score_table(tmp_path):
     assert len(rows) == 2 and all(f"| {DATASET} | 0 | 60 |" in r for r in rows), table
     for name in ("ppl", "rebrac"):
         assert json.loads((tmp_path / name / "results.json").read_text())["steps"] == 60
+    toy = res.stdout.split("What the potential does", 1)[1]
+    assert "PPL (w = 8)" in toy and "TD3+BC-like baseline" in toy and (tmp_path / "toy" / "toy.png").exists()
