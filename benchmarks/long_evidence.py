@@ -24,7 +24,7 @@ grid still compares every seed at one step. Every evaluation also runs the mecha
 (``ppl_torchrl/training/probe.py``: f on policy vs data actions, Q, the actor's terms and the potential's share
 of the actor's gradient, distances to the efficient and inefficient labelled actions), logged under ``probe/``.
 
-The report (``docs/evidence_long.md``, figures ``docs/figures/long_*.png``) compares the groups at the largest
+The report (section "long-budget" of ``docs/evidence.md``, figure ``docs/figures/long_budget.png``) compares the groups at the largest
 step that every run of the compared groups has reached, and says how far each run got: it is honest about
 an unfinished grid.
 """
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="runs at a time (each uses one CPU core)")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--plan", action="store_true", help="print the grid and its progress; train nothing")
-    p.add_argument("--docs", default=str(REPO / "docs" / "evidence_long.md"))
+    p.add_argument("--docs", default=str(REPO / "docs" / "evidence.md"))
     p.add_argument("--figures", default=str(REPO / "docs" / "figures"))
     args = p.parse_args(argv)
     root = Path(args.runs_dir).expanduser().resolve()

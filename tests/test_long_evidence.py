@@ -78,5 +78,5 @@ def test_the_report_compares_at_the_step_every_run_reached(le, tmp_path):
     assert "| ReBRAC | 3 | 33.0 ± 4.1 | 33.0, 38.0, 28.0 |" in body
     assert "| PPL^R (w=8) − ReBRAC | +20.0 ±" in body
     assert "50k, 50k, 30k / 300k" in body
-    assert (tmp_path / "long_evidence.png").exists()
-    assert "long-evidence-results:begin" in (tmp_path / "doc.md").read_text()
+    assert (tmp_path / "long_budget.png").exists()
+    assert "long-budget-results:begin" in (tmp_path / "doc.md").read_text()

@@ -70,7 +70,7 @@ def _fmt(value: float | None) -> str:
 
 
 def write_report(runs, root: Path, docs: Path, figures: Path) -> str:
-    """Writes section ``long-evidence-results`` of ``docs`` and ``figures/long_*.png``; returns the section."""
+    """Writes section ``long-budget-results`` of ``docs`` and ``figures/long_budget.png``; returns the section."""
     root = Path(root)
     series = {(r.group, r.seed): read_series(r.run_dir(root)) for r in runs}
     groups: dict[str, list] = {}
@@ -143,7 +143,7 @@ def write_report(runs, root: Path, docs: Path, figures: Path) -> str:
                 lines.append(f"| {w:g} | {pm(*_mean_std(score))} | {_fmt(_mean_std(sep)[0])} | "
                              f"{_fmt(_mean_std(gap)[0])} |")
     body = "\n".join(lines) + "\n"
-    write_section(docs, "long-evidence-results", body, title="Long-budget evidence")
+    write_section(docs, "long-budget-results", body, title="Evidence: PPL on generated data")
     return body
 
 
@@ -172,6 +172,6 @@ def _figures(groups, series, labels, main, figures: Path, docs: Path) -> str:
         ax.set_title(title)
         ax.set_xlabel("gradient steps")
     axes.flat[0].legend(fontsize=8)
-    path = save_figure(fig, figures / "long_evidence.png")
+    path = save_figure(fig, figures / "long_budget.png")
     rel = Path(__import__("os").path.relpath(path, Path(docs).parent)).as_posix()
     return f"![long-budget curves]({rel})\n\n*Mean ± std band over seeds at every evaluation.*"

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ppl_torchrl import keys
 from ppl_torchrl.errors import ConfigError
-from ppl_torchrl.training.trainer import Trainer
+from ppl_torchrl.training.trainer import COMPILE_MESSAGE, Trainer
 
 #: what one stored online transition holds: the offline batches' keys (the two halves of a batch are concatenated)
 TRANSITION_KEYS = (*keys.BATCH_KEYS, keys.TRUNCATED)
@@ -170,6 +170,8 @@ class FineTuner(Trainer):
             self.episode["length"] += 1
             if ("next", "success") in data.keys(True):
                 self.episode["success"] |= bool(data.get(("next", "success")).any())
+            if compiling:
+                tqdm.write(COMPILE_MESSAGE)
             c1 = time.perf_counter()
             loss.actor_bc_coef.fill_(self.actor_bc0 * bc_decay(self.step, steps, floor))
             metrics = self.algorithm.update(self._mixed_batch(), self.step)
@@ -179,7 +181,9 @@ class FineTuner(Trainer):
             if compiling:
                 compiling = False
                 self.compile_time += c2 - c1
+                tqdm.write(f"compiled in {c2 - c1:.0f} s; training.")
                 t0 = time.perf_counter()
+                bar.unpause()
             else:
                 self.timing["collect_s"] += c1 - c0
                 self.timing["update_s"] += c2 - c1
