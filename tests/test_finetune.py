@@ -213,3 +213,44 @@ def test_a_compiled_update_reads_the_changing_bc_coefficients_without_recompilin
     actor = [k for k in eager if k.startswith("actor_network_params")]
     assert max((eager[k] - stale[k]).abs().max().item() for k in actor) > 2e-2
     assert graphs[1:] == [graphs[1]] * (len(graphs) - 1)  # compiled once (first call), never again
+
+
+SMOKE = ["optim.steps=20", "optim.batch_size=16", "model.hidden_dim=16", "model.num_hidden=1",
+         "finetune.env_steps=30", "finetune.max_episode_steps=12", "eval.every=15", "eval.episodes=1",
+         "eval.num_envs=1", "logger.backend=", "logger.progress=false", "logger.log_every=10", "checkpoint.every=10",
+         "threads=1", "compile.enabled=false", "probe.size=16"]
+
+
+def _script(args, cwd, env=None):
+    return subprocess.run([sys.executable, str(ROOT / "recipes" / "ppl_finetune.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_the_recipe_script_runs_end_to_end_and_a_relaunch_skips_the_finished_run(tmp_path):
+    args = [*SMOKE, "dataset=pointmaze-umaze-gen-v0", f"run_dir={tmp_path}/run", "resume=auto"]
+    res = _script(args, tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["steps"] == 30 and results["algorithm"] == "ppl"
+    assert json.loads((tmp_path / "run" / "offline" / "results.json").read_text())["steps"] == 20
+    assert "| ppl | pointmaze-umaze-gen-v0 | 0 | 30 |" in res.stdout
+    again = _script(args, tmp_path)
+    assert again.returncode == 0 and "is finished; skipping" in again.stdout
+
+
+def test_the_antmaze_port_fine_tunes_from_a_d4rl_format_file(tmp_path):
+    """AntMaze (sparse reward, our D4RL antmaze-v2 port) from a file laid out as D4RL's antmaze-umaze-v2."""
+    import os
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_d4rl_layouts import write_layout
+
+    _, path = write_layout("antmaze-v2", tmp_path / "files")
+    env = dict(os.environ, PPL_TORCHRL_DATA=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    res = _script([*SMOKE, "dataset=antmaze-umaze-v2", f"dataset.path={path}", f"run_dir={tmp_path}/run"], tmp_path,
+                  env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = _rows(tmp_path / "run")
+    episodes = [r for r in rows if "online/episode_return" in r]
+    assert [r["step"] for r in episodes] == [12, 24]  # the time limit given, no goal reached by chance
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["config"]["dataset"]["id"] == "antmaze-umaze-v2"
