@@ -60,9 +60,9 @@ def _state(run_dir: Path) -> dict:
     return torch.load(run_dir / "checkpoint.pt", weights_only=False)
 
 
-@pytest.mark.parametrize("loss", ["ppl", "rebrac"])
-def test_a_killed_run_resumes_bit_for_bit(tmp_path, offline, loss):
-    common = {"loss": loss, "finetune.offline_checkpoint": str(offline[loss])}
+@pytest.mark.parametrize("loss,capacity", [("ppl", 1000), ("rebrac", 40)])  # 40: the online buffer wraps around
+def test_a_killed_run_resumes_bit_for_bit(tmp_path, offline, loss, capacity):
+    common = {"loss": loss, "finetune.offline_checkpoint": str(offline[loss]), "finetune.buffer_size": capacity}
     whole = build_finetuner(_cfg(tmp_path / "whole", **common))
     whole.run()
     killed = build_finetuner(_cfg(tmp_path / "killed", **common, **{"checkpoint.stop_after": 90}))
@@ -76,8 +76,11 @@ def test_a_killed_run_resumes_bit_for_bit(tmp_path, offline, loss):
     for k, v in a["algorithm"]["loss"].items():
         assert torch.equal(v, b["algorithm"]["loss"][k]), k
     assert a["episode"] == b["episode"] and a["reset_index"] == b["reset_index"]
-    buf_a, buf_b = whole.online_buffer.storage[:130], resumed.online_buffer.storage[:130]
-    assert (buf_a == buf_b).all()
+    n = min(capacity, 130)
+    assert len(whole.online_buffer) == len(resumed.online_buffer) == n
+    assert (whole.online_buffer.storage[:n] == resumed.online_buffer.storage[:n]).all()
+    assert whole.online_buffer._writer.state_dict() == resumed.online_buffer._writer.state_dict()
+    assert b["online_buffer"]["rows"].shape[0] == n  # only the filled rows are saved
     assert _rows(tmp_path / "whole") == _rows(tmp_path / "killed")
     results = json.loads((tmp_path / "killed" / "results.json").read_text())
     assert results["steps"] == 130 and results["online_episodes"] == 5

@@ -64,7 +64,7 @@ def bc_decay(online_step: int, online_steps: int, floor: float) -> float:
 class FineTuner(Trainer):
     """Runs ``cfg.finetune.env_steps`` online steps; ``self.step`` counts them (one update per step).
 
-    Args beyond :class:`Trainer`'s: ``make_env(base_seed) -> (TorchRL env, EpisodeSeeds)``; the offline
+    Args beyond :class:`Trainer`'s: ``make_env() -> (TorchRL env, EpisodeSeeds)``; the offline
     ``buffer`` is the offline replay buffer; ``online_buffer`` a TorchRL replay buffer with the same reward
     transform.
     """
@@ -92,8 +92,7 @@ class FineTuner(Trainer):
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_extra(self) -> dict:
         return {
-            "online_buffer": self.online_buffer.state_dict(),
-            "online_rng": self.online_buffer._rng.get_state(),
+            "online_buffer": self._online_buffer_state(),
             "episode": dict(self.episode),
             "reset_index": self.reset_index,
             "collector": self.collector_state,
@@ -102,11 +101,24 @@ class FineTuner(Trainer):
         }
 
     def restore_extra(self, state: dict) -> None:
-        self.online_buffer.load_state_dict(state["online_buffer"])
-        self.online_buffer._rng.set_state(state["online_rng"])
+        self._load_online_buffer(state["online_buffer"])
         self.episode, self.reset_index = dict(state["episode"]), int(state["reset_index"])
         self.collector_state, self.timing = state["collector"], dict(state["timing"])
         self.offline_eval = state.get("offline_eval")
+
+    def _online_buffer_state(self) -> dict:
+        # Only the filled rows: the storage is preallocated to finetune.buffer_size (TorchRL's own state_dict
+        # would save all of it, ~70 MB per PointMaze checkpoint at the default capacity).
+        buffer, n = self.online_buffer, len(self.online_buffer)
+        return {"rows": buffer.storage[:n].clone() if n else None, "writer": buffer._writer.state_dict(),
+                "rng": buffer._rng.get_state()}
+
+    def _load_online_buffer(self, state: dict) -> None:
+        buffer = self.online_buffer
+        if state["rows"] is not None:
+            buffer.storage.set(torch.arange(state["rows"].shape[0]), state["rows"])
+        buffer._writer.load_state_dict(state["writer"])
+        buffer._rng.set_state(state["rng"])
 
     # ------------------------------------------------------------------ loop
     def _collector(self):
