@@ -42,7 +42,7 @@ def _mean_std(values):
     return mu, math.sqrt(sum((v - mu) ** 2 for v in values) / len(values))
 
 
-def report(root: Path, seeds, docs: Path, figures: Path, command: str, wall_s: float) -> str:
+def report(root: Path, seeds, docs: Path, figures: Path, command: str, history: list[dict]) -> str:
     from ppl_torchrl.reporting.aggregate import read_curve, seed_band
     from ppl_torchrl.reporting.evidence import write_section
     from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
@@ -87,8 +87,10 @@ def report(root: Path, seeds, docs: Path, figures: Path, command: str, wall_s: f
     speed_rows = [f"| {n} | {s} | {sps:.1f} | {100 * share:.0f} % | {env_sps:.0f} |" for n, s, sps, share, env_sps in speed]
     body = "\n".join([
         "### Command", "", f"```bash\n{command}\n```", "",
-        f"Wall time of the invocation(s) that trained: {wall_s / 60:.1f} min (CPU and cores: see the note below the "
-        "tables).", "",
+        f"Wall time of the invocation(s) that trained: {sum(h['wall_s'] for h in history) / 60:.1f} min, "
+        + "; ".join(f"{h.get('jobs', '?')} runs at a time on {h.get('cpu', 'an unrecorded CPU')} "
+                    f"({h.get('cores', '?')} cores), one torch thread per run" for h in history)
+        + ". Online steps/s below are per run, with the other run (and at times other work) on the other core.", "",
         "### Offline checkpoint vs after online fine-tuning (normalized score, mean ± std over seeds, ddof 0)", "",
         "| algorithm | runs | best evaluation of the offline phase | offline checkpoint (online step 0) | "
         "after fine-tuning | change | per seed (checkpoint → fine-tuned) |",
@@ -132,10 +134,14 @@ def main(argv=None) -> int:
     timing = root / "timing.json"
     history = json.loads(timing.read_text()) if timing.exists() else []
     if not args.report_only:
-        history.append({"wall_s": wall, "jobs": args.jobs})
+        import os
+
+        from ppl_torchrl.gemm import cpu_model
+
+        history.append({"wall_s": wall, "jobs": args.jobs, "cpu": cpu_model(), "cores": os.cpu_count()})
         root.mkdir(parents=True, exist_ok=True)
         timing.write_text(json.dumps(history))
-    print(report(root, seeds, Path(args.docs), Path(args.figures), command, sum(h["wall_s"] for h in history)))
+    print(report(root, seeds, Path(args.docs), Path(args.figures), command, history))
     return 1 if failures else 0
 
 
