@@ -79,4 +79,10 @@ def test_the_report_compares_at_the_step_every_run_reached(le, tmp_path):
     assert "| PPL^R (w=8) − ReBRAC | +20.0 ±" in body
     assert "50k, 50k, 30k / 300k" in body
     assert (tmp_path / "long_budget.png").exists()
+    # a variant that has not reached the step yet leaves the PPL^R vs ReBRAC comparison alone
+    late = runs[[r.group for r in runs].index("ppl_trainable_f")].run_dir(tmp_path) / "metrics.jsonl"
+    late.write_text(json.dumps({"step": 10_000, "eval/normalized_score_mean": 1.0}) + "\n")
+    body = write_report(runs, tmp_path, tmp_path / "doc.md", tmp_path)
+    assert "step **30k**" in body and "has not reached this step" in body
+    assert "| PPL^R, trainable potential" not in body.split("has not reached")[1].split("####")[0]
     assert "long-budget-results:begin" in (tmp_path / "doc.md").read_text()

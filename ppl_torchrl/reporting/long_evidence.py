@@ -84,13 +84,17 @@ def write_report(runs, root: Path, docs: Path, figures: Path) -> str:
         lines.append(f"| {labels[g]} | {', '.join(str(r.seed) for r in rs)} | "
                      f"{', '.join(f'{s // 1000}k' for s in reached)} / {rs[0].steps // 1000}k |")
 
-    main = [g for g in ("ppl", "rebrac", "ppl_trainable_f") if g in groups]
-    all_main = [series[(r.group, r.seed)] for g in main for r in groups[g]]
-    step = common_step(all_main)
+    base = [g for g in ("ppl", "rebrac") if g in groups]
+    step = common_step([series[(r.group, r.seed)] for g in base for r in groups[g]])
+    # the variant joins the table once every one of its runs has reached that step
+    main = base + [g for g in ("ppl_trainable_f",) if g in groups and step is not None
+                   and all(step in series[(r.group, r.seed)].get(SCORE, {}) for r in groups[g])]
     lines += ["", "### PPL^R vs ReBRAC (and the trainable-potential variant)", ""]
     if step is None:
-        lines.append("No step has been evaluated by every run of these groups yet.")
+        lines.append("No step has been evaluated by every PPL^R and ReBRAC run yet.")
     else:
+        if "ppl_trainable_f" in groups and "ppl_trainable_f" not in main:
+            lines += ["The trainable-potential variant has not reached this step on every seed yet.", ""]
         lines += [f"All values at step **{step // 1000}k**, the largest evaluation step every run of these groups has "
                   "reached; mean ± std over seeds (ddof 0).", "",
                   "| method | seeds | normalized score | per seed |", "|---|---|---:|---|"]
