@@ -171,11 +171,16 @@ def _figures(groups, series, labels, main, figures: Path, docs: Path) -> str:
                                                   [g for g in main if g != "rebrac"]),
               ("probe/dist/inefficient", "‖π(s)−a‖ on inefficient data", main),
               ("probe/grad_share_f", "f's share of the actor gradient", [g for g in main if g != "rebrac"])]
-    for ax, (key, title, names) in zip(axes.flat, panels):
+    from matplotlib.ticker import FuncFormatter
+
+    for i, (ax, (key, title, names)) in enumerate(zip(axes.flat, panels)):
         _band(ax, groups, series, labels, names, key)
         ax.set_title(title)
-        ax.set_xlabel("gradient steps")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
+        if i >= 2:
+            ax.set_xlabel("gradient steps")
     axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
     path = save_figure(fig, figures / "long_budget.png")
     rel = Path(__import__("os").path.relpath(path, Path(docs).parent)).as_posix()
     return f"![long-budget curves]({rel})\n\n*Mean ± std band over seeds at every evaluation.*"
