@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -35,18 +34,11 @@ def overrides(loss: str, seed: int, root: Path, offline_steps: int, online_steps
     return [f"{k}={v}" for k, v in ov.items()]
 
 
-def _mean_std(values):
-    if not values:
-        return None, None
-    mu = sum(values) / len(values)
-    return mu, math.sqrt(sum((v - mu) ** 2 for v in values) / len(values))
-
-
 def report(root: Path, seeds, docs: Path, figures: Path, command: str, history: list[dict]) -> str:
     from ppl_torchrl.reporting.aggregate import read_curve, seed_band
     from ppl_torchrl.reporting.evidence import write_section
     from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
-    from ppl_torchrl.reporting.tables import pm
+    from ppl_torchrl.reporting.tables import mean_std, pm
 
     rows, curves, speed = [], {}, []
     for loss, name in LOSSES.items():
@@ -72,8 +64,8 @@ def report(root: Path, seeds, docs: Path, figures: Path, command: str, history: 
             total = t.get("collect_s", 0.0) + t.get("update_s", 0.0)
             if total > 0:
                 speed.append((name, seed, res["steps"] / total, t["collect_s"] / total, res["steps"] / t["collect_s"]))
-        rows.append(f"| {name} | {done}/{len(seeds)} | {pm(*_mean_std(best_offline))} | {pm(*_mean_std(starts))} | "
-                    f"{pm(*_mean_std(ends))} | {pm(*_mean_std(gains))} | {', '.join(per_seed) or '–'} |")
+        rows.append(f"| {name} | {done}/{len(seeds)} | {pm(*mean_std(best_offline))} | {pm(*mean_std(starts))} | "
+                    f"{pm(*mean_std(ends))} | {pm(*mean_std(gains))} | {', '.join(per_seed) or '–'} |")
     fig, ax = pyplot().subplots(figsize=(6, 3.6))
     for loss, name in LOSSES.items():
         steps, mean, std = seed_band(curves[loss])

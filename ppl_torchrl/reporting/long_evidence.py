@@ -8,13 +8,14 @@ evaluation by :mod:`ppl_torchrl.training.probe`) are read from each run's ``metr
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Sequence
 
-from ppl_torchrl.reporting.aggregate import Cell
+from ppl_torchrl.reporting.aggregate import Cell, seed_band
 from ppl_torchrl.reporting.evidence import compare, write_section
 from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
-from ppl_torchrl.reporting.tables import pm
+from ppl_torchrl.reporting.tables import mean_std, pm
 
 SCORE = "eval/normalized_score_mean"
 #: the probe values in the mechanism table, in order, with their column titles
@@ -54,13 +55,6 @@ def common_step(series: Sequence[dict], key: str = SCORE, at_most: int | None = 
     if at_most is not None:
         steps = {s for s in steps if s <= at_most}
     return max(steps) if steps else None
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    mu = sum(values) / len(values)
-    return mu, (sum((v - mu) ** 2 for v in values) / len(values)) ** 0.5
 
 
 def _fmt(value: float | None) -> str:
@@ -103,7 +97,7 @@ def write_report(runs, root: Path, docs: Path, figures: Path) -> str:
             vals = [series[(r.group, r.seed)][SCORE][step] for r in groups[g]]
             cells[g] = Cell(suite="", dataset="", method=labels[g], values=vals, seeds=[r.seed for r in groups[g]],
                             run_dirs=[])
-            lines.append(f"| {labels[g]} | {len(vals)} | {pm(*_mean_std(vals))} | "
+            lines.append(f"| {labels[g]} | {len(vals)} | {pm(*mean_std(vals))} | "
                          f"{', '.join(f'{v:.1f}' for v in vals)} |")
         lines += ["", "| comparison | difference of means (± SE, Welch) | seeds higher | verdict (2 SE rule) |",
                   "|---|---:|---|---|"]
@@ -120,7 +114,7 @@ def write_report(runs, root: Path, docs: Path, figures: Path) -> str:
             for key, _ in MECHANISM:
                 vals = [series[(r.group, r.seed)].get(key, {}).get(step) for r in groups[g]]
                 vals = [v for v in vals if v is not None]
-                cols.append(_fmt(_mean_std(vals)[0]))
+                cols.append(_fmt(mean_std(vals)[0]))
             lines.append(f"| {labels[g]} | " + " | ".join(cols) + " |")
         lines += ["", _figures(groups, series, labels, main, Path(figures), docs)]
 
@@ -144,24 +138,22 @@ def write_report(runs, root: Path, docs: Path, figures: Path) -> str:
                        if s in x.get("probe/f_data/efficient", {})]
                 gap = [x["probe/dist/inefficient"][s] - x["probe/dist/efficient"][s] for x in ss
                        if s in x.get("probe/dist/efficient", {})]
-                lines.append(f"| {w:g} | {pm(*_mean_std(score))} | {_fmt(_mean_std(sep)[0])} | "
-                             f"{_fmt(_mean_std(gap)[0])} |")
+                lines.append(f"| {w:g} | {pm(*mean_std(score))} | {_fmt(mean_std(sep)[0])} | "
+                             f"{_fmt(mean_std(gap)[0])} |")
     body = "\n".join(lines) + "\n"
     write_section(docs, "long-budget-results", body, title="Evidence: PPL on generated data")
     return body
 
 
-def _band(ax, groups, series, labels, names, key, scale=1.0):
+def _band(ax, groups, series, labels, names, key):
     for g in names:
-        maps = [series[(r.group, r.seed)].get(key, {}) for r in groups[g]]
-        if not all(maps):
-            continue
-        steps = sorted(set.intersection(*(set(m) for m in maps)))
-        if not steps:
-            continue
-        mean = [scale * sum(m[s] for m in maps) / len(maps) for s in steps]
-        std = [scale * (sum((m[s] - mean[i] / scale) ** 2 for m in maps) / len(maps)) ** 0.5 for i, s in enumerate(steps)]
-        draw_band(ax, steps, mean, std, labels[g])
+        curves = []
+        for r in groups[g]:
+            by_step = series[(r.group, r.seed)].get(key, {})
+            curves.append((sorted(by_step), [by_step[s] for s in sorted(by_step)]))
+        steps, mean, std = seed_band(curves)  # at the steps every seed has
+        if steps:
+            draw_band(ax, steps, mean, std, labels[g])
 
 
 def _figures(groups, series, labels, main, figures: Path, docs: Path) -> str:
@@ -182,5 +174,5 @@ def _figures(groups, series, labels, main, figures: Path, docs: Path) -> str:
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
     path = save_figure(fig, figures / "long_budget.png")
-    rel = Path(__import__("os").path.relpath(path, Path(docs).parent)).as_posix()
+    rel = Path(os.path.relpath(path, Path(docs).parent)).as_posix()
     return f"![long-budget curves]({rel})\n\n*Mean ± std band over seeds at every evaluation.*"

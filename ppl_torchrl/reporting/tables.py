@@ -5,6 +5,15 @@ from __future__ import annotations
 MISSING = "–"
 
 
+def mean_std(values) -> tuple[float | None, float | None]:
+    """Mean and population std (ddof 0, the project's convention over seeds) of ``values``; ``(None, None)`` if empty."""
+    values = list(values)
+    if not values:
+        return None, None
+    mu = sum(values) / len(values)
+    return mu, (sum((v - mu) ** 2 for v in values) / len(values)) ** 0.5
+
+
 def pm(mean: float | None, std: float | None = None, digits: int = 1, scale: float = 1.0) -> str:
     """``"12.3 ± 4.5"`` (``scale`` times the values, ``digits`` decimals), ``"12.3"`` without a std, :data:`MISSING`
     without a mean."""

@@ -61,6 +61,13 @@ def bc_decay(online_step: int, online_steps: int, floor: float) -> float:
     return max(float(floor), 1.0 - online_step / max(1, online_steps))
 
 
+def batch_split(cfg) -> tuple[int, int]:
+    """(offline, online) transitions of each update batch: ``finetune.mixing_ratio`` of ``optim.batch_size`` online."""
+    batch = int(cfg.optim.batch_size)
+    online = int(round(float(cfg.finetune.mixing_ratio) * batch))
+    return batch - online, online
+
+
 class FineTuner(Trainer):
     """Runs ``cfg.finetune.env_steps`` online steps; ``self.step`` counts them (one update per step).
 
@@ -75,9 +82,7 @@ class FineTuner(Trainer):
         ft = cfg.finetune
         self.online_buffer, self.make_env = online_buffer, make_env
         self.steps = int(ft.env_steps)
-        batch = int(cfg.optim.batch_size)
-        self.online_batch = int(round(float(ft.mixing_ratio) * batch))
-        self.offline_batch = batch - self.online_batch
+        self.offline_batch, self.online_batch = batch_split(cfg)
         self.episode = {"return": 0.0, "length": 0, "success": False, "count": 0}
         self.reset_index = 0  # EpisodeSeeds index of the current episode's reset
         self.collector_state: dict | None = None
@@ -218,12 +223,7 @@ class FineTuner(Trainer):
                 t0, timed = time.perf_counter(), 0
                 self.logger.log(self.step, row, prefix="train")
             if self.step % eval_every == 0 or self.step == steps:
-                pause = time.perf_counter()
-                if self.probe is not None:
-                    self.logger.log(self.step, self.probe(loss), prefix="probe")
-                if self.evaluate is not None:
-                    self.last_eval = self._evaluate()
-                t0 += time.perf_counter() - pause
+                t0 += self._evaluation_step()
             # Checkpoints only between episodes (the environment's state is then its next reset's index).
             due = (self.step - last_ckpt_step >= ckpt_every
                    or (ckpt_seconds and time.monotonic() - last_ckpt_time >= ckpt_seconds))
@@ -310,8 +310,7 @@ def build_finetuner(cfg: DictConfig) -> FineTuner:
         offline_path = _offline_checkpoint(cfg, run_dir)
     device = setup_process(cfg)
     ft = cfg.finetune
-    online_batch = int(round(float(ft.mixing_ratio) * int(cfg.optim.batch_size)))
-    offline_batch = int(cfg.optim.batch_size) - online_batch
+    offline_batch, online_batch = batch_split(cfg)
     buffer, data_source, eval_id, (scale, bias) = load_training_data(cfg, batch_size=max(1, offline_batch))
     if eval_id is None:
         raise ConfigError(f"fine-tuning needs an environment: dataset.id={cfg.dataset.id} has none registered; set "

@@ -244,12 +244,7 @@ class Trainer:
                 self.logger.log(self.step, row, prefix="train")
                 bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss_qvalue", "loss_actor") if k in row})
             if self.step % eval_every == 0 or self.step == steps:
-                pause = time.perf_counter()
-                if self.probe is not None:
-                    self.logger.log(self.step, self.probe(self.algorithm.loss), prefix="probe")
-                if self.evaluate is not None:
-                    self.last_eval = self._evaluate()
-                t0 += time.perf_counter() - pause  # steps/s and wall time count training only
+                t0 += self._evaluation_step()  # steps/s and wall time count training only
             if (self.step % ckpt_every == 0 or self.step == steps
                     or (ckpt_seconds and time.monotonic() - last_checkpoint >= ckpt_seconds)):
                 pause = time.perf_counter()
@@ -261,6 +256,15 @@ class Trainer:
                 return {"stopped_at": self.step}
         bar.close()
         return self.finish()
+
+    def _evaluation_step(self) -> float:
+        """The mechanism probe and the evaluation of this step (each if configured); returns the seconds taken."""
+        start = time.perf_counter()
+        if self.probe is not None:
+            self.logger.log(self.step, self.probe(self.algorithm.loss), prefix="probe")
+        if self.evaluate is not None:
+            self.last_eval = self._evaluate()
+        return time.perf_counter() - start
 
     def _evaluate(self) -> dict:
         result = self.evaluate(self.algorithm.policy)
