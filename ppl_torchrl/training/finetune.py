@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ppl_torchrl import keys
 from ppl_torchrl.errors import ConfigError
-from ppl_torchrl.training.trainer import COMPILE_MESSAGE, Trainer
+from ppl_torchrl.training.trainer import Trainer
 
 #: what one stored online transition holds: the offline batches' keys (the two halves of a batch are concatenated)
 TRANSITION_KEYS = (*keys.BATCH_KEYS, keys.TRUNCATED)
@@ -86,6 +86,8 @@ class FineTuner(Trainer):
         self.episode = {"return": 0.0, "length": 0, "success": False, "count": 0}
         self.reset_index = 0  # EpisodeSeeds index of the current episode's reset
         self.collector_state: dict | None = None
+        self._live_collector = None  # built by _open, in the process that runs
+        self._episode_done, self._collect_seconds = False, 0.0
         self.timing = {"collect_s": 0.0, "update_s": 0.0}
         self.offline_eval: dict | None = None  # the offline checkpoint's last evaluation
         loss = algorithm.loss
@@ -100,7 +102,7 @@ class FineTuner(Trainer):
             "online_buffer": self._online_buffer_state(),
             "episode": dict(self.episode),
             "reset_index": self.reset_index,
-            "collector": self.collector_state,
+            "collector": self._collector_checkpoint(),
             "timing": dict(self.timing),
             "offline_eval": self.offline_eval,
         }
@@ -110,6 +112,13 @@ class FineTuner(Trainer):
         self.episode, self.reset_index = dict(state["episode"]), int(state["reset_index"])
         self.collector_state, self.timing = state["collector"], dict(state["timing"])
         self.offline_eval = state.get("offline_eval")
+
+    def _collector_checkpoint(self) -> dict | None:
+        collector = self._live_collector
+        if collector is not None:
+            self.collector_state = collector.state_dict()
+            self.collector_state.pop("policy_state_dict", None)  # the actor is in the algorithm's state
+        return self.collector_state
 
     def _online_buffer_state(self) -> dict:
         # Only the filled rows: the storage is preallocated to finetune.buffer_size (TorchRL's own state_dict
@@ -157,90 +166,63 @@ class FineTuner(Trainer):
                  ((self.buffer, self.offline_batch), (self.online_buffer, self.online_batch)) if n > 0]
         return torch.cat(parts, 0).to(self.device)
 
-    def run(self) -> dict:
-        cfg = self.cfg
-        steps, log_every, eval_every = self.steps, int(cfg.logger.log_every), int(cfg.eval.every)
-        ckpt_every, ckpt_seconds = int(cfg.checkpoint.every), 60.0 * float(cfg.checkpoint.get("every_minutes") or 0)
-        stop_after = cfg.checkpoint.get("stop_after")
-        floor = float(cfg.finetune.actor_bc_floor)
-        loss = self.algorithm.loss
-        if not bool(cfg.finetune.train_potential) and "potential" in self.algorithm.optimizers:
+    # ------------------------------------------------------------------ hooks of Trainer.run
+    progress_suffix, progress_unit = " online", "step"
+    updates_per_call = 1  # one update per environment step
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps
+
+    def _open(self) -> None:
+        if not bool(self.cfg.finetune.train_potential) and "potential" in self.algorithm.optimizers:
             # After any checkpoint load (which restores the offline lr). Adam's step is lr * m / (sqrt(v) + eps):
             # with lr 0 the potential stays exactly as trained offline.
             for group in self.algorithm.optimizers["potential"].param_groups:
                 group["lr"] = 0.0
-        collector, explore, seeds = self._collector()
-        frames = iter(collector)
-        bar = tqdm(total=steps, initial=self.step, desc=f"{self.algorithm.name} online", unit="step",
-                   disable=not cfg.logger.progress)
-        compiling = self.algorithm.compiled
-        last_ckpt_step, last_ckpt_time = self.step, time.monotonic()
+        self._live_collector, self._explore, self._seeds = self._collector()
+        self._frames = iter(self._live_collector)
         if self.step == 0 and self.evaluate is not None:  # the offline checkpoint's score, under the same evaluation
             self.last_eval = self._evaluate()
-        t0, timed = time.perf_counter(), 0
-        while self.step < steps:
-            c0 = time.perf_counter()
-            data = next(frames)
-            self._store(data, explore)
-            done = bool(data.get(keys.DONE).any())
-            self.episode["return"] += float(data.get(("next", "reward")).sum())
-            self.episode["length"] += 1
-            if ("next", "success") in data.keys(True):
-                self.episode["success"] |= bool(data.get(("next", "success")).any())
-            if compiling:
-                tqdm.write(COMPILE_MESSAGE)
-            c1 = time.perf_counter()
-            loss.actor_bc_coef.fill_(self.actor_bc0 * bc_decay(self.step, steps, floor))
-            metrics = self.algorithm.update(self._mixed_batch(), self.step)
-            self.latest.update(metrics.items(True, True))
-            c2 = time.perf_counter()
-            self.step += 1
-            if compiling:
-                compiling = False
-                self.compile_time += c2 - c1
-                tqdm.write(f"compiled in {c2 - c1:.0f} s; training.")
-                t0 = time.perf_counter()
-                bar.unpause()
-            else:
-                self.timing["collect_s"] += c1 - c0
-                self.timing["update_s"] += c2 - c1
-                timed += 1
-            bar.update(1)
-            if done:
-                self.episode["count"] += 1
-                self.logger.log(self.step, {"episode_return": self.episode["return"],
-                                            "episode_length": self.episode["length"],
-                                            "episode_success": float(self.episode["success"]),
-                                            "episodes": self.episode["count"]}, prefix="online")
-                self.episode.update({"return": 0.0, "length": 0, "success": False})
-                self.reset_index = seeds.next_index - 1  # the collector has already reset for the next episode
-            if self.step % log_every == 0 or self.step == steps:
-                elapsed = time.perf_counter() - t0
-                row = {k: float(v) for k, v in self.latest.items() if v.numel() == 1}
-                row.update(steps_per_second=timed / max(elapsed, 1e-9), actor_bc_coef=float(loss.actor_bc_coef),
-                           online_buffer=len(self.online_buffer), **self.timing)
-                self.wall_time += elapsed
-                t0, timed = time.perf_counter(), 0
-                self.logger.log(self.step, row, prefix="train")
-            if self.step % eval_every == 0 or self.step == steps:
-                t0 += self._evaluation_step()
-            # Checkpoints only between episodes (the environment's state is then its next reset's index).
-            due = (self.step - last_ckpt_step >= ckpt_every
-                   or (ckpt_seconds and time.monotonic() - last_ckpt_time >= ckpt_seconds))
-            if (done and due) or self.step == steps:
-                self.collector_state = collector.state_dict()
-                self.collector_state.pop("policy_state_dict", None)  # the actor is in the algorithm's state
-                pause = time.perf_counter()
-                self.save_checkpoint()
-                last_ckpt_step, last_ckpt_time = self.step, time.monotonic()
-                t0 += time.perf_counter() - pause
-            if stop_after is not None and self.step >= int(stop_after):
-                bar.close()
-                collector.shutdown()
-                return {"stopped_at": self.step}
-        bar.close()
-        collector.shutdown()
-        return self.finish()
+
+    def _close(self) -> None:
+        if self._live_collector is not None:
+            self._live_collector.shutdown()
+
+    def _batches(self, n: int) -> list:
+        start = time.perf_counter()
+        data = next(self._frames)
+        self._store(data, self._explore)
+        self._episode_done = bool(data.get(keys.DONE).any())
+        self.episode["return"] += float(data.get(("next", "reward")).sum())
+        self.episode["length"] += 1
+        if ("next", "success") in data.keys(True):
+            self.episode["success"] |= bool(data.get(("next", "success")).any())
+        self._collect_seconds = time.perf_counter() - start
+        self.algorithm.loss.actor_bc_coef.fill_(
+            self.actor_bc0 * bc_decay(self.step, self.steps, float(self.cfg.finetune.actor_bc_floor)))
+        return [self._mixed_batch()]
+
+    def _after_update(self, seconds: float, compiled_now: bool) -> None:
+        if not compiled_now:
+            self.timing["collect_s"] += self._collect_seconds
+            self.timing["update_s"] += seconds - self._collect_seconds
+        if self._episode_done:
+            self.episode["count"] += 1
+            self.logger.log(self.step, {"episode_return": self.episode["return"],
+                                        "episode_length": self.episode["length"],
+                                        "episode_success": float(self.episode["success"]),
+                                        "episodes": self.episode["count"]}, prefix="online")
+            self.episode.update({"return": 0.0, "length": 0, "success": False})
+            self.reset_index = self._seeds.next_index - 1  # the collector has already reset for the next episode
+
+    def _train_row_extra(self) -> dict:
+        return dict(actor_bc_coef=float(self.algorithm.loss.actor_bc_coef), online_buffer=len(self.online_buffer),
+                    **self.timing)
+
+    def _checkpoint_due(self, steps_since: int, seconds_since: float, every: int, every_seconds: float) -> bool:
+        # Only between episodes: the environment's state is then its next reset's index.
+        return self._episode_done and (steps_since >= every or bool(every_seconds and seconds_since >= every_seconds))
 
     def results_extra(self) -> dict:
         return {"offline_eval": self.offline_eval, "online_timing_s": dict(self.timing),

@@ -193,9 +193,27 @@ class Trainer:
         return True
 
     # -------------------------------------------------------------- loop
+    #: the progress bar's label suffix and unit
+    progress_suffix, progress_unit = "", "it"
+
+    @property
+    def total_steps(self) -> int:
+        """Where :meth:`run` stops: ``optim.steps`` updates (the fine-tuner counts environment steps)."""
+        return int(self.cfg.optim.steps)
+
+    @property
+    def updates_per_call(self) -> int:
+        return int(self.cfg.compile.updates_per_call)
+
     def run(self) -> dict:
+        """The training loop: updates, then at their steps the train log row, evaluation + probe and checkpoint.
+
+        A subclass changes what happens around the update through the hooks below (:meth:`_open`,
+        :meth:`_batches`, :meth:`_after_update`, :meth:`_train_row_extra`, :meth:`_checkpoint_due`, :meth:`_close`),
+        never the loop itself.
+        """
         cfg = self.cfg
-        steps, log_every = int(cfg.optim.steps), int(cfg.logger.log_every)
+        steps, log_every = self.total_steps, int(cfg.logger.log_every)
         eval_every, ckpt_every = int(cfg.eval.every), int(cfg.checkpoint.every)
         # Also a checkpoint when this much time has passed since the last one (taken between two steps).
         ckpt_seconds = 60.0 * float(cfg.checkpoint.get("every_minutes") or 0.0)
@@ -203,59 +221,87 @@ class Trainer:
         # A compiled update compiles at its first call in a process (seconds to minutes): kept out of the bar's
         # ETA and of steps/s.
         compiling = self.algorithm.compiled
-        bar = tqdm(total=steps, initial=self.step, desc=f"{self.algorithm.name}", disable=not cfg.logger.progress)
+        bar = tqdm(total=steps, initial=self.step, desc=f"{self.algorithm.name}{self.progress_suffix}",
+                   unit=self.progress_unit, disable=not cfg.logger.progress)
+        latest, per_call = self.latest, self.updates_per_call
+        self._open()
         t0, timed_steps = time.perf_counter(), 0
-        last_checkpoint = time.monotonic()
-        latest = self.latest
-        per_call = int(cfg.compile.updates_per_call)
-        while self.step < steps:
-            # Several updates per call never cross a log, eval, checkpoint or stop step: those stay exact.
-            n = min(per_call, steps - self.step, *(
-                every - self.step % every for every in (log_every, eval_every, ckpt_every)))
-            if stop_after is not None:
-                n = max(1, min(n, int(stop_after) - self.step))
-            if compiling:
-                tqdm.write(COMPILE_MESSAGE)
-            call_start = time.perf_counter()
-            if n > 1:
-                batches = [self.buffer.sample().to(self.device, non_blocking=True) for _ in range(n)]
-                metrics = self.algorithm.run_updates(batches, self.step)
-            else:
-                batch = self.buffer.sample().to(self.device, non_blocking=True)
-                metrics = self.algorithm.update(batch, self.step)
-            latest.update(metrics.items(True, True) if isinstance(metrics, TensorDictBase) else metrics.items())
-            self.step += n
-            if compiling:
-                compiling = False
+        last_ckpt_step, last_ckpt_time = self.step, time.monotonic()
+        try:
+            while self.step < steps:
+                # Several updates per call never cross a log, eval, checkpoint or stop step: those stay exact.
+                n = min(per_call, steps - self.step, *(
+                    every - self.step % every for every in (log_every, eval_every, ckpt_every)))
+                if stop_after is not None:
+                    n = max(1, min(n, int(stop_after) - self.step))
+                if compiling:
+                    tqdm.write(COMPILE_MESSAGE)
+                call_start = time.perf_counter()
+                batches = self._batches(n)
+                if n > 1:
+                    metrics = self.algorithm.run_updates(batches, self.step)
+                else:
+                    metrics = self.algorithm.update(batches[0], self.step)
+                latest.update(metrics.items(True, True) if isinstance(metrics, TensorDictBase) else metrics.items())
+                self.step += n
                 spent = time.perf_counter() - call_start
-                self.compile_time += spent
-                tqdm.write(f"compiled in {spent:.0f} s; training.")
-                t0 = time.perf_counter()  # steps/s and wall time count training only
-                bar.unpause()  # the bar's clock (rate, ETA) starts after compilation
-            else:
-                timed_steps += n
-            bar.update(n)
-            if self.step % log_every == 0 or self.step == steps:
-                elapsed = time.perf_counter() - t0
-                row = {k: float(v) for k, v in latest.items() if v.numel() == 1}
-                row["steps_per_second"] = timed_steps / max(elapsed, 1e-9)
-                self.wall_time += elapsed
-                t0, timed_steps = time.perf_counter(), 0
-                self.logger.log(self.step, row, prefix="train")
-                bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss_qvalue", "loss_actor") if k in row})
-            if self.step % eval_every == 0 or self.step == steps:
-                t0 += self._evaluation_step()  # steps/s and wall time count training only
-            if (self.step % ckpt_every == 0 or self.step == steps
-                    or (ckpt_seconds and time.monotonic() - last_checkpoint >= ckpt_seconds)):
-                pause = time.perf_counter()
-                self.save_checkpoint()
-                last_checkpoint = time.monotonic()
-                t0 += time.perf_counter() - pause
-            if stop_after is not None and self.step >= int(stop_after):
-                bar.close()
-                return {"stopped_at": self.step}
-        bar.close()
+                self._after_update(spent, compiled_now=compiling)
+                if compiling:
+                    compiling = False
+                    self.compile_time += spent
+                    tqdm.write(f"compiled in {spent:.0f} s; training.")
+                    t0 = time.perf_counter()  # steps/s and wall time count training only
+                    bar.unpause()  # the bar's clock (rate, ETA) starts after compilation
+                else:
+                    timed_steps += n
+                bar.update(n)
+                if self.step % log_every == 0 or self.step == steps:
+                    elapsed = time.perf_counter() - t0
+                    row = {k: float(v) for k, v in latest.items() if v.numel() == 1}
+                    row["steps_per_second"] = timed_steps / max(elapsed, 1e-9)
+                    row.update(self._train_row_extra())
+                    self.wall_time += elapsed
+                    t0, timed_steps = time.perf_counter(), 0
+                    self.logger.log(self.step, row, prefix="train")
+                    bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss_qvalue", "loss_actor") if k in row})
+                if self.step % eval_every == 0 or self.step == steps:
+                    t0 += self._evaluation_step()  # steps/s and wall time count training only
+                if self.step == steps or self._checkpoint_due(
+                        self.step - last_ckpt_step, time.monotonic() - last_ckpt_time, ckpt_every, ckpt_seconds):
+                    pause = time.perf_counter()
+                    self.save_checkpoint()
+                    last_ckpt_step, last_ckpt_time = self.step, time.monotonic()
+                    t0 += time.perf_counter() - pause
+                if stop_after is not None and self.step >= int(stop_after):
+                    return {"stopped_at": self.step}
+        finally:
+            bar.close()
+            self._close()
         return self.finish()
+
+    # -------------------------------------------------------------- hooks of the loop
+    def _open(self) -> None:
+        """Before the first update of this process."""
+
+    def _close(self) -> None:
+        """After the last update of this process (also on a stop or an error)."""
+
+    def _batches(self, n: int) -> list:
+        """The batches of the next ``n`` updates, on the training device."""
+        return [self.buffer.sample().to(self.device, non_blocking=True) for _ in range(n)]
+
+    def _after_update(self, seconds: float, compiled_now: bool) -> None:
+        """After ``self.step`` has advanced; ``seconds`` is the call's time (batches + updates), ``compiled_now``
+        whether it included compilation."""
+
+    def _train_row_extra(self) -> dict:
+        """More fields for the ``train/`` log row."""
+        return {}
+
+    def _checkpoint_due(self, steps_since: int, seconds_since: float, every: int, every_seconds: float) -> bool:
+        """Whether to checkpoint now (the last step always is): every ``every`` steps, and when ``every_seconds``
+        (if set) have passed since the last checkpoint."""
+        return self.step % every == 0 or bool(every_seconds and seconds_since >= every_seconds)
 
     def _evaluation_step(self) -> float:
         """The mechanism probe and the evaluation of this step (each if configured); returns the seconds taken."""
