@@ -217,6 +217,27 @@ def test_failed_compilation_falls_back_to_the_eager_update_without_touching_the_
         _train(strict, batches[:1])
 
 
+@pytest.mark.skipif(not compiler_available("cpu"), reason="compile.enabled=auto compiles only where inductor works")
+def test_a_run_whose_compilation_fails_says_so_and_records_an_eager_run(tmp_path, capsys):
+    from test_recipes import make_cfg, tiny
+
+    from ppl_torchrl.training.trainer import build_trainer
+
+    over = {"compile.enabled": "auto", "checkpoint.stop_after": 4, "logger.log_every": 2, "eval.every": 10**6}
+    trainer = build_trainer(make_cfg(tiny(tmp_path, steps=COMPILE_AUTO_MIN_STEPS, **over)))
+    assert trainer.algorithm.compiled
+
+    def broken_program(*args):
+        raise RuntimeError("no C++ compiler on this machine")
+
+    trainer.algorithm.update._program = broken_program
+    with pytest.warns(RuntimeWarning, match="eager update"):
+        assert trainer.run() == {"stopped_at": 4}
+    assert not trainer.algorithm.compiled and not trainer.algorithm.update.compiled
+    out = capsys.readouterr()
+    assert "compiling failed" in out.out + out.err and "compiled in" not in out.out + out.err
+
+
 def test_resolve_compile_and_bad_values():
     assert resolve_compile(_cfg("ppl", compile_enabled=True)) is True
     assert resolve_compile(_cfg("ppl", compile_enabled=False)) is False

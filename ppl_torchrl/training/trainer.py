@@ -249,7 +249,11 @@ class Trainer:
                 if compiling:
                     compiling = False
                     self.compile_time += spent
-                    tqdm.write(f"compiled in {spent:.0f} s; training.")
+                    if getattr(self.algorithm.update, "compiled", True):
+                        tqdm.write(f"compiled in {spent:.0f} s; training.")
+                    else:  # compile.enabled=auto and compiling failed (warned): the run goes on eagerly
+                        self.algorithm.compiled = False
+                        tqdm.write(f"compiling failed after {spent:.0f} s; training with the eager update.")
                     t0 = time.perf_counter()  # steps/s and wall time count training only
                     bar.unpause()  # the bar's clock (rate, ETA) starts after compilation
                 else:
@@ -326,6 +330,7 @@ class Trainer:
             "steps": self.step,
             "train_wall_time_s": self.wall_time,
             "compile_time_s": self.compile_time,
+            "compiled": self.algorithm.compiled,
             "final_eval": self.last_eval,
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             **self.results_extra(),
