@@ -18,7 +18,8 @@ from ppl_torchrl.training.config import validate_config
 from ppl_torchrl.training.data_source import resolve_training_data
 from ppl_torchrl.training.onestep import make_onestep_loss, run_onestep
 from ppl_torchrl.training.recipe import recipe_main, record_hydra_config
-from ppl_torchrl.training.trainer import DATA_HINT, make_evaluator, resolve_device, seed_everything, to_jsonable
+from ppl_torchrl.training.trainer import (DATA_HINT, dataset_observation_keys, make_evaluator, resolve_device,
+                                         seed_everything, to_jsonable)
 
 
 @hydra.main(config_path="config", config_name="onestep", version_base="1.3")
@@ -33,18 +34,22 @@ def main(cfg):
         source, eval_id = resolve_training_data(cfg.dataset)
     with user_errors(OSError, KeyError, ValueError), user_errors(RuntimeError, FileNotFoundError, hint=DATA_HINT):
         buffer = make_offline_replay_buffer(source, batch_size=int(cfg.optim.batch_size), seed=int(cfg.seed),
-                                            device=device, progress=cfg.logger.progress)
+                                            device=device, observation_keys=dataset_observation_keys(cfg, source),
+                                            progress=cfg.logger.progress)
     stats = buffer.dataset_stats
     loss = make_onestep_loss(cfg, stats.obs_dim, stats.act_dim, device)
+
+    evaluate = None  # built before training: a data / env mismatch fails now, not after millions of steps
+    if eval_id is not None and int(cfg.eval.episodes) > 0:
+        with user_errors(ImportError, KeyError):  # a missing simulator package
+            evaluate = make_evaluator(cfg, eval_id, buffer.state_mean, buffer.state_std, device, stats)
 
     run_dir.mkdir(parents=True, exist_ok=True)  # the run is accepted: only now is its folder touched
     record_hydra_config(run_dir, cfg)
     run_onestep(cfg, loss, buffer, run_dir)
 
     final = None
-    if eval_id is not None and int(cfg.eval.episodes) > 0:
-        with user_errors(ImportError, KeyError):  # a missing simulator package
-            evaluate = make_evaluator(cfg, eval_id, buffer.state_mean, buffer.state_std, device)
+    if evaluate is not None:
         with loss.actor_network_params.to_module(loss.actor_network):
             final = evaluate(loss.actor_network)
     results = {"algorithm": "ppl_onestep", "dataset": cfg.dataset.id, "seed": int(cfg.seed),

@@ -259,6 +259,27 @@ def test_resolve_compile_and_bad_values():
         ReBRACUpdate(alg.loss, sgd, tau=0.05)(_batches(1)[0], 1)
 
 
+def test_updates_per_call_uses_one_call_length_and_single_updates_for_remainders(tmp_path):
+    """A compiled call of a new length compiles a new graph (minutes on a small CPU): with updates_per_call=3
+    and logs every 8 steps, the loop makes calls of 3 and single updates, never of 2, and never crosses a
+    log, eval or checkpoint step."""
+    from test_recipes import make_cfg, tiny
+
+    from ppl_torchrl.training.trainer import build_trainer
+
+    over = {"compile.enabled": "false", "compile.updates_per_call": 3, "logger.log_every": 8, "eval.every": 16,
+            "checkpoint.every": 16}
+    trainer = build_trainer(make_cfg(tiny(tmp_path, steps=20, **over)))
+    calls = []
+    many, one = trainer.algorithm.run_updates, trainer.algorithm.update
+    trainer.algorithm.run_updates = lambda batches, step: calls.append((step, len(batches))) or many(batches, step)
+    trainer.algorithm.update = lambda batch, step: calls.append((step, 1)) or one(batch, step)
+    trainer.run()
+    assert calls == [(0, 3), (3, 3), (6, 1), (7, 1), (8, 3), (11, 3), (14, 1), (15, 1), (16, 3), (19, 1)]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "train/loss_qvalue" in r] == [8, 16, 20]
+
+
 def test_the_update_checks_the_first_batch_and_names_the_missing_key():
     alg = _build(_cfg("ppl"))
     batch = _batches(1)[0].exclude(keys.NEXT_ACTION)

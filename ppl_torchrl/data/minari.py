@@ -23,6 +23,7 @@ import numpy as np
 from torchrl.data.datasets import MinariExperienceReplay
 from tqdm.auto import tqdm
 
+from ppl_torchrl.atomic import atomic_write
 from ppl_torchrl.data.transitions import DatasetStats, load_stats, write_transitions
 
 __all__ = ["CORLMinariExperienceReplay", "import_minari_dataset", "local_minari_ids", "minari_root"]
@@ -52,8 +53,21 @@ def _flatten_obs(obs, keys: Sequence[str] | None) -> np.ndarray:
             raise KeyError(f"observation_keys {missing} not in the dataset's observations {sorted(obs)}.")
         parts = [np.asarray(obs[k], dtype=np.float32).reshape(len(obs[k]), -1) for k in keys]
         return np.concatenate(parts, axis=1)
+    if keys is not None:
+        raise ValueError(f"observation_keys={list(keys)} picks entries of dict observations, but this dataset's "
+                         "observations are one array: leave observation_keys unset.")
     obs = np.asarray(obs, dtype=np.float32)
     return obs.reshape(len(obs), -1)
+
+
+def _requested(observation_keys: Sequence[str] | None) -> list[str] | None:
+    if observation_keys is None:
+        return None
+    if isinstance(observation_keys, str) or not all(isinstance(k, str) for k in observation_keys) \
+            or not observation_keys:
+        raise ValueError(f"observation_keys must be a non-empty list of the dataset's observation keys, e.g. "
+                         f"['achieved_goal', 'observation']; got {observation_keys!r}.")
+    return list(observation_keys)
 
 
 def _box_to_dict(space) -> dict | None:
@@ -83,10 +97,12 @@ def import_minari_dataset(
     a D4RL timeout row, ``terminations`` is the only flag that stops bootstrapping, the next
     action is the action of the following row, and the dataset's last row is dropped
     (:mod:`ppl_torchrl.data.transitions`). Dict observations are concatenated in the order of
-    ``observation_keys`` (default: sorted keys).
+    ``observation_keys`` (default: all keys, sorted); the stats' ``metadata`` records the keys used and
+    the keys available.
     """
     import minari
 
+    requested = _requested(observation_keys)
     try:
         ds = minari.load_dataset(dataset_id)
     except Exception as err:  # minari raises FileNotFoundError / ValueError variants
@@ -98,11 +114,14 @@ def import_minari_dataset(
         ) from err
     n = int(ds.total_steps)
     obs_dim = act_dim = None
+    available = None  # the keys of dict observations
     with tempfile.TemporaryDirectory(dir=Path(dest).parent if Path(dest).parent.exists() else None) as tmp:
         arrays: dict[str, np.ndarray] = {}
         row = 0
         for ep in tqdm(ds.iterate_episodes(), total=ds.total_episodes, desc=f"reading {dataset_id}",
                        disable=not progress, unit="episode"):
+            if isinstance(ep.observations, dict):
+                available = sorted(ep.observations)
             obs = _flatten_obs(ep.observations, observation_keys)
             act = np.asarray(ep.actions, dtype=np.float32).reshape(len(ep.actions), -1)
             t = len(act)
@@ -129,7 +148,11 @@ def import_minari_dataset(
             raise ValueError(f"Minari dataset {dataset_id!r} holds NaN or inf values; fix or re-create it.")
         stats = write_transitions(
             arrays, dest, name=dataset_id, source=f"minari:{dataset_id}",
-            use_next_observations=True, fingerprint={"minari_total_steps": n}, progress=progress,
+            use_next_observations=True, progress=progress,
+            # the import depends on the requested keys too: another request imports again
+            fingerprint={"minari_total_steps": n, "observation_keys": requested},
+            metadata={"observation_keys": (list(observation_keys) if observation_keys else available)
+                      if available else None, "available_observation_keys": available},
         )
         del arrays
     metadata = {
@@ -140,7 +163,7 @@ def import_minari_dataset(
                               "dtype": "float32", "shape": [obs_dim]},
         "action_space": _box_to_dict(ds.action_space),
     }
-    (Path(dest) / "env_metadata.json").write_text(json.dumps(metadata))
+    atomic_write(Path(dest) / "env_metadata.json", json.dumps(metadata))
     return stats
 
 
@@ -166,8 +189,10 @@ class CORLMinariExperienceReplay(MinariExperienceReplay):
 
         sub = (Path(root).expanduser() if root is not None else default_root()) / "minari"
         folder = sub / dataset_id
+        requested = _requested(observation_keys)
         stats = load_stats(folder)
-        if stats is None or not (folder / "env_metadata.json").is_file():
+        if (stats is None or not (folder / "env_metadata.json").is_file()
+                or stats.fingerprint.get("observation_keys") != requested):
             stats = import_minari_dataset(dataset_id, folder, observation_keys=observation_keys, progress=progress)
         super().__init__(dataset_id, batch_size, root=sub, download=False, **kwargs)
         self.dataset_stats = stats

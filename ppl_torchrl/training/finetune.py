@@ -325,7 +325,7 @@ def build_finetuner(cfg: DictConfig) -> FineTuner:
     evaluate = None
     if int(cfg.eval.episodes) > 0:
         with user_errors(ImportError, KeyError):
-            evaluate = make_evaluator(cfg, eval_id, buffer.state_mean, buffer.state_std, device)
+            evaluate = make_evaluator(cfg, eval_id, buffer.state_mean, buffer.state_std, device, stats)
     probe = make_probe(cfg, data_source, buffer, algorithm, device)
     tuner = FineTuner(cfg, algorithm, buffer, online, make_env, evaluate, run_dir, device, probe)
     if not (resume and run_dir.joinpath("checkpoint.pt").exists()):

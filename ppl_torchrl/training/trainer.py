@@ -230,10 +230,12 @@ class Trainer:
         try:
             while self.step < steps:
                 # Several updates per call never cross a log, eval, checkpoint or stop step: those stay exact.
-                n = min(per_call, steps - self.step, *(
+                room = min(steps - self.step, *(
                     every - self.step % every for every in (log_every, eval_every, ckpt_every)))
                 if stop_after is not None:
-                    n = max(1, min(n, int(stop_after) - self.step))
+                    room = max(1, min(room, int(stop_after) - self.step))
+                # A shorter remainder runs as single updates: each new call length would compile another graph.
+                n = per_call if per_call <= room else 1
                 if compiling:
                     tqdm.write(COMPILE_MESSAGE)
                 call_start = time.perf_counter()
@@ -409,6 +411,22 @@ def finished_results(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def dataset_observation_keys(cfg: DictConfig, data_source: str) -> list[str] | None:
+    """``dataset.observation_keys`` as a list, checked: only Minari datasets (with dict observations) take it."""
+    observation_keys = cfg.dataset.get("observation_keys")
+    if observation_keys is None:
+        return None
+    from ppl_torchrl.data import resolve_dataset
+
+    with user_errors(KeyError):  # an unknown id: the same message as without observation_keys
+        kind = resolve_dataset(data_source)
+    if isinstance(observation_keys, str) or kind != "minari":
+        raise ConfigError(f"dataset.observation_keys={observation_keys} applies to Minari datasets with dict "
+                          "observations, given as a list (dataset.observation_keys=[achieved_goal,observation]); "
+                          f"dataset {data_source} is not one: leave it unset.")
+    return [str(k) for k in observation_keys]
+
+
 def load_training_data(cfg: DictConfig, batch_size: int | None = None):
     """The ``dataset`` section's data as a seeded replay buffer: ``(buffer, data_source, eval_id, (scale, bias))``.
 
@@ -426,13 +444,14 @@ def load_training_data(cfg: DictConfig, batch_size: int | None = None):
         auto_scale, auto_bias = reward_scale_bias(eval_id or "", cfg.loss.reward_family)
         scale = auto_scale if scale is None else scale
         bias = auto_bias if bias is None else bias
+    observation_keys = dataset_observation_keys(cfg, data_source)
     root = default_root()  # a failed import or download leaves no empty folder behind
     with _no_new_empty_folders(root / "downloads", root / "d4rl", root / "hdf5", root), \
             user_errors(OSError, KeyError, ValueError), user_errors(RuntimeError, FileNotFoundError, hint=DATA_HINT):
         buffer = make_offline_replay_buffer(
             data_source, batch_size=int(batch_size or cfg.optim.batch_size), reward_scale=float(scale),
             reward_bias=float(bias), normalize_states=bool(cfg.dataset.normalize_states), seed=int(cfg.seed),
-            progress=cfg.logger.progress,
+            observation_keys=observation_keys, progress=cfg.logger.progress,
         )
     return buffer, data_source, eval_id, (float(scale), float(bias))
 
@@ -465,22 +484,51 @@ def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
     evaluate = None
     if eval_id is not None and int(cfg.eval.episodes) > 0:
         with user_errors(ImportError, KeyError):  # a missing simulator package, an unknown eval id
-            evaluate = make_evaluator(cfg, eval_id, buffer.state_mean, buffer.state_std, device)
+            evaluate = make_evaluator(cfg, eval_id, buffer.state_mean, buffer.state_std, device, stats)
     probe = make_probe(cfg, data_source, buffer, algorithm, device)
     trainer = Trainer(cfg, algorithm, buffer, evaluate, run_dir, device, probe)
     trainer.start(resume)  # the run is accepted: only now is the run folder touched
     return trainer
 
 
-def make_evaluator(cfg, eval_id: str, state_mean, state_std, device):
+def make_evaluator(cfg, eval_id: str, state_mean, state_std, device, dataset_stats=None):
+    """``evaluate(policy) -> dict`` on ``eval_id``'s env (section ``eval``); with ``dataset_stats`` (the training
+    data's :class:`~ppl_torchrl.data.transitions.DatasetStats`), a data / env size mismatch fails here, before
+    training."""
     from ppl_torchrl.envs import make_eval_env
     from ppl_torchrl.evaluation import evaluate_policy
 
-    env = make_eval_env(eval_id, num_envs=int(cfg.eval.num_envs), seed=int(cfg.eval.seed), device=device,
-                        state_mean=state_mean, state_std=state_std)
+    try:
+        env = make_eval_env(eval_id, num_envs=int(cfg.eval.num_envs), seed=int(cfg.eval.seed), device=device,
+                            state_mean=state_mean, state_std=state_std)
+    except ValueError:  # e.g. the data's state statistics do not fit the env: name the mismatch if that is it
+        if dataset_stats is not None:
+            check_env_matches_data(make_eval_env(eval_id, device=device), dataset_stats, eval_id)
+        raise
+    if dataset_stats is not None:
+        check_env_matches_data(env, dataset_stats, eval_id)
 
     def evaluate(policy):
         # The same eval seed at every evaluation, as the authors' code (eval_seed = 42).
         return evaluate_policy(policy, env, int(cfg.eval.episodes), seed=int(cfg.eval.seed), dataset_id=eval_id)
 
     return evaluate
+
+
+def check_env_matches_data(env, stats, eval_id: str) -> None:
+    """A :class:`ConfigError` unless ``env``'s observation and action sizes are the dataset's."""
+    from ppl_torchrl.keys import OBSERVATION
+
+    env_dims = (int(env.observation_spec[OBSERVATION].shape[-1]), int(env.action_spec.shape[-1]))
+    if env_dims == (stats.obs_dim, stats.act_dim):
+        return
+    hint = ""
+    available = (stats.metadata or {}).get("available_observation_keys")
+    if available:
+        hint = (f" The dataset's observations are dicts with keys {available}, concatenated here as "
+                f"{stats.metadata.get('observation_keys')}: pick and order the keys that make the env's observation "
+                "with dataset.observation_keys=[...] (e.g. [achieved_goal,observation] for D4RL/antmaze/*).")
+    raise ConfigError(
+        f"dataset {stats.name} has {stats.obs_dim}-dim observations and {stats.act_dim}-dim actions, but the "
+        f"evaluation env of {eval_id} has {env_dims[0]} and {env_dims[1]}: set dataset.eval_id to the task the data "
+        f"was recorded on.{hint}")
