@@ -191,7 +191,7 @@ class ReBRACUpdate:
             elif backend == "inductor" and device.type == "cpu":
                 opts["options"] = {"cpp_wrapper": True}  # kernels called from generated C++: ~5 % at batch 256
             self._program = torch.compile(_own_copy(_schedule), **opts)
-            self._mark_static = mode == "reduce-overhead"
+            self._mark_static = self._cudagraphs = mode == "reduce-overhead"
 
     def _adam(self) -> dict:
         return {name: _adam_state(opt) for name, opt in self.optimizers.items()}
@@ -220,7 +220,13 @@ class ReBRACUpdate:
                     torch._dynamo.mark_static_address(t)
         if self.compiled:
             try:
-                out = self._program(*args)
+                if getattr(self, "_cudagraphs", False):
+                    # A CUDA graph's outputs live in memory its next replay overwrites: a new step each call,
+                    # and the diagnostics copied out (they are read at log steps, calls later).
+                    torch.compiler.cudagraph_mark_step_begin()
+                    out = {k: v.clone() for k, v in self._program(*args).items()}
+                else:
+                    out = self._program(*args)
             except Exception as err:  # noqa: BLE001 - any compiler failure: fall back rather than stop a run
                 if not self.fallback:
                     raise

@@ -31,11 +31,15 @@ def main(cfg):
         raise UserError(f"checkpoint={path} does not exist; pass the checkpoint.pt of a training run folder.")
     with user_errors(RuntimeError, EOFError, OSError, pickle.UnpicklingError,
                      hint=f"{path} is not a readable checkpoint.pt of a training recipe."):
-        state = torch.load(path, map_location=device, weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=False)  # load_state_dict copies onto the device
     if not isinstance(state, dict) or not {"config", "dims", "algorithm"} <= set(state):
         raise UserError(f"{path} is not a checkpoint.pt of a training recipe (no config/dims/algorithm).")
     run_cfg = OmegaConf.create(state["config"])
-    algorithm = make_algorithm(run_cfg, state["dims"]["obs_dim"], state["dims"]["act_dim"], device)
+    # Scoring never runs the update: build it plain, whatever the training run's compile settings (a CUDA-graph
+    # run's checkpoint is scored on a CPU machine too).
+    run_cfg.compile.enabled, run_cfg.compile.cudagraphs = False, False
+    with user_errors(ValueError, KeyError):
+        algorithm = make_algorithm(run_cfg, state["dims"]["obs_dim"], state["dims"]["act_dim"], device)
     algorithm.load_state_dict(state["algorithm"])
     eval_id = cfg.eval_id or run_cfg.dataset.get("eval_id") or run_cfg.dataset.id
     run_cfg.eval.episodes, run_cfg.eval.num_envs, run_cfg.eval.seed = cfg.episodes, cfg.num_envs, cfg.seed

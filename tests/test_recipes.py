@@ -226,6 +226,11 @@ def test_onestep_recipe_reuses_finished_phases(tmp_path):
 
 def test_evaluate_recipe_scores_a_checkpoint(tmp_path):
     results = train(make_cfg(tiny(tmp_path / "run", steps=10)))
+    # as a GPU run's checkpoint, scored on this CPU machine: evaluation builds no compiled / CUDA-graph update
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    state["config"]["compile"].update(enabled=True, cudagraphs=True)
+    torch.save(state, path)
     out = tmp_path / "eval.json"
     res = subprocess.run(
         [sys.executable, str(ROOT / "recipes" / "evaluate.py"), f"checkpoint={tmp_path / 'run' / 'checkpoint.pt'}",

@@ -280,6 +280,49 @@ def test_updates_per_call_uses_one_call_length_and_single_updates_for_remainders
     assert [r["step"] for r in rows if "train/loss_qvalue" in r] == [8, 16, 20]
 
 
+@pytest.mark.parametrize("name", ["ppl", "iql"])
+def test_a_checkpoint_of_a_cuda_run_resumes_on_cpu_with_this_devices_optimizer_flags(name, tmp_path):
+    """A CUDA run saves capturable (ReBRAC update) or fused (TorchRL losses) Adam groups with step counters on the
+    GPU; loaded on a CPU machine they must step as this machine's optimizers do, and reach the numbers of a CPU
+    resume."""
+    import copy
+
+    from test_recipes import make_cfg, tiny
+
+    cfg = _cfg(name) if name == "ppl" else make_cfg(tiny(tmp_path, loss=name, **{"model.hidden_dim": 32}))
+    batches = _batches(4)
+    torch.manual_seed(0)
+    alg = make_algorithm(cfg, OBS, ACT)
+    _train(alg, batches[:2])
+    state = copy.deepcopy(alg.state_dict())
+    as_cuda = copy.deepcopy(state)
+    for opt_state in as_cuda["optimizers"].values():
+        for group in opt_state["param_groups"]:
+            group.update(capturable=True, foreach=None) if name == "ppl" else group.update(fused=True, foreach=None)
+    resumed = {}
+    for label, saved in (("cpu", state), ("cuda", as_cuda)):
+        alg = make_algorithm(cfg, OBS, ACT)
+        alg.load_state_dict(saved)
+        for opt in alg.optimizers.values():
+            group = opt.param_groups[0]
+            assert not group["capturable"] and not group.get("fused") and group["foreach"]
+        _train(alg, batches[2:], start=2)
+        resumed[label] = alg
+    _assert_same_state(resumed["cpu"], resumed["cuda"])
+
+
+def test_cuda_graphs_on_an_update_that_has_none_is_a_config_error():
+    from ppl_torchrl.errors import ConfigError
+
+    from test_recipes import make_cfg, tiny
+
+    iql = make_cfg(tiny("unused", loss="iql", **{"compile.enabled": "true"}))
+    for cfg in (iql, _cfg("ppl", compile_enabled=False)):
+        cfg.compile.cudagraphs = True
+        with pytest.raises(ConfigError, match="compile.cudagraphs=true"):
+            make_algorithm(cfg, OBS, ACT)
+
+
 def test_the_update_checks_the_first_batch_and_names_the_missing_key():
     alg = _build(_cfg("ppl"))
     batch = _batches(1)[0].exclude(keys.NEXT_ACTION)

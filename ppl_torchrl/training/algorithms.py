@@ -21,6 +21,7 @@ from torchrl.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator
 from torchrl.objectives import BCLoss, CQLLoss, IQLLoss, SoftUpdate, TD3BCLoss
 
 from ppl_torchrl import gemm, keys
+from ppl_torchrl.errors import ConfigError
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTCQLLoss, PartialOTLoss, ReBRACLoss
 from ppl_torchrl.training.config import NetworkConfig, OptimConfig
@@ -64,7 +65,18 @@ class Algorithm:
     def load_state_dict(self, state: dict) -> None:
         self.loss.load_state_dict(state["loss"])
         for k, opt in self.optimizers.items():
+            # How this process steps (capturable / fused on CUDA, foreach on CPU) is its own, not the saved run's:
+            # a CUDA checkpoint resumed on CPU (or the reverse) keeps this device's flags, with Adam's step
+            # counters where those flags need them.
+            flags = [{f: g[f] for f in ("capturable", "fused", "foreach") if f in g} for g in opt.param_groups]
             opt.load_state_dict(state["optimizers"][k])
+            for group, kept in zip(opt.param_groups, flags):
+                group.update(kept)
+                on_device = bool(group.get("capturable") or group.get("fused"))
+                for p in group["params"]:
+                    step = opt.state.get(p, {}).get("step")
+                    if torch.is_tensor(step):
+                        opt.state[p]["step"] = step.to(p.device if on_device else "cpu")
         if self.target_updater is not None and state.get("target_updater") is not None:
             self.target_updater.load_state_dict(state["target_updater"])
 
@@ -159,6 +171,10 @@ def make_algorithm(cfg, obs_dim: int, act_dim: int, device: torch.device | str =
         gemm.set_gemm_plan(cfg.compile.gemm, device)
     common = dict(net=NetworkConfig.from_config(cfg.model), optim=OptimConfig.from_config(cfg.optim),
                   obs_dim=obs_dim, act_dim=act_dim, device=device)
+    if bool(cfg.compile.cudagraphs) and not (compiled and name in ("ppl", "rebrac")):
+        raise ConfigError(f"compile.cudagraphs=true replays the compiled PPL^R/ReBRAC update; this run (loss={name}, "
+                          f"compile.enabled={cfg.compile.enabled} -> {'compiled' if compiled else 'eager'}) has none. "
+                          "Set compile.enabled=true with loss=ppl or rebrac, or compile.cudagraphs=false.")
     if name in ("ppl", "rebrac"):
         cc = cfg.compile
         # compile.enabled=auto: a failed compilation falls back to the eager update with a warning; true raises.

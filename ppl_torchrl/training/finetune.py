@@ -333,7 +333,7 @@ def build_finetuner(cfg: DictConfig) -> FineTuner:
 
         with user_errors(RuntimeError, EOFError, pickle.UnpicklingError,
                          hint=f"{offline_path} is unreadable: restore it or retrain the offline run."):
-            state = torch.load(offline_path, map_location=device, weights_only=False)
+            state = torch.load(offline_path, map_location="cpu", weights_only=False)  # as Trainer.load_checkpoint
         trained_on = (state.get("config") or {}).get("dataset", {}).get("id")
         if trained_on != cfg.dataset.id:
             raise ConfigError(f"{offline_path} was trained on dataset.id={trained_on}, not {cfg.dataset.id}: fine-tune "

@@ -147,7 +147,7 @@ class Trainer:
                 "compile_time": self.compile_time,
                 # the CPU GEMM backends in use: a resumed process reuses them instead of measuring again
                 # (a plan measured anew could differ, and so would the rounding)
-                "gemm_plan": gemm.gemm_plan("cpu").backends,
+                "gemm_plan": gemm.gemm_plan("cpu").backends if self.device.type == "cpu" else None,
                 "config": OmegaConf.to_container(self.cfg, resolve=True),
                 # what recipes/evaluate.py needs to rebuild and score the policy without the data
                 "dims": {"obs_dim": self.obs_dim, "act_dim": self.act_dim},
@@ -178,7 +178,8 @@ class Trainer:
             return False
         with user_errors(RuntimeError, EOFError, pickle.UnpicklingError,
                          hint=f"{path} is unreadable: restore it, or delete it to start the run over."):
-            state = torch.load(path, map_location=self.device, weights_only=False)
+            # onto the CPU: RNG states must stay CPU tensors; load_state_dict copies the rest onto the device
+            state = torch.load(path, map_location="cpu", weights_only=False)
         if state.get("gemm_plan") is not None:
             gemm.set_gemm_plan(gemm.GemmPlan(*state["gemm_plan"], source="checkpoint"), "cpu")
         with user_errors(RuntimeError, KeyError, hint=f"{path} was written by a run of another config (model, "
