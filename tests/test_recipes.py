@@ -158,7 +158,8 @@ def _assert_same_run(a: Path, b: Path):
 
 
 def _recipe_cmd(run_dir, steps):
-    args = tiny(run_dir, steps=steps, **{"eval.every": steps, "checkpoint.every": 50, "resume": "auto"})
+    # one thread: two OpenMP threads on a shared 2-core machine slow these tiny networks down many-fold
+    args = tiny(run_dir, steps=steps, **{"eval.every": steps, "checkpoint.every": 50, "resume": "auto", "threads": 1})
     return [sys.executable, str(ROOT / "recipes" / "ppl_antmaze.py"), *args]
 
 
