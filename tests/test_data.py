@@ -381,3 +381,63 @@ def test_minari_roundtrip(tmp_path):
 def test_minari_missing_dataset_says_what_to_do():
     with pytest.raises(FileNotFoundError, match="MINARI_DATASETS_PATH"):
         make_offline_replay_buffer("test/absent-v0", batch_size=2, progress=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Concurrent first use (the first runs of a sweep share one dataset)
+# ----------------------------------------------------------------------------------------------
+def test_exclusive_makes_builders_take_turns(tmp_path):
+    import threading
+    import time
+
+    from ppl_torchrl.atomic import exclusive
+
+    events = []
+
+    def builder(name, hold):
+        with exclusive(tmp_path / "cache"):
+            events.append(f"{name} in")
+            time.sleep(hold)
+            events.append(f"{name} out")
+
+    first = threading.Thread(target=builder, args=("a", 0.5))
+    first.start()
+    while not events:
+        time.sleep(0.01)
+    second = threading.Thread(target=builder, args=("b", 0.0))
+    second.start()
+    first.join()
+    second.join()
+    assert events == ["a in", "a out", "b in", "b out"]
+    with exclusive(tmp_path / "new" / "folder"):  # created for the block ...
+        assert (tmp_path / "new" / "folder").is_dir()
+    assert not (tmp_path / "new" / "folder").exists()  # ... and not left behind empty
+
+
+def test_concurrent_first_imports_of_one_file_all_succeed(tmp_path):
+    """Several processes import the same D4RL-format file into one cache at once: one imports, the others wait
+    and reuse it (without the lock, an import replacing the folder another process is loading crashes it)."""
+    import os
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    n = 200_000
+    data = {"observations": rng.normal(size=(n, 17)).astype(np.float32),
+            "actions": rng.uniform(-1, 1, size=(n, 6)).astype(np.float32),
+            "rewards": rng.normal(size=n).astype(np.float32), "terminals": rng.random(n) < 0.001,
+            "timeouts": np.arange(n) % 1000 == 999}
+    path = write_d4rl_hdf5(tmp_path / "big.hdf5", data)
+    # each process says whether it imported the file, and what it loaded
+    code = ("import sys; import ppl_torchrl.data.d4rl as d; imp = d.import_d4rl_hdf5; "
+            "d.import_d4rl_hdf5 = lambda *a, **k: print('imported') or imp(*a, **k); "
+            "b = d.CORLD4RLExperienceReplay(None, 4, hdf5_path=sys.argv[1], progress=False); t = b[:]; "
+            "print(len(b), float(t['observation'].sum()), float(t[('next', 'action')].sum()))")
+    env = dict(os.environ, PPL_TORCHRL_DATA=str(tmp_path / "cache"))
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-1500:] for _, err in outs]
+    assert sum(out.count("imported") for out, _ in outs) == 1  # one imported, the others reused its import
+    loaded = {out.replace("imported", "").strip() for out, _ in outs}
+    assert len(loaded) == 1 and int(loaded.pop().split()[0]) == int((~data["timeouts"][: n - 1]).sum())

@@ -30,6 +30,7 @@ from torchrl.data.datasets.d4rl_infos import D4RL_DATASETS
 from tqdm.auto import tqdm
 
 from ppl_torchrl.data.hdf5 import D4RLFileError, validate_d4rl_hdf5
+from ppl_torchrl.atomic import exclusive
 from ppl_torchrl.data.transitions import DatasetStats, load_stats, write_transitions
 
 __all__ = [
@@ -204,12 +205,14 @@ class CORLD4RLExperienceReplay(D4RLExperienceReplay):
         if hdf5_path is not None:
             hdf5_path = Path(hdf5_path).expanduser()
             sub, name = base / "hdf5", _local_cache_name(hdf5_path)
-            stats = self._ensure_local(hdf5_path, sub / name, progress)
+            with exclusive(sub):  # concurrent first runs of a sweep: one imports, the others reuse it
+                stats = self._ensure_local(hdf5_path, sub / name, progress)
         else:
             if dataset_id is None or not is_d4rl_id(dataset_id):
                 raise KeyError(f"{dataset_id!r} is not a D4RL id known to TorchRL; pass hdf5_path for a local file.")
             sub, name = base / "d4rl", dataset_id
-            stats = self._ensure_d4rl(dataset_id, sub / name, base, download, keep_hdf5, progress)
+            with exclusive(sub):
+                stats = self._ensure_d4rl(dataset_id, sub / name, base, download, keep_hdf5, progress)
         super().__init__(
             name, batch_size, root=sub, download=False, direct_download=True, use_truncated_as_done=False, **kwargs
         )

@@ -23,7 +23,7 @@ import numpy as np
 from torchrl.data.datasets import MinariExperienceReplay
 from tqdm.auto import tqdm
 
-from ppl_torchrl.atomic import atomic_write
+from ppl_torchrl.atomic import atomic_write, exclusive
 from ppl_torchrl.data.transitions import DatasetStats, load_stats, write_transitions
 
 __all__ = ["CORLMinariExperienceReplay", "import_minari_dataset", "local_minari_ids", "minari_root"]
@@ -190,9 +190,11 @@ class CORLMinariExperienceReplay(MinariExperienceReplay):
         sub = (Path(root).expanduser() if root is not None else default_root()) / "minari"
         folder = sub / dataset_id
         requested = _requested(observation_keys)
-        stats = load_stats(folder)
-        if (stats is None or not (folder / "env_metadata.json").is_file()
-                or stats.fingerprint.get("observation_keys") != requested):
-            stats = import_minari_dataset(dataset_id, folder, observation_keys=observation_keys, progress=progress)
+        with exclusive(folder.parent):  # concurrent first runs of a sweep: one imports, the others reuse it
+            stats = load_stats(folder)
+            if (stats is None or not (folder / "env_metadata.json").is_file()
+                    or stats.fingerprint.get("observation_keys") != requested):
+                stats = import_minari_dataset(dataset_id, folder, observation_keys=observation_keys,
+                                              progress=progress)
         super().__init__(dataset_id, batch_size, root=sub, download=False, **kwargs)
         self.dataset_stats = stats

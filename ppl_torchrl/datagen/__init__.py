@@ -16,6 +16,7 @@ import logging
 import os
 from pathlib import Path
 
+from ppl_torchrl.atomic import exclusive
 from ppl_torchrl.datagen import locomotion, pointmaze
 from ppl_torchrl.evaluation.registry import get_dataset_spec
 
@@ -170,7 +171,10 @@ def ensure_generated_dataset(dataset_id: str, root: str | Path | None = None, se
     path = generated_path(dataset_id, root, seed)
     if path.exists() and _matches(path, dataset_id, seed):
         return path
-    out = generate_dataset(dataset_id, path, seed, minari=minari, progress=progress)
+    with exclusive(path.parent):  # concurrent first runs of a sweep: one generates, the others reuse it
+        if path.exists() and _matches(path, dataset_id, seed):
+            return path
+        out = generate_dataset(dataset_id, path, seed, minari=minari, progress=progress)
     s = out.stats
     log.info("Generated %s: %d transitions in %.1f s -> %s", dataset_id, s["transitions"], s["wall_time_s"], path)
     return path
