@@ -12,8 +12,13 @@ lr 3e-4, batch 256, w = 8, potential lr = critic lr / 100 as in the authors' cod
 * ``main``: PPL^R and ReBRAC, seeds 0-2, 300k gradient steps each;
 * ``variant``: PPL^R whose potential can train (``optim.potential_lr_scale=1``: its lr equals the critic's),
   seeds 0-2, 300k steps. A labelled variant, never a default;
-* ``w``: PPL^R at w in {1, 2, 4, 16}, seeds 0-1, 100k steps; w = 8 is read from the ``main`` runs at 100k
-  steps (same settings, constant learning rates: their first 100k steps are a 100k run).
+* ``w``: PPL^R with the trainable potential at w in {1, 2, 4, 16}, seeds 0-1, 100k steps; w = 8 is read from the
+  ``variant`` runs at 100k steps (same settings, constant learning rates: their first 100k steps are a 100k run).
+  Why the trainable potential: at the authors' potential lr, f stays near 1e-5 and w only scales a negligible term;
+  with a potential that can train, f became constant (its last hidden layer dead, f ~ -1e-4 on every action) within
+  20k steps at w = 8. A constant f ~ 0 is what the dual of partial transport gives when the constraint
+  pi#d <= w beta is not binding, so the sweep asks whether a smaller w (a tighter constraint) keeps f alive and
+  what that does to the score.
 
 Each run is ``recipes/ppl_antmaze.py`` in its own folder under ``--runs-dir`` with ``resume=auto``: a relaunch
 skips finished runs and continues interrupted ones from their last checkpoint (exactly, on the same CPU).
@@ -43,13 +48,14 @@ MAIN_STEPS, SWEEP_STEPS = 300_000, 100_000
 EVAL_EVERY = 10_000
 EVAL_EPISODES = 10   # the dataset config's (about 17 s per evaluation here: 10 % of a 10k-step interval)
 SEEDS, SWEEP_SEEDS = (0, 1, 2), (0, 1)
-SWEEP_WS = (1.0, 2.0, 4.0, 16.0)  # w = 8 comes from the main runs
+SWEEP_WS = (1.0, 2.0, 4.0, 16.0)  # w = 8 comes from the trainable-potential variant
+SWEEP_PREFIX = "ppl_trainable_f_w"  # the sweep's groups: ppl_trainable_f_w1, ...
 DEFAULT_W = 8.0
 
 
 @dataclass(frozen=True)
 class Run:
-    group: str          # ppl | rebrac | ppl_trainable_f | ppl_w<w>
+    group: str          # ppl | rebrac | ppl_trainable_f | ppl_trainable_f_w<w>
     label: str          # for tables
     loss: str
     seed: int
@@ -84,7 +90,8 @@ def build_grid() -> list[Run]:
                         DEFAULT_W, potential_lr_scale=1.0))
     for seed in SWEEP_SEEDS:
         for w in SWEEP_WS:
-            runs.append(Run(f"ppl_w{w:g}", f"PPL^R (w={w:g})", "ppl", seed, SWEEP_STEPS, w))
+            runs.append(Run(f"{SWEEP_PREFIX}{w:g}", f"PPL^R, trainable potential (w={w:g})", "ppl", seed, SWEEP_STEPS, w,
+                            potential_lr_scale=1.0))
     return runs
 
 
@@ -119,7 +126,7 @@ def schedule(runs: list[Run]) -> list[tuple[Run, int]]:
     100k, then the variant to 100k, then the w sweep, then the main runs and the variant on to their end."""
     main = [r for r in runs if r.group in ("ppl", "rebrac")]
     variant = [r for r in runs if r.group == "ppl_trainable_f"]
-    sweep = [r for r in runs if r.group.startswith("ppl_w")]
+    sweep = [r for r in runs if r.group.startswith(SWEEP_PREFIX)]
     order = [(r, b) for b in range(SEGMENT, SWEEP_STEPS + 1, SEGMENT) for r in main]
     order += [(r, b) for b in range(SEGMENT, SWEEP_STEPS + 1, SEGMENT) for r in variant]
     order += [(r, b) for b in range(SEGMENT, SWEEP_STEPS + 1, SEGMENT) for r in sweep]

@@ -28,8 +28,11 @@ def test_the_grid_is_the_issue_s(le):
         by.setdefault(r.group, []).append(r)
     assert [r.seed for r in by["ppl"]] == [0, 1, 2] and [r.seed for r in by["rebrac"]] == [0, 1, 2]
     assert all(r.steps >= 300_000 for g in ("ppl", "rebrac", "ppl_trainable_f") for r in by[g])
-    assert {g for g in by if g.startswith("ppl_w")} == {"ppl_w1", "ppl_w2", "ppl_w4", "ppl_w16"}
-    assert all(len(by[g]) >= 2 and by[g][0].steps >= 100_000 for g in by if g.startswith("ppl_w"))
+    sweep = {g for g in by if g.startswith("ppl_trainable_f_w")}
+    assert sweep == {"ppl_trainable_f_w1", "ppl_trainable_f_w2", "ppl_trainable_f_w4", "ppl_trainable_f_w16"}
+    assert all(len(by[g]) >= 2 and by[g][0].steps >= 100_000 for g in sweep)
+    # the sweep varies w of the trainable-potential variant, whose w = 8 runs complete it
+    assert all("optim.potential_lr_scale=1.0" in " ".join(by[g][0].overrides(Path("/r"))) for g in sweep)
     variant = " ".join(by["ppl_trainable_f"][0].overrides(Path("/r")))
     assert "optim.potential_lr_scale=1.0" in variant and "hparams.w=8.0" in variant
     assert "potential_lr_scale" not in " ".join(by["ppl"][0].overrides(Path("/r")))
@@ -86,3 +89,26 @@ def test_the_report_compares_at_the_step_every_run_reached(le, tmp_path):
     assert "step **30k**" in body and "has not reached this step" in body
     assert "| PPL^R, trainable potential" not in body.split("has not reached")[1].split("####")[0]
     assert "long-budget-results:begin" in (tmp_path / "doc.md").read_text()
+
+
+def test_the_w_sweep_table_takes_w8_from_the_trainable_potential_variant(le, tmp_path):
+    runs = le.build_grid()
+    for r in runs:
+        if not r.group.startswith("ppl_trainable_f") or r.seed > 1:
+            continue
+        w = 8.0 if r.group == "ppl_trainable_f" else float(r.group[len("ppl_trainable_f_w"):])
+        rows = []
+        for step in range(10_000, 40_001, 10_000):
+            rows.append({"step": step, "probe/f_data/efficient": -1.0, "probe/f_data/inefficient": -1.0 - w,
+                         "probe/dist/efficient": 0.3, "probe/dist/inefficient": 0.5,
+                         "probe/grad_share_f": 0.0 if w >= 8 else 0.1})
+            rows.append({"step": step, "eval/normalized_score_mean": 10 * w + r.seed})
+        _write(r.run_dir(tmp_path), rows)
+    from ppl_torchrl.reporting.long_evidence import write_report
+
+    body = write_report(runs, tmp_path, tmp_path / "doc.md", tmp_path)
+    sweep = body.split("### w sweep")[1]
+    assert "At step **40k**" in sweep and "trainable-potential variant" in sweep
+    assert "| 1 | 10.5 ± 0.5 | 1 | 0.2 | 0.1 |" in sweep
+    assert "| 8 | 80.5 ± 0.5 | 8 | 0.2 | 0 |" in sweep  # the variant's runs, seeds 0-1
+    assert sweep.index("| 4 |") < sweep.index("| 8 |") < sweep.index("| 16 |")

@@ -18,6 +18,8 @@ from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
 from ppl_torchrl.reporting.tables import mean_std, pm
 
 SCORE = "eval/normalized_score_mean"
+#: the w sweep's groups (``<prefix><w>``) and the group that gives its w = 8 point
+SWEEP_PREFIX, SWEEP_W8 = "ppl_trainable_f_w", "ppl_trainable_f"
 #: the probe values in the mechanism table, in order, with their column titles
 MECHANISM = (
     ("probe/q_policy", "Q(s,π(s))"), ("probe/q_data", "Q(s,a)"),
@@ -118,28 +120,31 @@ def write_report(runs, root: Path, docs: Path, figures: Path) -> str:
             lines.append(f"| {labels[g]} | " + " | ".join(cols) + " |")
         lines += ["", _figures(groups, series, labels, main, Path(figures), docs)]
 
-    sweep = sorted((g for g in groups if g.startswith("ppl_w")), key=lambda g: float(g[5:]))
+    sweep = sorted((g for g in groups if g.startswith(SWEEP_PREFIX)), key=lambda g: float(g[len(SWEEP_PREFIX):]))
     if sweep:
         sweep_steps = groups[sweep[0]][0].steps
         members = [series[(r.group, r.seed)] for g in sweep for r in groups[g]]
-        w8 = [series[(r.group, r.seed)] for r in groups.get("ppl", []) if r.seed in {x.seed for x in groups[sweep[0]]}]
+        seeds = {x.seed for x in groups[sweep[0]]}
+        w8 = [series[(r.group, r.seed)] for r in groups.get(SWEEP_W8, []) if r.seed in seeds]
         s = common_step(members + w8, at_most=sweep_steps)
-        lines += ["", f"### w sweep (PPL^R, seeds {sorted({r.seed for r in groups[sweep[0]]})})", ""]
+        lines += ["", f"### w sweep (PPL^R with the trainable potential, seeds {sorted(seeds)})", ""]
         if s is None:
             lines.append("No step has been evaluated by every run of the sweep yet.")
         else:
-            lines += [f"At step **{s // 1000}k** (target {sweep_steps // 1000}k; w = 8 read from the main runs).", "",
-                      "| w | normalized score | f(s,a) efficient − inefficient | ‖π−a‖ inefficient − efficient |",
-                      "|---:|---:|---:|---:|"]
-            rows = [(float(g[5:]), [series[(r.group, r.seed)] for r in groups[g]]) for g in sweep] + [(8.0, w8)]
-            for w, ss in sorted(rows, key=lambda x: x[0]):
+            lines += [f"At step **{s // 1000}k** (target {sweep_steps // 1000}k; w = 8 read from the trainable-potential "
+                      "variant). f's share of the actor gradient is 0 where f has become constant.", "",
+                      "| w | normalized score | f(s,a) efficient − inefficient | ‖π−a‖ inefficient − efficient | "
+                      "f's share of actor grad |", "|---:|---:|---:|---:|---:|"]
+            rows = [(float(g[len(SWEEP_PREFIX):]), [series[(r.group, r.seed)] for r in groups[g]]) for g in sweep]
+            for w, ss in sorted(rows + [(8.0, w8)], key=lambda x: x[0]):
                 score = [x[SCORE][s] for x in ss]
-                sep = [x["probe/f_data/efficient"][s] - x["probe/f_data/inefficient"][s] for x in ss
-                       if s in x.get("probe/f_data/efficient", {})]
-                gap = [x["probe/dist/inefficient"][s] - x["probe/dist/efficient"][s] for x in ss
-                       if s in x.get("probe/dist/efficient", {})]
+
+                def at_s(key, ss=ss):
+                    return [x[key][s] for x in ss if s in x.get(key, {})]
+                sep = [a - b for a, b in zip(at_s("probe/f_data/efficient"), at_s("probe/f_data/inefficient"))]
+                gap = [a - b for a, b in zip(at_s("probe/dist/inefficient"), at_s("probe/dist/efficient"))]
                 lines.append(f"| {w:g} | {pm(*mean_std(score))} | {_fmt(mean_std(sep)[0])} | "
-                             f"{_fmt(mean_std(gap)[0])} |")
+                             f"{_fmt(mean_std(gap)[0])} | {_fmt(mean_std(at_s('probe/grad_share_f'))[0])} |")
     body = "\n".join(lines) + "\n"
     write_section(docs, "long-budget-results", body, title="Evidence: PPL on generated data")
     return body
