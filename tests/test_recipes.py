@@ -202,6 +202,11 @@ def test_bad_config_fails_before_training(tmp_path):
         build_trainer(make_cfg(tiny(tmp_path, **{"dataset.id": "antmaze-umaze-v3"})))
     with pytest.raises(FileNotFoundError, match="dataset.path"):
         build_trainer(make_cfg(tiny(tmp_path, **{"dataset.path": str(tmp_path / "missing.hdf5")})))
+    for key, value, match in (("seed", -1, "seed must be an integer in"), ("eval.seed", 2**32, "eval.seed"),
+                              ("seed", 1.5, "seed must be an integer"), ("eval.num_envs", 0, "eval.num_envs"),
+                              ("eval.episodes", -1, "eval.episodes"), ("threads", 0, "threads")):
+        with pytest.raises(ValueError, match=match):
+            build_trainer(make_cfg(tiny(tmp_path, **{key: value})))
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
