@@ -107,6 +107,14 @@ class ToyConfig:
         for name in ("critic_steps", "policy_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        # checked here, before minutes of training, rather than when the PPL loss is built
+        if not self.w >= 1:
+            raise ValueError(f"w (the unbalance coefficient) must be >= 1, got {self.w}.")
+        for name in ("critic_lr", "actor_lr", "potential_lr", "critic_tau"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+        if not (self.hidden_dim >= 1 and self.num_hidden >= 1 and self.potential_num_hidden >= 1):
+            raise ValueError("hidden_dim, num_hidden and potential_num_hidden must be >= 1.")
 
     @classmethod
     def from_mapping(cls, cfg: Mapping) -> "ToyConfig":

@@ -18,6 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from ppl_torchrl.errors import ConfigError
 from ppl_torchrl.training.recipe import recipe_main
 
 log = logging.getLogger("collect")
@@ -29,12 +30,19 @@ def _ids(spec: str) -> list[str]:
     ids = list(GENERATED_IDS) if spec == "all" else [s for s in str(spec).split("+") if s]
     unknown = [i for i in ids if i not in GENERATED_IDS]
     if unknown:
-        raise SystemExit(f"Unknown generated dataset id(s) {unknown}. Choose from: {', '.join(GENERATED_IDS)} or 'all'.")
+        raise ConfigError(f"Unknown generated dataset id(s) {unknown}. Choose from: {', '.join(GENERATED_IDS)} or "
+                          "'all'.")
     return ids
 
 
 def run(cfg: DictConfig) -> list[dict]:
     """The recipe body (callable without hydra, e.g. from tests)."""
+    seed = cfg.seed
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32):
+        raise ConfigError(f"seed must be an integer in [0, 2**32), got {seed!r}.")
+    if cfg.num_episodes is not None and not (isinstance(cfg.num_episodes, int) and cfg.num_episodes >= 1):
+        raise ConfigError(f"num_episodes must be a positive integer (or null: the dataset's size), got "
+                          f"{cfg.num_episodes!r}.")
     from ppl_torchrl.datagen import generate_dataset, generated_path
     from ppl_torchrl.datagen.pointmaze import measure_reference_returns
     from ppl_torchrl.envs.pointmaze import MAZES

@@ -8,6 +8,7 @@ eval env of the run's dataset (or `eval_id`), printing return, normalized score 
 """
 import json
 import pickle
+from types import SimpleNamespace
 from pathlib import Path
 
 import hydra
@@ -44,7 +45,10 @@ def main(cfg):
     eval_id = cfg.eval_id or run_cfg.dataset.get("eval_id") or run_cfg.dataset.id
     run_cfg.eval.episodes, run_cfg.eval.num_envs, run_cfg.eval.seed = cfg.episodes, cfg.num_envs, cfg.seed
     with user_errors(KeyError, ImportError):  # an unknown eval_id, a missing simulator package
-        evaluate = make_evaluator(run_cfg, eval_id, state["state_mean"], state["state_std"], device)
+        trained_on = SimpleNamespace(name=f"of {path}", obs_dim=int(state["dims"]["obs_dim"]),
+                                     act_dim=int(state["dims"]["act_dim"]), metadata={})
+        evaluate = make_evaluator(run_cfg, eval_id, state["state_mean"], state["state_std"], device, trained_on,
+                                  fix="pass eval_id= of the task the checkpoint was trained on")
     result = evaluate(algorithm.policy)
     summary = {"algorithm": algorithm.name, "dataset": eval_id, "seed": int(run_cfg.seed), "steps": state["step"],
                "final_eval": result}

@@ -249,5 +249,10 @@ def test_collect_recipe_writes_small_dataset(tmp_path):
     assert (tmp_path / "pointmaze-umaze-mixed-gen-v0-seed0.hdf5").is_file()
     with initialize_config_dir(config_dir=str(recipes / "config"), version_base="1.3"):
         cfg = compose("collect", overrides=["dataset_id=pointmaze-nope-gen-v0"])
-    with pytest.raises(SystemExit, match="Unknown generated dataset id"):
+        bad_seed = compose("collect", overrides=["seed=-1", "num_episodes=2", f"out_dir={tmp_path}"])
+    from ppl_torchrl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Unknown generated dataset id"):
         module.run(cfg)
+    with pytest.raises(ConfigError, match="seed must be an integer"):  # before anything is generated
+        module.run(bad_seed)

@@ -245,6 +245,11 @@ def test_evaluate_recipe_scores_a_checkpoint(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(out.read_text())["final_eval"]["returns"] == list(results["final_eval"]["returns"])
+    wrong_task = subprocess.run(  # a PointMaze checkpoint scored on Hopper: one line, no traceback
+        [sys.executable, str(ROOT / "recipes" / "evaluate.py"), f"checkpoint={path}", "eval_id=hopper-medium-v2",
+         "episodes=1", "num_envs=1"], capture_output=True, text=True, timeout=600)
+    assert wrong_task.returncode == 2 and "Traceback" not in wrong_task.stderr
+    assert "4-dim observations" in wrong_task.stderr and "pass eval_id=" in wrong_task.stderr
 
 
 def test_quickstart_command_prints_a_score_table(tmp_path):

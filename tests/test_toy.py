@@ -43,6 +43,8 @@ def test_problem_reward_and_dataset_against_hand_computed_values():
 def test_bad_inputs_raise_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="tanh"):
         make_toy_problem(ToyConfig(curves=(CurveSpec(2.0, 1.0, 1.0),)))
+    with pytest.raises(ValueError, match="w \\(the unbalance coefficient\\) must be >= 1"):
+        ToyConfig(w=0.5)  # at once, not after the critic's 5000 steps
     with pytest.raises(ValueError, match="gamma"):
         ToyConfig(gamma=1.0)
     with pytest.raises(ValueError, match="Unknown toy settings"):

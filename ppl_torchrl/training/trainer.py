@@ -492,10 +492,11 @@ def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
     return trainer
 
 
-def make_evaluator(cfg, eval_id: str, state_mean, state_std, device, dataset_stats=None):
+def make_evaluator(cfg, eval_id: str, state_mean, state_std, device, dataset_stats=None,
+                   fix: str = "set dataset.eval_id to the task the data was recorded on"):
     """``evaluate(policy) -> dict`` on ``eval_id``'s env (section ``eval``); with ``dataset_stats`` (the training
     data's :class:`~ppl_torchrl.data.transitions.DatasetStats`), a data / env size mismatch fails here, before
-    training."""
+    training; ``fix`` says how to fix it."""
     from ppl_torchrl.envs import make_eval_env
     from ppl_torchrl.evaluation import evaluate_policy
 
@@ -504,10 +505,10 @@ def make_evaluator(cfg, eval_id: str, state_mean, state_std, device, dataset_sta
                             state_mean=state_mean, state_std=state_std)
     except ValueError:  # e.g. the data's state statistics do not fit the env: name the mismatch if that is it
         if dataset_stats is not None:
-            check_env_matches_data(make_eval_env(eval_id, device=device), dataset_stats, eval_id)
+            check_env_matches_data(make_eval_env(eval_id, device=device), dataset_stats, eval_id, fix)
         raise
     if dataset_stats is not None:
-        check_env_matches_data(env, dataset_stats, eval_id)
+        check_env_matches_data(env, dataset_stats, eval_id, fix)
 
     def evaluate(policy):
         # The same eval seed at every evaluation, as the authors' code (eval_seed = 42).
@@ -516,7 +517,8 @@ def make_evaluator(cfg, eval_id: str, state_mean, state_std, device, dataset_sta
     return evaluate
 
 
-def check_env_matches_data(env, stats, eval_id: str) -> None:
+def check_env_matches_data(env, stats, eval_id: str,
+                           fix: str = "set dataset.eval_id to the task the data was recorded on") -> None:
     """A :class:`ConfigError` unless ``env``'s observation and action sizes are the dataset's."""
     from ppl_torchrl.keys import OBSERVATION
 
@@ -531,5 +533,4 @@ def check_env_matches_data(env, stats, eval_id: str) -> None:
                 "with dataset.observation_keys=[...] (e.g. [achieved_goal,observation] for D4RL/antmaze/*).")
     raise ConfigError(
         f"dataset {stats.name} has {stats.obs_dim}-dim observations and {stats.act_dim}-dim actions, but the "
-        f"evaluation env of {eval_id} has {env_dims[0]} and {env_dims[1]}: set dataset.eval_id to the task the data "
-        f"was recorded on.{hint}")
+        f"evaluation env of {eval_id} has {env_dims[0]} and {env_dims[1]}: {fix}.{hint}")
