@@ -225,10 +225,10 @@ class Trainer:
         bar = tqdm(total=steps, initial=self.step, desc=f"{self.algorithm.name}{self.progress_suffix}",
                    unit=self.progress_unit, disable=not cfg.logger.progress)
         latest, per_call = self.latest, self.updates_per_call
-        self._open()
-        t0, timed_steps = time.perf_counter(), 0
-        last_ckpt_step, last_ckpt_time = self.step, time.monotonic()
         try:
+            self._open()
+            t0, timed_steps = time.perf_counter(), 0
+            last_ckpt_step, last_ckpt_time = self.step, time.monotonic()
             while self.step < steps:
                 # Several updates per call never cross a log, eval, checkpoint or stop step: those stay exact.
                 room = min(steps - self.step, *(
