@@ -41,10 +41,11 @@ from ._checks import check_batch
 from .rebrac import ReBRACLoss
 
 
-def _check_w(w: float) -> float:
+def check_w(w: float) -> float:
+    """``w`` as a float; a ``ValueError`` saying what it means unless it is a number >= 1."""
     if not (isinstance(w, (int, float)) and w >= 1.0):
         raise ValueError(
-            f"w (the unbalance coefficient) must be a number >= 1, got {w!r}: the policy maps onto the best "
+            f"w (the unbalance coefficient) must be >= 1 (a number), got {w!r}: the policy maps onto the best "
             "1/w share of the data (w = 1 is behaviour cloning; the paper uses 3-12, 8 by default)."
         )
     return float(w)
@@ -58,7 +59,7 @@ class _PotentialMixin:
     target_potential_network_params: TensorDictParams  # never created: f has no target (authors' code unused it)
 
     def _init_potential(self, potential_network, w, potential_uses_target_actor):
-        self.w = _check_w(w)
+        self.w = check_w(w)
         self.potential_uses_target_actor = potential_uses_target_actor
         self.convert_to_functional(potential_network, "potential_network", create_target_params=False)
 
@@ -144,7 +145,7 @@ class PartialOTLoss(_PotentialMixin, ReBRACLoss):
         potential_uses_target_actor: bool = True,
         **kwargs,
     ) -> None:
-        _check_w(w)
+        check_w(w)
         super().__init__(actor_network, qvalue_network, **kwargs)
         self._init_potential(potential_network, w, potential_uses_target_actor)
 
@@ -232,7 +233,7 @@ class PartialOTCQLLoss(_PotentialMixin, CQLLoss):
     default_keys = _AcceptedKeys
 
     def __init__(self, actor_network, qvalue_network, potential_network, *, w: float = 8.0, **kwargs) -> None:
-        _check_w(w)
+        check_w(w)
         super().__init__(actor_network, qvalue_network, **kwargs)
         self._init_potential(potential_network, w, potential_uses_target_actor=False)
 

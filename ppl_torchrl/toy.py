@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from ppl_torchrl import keys
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTLoss, ReBRACLoss
+from ppl_torchrl.objectives.partial_ot import check_w
 from ppl_torchrl.reporting.figures import pyplot, save_figure
 
 # ---------------------------------------------------------------------------------------- config
@@ -108,8 +109,7 @@ class ToyConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         # checked here, before minutes of training, rather than when the PPL loss is built
-        if not self.w >= 1:
-            raise ValueError(f"w (the unbalance coefficient) must be >= 1, got {self.w}.")
+        check_w(self.w)
         for name in ("critic_lr", "actor_lr", "potential_lr", "critic_tau"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")

@@ -37,12 +37,10 @@ def _ids(spec: str) -> list[str]:
 
 def run(cfg: DictConfig) -> list[dict]:
     """The recipe body (callable without hydra, e.g. from tests)."""
-    seed = cfg.seed
-    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32):
-        raise ConfigError(f"seed must be an integer in [0, 2**32), got {seed!r}.")
-    if cfg.num_episodes is not None and not (isinstance(cfg.num_episodes, int) and cfg.num_episodes >= 1):
-        raise ConfigError(f"num_episodes must be a positive integer (or null: the dataset's size), got "
-                          f"{cfg.num_episodes!r}.")
+    from ppl_torchrl.training.config import SEED_RANGE, check_int
+
+    check_int("seed", cfg.seed, *SEED_RANGE)
+    check_int("num_episodes", cfg.num_episodes, 1, hint=" (or null: the dataset's size)")
     from ppl_torchrl.datagen import generate_dataset, generated_path
     from ppl_torchrl.datagen.pointmaze import measure_reference_returns
     from ppl_torchrl.envs.pointmaze import MAZES

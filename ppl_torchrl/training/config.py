@@ -20,6 +20,19 @@ def _number(section, key: str, where: str) -> float:
     return value
 
 
+def check_int(key: str, value, low: int = 0, high: int | None = None, hint: str = "") -> None:
+    """A :class:`ConfigError` unless ``value`` is ``None`` or an integer (not a bool) in ``[low, high)``."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value >= high):
+        where = f"in [{low}, {high})" if high is not None else f">= {low}"
+        raise ConfigError(f"{key} must be an integer {where}{hint}, got {value!r}.")
+
+
+#: numpy's legacy seeding (np.random.seed), which every seed of a run also feeds, takes [0, 2**32)
+SEED_RANGE = (0, 2**32)
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Fails fast, before any data is loaded or any file written, on values that cannot be right.
 
@@ -42,19 +55,13 @@ def validate_config(cfg: DictConfig) -> None:
         for key in keys:
             if not (_number(section, key, where) >= 1 and int(section[key]) == section[key]):
                 raise ConfigError(f"{where}.{key} must be a positive integer, got {section[key]}.")
-    # seeds feed numpy's legacy seeding too, which takes [0, 2**32)
     for key, value in (("seed", cfg.get("seed")), ("eval.seed", cfg.eval.get("seed")),
                        ("dataset.generation_seed", cfg.dataset.get("generation_seed")),
                        ("probe.seed", (cfg.get("probe") or {}).get("seed"))):
-        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32):
-            raise ConfigError(f"{key} must be an integer in [0, 2**32), got {value!r}.")
-    for key, low in (("episodes", 0), ("num_envs", 1)):
-        value = cfg.eval.get(key)
-        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
-            raise ConfigError(f"eval.{key} must be an integer >= {low}, got {value!r}.")
-    threads = cfg.get("threads")
-    if threads is not None and not (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1):
-        raise ConfigError(f"threads must be a positive integer (or null: torch's default), got {threads!r}.")
+        check_int(key, value, *SEED_RANGE)
+    check_int("eval.episodes", cfg.eval.get("episodes"), 0)
+    check_int("eval.num_envs", cfg.eval.get("num_envs"), 1)
+    check_int("threads", cfg.get("threads"), 1, hint=" (or null: torch's default)")
     minutes = cfg.checkpoint.get("every_minutes")
     if minutes is not None and not (_number(cfg.checkpoint, "every_minutes", "checkpoint") > 0):
         raise ConfigError(f"checkpoint.every_minutes must be > 0 (or null: by steps only), got {minutes}.")

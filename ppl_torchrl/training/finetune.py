@@ -92,7 +92,7 @@ class FineTuner(Trainer):
         self.offline_eval: dict | None = None  # the offline checkpoint's last evaluation
         loss = algorithm.loss
         # Tensors, filled in place each step: a compiled update reads their values without recompiling.
-        self.actor_bc0 = float(loss.actor_bc_coef)
+        self.actor_bc0, self.actor_bc_floor = float(loss.actor_bc_coef), float(ft.actor_bc_floor)
         loss.actor_bc_coef = torch.tensor(self.actor_bc0, device=device)
         loss.critic_bc_coef = torch.tensor(float(ft.critic_bc_coef), device=device)
 
@@ -200,7 +200,7 @@ class FineTuner(Trainer):
             self.episode["success"] |= bool(data.get(("next", "success")).any())
         self._collect_seconds = time.perf_counter() - start
         self.algorithm.loss.actor_bc_coef.fill_(
-            self.actor_bc0 * bc_decay(self.step, self.steps, float(self.cfg.finetune.actor_bc_floor)))
+            self.actor_bc0 * bc_decay(self.step, self.steps, self.actor_bc_floor))
         return [self._mixed_batch()]
 
     def _after_update(self, seconds: float, compiled_now: bool) -> None:
