@@ -99,8 +99,9 @@ def test_the_w_sweep_table_takes_w8_from_the_trainable_potential_variant(le, tmp
         w = 8.0 if r.group == "ppl_trainable_f" else float(r.group[len("ppl_trainable_f_w"):])
         rows = []
         for step in range(10_000, 40_001, 10_000):
-            rows.append({"step": step, "probe/f_data/efficient": -1.0, "probe/f_data/inefficient": -1.0 - w,
-                         "probe/dist/efficient": 0.3, "probe/dist/inefficient": 0.5,
+            rows.append({"step": step, "probe/f_policy": -w * 1e6 - r.seed, "probe/f_data": -2.0,
+                         "probe/f_data/efficient": -1.0, "probe/f_data/inefficient": -1.0 - w,
+                         "probe/dist/efficient": 0.3 + r.seed, "probe/dist/inefficient": 0.5,
                          "probe/grad_share_f": 0.0 if w >= 8 else 0.1})
             rows.append({"step": step, "eval/normalized_score_mean": 10 * w + r.seed})
         _write(r.run_dir(tmp_path), rows)
@@ -109,6 +110,8 @@ def test_the_w_sweep_table_takes_w8_from_the_trainable_potential_variant(le, tmp
     body = write_report(runs, tmp_path, tmp_path / "doc.md", tmp_path)
     sweep = body.split("### w sweep")[1]
     assert "At step **40k**" in sweep and "trainable-potential variant" in sweep
-    assert "| 1 | 10.5 ± 0.5 | 1 | 0.2 | 0.1 |" in sweep
-    assert "| 8 | 80.5 ± 0.5 | 8 | 0.2 | 0 |" in sweep  # the variant's runs, seeds 0-1
-    assert sweep.index("| 4 |") < sweep.index("| 8 |") < sweep.index("| 16 |")
+    # w | score | f(s,π(s)) | f efficient | f inefficient | dist efficient | dist inefficient | f's share
+    assert "| 1 | 10.5 ± 0.5 | -1e+06 | -1 | -2 | 0.8 | 0.5 | 0.1 |" in sweep
+    assert "| 8 | 80.5 ± 0.5 | -8e+06 | -1 | -9 | 0.8 | 0.5 | 0 |" in sweep  # the variant's runs, seeds 0-1
+    assert (tmp_path / "long_budget_sweep.png").exists() and "long_budget_sweep.png" in sweep
+    sweep.index("| 4 |") < sweep.index("| 8 |") < sweep.index("| 16 |")

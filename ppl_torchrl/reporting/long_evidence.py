@@ -8,6 +8,7 @@ evaluation by :mod:`ppl_torchrl.training.probe`) are read from each run's ``metr
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -27,6 +28,13 @@ MECHANISM = (
     ("probe/f_data/inefficient", "f(s,a) inefficient"),
     ("probe/dist/efficient", "‖π(s)−a‖ efficient"), ("probe/dist/inefficient", "‖π(s)−a‖ inefficient"),
     ("probe/term_bc", "BC term"), ("probe/term_q", "λQ term"), ("probe/term_f", "f term"),
+    ("probe/grad_share_f", "f's share of actor grad"),
+)
+#: the sweep table's probe columns: where f sits (diverging, separating or constant) and where the policy goes
+SWEEP_COLUMNS = (
+    ("probe/f_policy", "f(s,π(s))"), ("probe/f_data/efficient", "f(s,a) efficient"),
+    ("probe/f_data/inefficient", "f(s,a) inefficient"),
+    ("probe/dist/efficient", "‖π(s)−a‖ efficient"), ("probe/dist/inefficient", "‖π(s)−a‖ inefficient"),
     ("probe/grad_share_f", "f's share of actor grad"),
 )
 
@@ -57,6 +65,18 @@ def common_step(series: Sequence[dict], key: str = SCORE, at_most: int | None = 
     if at_most is not None:
         steps = {s for s in steps if s <= at_most}
     return max(steps) if steps else None
+
+
+def _mean_at(runs: Sequence[dict], key: str, step: int) -> float | None:
+    """The mean over runs of ``key`` at ``step`` (runs that did not log it are left out); None if none did."""
+    vals = [x[key][step] for x in runs if step in x.get(key, {})]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _steps_in_thousands(ax) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
 
 
 def _fmt(value: float | None) -> str:
@@ -112,42 +132,63 @@ def write_report(runs, root: Path, docs: Path, figures: Path) -> str:
                   "| method | " + " | ".join(t for _, t in MECHANISM) + " |",
                   "|---|" + "---:|" * len(MECHANISM)]
         for g in main:
-            cols = []
-            for key, _ in MECHANISM:
-                vals = [series[(r.group, r.seed)].get(key, {}).get(step) for r in groups[g]]
-                vals = [v for v in vals if v is not None]
-                cols.append(_fmt(mean_std(vals)[0]))
+            cols = [_fmt(_mean_at([series[(r.group, r.seed)] for r in groups[g]], key, step)) for key, _ in MECHANISM]
             lines.append(f"| {labels[g]} | " + " | ".join(cols) + " |")
         lines += ["", _figures(groups, series, labels, main, Path(figures), docs)]
 
     sweep = sorted((g for g in groups if g.startswith(SWEEP_PREFIX)), key=lambda g: float(g[len(SWEEP_PREFIX):]))
     if sweep:
-        sweep_steps = groups[sweep[0]][0].steps
-        members = [series[(r.group, r.seed)] for g in sweep for r in groups[g]]
-        seeds = {x.seed for x in groups[sweep[0]]}
-        w8 = [series[(r.group, r.seed)] for r in groups.get(SWEEP_W8, []) if r.seed in seeds]
-        s = common_step(members + w8, at_most=sweep_steps)
-        lines += ["", f"### w sweep (PPL^R with the trainable potential, seeds {sorted(seeds)})", ""]
-        if s is None:
-            lines.append("No step has been evaluated by every run of the sweep yet.")
-        else:
-            lines += [f"At step **{s // 1000}k** (target {sweep_steps // 1000}k; w = 8 read from the trainable-potential "
-                      "variant). f's share of the actor gradient is 0 where f has become constant.", "",
-                      "| w | normalized score | f(s,a) efficient − inefficient | ‖π−a‖ inefficient − efficient | "
-                      "f's share of actor grad |", "|---:|---:|---:|---:|---:|"]
-            rows = [(float(g[len(SWEEP_PREFIX):]), [series[(r.group, r.seed)] for r in groups[g]]) for g in sweep]
-            for w, ss in sorted(rows + [(8.0, w8)], key=lambda x: x[0]):
-                score = [x[SCORE][s] for x in ss]
-
-                def at_s(key, ss=ss):
-                    return [x[key][s] for x in ss if s in x.get(key, {})]
-                sep = [a - b for a, b in zip(at_s("probe/f_data/efficient"), at_s("probe/f_data/inefficient"))]
-                gap = [a - b for a, b in zip(at_s("probe/dist/inefficient"), at_s("probe/dist/efficient"))]
-                lines.append(f"| {w:g} | {pm(*mean_std(score))} | {_fmt(mean_std(sep)[0])} | "
-                             f"{_fmt(mean_std(gap)[0])} | {_fmt(mean_std(at_s('probe/grad_share_f'))[0])} |")
+        lines += ["", *_sweep_section(groups, series, sweep, Path(figures), docs)]
     body = "\n".join(lines) + "\n"
     write_section(docs, "long-budget-results", body, title="Evidence: PPL on generated data")
     return body
+
+
+def _sweep_section(groups, series, sweep, figures: Path, docs: Path) -> list[str]:
+    """The w sweep at the largest step all its runs (and the w = 8 runs of the same seeds) reached, and its curves."""
+    sweep_steps = groups[sweep[0]][0].steps
+    seeds = {x.seed for x in groups[sweep[0]]}
+    by_w = {float(g[len(SWEEP_PREFIX):]): [r for r in groups[g]] for g in sweep}
+    by_w[8.0] = [r for r in groups.get(SWEEP_W8, []) if r.seed in seeds]
+    by_w = dict(sorted(by_w.items()))
+    s = common_step([series[(r.group, r.seed)] for rs in by_w.values() for r in rs], at_most=sweep_steps)
+    lines = [f"### w sweep (PPL^R with the trainable potential, seeds {sorted(seeds)})", ""]
+    if s is None:
+        return lines + ["No step has been evaluated by every run of the sweep yet."]
+    lines += [f"At step **{s // 1000}k** (target {sweep_steps // 1000}k; w = 8 read from the trainable-potential "
+              "variant); mean over seeds. f's share of the actor gradient is 0 where f has become constant.", "",
+              "| w | normalized score | " + " | ".join(t for _, t in SWEEP_COLUMNS) + " |",
+              "|---:|---:|" + "---:|" * len(SWEEP_COLUMNS)]
+    for w, rs in by_w.items():
+        ss = [series[(r.group, r.seed)] for r in rs]
+        cols = [_fmt(_mean_at(ss, key, s)) for key, _ in SWEEP_COLUMNS]
+        lines.append(f"| {w:g} | {pm(*mean_std([x[SCORE][s] for x in ss]))} | " + " | ".join(cols) + " |")
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    names = {f"w={w:g}": rs for w, rs in by_w.items()}
+    panels = [(SCORE, "normalized score", lambda v: v), ("probe/f_data", "log10 |f(s,a)| on data actions",
+                                                        lambda v: math.log10(max(-v, 1e-12))),
+              ("probe/grad_share_f", "f's share of the actor gradient", lambda v: v)]
+    for ax, (key, title, tf) in zip(axes, panels):
+        for name, rs in names.items():
+            curves = []
+            for r in rs:
+                by_step = series[(r.group, r.seed)].get(key, {})
+                curves.append((sorted(by_step), [tf(by_step[t]) for t in sorted(by_step)]))
+            steps, mean, std = seed_band(curves)
+            if steps:
+                draw_band(ax, steps, mean, std, name)
+        ax.set_title(title)
+        ax.set_xlabel("gradient steps")
+        _steps_in_thousands(ax)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    path = save_figure(fig, figures / "long_budget_sweep.png")
+    rel = Path(os.path.relpath(path, Path(docs).parent)).as_posix()
+    return lines + ["", f"![w sweep curves]({rel})", "",
+                    "*Mean ± std band over the sweep's seeds at every evaluation (w = 8: the same seeds of the "
+                    "trainable-potential variant).*"]
 
 
 def _band(ax, groups, series, labels, names, key):
@@ -168,12 +209,10 @@ def _figures(groups, series, labels, main, figures: Path, docs: Path) -> str:
                                                   [g for g in main if g != "rebrac"]),
               ("probe/dist/inefficient", "‖π(s)−a‖ on inefficient data", main),
               ("probe/grad_share_f", "f's share of the actor gradient", [g for g in main if g != "rebrac"])]
-    from matplotlib.ticker import FuncFormatter
-
     for i, (ax, (key, title, names)) in enumerate(zip(axes.flat, panels)):
         _band(ax, groups, series, labels, names, key)
         ax.set_title(title)
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
+        _steps_in_thousands(ax)
         if i >= 2:
             ax.set_xlabel("gradient steps")
     axes.flat[0].legend(fontsize=8)
