@@ -38,11 +38,13 @@ enough either. Here each operator is defined with ``torch.library.Library`` and 
 ``Autograd`` kernel, which applies a ``setup_context``-style ``autograd.Function`` whose backward calls
 the other two operators (the three are closed under differentiation, so higher-order gradients work
 eagerly). Under a ``torch.func.grad`` transform that kernel runs below functorch's front layer on one
-level's tensors, where it applies the Function as a single-level Function, as functorch does for its
-own ``custom_function_call``. This uses a few private torch APIs
-(``torch._C._AutoDispatchBelowAutograd``, ``torch._functorch.utils.enable_single_level_autograd_function``,
+level's tensors, where it applies a single-level copy of the Function, as functorch does for its
+own ``custom_function_call`` (the Function itself would be handed back to functorch by torch 2.14's
+``apply``). This uses a few private torch APIs (``torch._C._AutoDispatchBelowAutograd``,
+``torch.autograd.function._SingleLevelFunction``,
+``torch._functorch.utils.enable_single_level_autograd_function``,
 ``torch._functorch.pyfunctorch.retrieve_all_functorch_interpreters``); ``tests/test_gemm.py`` checks every
-path against ``F.linear``.
+path against ``F.linear`` (run with torch 2.13 and 2.14).
 """
 from __future__ import annotations
 
@@ -499,9 +501,20 @@ def _function_apply(fn: type, *args):
     return super(torch.autograd.Function, fn).apply(*args)
 
 
+def _single_level(fn: type) -> type:
+    """``fn`` as a ``_SingleLevelFunction``: the class functorch itself applies on one grad level. Since
+    torch 2.14 the C++ ``apply`` of a ``torch.autograd.Function`` hands it to functorch's
+    ``custom_function_call`` whenever a transform is active, which has no kernel below the transform's
+    layer (where this runs); a ``_SingleLevelFunction`` is recorded on the level as it is."""
+    return type(f"{fn.__name__}SingleLevel", (torch.autograd.function._SingleLevelFunction,), {
+        "forward": staticmethod(fn.forward), "setup_context": staticmethod(fn.setup_context),
+        "backward": staticmethod(fn.backward)})
+
+
 def _autograd_kernel(fn: type, op):
     """The Autograd kernel of ``op``: applies ``fn`` when a gradient is wanted, else runs ``op`` below
     autograd (a plain call: the operator stays opaque to tracing and to inductor)."""
+    fn_one_level = _single_level(fn)
 
     def kernel(*args):
         if torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args):
@@ -521,7 +534,7 @@ def _autograd_kernel(fn: type, op):
                     f"(found {[str(i.key()) for i in levels]}); use F.linear or set_gemm_plan('aten')."
                 )
             with enable_single_level_autograd_function():
-                return _function_apply(fn, *args)
+                return fn_one_level.apply(*args)
         with torch._C._AutoDispatchBelowAutograd():
             return op(*args)
 

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from tensordict import TensorDict
 from torchrl.objectives import SoftUpdate
 
-from ppl_torchrl import keys
+from ppl_torchrl import gemm, keys
 from ppl_torchrl.training.algorithms import COMPILE_AUTO_MIN_STEPS, make_algorithm, resolve_compile
 from ppl_torchrl.update import ReBRACUpdate, compiler_available
 
@@ -175,6 +175,32 @@ def test_compiled_update_equals_eager_update(name, policy_freq, switches):
     _assert_same_state(ref, got, atol=2e-3, rtol=1e-3)
     for step in range(len(batches)):
         assert set(got_out[step].keys()) == set(ref_out[step].keys())
+        for k in ref_out[step].keys():
+            torch.testing.assert_close(got_out[step][k], ref_out[step][k], atol=1e-4, rtol=1e-3, msg=k)
+
+
+@pytest.mark.skipif(not gemm.onednn_available(), reason="this torch build has no oneDNN kernel")
+def test_the_compiled_update_on_onednn_gemms_follows_the_eager_update(monkeypatch):
+    """The fast path on CPUs where MKL is slow (compile.gemm=onednn, measured faster on AMD EPYC): the whole
+    PPL^R update traced by torch.compile, with every GEMM of its networks on the project's oneDNN operators
+    (forward, input and weight gradients), follows the eager update on torch's own GEMMs. (aot_eager: the
+    same trace as inductor, without its kernel build; tests/test_gemm.py compiles the operators with
+    inductor.)"""
+    batches = _batches(4)
+    monkeypatch.setattr(gemm, "_PLANS", {"cpu": gemm.GemmPlan.all("aten")})  # this test's plans stay here
+    ref = _build(_cfg("ppl"))
+    ref_out = _train(ref, batches)
+    cfg = _cfg("ppl", compile_enabled=True)
+    cfg.compile.gemm = "onednn"
+    got = _build(cfg)
+    assert gemm.gemm_plan("cpu").uses_onednn
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        got_out = _train(got, batches)
+    assert got.update.compiled  # it did not fall back to eager
+    ops = {e.name for e in prof.events()}
+    assert {"ppl_torchrl::linear", "ppl_torchrl::linear_grad_input", "ppl_torchrl::linear_grad_weight"} <= ops
+    _assert_same_state(ref, got, atol=2e-3, rtol=1e-3)
+    for step in range(len(batches)):
         for k in ref_out[step].keys():
             torch.testing.assert_close(got_out[step][k], ref_out[step][k], atol=1e-4, rtol=1e-3, msg=k)
 
