@@ -24,7 +24,7 @@ Each run is ``recipes/ppl_antmaze.py`` in its own folder under ``--runs-dir`` wi
 skips finished runs and continues interrupted ones from their last checkpoint (exactly, on the same CPU).
 Runs advance in segments of 50k steps (``checkpoint.stop_after``, then a resume), ``--jobs`` at a time, each with
 one torch thread and ``nice`` so that interactive work keeps the CPU: first every main run to 100k, then the
-variant, then the w sweep, then the main runs and the variant to 300k (:func:`schedule`), so that an unfinished
+variant, then the w sweep, then the main runs to 300k, then the variant to 300k (:func:`schedule`), so that an unfinished
 grid still compares every seed at one step. Every evaluation also runs the mechanism probe
 (``ppl_torchrl/training/probe.py``: f on policy vs data actions, Q, the actor's terms and the potential's share
 of the actor's gradient, distances to the efficient and inefficient labelled actions), logged under ``probe/``.
@@ -123,14 +123,16 @@ SEGMENT = 50_000
 def schedule(runs: list[Run]) -> list[tuple[Run, int]]:
     """(run, step to stop at) in the order they are trained: runs advance in segments of :data:`SEGMENT` steps, so
     that an unfinished grid holds every seed of a comparison at one step. First the main PPL^R and ReBRAC runs to
-    100k, then the variant to 100k, then the w sweep, then the main runs and the variant on to their end."""
+    100k, then the variant to 100k, then the w sweep, then the main runs to their end, then the variant."""
     main = [r for r in runs if r.group in ("ppl", "rebrac")]
     variant = [r for r in runs if r.group == "ppl_trainable_f"]
     sweep = [r for r in runs if r.group.startswith(SWEEP_PREFIX)]
     order = [(r, b) for b in range(SEGMENT, SWEEP_STEPS + 1, SEGMENT) for r in main]
     order += [(r, b) for b in range(SEGMENT, SWEEP_STEPS + 1, SEGMENT) for r in variant]
     order += [(r, b) for b in range(SEGMENT, SWEEP_STEPS + 1, SEGMENT) for r in sweep]
-    order += [(r, b) for b in range(SWEEP_STEPS + SEGMENT, MAIN_STEPS + 1, SEGMENT) for r in main + variant]
+    # the main comparison to its end before the variant's second part (its potential is constant from ~30k on)
+    order += [(r, b) for b in range(SWEEP_STEPS + SEGMENT, MAIN_STEPS + 1, SEGMENT) for r in main]
+    order += [(r, b) for b in range(SWEEP_STEPS + SEGMENT, MAIN_STEPS + 1, SEGMENT) for r in variant]
     return [(r, min(b, r.steps)) for r, b in order]
 
 

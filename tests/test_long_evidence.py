@@ -51,6 +51,9 @@ def test_the_schedule_brings_every_main_seed_to_100k_first_and_every_run_to_its_
     first_variant = next(i for i, (r, _) in enumerate(order) if r.group == "ppl_trainable_f")
     before = [(r.group, s) for r, s in order[:first_variant]]
     assert sorted(before) == sorted((g, s) for g in ("ppl", "rebrac") for s in (50_000, 100_000) for _ in range(3))
+    # after the sweep, the main comparison reaches its end before the variant goes on past 100k
+    variant_late = next(i for i, (r, s) in enumerate(order) if r.group == "ppl_trainable_f" and s > 100_000)
+    assert max(i for i, (r, _) in enumerate(order) if r.group in ("ppl", "rebrac")) < variant_late
 
 
 def _write(run_dir: Path, rows):
