@@ -148,7 +148,7 @@ def _sweep_section(groups, series, sweep, figures: Path, docs: Path) -> list[str
     """The w sweep at the largest step all its runs (and the w = 8 runs of the same seeds) reached, and its curves."""
     sweep_steps = groups[sweep[0]][0].steps
     seeds = {x.seed for x in groups[sweep[0]]}
-    by_w = {float(g[len(SWEEP_PREFIX):]): [r for r in groups[g]] for g in sweep}
+    by_w = {float(g[len(SWEEP_PREFIX):]): list(groups[g]) for g in sweep}
     by_w[8.0] = [r for r in groups.get(SWEEP_W8, []) if r.seed in seeds]
     by_w = dict(sorted(by_w.items()))
     s = common_step([series[(r.group, r.seed)] for rs in by_w.values() for r in rs], at_most=sweep_steps)
@@ -171,35 +171,33 @@ def _sweep_section(groups, series, sweep, figures: Path, docs: Path) -> list[str
                                                         lambda v: math.log10(max(-v, 1e-12))),
               ("probe/grad_share_f", "f's share of the actor gradient", lambda v: v)]
     for ax, (key, title, tf) in zip(axes, panels):
-        for name, rs in names.items():
-            curves = []
-            for r in rs:
-                by_step = series[(r.group, r.seed)].get(key, {})
-                curves.append((sorted(by_step), [tf(by_step[t]) for t in sorted(by_step)]))
-            steps, mean, std = seed_band(curves)
-            if steps:
-                draw_band(ax, steps, mean, std, name)
+        _band(ax, series, names, key, tf)
         ax.set_title(title)
         ax.set_xlabel("gradient steps")
         _steps_in_thousands(ax)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     path = save_figure(fig, figures / "long_budget_sweep.png")
-    rel = Path(os.path.relpath(path, Path(docs).parent)).as_posix()
-    return lines + ["", f"![w sweep curves]({rel})", "",
-                    "*Mean ± std band over the sweep's seeds at every evaluation (w = 8: the same seeds of the "
-                    "trainable-potential variant).*"]
+    return lines + ["", _link(path, docs, "w sweep curves", "Mean ± std band over the sweep's seeds at every "
+                              "evaluation (w = 8: the same seeds of the trainable-potential variant).")]
 
 
-def _band(ax, groups, series, labels, names, key):
-    for g in names:
-        curves = []
-        for r in groups[g]:
+def _band(ax, series, curves: dict[str, list], key: str, transform=lambda v: v) -> None:
+    """One mean ± std band per ``{label: runs}`` entry, of ``transform(key)`` at the steps every run has."""
+    for label, runs in curves.items():
+        per_run = []
+        for r in runs:
             by_step = series[(r.group, r.seed)].get(key, {})
-            curves.append((sorted(by_step), [by_step[s] for s in sorted(by_step)]))
-        steps, mean, std = seed_band(curves)  # at the steps every seed has
+            per_run.append((sorted(by_step), [transform(by_step[s]) for s in sorted(by_step)]))
+        steps, mean, std = seed_band(per_run)
         if steps:
-            draw_band(ax, steps, mean, std, labels[g])
+            draw_band(ax, steps, mean, std, label)
+
+
+def _link(path: Path, docs: Path, alt: str, caption: str) -> str:
+    """Markdown for a figure written at ``path``, relative to the doc, with its caption."""
+    rel = Path(os.path.relpath(path, Path(docs).parent)).as_posix()
+    return f"![{alt}]({rel})\n\n*{caption}*"
 
 
 def _figures(groups, series, labels, main, figures: Path, docs: Path) -> str:
@@ -210,7 +208,7 @@ def _figures(groups, series, labels, main, figures: Path, docs: Path) -> str:
               ("probe/dist/inefficient", "‖π(s)−a‖ on inefficient data", main),
               ("probe/grad_share_f", "f's share of the actor gradient", [g for g in main if g != "rebrac"])]
     for i, (ax, (key, title, names)) in enumerate(zip(axes.flat, panels)):
-        _band(ax, groups, series, labels, names, key)
+        _band(ax, series, {labels[g]: groups[g] for g in names}, key)
         ax.set_title(title)
         _steps_in_thousands(ax)
         if i >= 2:
@@ -218,5 +216,4 @@ def _figures(groups, series, labels, main, figures: Path, docs: Path) -> str:
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
     path = save_figure(fig, figures / "long_budget.png")
-    rel = Path(os.path.relpath(path, Path(docs).parent)).as_posix()
-    return f"![long-budget curves]({rel})\n\n*Mean ± std band over seeds at every evaluation.*"
+    return _link(path, docs, "long-budget curves", "Mean ± std band over seeds at every evaluation.")
