@@ -5,13 +5,15 @@ with the mechanism measured, a trainable-potential variant and a w sweep.
     python benchmarks/long_evidence.py --jobs 1            # one run at a time
     python benchmarks/long_evidence.py --report-only       # tables and figures from the runs as they are now
     python benchmarks/long_evidence.py --plan              # the grid, its cost and what is done, nothing else
+    python benchmarks/long_evidence.py --potential-units   # dead units of each PPL^R run's potential (checkpoints)
 
 The grid (every run on ``pointmaze-medium-mixed-gen-v0`` at its dataset config's settings: 3x256 networks,
 lr 3e-4, batch 256, w = 8, potential lr = critic lr / 100 as in the authors' code, the compiled update):
 
 * ``main``: PPL^R and ReBRAC, seeds 0-2, 300k gradient steps each;
 * ``variant``: PPL^R whose potential can train (``optim.potential_lr_scale=1``: its lr equals the critic's),
-  seeds 0-2, 300k steps. A labelled variant, never a default;
+  seeds 0-2, 100k steps (by then its potential is dead on every data and policy action: :data:`VARIANT_STEPS`).
+  A labelled variant, never a default;
 * ``w``: PPL^R with the trainable potential at w in {1, 2, 4, 16}, seeds 0-1, 100k steps; w = 8 is read from the
   ``variant`` runs at 100k steps (same settings, constant learning rates: their first 100k steps are a 100k run).
   Why the trainable potential: at the authors' potential lr, f stays near 1e-5 and w only scales a negligible term;
@@ -24,7 +26,7 @@ Each run is ``recipes/ppl_antmaze.py`` in its own folder under ``--runs-dir`` wi
 skips finished runs and continues interrupted ones from their last checkpoint (exactly, on the same CPU).
 Runs advance in segments of 50k steps (``checkpoint.stop_after``, then a resume), ``--jobs`` at a time, each with
 one torch thread and ``nice`` so that interactive work keeps the CPU: first every main run to 100k, then the
-variant, then the w sweep, then the main runs to 300k, then the variant to 300k (:func:`schedule`), so that an unfinished
+variant, then the w sweep, then the main runs to 300k (:func:`schedule`), so that an unfinished
 grid still compares every seed at one step. Every evaluation also runs the mechanism probe
 (``ppl_torchrl/training/probe.py``: f on policy vs data actions, Q, the actor's terms and the potential's share
 of the actor's gradient, distances to the efficient and inefficient labelled actions), logged under ``probe/``.
@@ -45,6 +47,9 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "ppl_antmaze.py"
 DATASET = "pointmaze-medium-mixed-gen-v0"
 MAIN_STEPS, SWEEP_STEPS = 300_000, 100_000
+# The variant stops at 100k: on every seed its potential is dead on the data's and the policy's actions by then
+# (``--potential-units``: 0 of 256 units alive), so more steps would train ReBRAC plus a constant.
+VARIANT_STEPS = 100_000
 EVAL_EVERY = 10_000
 EVAL_EPISODES = 10   # the dataset config's (about 17 s per evaluation here: 10 % of a 10k-step interval)
 SEEDS, SWEEP_SEEDS = (0, 1, 2), (0, 1)
@@ -86,7 +91,7 @@ def build_grid() -> list[Run]:
         runs += [Run("ppl", "PPL^R (w=8)", "ppl", seed, MAIN_STEPS, DEFAULT_W),
                  Run("rebrac", "ReBRAC", "rebrac", seed, MAIN_STEPS)]
     for seed in SEEDS:
-        runs.append(Run("ppl_trainable_f", "PPL^R, trainable potential (f lr = critic lr)", "ppl", seed, MAIN_STEPS,
+        runs.append(Run("ppl_trainable_f", "PPL^R, trainable potential (f lr = critic lr)", "ppl", seed, VARIANT_STEPS,
                         DEFAULT_W, potential_lr_scale=1.0))
     for seed in SWEEP_SEEDS:
         for w in SWEEP_WS:
@@ -110,10 +115,10 @@ def read_rows(run_dir: Path) -> list[dict]:
 
 
 def run_state(run: Run, root: Path) -> tuple[int, bool]:
-    """(last logged step, finished)."""
+    """(last logged step, finished: the run wrote its results or logged its last step)."""
     d = run.run_dir(root)
-    rows = read_rows(d)
-    return (max((r["step"] for r in rows), default=0), (d / "results.json").exists())
+    step = max((r["step"] for r in read_rows(d)), default=0)
+    return step, (d / "results.json").exists() or step >= run.steps
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -123,16 +128,14 @@ SEGMENT = 50_000
 def schedule(runs: list[Run]) -> list[tuple[Run, int]]:
     """(run, step to stop at) in the order they are trained: runs advance in segments of :data:`SEGMENT` steps, so
     that an unfinished grid holds every seed of a comparison at one step. First the main PPL^R and ReBRAC runs to
-    100k, then the variant to 100k, then the w sweep, then the main runs to their end, then the variant."""
+    100k, then the variant (100k), then the w sweep (100k), then the main runs to their end."""
     main = [r for r in runs if r.group in ("ppl", "rebrac")]
     variant = [r for r in runs if r.group == "ppl_trainable_f"]
     sweep = [r for r in runs if r.group.startswith(SWEEP_PREFIX)]
     order = [(r, b) for b in range(SEGMENT, SWEEP_STEPS + 1, SEGMENT) for r in main]
-    order += [(r, b) for b in range(SEGMENT, SWEEP_STEPS + 1, SEGMENT) for r in variant]
+    order += [(r, b) for b in range(SEGMENT, VARIANT_STEPS + 1, SEGMENT) for r in variant]
     order += [(r, b) for b in range(SEGMENT, SWEEP_STEPS + 1, SEGMENT) for r in sweep]
-    # the main comparison to its end before the variant's second part (its potential is constant from ~30k on)
     order += [(r, b) for b in range(SWEEP_STEPS + SEGMENT, MAIN_STEPS + 1, SEGMENT) for r in main]
-    order += [(r, b) for b in range(SWEEP_STEPS + SEGMENT, MAIN_STEPS + 1, SEGMENT) for r in variant]
     return [(r, min(b, r.steps)) for r, b in order]
 
 
@@ -151,12 +154,29 @@ def train(runs: list[Run], root: Path, jobs: int) -> list[str]:
     return run_jobs(todo, jobs, root / "logs", REPO)
 
 
+def print_potential_units(runs: list[Run], root: Path) -> None:
+    """The dead-ReLU check behind the docs' reading of the trainable potential (a constant f on every data action)."""
+    from ppl_torchrl.training.probe import checkpoint_potential_units
+
+    print("alive units of the potential's last hidden layer, on the probe pairs with the data's / the policy's / "
+          "uniform actions")
+    for r in runs:
+        path = r.run_dir(root) / "checkpoint.pt"
+        counts = checkpoint_potential_units(path) if r.loss == "ppl" and path.exists() else None
+        if counts is not None:
+            print(f"  {r.group:18s} seed{r.seed} at {counts['step'] // 1000}k: {counts['data']:>3d} / "
+                  f"{counts['policy']:>3d} / {counts['random']:>3d} of {counts['units']}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs-dir", default=str(REPO / "runs" / "evidence_long"))
     p.add_argument("--jobs", type=int, default=2, help="runs at a time (each uses one CPU core)")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--plan", action="store_true", help="print the grid and its progress; train nothing")
+    p.add_argument("--potential-units", action="store_true",
+                   help="print, from each PPL^R run's latest checkpoint, how many units of the potential's last "
+                        "hidden layer are alive on the data's, the policy's and uniform actions; train nothing")
     p.add_argument("--docs", default=str(REPO / "docs" / "evidence.md"))
     p.add_argument("--figures", default=str(REPO / "docs" / "figures"))
     args = p.parse_args(argv)
@@ -170,6 +190,9 @@ def main(argv=None) -> int:
         for r in runs:
             step, finished = run_state(r, root)
             print(f"  {r.group:18s} seed{r.seed}  {step:>7d}/{r.steps}" + ("  finished" if finished else ""))
+        return 0
+    if args.potential_units:
+        print_potential_units(runs, root)
         return 0
     failures = []
     if not args.report_only:

@@ -27,7 +27,8 @@ def test_the_grid_is_the_issue_s(le):
     for r in runs:
         by.setdefault(r.group, []).append(r)
     assert [r.seed for r in by["ppl"]] == [0, 1, 2] and [r.seed for r in by["rebrac"]] == [0, 1, 2]
-    assert all(r.steps >= 300_000 for g in ("ppl", "rebrac", "ppl_trainable_f") for r in by[g])
+    assert all(r.steps >= 300_000 for g in ("ppl", "rebrac") for r in by[g])
+    assert all(r.steps >= 100_000 for r in by["ppl_trainable_f"])
     sweep = {g for g in by if g.startswith("ppl_trainable_f_w")}
     assert sweep == {"ppl_trainable_f_w1", "ppl_trainable_f_w2", "ppl_trainable_f_w4", "ppl_trainable_f_w16"}
     assert all(len(by[g]) >= 2 and by[g][0].steps >= 100_000 for g in sweep)
@@ -51,9 +52,9 @@ def test_the_schedule_brings_every_main_seed_to_100k_first_and_every_run_to_its_
     first_variant = next(i for i, (r, _) in enumerate(order) if r.group == "ppl_trainable_f")
     before = [(r.group, s) for r, s in order[:first_variant]]
     assert sorted(before) == sorted((g, s) for g in ("ppl", "rebrac") for s in (50_000, 100_000) for _ in range(3))
-    # after the sweep, the main comparison reaches its end before the variant goes on past 100k
-    variant_late = next(i for i, (r, s) in enumerate(order) if r.group == "ppl_trainable_f" and s > 100_000)
-    assert max(i for i, (r, _) in enumerate(order) if r.group in ("ppl", "rebrac")) < variant_late
+    # the main runs' steps past 100k come last, after the variant and the sweep
+    first_late = next(i for i, (r, s) in enumerate(order) if s > 100_000)
+    assert all(r.group in ("ppl", "rebrac") for r, _ in order[first_late:])
 
 
 def _write(run_dir: Path, rows):
@@ -90,8 +91,32 @@ def test_the_report_compares_at_the_step_every_run_reached(le, tmp_path):
     late.write_text(json.dumps({"step": 10_000, "eval/normalized_score_mean": 1.0}) + "\n")
     body = write_report(runs, tmp_path, tmp_path / "doc.md", tmp_path)
     assert "step **30k**" in body and "has not reached this step" in body
-    assert "| PPL^R, trainable potential" not in body.split("has not reached")[1].split("####")[0]
+    assert "| PPL^R, trainable potential" not in body.split("has not reached")[1].split("![")[0]
     assert "long-budget-results:begin" in (tmp_path / "doc.md").read_text()
+
+
+def test_a_variant_with_a_shorter_budget_is_compared_at_its_own_last_step(le, tmp_path):
+    runs = le.build_grid()
+    variant_steps = next(r.steps for r in runs if r.group == "ppl_trainable_f")
+    main_steps = variant_steps + 50_000
+    for r in runs:
+        if r.group not in ("ppl", "rebrac", "ppl_trainable_f"):
+            continue
+        last = variant_steps if r.group == "ppl_trainable_f" else main_steps
+        base = {"ppl": 50, "rebrac": 40, "ppl_trainable_f": 30}[r.group] + r.seed
+        rows = [{"step": s, "eval/normalized_score_mean": base + s / 10_000, "probe/dist/inefficient": 0.5}
+                for s in range(10_000, last + 1, 10_000)]
+        _write(r.run_dir(tmp_path), rows)
+    from ppl_torchrl.reporting.long_evidence import write_report
+
+    body = write_report(runs, tmp_path, tmp_path / "doc.md", tmp_path)
+    head, own = body.split(f"#### The trainable-potential variant at its last step, **{variant_steps // 1000}k**")
+    assert f"step **{main_steps // 1000}k**" in head and f"stops at {variant_steps // 1000}k" in head
+    assert "| PPL^R, trainable potential (f lr = critic lr) |" not in head.split("### Progress")[1].split("stops at")[1]
+    v = variant_steps / 10_000  # scores at the variant's last step: base + seed + v
+    assert f"| PPL^R, trainable potential (f lr = critic lr) | 3 | {31 + v:.1f} ± 0.8 |" in own
+    assert f"| ReBRAC | 3 | {41 + v:.1f} ± 0.8 |" in own
+    assert "| PPL^R, trainable potential (f lr = critic lr) − ReBRAC | -10.0 ± " in own
 
 
 def test_the_w_sweep_table_takes_w8_from_the_trainable_potential_variant(le, tmp_path):

@@ -102,39 +102,27 @@ def write_report(runs, root: Path, docs: Path, figures: Path) -> str:
 
     base = [g for g in ("ppl", "rebrac") if g in groups]
     step = common_step([series[(r.group, r.seed)] for g in base for r in groups[g]])
+    variant = "ppl_trainable_f" if "ppl_trainable_f" in groups else None
     # the variant joins the table once every one of its runs has reached that step
-    main = base + [g for g in ("ppl_trainable_f",) if g in groups and step is not None
-                   and all(step in series[(r.group, r.seed)].get(SCORE, {}) for r in groups[g])]
+    main = base + ([variant] if variant and step is not None and _all_reached(groups[variant], series, step) else [])
     lines += ["", "### PPL^R vs ReBRAC (and the trainable-potential variant)", ""]
     if step is None:
         lines.append("No step has been evaluated by every PPL^R and ReBRAC run yet.")
     else:
-        if "ppl_trainable_f" in groups and "ppl_trainable_f" not in main:
-            lines += ["The trainable-potential variant has not reached this step on every seed yet.", ""]
+        if variant and variant not in main:
+            lines += [f"The trainable-potential variant stops at {groups[variant][0].steps // 1000}k: it is compared "
+                      "at its own last step below." if groups[variant][0].steps < step else
+                      "The trainable-potential variant has not reached this step on every seed yet.", ""]
         lines += [f"All values at step **{step // 1000}k**, the largest evaluation step every run of these groups has "
-                  "reached; mean ± std over seeds (ddof 0).", "",
-                  "| method | seeds | normalized score | per seed |", "|---|---|---:|---|"]
-        cells = {}
-        for g in main:
-            vals = [series[(r.group, r.seed)][SCORE][step] for r in groups[g]]
-            cells[g] = Cell(suite="", dataset="", method=labels[g], values=vals, seeds=[r.seed for r in groups[g]],
-                            run_dirs=[])
-            lines.append(f"| {labels[g]} | {len(vals)} | {pm(*mean_std(vals))} | "
-                         f"{', '.join(f'{v:.1f}' for v in vals)} |")
-        lines += ["", "| comparison | difference of means (± SE, Welch) | seeds higher | verdict (2 SE rule) |",
-                  "|---|---:|---|---|"]
-        for g in [x for x in main if x != "rebrac"]:
-            if "rebrac" in cells:
-                v = compare(cells[g], cells["rebrac"])
-                lines.append(f"| {labels[g]} − ReBRAC | {v.diff:+.1f} ± {v.se:.1f} | {v.wins}/{v.paired} | "
-                             f"{v.outcome} |")
-        lines += ["", "#### The mechanism at that step (probe set: 2048 dataset pairs; mean over seeds)", "",
-                  "| method | " + " | ".join(t for _, t in MECHANISM) + " |",
-                  "|---|" + "---:|" * len(MECHANISM)]
-        for g in main:
-            cols = [_fmt(_mean_at([series[(r.group, r.seed)] for r in groups[g]], key, step)) for key, _ in MECHANISM]
-            lines.append(f"| {labels[g]} | " + " | ".join(cols) + " |")
-        lines += ["", _figures(groups, series, labels, main, Path(figures), docs)]
+                  "reached; mean ± std over seeds (ddof 0).", "", *_comparison(groups, series, labels, main, step)]
+        if variant and variant not in main and groups[variant][0].steps < step:
+            own = common_step([series[(r.group, r.seed)] for r in groups[variant]], at_most=groups[variant][0].steps)
+            if own is not None:
+                lines += ["", f"#### The trainable-potential variant at its last step, **{own // 1000}k**", "",
+                          *_comparison(groups, series, labels, [*base, variant], own)]
+        figure_groups = main + ([variant] if variant and variant not in main and _any_score(groups[variant], series)
+                                else [])
+        lines += ["", _figures(groups, series, labels, figure_groups, Path(figures), docs)]
 
     sweep = sorted((g for g in groups if g.startswith(SWEEP_PREFIX)), key=lambda g: float(g[len(SWEEP_PREFIX):]))
     if sweep:
@@ -142,6 +130,39 @@ def write_report(runs, root: Path, docs: Path, figures: Path) -> str:
     body = "\n".join(lines) + "\n"
     write_section(docs, "long-budget-results", body, title="Evidence: PPL on generated data")
     return body
+
+
+def _all_reached(runs, series, step: int) -> bool:
+    """Whether every one of ``runs`` logged a score at ``step``."""
+    return all(step in series[(r.group, r.seed)].get(SCORE, {}) for r in runs)
+
+
+def _any_score(runs, series) -> bool:
+    """Whether any of ``runs`` logged a score."""
+    return any(series[(r.group, r.seed)].get(SCORE) for r in runs)
+
+
+def _comparison(groups, series, labels, names: list[str], step: int) -> list[str]:
+    """Scores per seed, each method against ReBRAC, and the mechanism probe of ``names`` at ``step``."""
+    lines = ["| method | seeds | normalized score | per seed |", "|---|---|---:|---|"]
+    cells = {}
+    for g in names:
+        vals = [series[(r.group, r.seed)][SCORE][step] for r in groups[g]]
+        cells[g] = Cell(suite="", dataset="", method=labels[g], values=vals, seeds=[r.seed for r in groups[g]],
+                        run_dirs=[])
+        lines.append(f"| {labels[g]} | {len(vals)} | {pm(*mean_std(vals))} | {', '.join(f'{v:.1f}' for v in vals)} |")
+    lines += ["", "| comparison | difference of means (± SE, Welch) | seeds higher | verdict (2 SE rule) |",
+              "|---|---:|---|---|"]
+    for g in [x for x in names if x != "rebrac"]:
+        if "rebrac" in cells:
+            v = compare(cells[g], cells["rebrac"])
+            lines.append(f"| {labels[g]} − ReBRAC | {v.diff:+.1f} ± {v.se:.1f} | {v.wins}/{v.paired} | {v.outcome} |")
+    lines += ["", "Mechanism at that step (probe set: 2048 dataset pairs; mean over seeds):", "",
+              "| method | " + " | ".join(t for _, t in MECHANISM) + " |", "|---|" + "---:|" * len(MECHANISM)]
+    for g in names:
+        cols = [_fmt(_mean_at([series[(r.group, r.seed)] for r in groups[g]], key, step)) for key, _ in MECHANISM]
+        lines.append(f"| {labels[g]} | " + " | ".join(cols) + " |")
+    return lines
 
 
 def _sweep_section(groups, series, sweep, figures: Path, docs: Path) -> list[str]:

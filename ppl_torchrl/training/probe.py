@@ -165,3 +165,57 @@ def make_probe(cfg, source, buffer, algorithm, device) -> MechanismProbe | None:
         return None
     data = load_probe_data(source, buffer, size, seed=int(section.get("seed", 1234)), device=device)
     return None if data is None else MechanismProbe(data)
+
+
+def active_units(mlp: torch.nn.Sequential, inputs: torch.Tensor) -> torch.Tensor:
+    """Which units of ``mlp``'s last hidden layer are active (ReLU output > 0) on at least one row of ``inputs``.
+
+    Where none is, the network's output on those inputs is its last bias, and a loss on them sends no gradient to
+    any other weight: the dead units stay dead as long as the inputs stay in that region (a dead-ReLU collapse)."""
+    last_relu = max(i for i, m in enumerate(mlp) if isinstance(m, torch.nn.ReLU))
+    with torch.no_grad():
+        hidden = mlp[: last_relu + 1](inputs)
+    return (hidden > 0).reshape(-1, hidden.shape[-1]).any(0)
+
+
+def checkpoint_potential_units(path, size: int | None = None, seed: int | None = None) -> dict[str, int] | None:
+    """How many units of the potential's last hidden layer are alive in a PPL^R run's checkpoint (``Trainer``'s
+    ``checkpoint.pt``), on the run's probe pairs ``(s, a)``, on ``(s, pi(s))`` and on ``(s, u)`` with ``u`` uniform in
+    the action box [-1, 1]; ``{"units": N, "data": ., "policy": ., "random": ., "step": .}``, or ``None`` for a
+    checkpoint without a potential (ReBRAC). The dataset must be a D4RL-format HDF5 file (a generated id is)."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from ppl_torchrl.modules import DeterministicActor, Potential
+    from ppl_torchrl.training.data_source import resolve_training_data
+
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    params = state["algorithm"]["loss"]
+
+    def load(module, prefix):
+        module.load_state_dict({k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)})
+        return module
+
+    if not any(k.startswith("potential_network_params.") for k in params):
+        return None
+    cfg = OmegaConf.create(state["config"])
+    dims = state["dims"]
+    shape = dict(hidden_dim=int(cfg.model.hidden_dim), num_hidden=int(cfg.model.num_hidden))
+    potential = load(Potential(dims["obs_dim"], dims["act_dim"], **shape), "potential_network_params.module.")
+    actor = load(DeterministicActor(dims["obs_dim"], dims["act_dim"], **shape), "actor_network_params.module.")
+    source, _ = resolve_training_data(cfg.dataset)
+    if Path(source).suffix not in (".hdf5", ".h5"):
+        raise ValueError(f"{path}: its dataset {source!r} is not a D4RL-format HDF5 file; the unit count reads the "
+                         "probe pairs from one (set dataset.path to a local copy).")
+    normalization = SimpleNamespace(state_mean=state["state_mean"], state_std=state["state_std"])
+    probe_cfg = cfg.get("probe") or {}
+    data = load_probe_data(source, normalization, int(size or probe_cfg.get("size", 0) or 2048),
+                           seed=int(probe_cfg.get("seed", 1234) if seed is None else seed))
+    obs = data.observation
+    with torch.no_grad():
+        policy_action = actor(obs)
+    uniform = torch.rand(data.action.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    count = {name: int(active_units(potential.net, torch.cat([obs, a], -1)).sum())
+             for name, a in (("data", data.action), ("policy", policy_action), ("random", uniform))}
+    return {"step": int(state["step"]), "units": int(shape["hidden_dim"]), **count}
