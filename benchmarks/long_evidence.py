@@ -31,6 +31,9 @@ grid still compares every seed at one step. Every evaluation also runs the mecha
 (``ppl_torchrl/training/probe.py``: f on policy vs data actions, Q, the actor's terms and the potential's share
 of the actor's gradient, distances to the efficient and inefficient labelled actions), logged under ``probe/``.
 
+When a main run has reached 300k, its last checkpoint is scored once more on :data:`FINAL_EPISODES` episodes
+(``recipes/evaluate.py``, written to ``final_eval.json`` in its folder).
+
 The report (section "long-budget" of ``docs/evidence.md``, figure ``docs/figures/long_budget.png``) compares the groups at the largest
 step that every run of the compared groups has reached, and says how far each run got: it is honest about
 an unfinished grid.
@@ -45,6 +48,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "ppl_antmaze.py"
+EVALUATE = REPO / "recipes" / "evaluate.py"
 DATASET = "pointmaze-medium-mixed-gen-v0"
 MAIN_STEPS, SWEEP_STEPS = 300_000, 100_000
 # The variant stops at 100k: on every seed its potential is dead on the data's and the policy's actions by then
@@ -52,6 +56,7 @@ MAIN_STEPS, SWEEP_STEPS = 300_000, 100_000
 VARIANT_STEPS = 100_000
 EVAL_EVERY = 10_000
 EVAL_EPISODES = 10   # the dataset config's (about 17 s per evaluation here: 10 % of a 10k-step interval)
+FINAL_EPISODES = 100  # the main runs' final policies, scored once more (10 episodes leave a ~15-point error per seed)
 SEEDS, SWEEP_SEEDS = (0, 1, 2), (0, 1)
 SWEEP_WS = (1.0, 2.0, 4.0, 16.0)  # w = 8 comes from the trainable-potential variant
 SWEEP_PREFIX = "ppl_trainable_f_w"  # the sweep's groups: ppl_trainable_f_w1, ...
@@ -70,6 +75,11 @@ class Run:
 
     def run_dir(self, root: Path) -> Path:
         return root / self.group / f"seed{self.seed}"
+
+    def final_eval_path(self, root: Path) -> Path:
+        from ppl_torchrl.reporting.long_evidence import FINAL_EVAL
+
+        return self.run_dir(root) / FINAL_EVAL
 
     def overrides(self, root: Path) -> list[str]:
         ov = {
@@ -139,9 +149,11 @@ def schedule(runs: list[Run]) -> list[tuple[Run, int]]:
     return [(r, min(b, r.steps)) for r, b in order]
 
 
-def train(runs: list[Run], root: Path, jobs: int) -> list[str]:
-    """Runs every segment not reached yet, ``jobs`` at a time; returns the failures."""
-    from ppl_torchrl.training.launch import Job, run_jobs
+def jobs_to_run(runs: list[Run], root: Path) -> list:
+    """The segments not reached yet, in :func:`schedule`'s order, then each main run's final evaluation that is
+    missing (on :data:`FINAL_EPISODES` episodes; queued behind the run's last segment, with its key)."""
+    from ppl_torchrl.reporting.long_evidence import read_final_eval
+    from ppl_torchrl.training.launch import Job
 
     todo = []
     for r, stop in schedule(runs):
@@ -151,7 +163,20 @@ def train(runs: list[Run], root: Path, jobs: int) -> list[str]:
         extra = [] if stop >= r.steps else [f"checkpoint.stop_after={stop}"]
         todo.append(Job(f"{r.group}-seed{r.seed} to {stop // 1000}k", (sys.executable, str(RECIPE),
                         *r.overrides(root), *extra), key=f"{r.group}-seed{r.seed}"))
-    return run_jobs(todo, jobs, root / "logs", REPO)
+    for r in runs:
+        if r.group in ("ppl", "rebrac") and read_final_eval(r.run_dir(root), r.steps) is None:
+            todo.append(Job(f"{r.group}-seed{r.seed} final evaluation", (
+                sys.executable, str(EVALUATE), f"checkpoint={r.run_dir(root) / 'checkpoint.pt'}",
+                f"episodes={FINAL_EPISODES}", "num_envs=10", f"output={r.final_eval_path(root)}"),
+                key=f"{r.group}-seed{r.seed}"))
+    return todo
+
+
+def train(runs: list[Run], root: Path, jobs: int) -> list[str]:
+    """Runs :func:`jobs_to_run`, ``jobs`` at a time; returns the failures."""
+    from ppl_torchrl.training.launch import run_jobs
+
+    return run_jobs(jobs_to_run(runs, root), jobs, root / "logs", REPO)
 
 
 def print_potential_units(runs: list[Run], root: Path) -> None:

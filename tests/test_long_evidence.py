@@ -143,3 +143,48 @@ def test_the_w_sweep_table_takes_w8_from_the_trainable_potential_variant(le, tmp
     assert "| 8 | 80.5 ± 0.5 | -8e+06 | -1 | -9 | 0.8 | 0.5 | 0 |" in sweep  # the variant's runs, seeds 0-1
     assert (tmp_path / "long_budget_sweep.png").exists() and "long_budget_sweep.png" in sweep
     sweep.index("| 4 |") < sweep.index("| 8 |") < sweep.index("| 16 |")
+
+
+def _final(run_dir: Path, steps: int, score: float, success: float):
+    summary = {"algorithm": "x", "dataset": "pointmaze-medium-mixed-gen-v0", "seed": 0, "steps": steps,
+               "final_eval": {"num_episodes": 100, "normalized_score_mean": score, "success_rate": success}}
+    (run_dir / "final_eval.json").write_text(json.dumps(summary))
+
+
+def test_each_main_run_s_final_policy_is_scored_once_after_its_last_segment(le, tmp_path):
+    runs = le.build_grid()
+    main = [r for r in runs if r.group in ("ppl", "rebrac")]
+    for r in main:  # ppl seed 0 is one segment short
+        reach = r.steps - 50_000 if (r.group, r.seed) == ("ppl", 0) else r.steps
+        _write(r.run_dir(tmp_path), [{"step": reach, "eval/normalized_score_mean": 1.0}])
+    _final(main[1].run_dir(tmp_path), main[1].steps, 50.0, 0.5)  # rebrac seed 0: scored at its last step
+    _final(main[3].run_dir(tmp_path), 150_000, 50.0, 0.5)        # rebrac seed 1: a stale file from an earlier step
+    todo = le.jobs_to_run(runs, tmp_path)
+    evals = [j for j in todo if j.name.endswith("final evaluation")]
+    assert sorted(j.key for j in evals) == sorted(f"{r.group}-seed{r.seed}" for r in main if r is not main[1])
+    ppl0 = [j.name for j in todo if j.key == "ppl-seed0"]
+    assert ppl0 == ["ppl-seed0 to 300k", "ppl-seed0 final evaluation"]  # its last segment first, same key
+    argv = next(j.argv for j in evals if j.key == "rebrac-seed1")
+    assert argv[1] == str(le.EVALUATE) and f"episodes={le.FINAL_EPISODES}" in argv and le.FINAL_EPISODES >= 100
+    assert f"checkpoint={main[3].run_dir(tmp_path) / 'checkpoint.pt'}" in argv
+    assert f"output={main[3].run_dir(tmp_path) / 'final_eval.json'}" in argv
+
+
+def test_the_report_adds_the_final_policies_once_every_main_run_has_one(le, tmp_path):
+    runs = le.build_grid()
+    main = [r for r in runs if r.group in ("ppl", "rebrac")]
+    for r in main:
+        _write(r.run_dir(tmp_path), [{"step": s, "eval/normalized_score_mean": 10.0} for s in (10_000, r.steps)])
+    from ppl_torchrl.reporting.long_evidence import write_report
+
+    finals = {("ppl", 0): 60, ("ppl", 1): 70, ("ppl", 2): 80, ("rebrac", 0): 40, ("rebrac", 1): 50, ("rebrac", 2): 60}
+    for r in main[:-1]:
+        _final(r.run_dir(tmp_path), r.steps, finals[(r.group, r.seed)], finals[(r.group, r.seed)] / 100)
+    assert "The final policies" not in write_report(runs, tmp_path, tmp_path / "doc.md", tmp_path)  # one missing
+    last = main[-1]
+    _final(last.run_dir(tmp_path), last.steps, finals[(last.group, last.seed)], 0.6)
+    body = write_report(runs, tmp_path, tmp_path / "doc.md", tmp_path)
+    final = body.split("#### The final policies (300k) on 100 episodes each")[1]
+    assert "| PPL^R (w=8) | 3 | 70.0 ± 8.2 | 60.0, 70.0, 80.0 | 0.60, 0.70, 0.80 |" in final
+    assert "| ReBRAC | 3 | 50.0 ± 8.2 | 40.0, 50.0, 60.0 | 0.40, 0.50, 0.60 |" in final
+    assert "| PPL^R (w=8) − ReBRAC | +20.0 ± 8.2 | 3/3 |" in final  # SE = sqrt(10²/3 + 10²/3), std with ddof 1

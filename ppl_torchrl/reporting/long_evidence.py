@@ -19,6 +19,8 @@ from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
 from ppl_torchrl.reporting.tables import mean_std, pm
 
 SCORE = "eval/normalized_score_mean"
+#: a main run's final policy scored on many episodes (``recipes/evaluate.py`` ``output=``), in its run folder
+FINAL_EVAL = "final_eval.json"
 #: the w sweep's groups (``<prefix><w>``) and the group that gives its w = 8 point
 SWEEP_PREFIX, SWEEP_W8 = "ppl_trainable_f_w", "ppl_trainable_f"
 #: the probe values in the mechanism table, in order, with their column titles
@@ -120,6 +122,7 @@ def write_report(runs, root: Path, docs: Path, figures: Path) -> str:
             if own is not None:
                 lines += ["", f"#### The trainable-potential variant at its last step, **{own // 1000}k**", "",
                           *_comparison(groups, series, labels, [*base, variant], own)]
+        lines += _final_section(groups, root, labels, base)
         figure_groups = main + ([variant] if variant and variant not in main and _any_score(groups[variant], series)
                                 else [])
         lines += ["", _figures(groups, series, labels, figure_groups, Path(figures), docs)]
@@ -130,6 +133,44 @@ def write_report(runs, root: Path, docs: Path, figures: Path) -> str:
     body = "\n".join(lines) + "\n"
     write_section(docs, "long-budget-results", body, title="Evidence: PPL on generated data")
     return body
+
+
+def read_final_eval(run_dir: Path, steps: int) -> dict | None:
+    """``recipes/evaluate.py``'s summary of a run's checkpoint (``final_eval.json``), if it scored the run's last
+    step (``steps``); None otherwise."""
+    path = Path(run_dir) / FINAL_EVAL
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    return summary if int(summary.get("steps", -1)) == steps else None
+
+
+def _final_section(groups, root: Path, labels, names: list[str]) -> list[str]:
+    """The main runs' final policies, each scored on many episodes (``FINAL_EVAL`` files), once all have one."""
+    finals = {g: [read_final_eval(r.run_dir(root), r.steps) for r in groups[g]] for g in names}
+    if not names or not all(f is not None for fs in finals.values() for f in fs):
+        return []
+    episodes = sorted({int(f["final_eval"]["num_episodes"]) for fs in finals.values() for f in fs})
+    steps = groups[names[0]][0].steps
+    lines = ["", f"#### The final policies ({steps // 1000}k) on {'/'.join(map(str, episodes))} episodes each", "",
+             "The last checkpoint of every run scored once more by `recipes/evaluate.py` (fixed evaluation seed), so "
+             "that a seed's score carries a few points of episode noise instead of about 15; mean ± std over seeds.",
+             "", "| method | seeds | normalized score | per seed | success rate per seed |", "|---|---|---:|---|---|"]
+    cells = {}
+    for g in names:
+        vals = [f["final_eval"]["normalized_score_mean"] for f in finals[g]]
+        success = [f["final_eval"].get("success_rate") for f in finals[g]]
+        cells[g] = Cell(suite="", dataset="", method=labels[g], values=vals, seeds=[r.seed for r in groups[g]],
+                        run_dirs=[])
+        lines.append(f"| {labels[g]} | {len(vals)} | {pm(*mean_std(vals))} | {', '.join(f'{v:.1f}' for v in vals)} | "
+                     + ", ".join("–" if x is None else f"{x:.2f}" for x in success) + " |")
+    if "rebrac" in cells:
+        lines += ["", "| comparison | difference of means (± SE, Welch) | seeds higher | verdict (2 SE rule) |",
+                  "|---|---:|---|---|"]
+        for g in [x for x in names if x != "rebrac"]:
+            v = compare(cells[g], cells["rebrac"])
+            lines.append(f"| {labels[g]} − ReBRAC | {v.diff:+.1f} ± {v.se:.1f} | {v.wins}/{v.paired} | {v.outcome} |")
+    return lines
 
 
 def _all_reached(runs, series, step: int) -> bool:
