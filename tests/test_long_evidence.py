@@ -188,3 +188,17 @@ def test_the_report_adds_the_final_policies_once_every_main_run_has_one(le, tmp_
     assert "| PPL^R (w=8) | 3 | 70.0 ± 8.2 | 60.0, 70.0, 80.0 | 0.60, 0.70, 0.80 |" in final
     assert "| ReBRAC | 3 | 50.0 ± 8.2 | 40.0, 50.0, 60.0 | 0.40, 0.50, 0.60 |" in final
     assert "| PPL^R (w=8) − ReBRAC | +20.0 ± 8.2 | 3/3 |" in final  # SE = sqrt(10²/3 + 10²/3), std with ddof 1
+
+
+def test_a_method_keeps_its_color_on_a_panel_that_leaves_others_out():
+    from types import SimpleNamespace
+
+    from ppl_torchrl.reporting.figures import pyplot
+    from ppl_torchrl.reporting.long_evidence import _band
+
+    run = SimpleNamespace(group="ppl_trainable_f", seed=0)
+    series = {("ppl_trainable_f", 0): {"probe/f_data": {10: -1.0, 20: -2.0}}}
+    fig, ax = pyplot().subplots()
+    _band(ax, series, {"variant": [run]}, "probe/f_data", colors={"ppl": "C0", "variant": "C2"})
+    assert [line.get_color() for line in ax.lines] == ["C2"]
+    pyplot().close(fig)

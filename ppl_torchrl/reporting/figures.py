@@ -31,11 +31,11 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
 
 
 def draw_band(ax, steps: Sequence[int], mean: Sequence[float], std: Sequence[float], label: str,
-              alpha: float = 0.25, markersize: float = 3.0):
+              alpha: float = 0.25, markersize: float = 3.0, color=None):
     """A mean curve with markers and a ±std band; a single evaluation point shows as a marker with an error bar
-    (a line or band through one point draws nothing). Returns the line."""
+    (a line or band through one point draws nothing). ``color``: the axes' next one by default. Returns the line."""
     line, = ax.plot(steps, mean, marker="o", markersize=markersize if len(steps) > 1 else 2 * markersize,
-                    label=label)
+                    label=label, color=color)
     if len(steps) > 1:
         ax.fill_between(steps, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
                         color=line.get_color(), alpha=alpha)

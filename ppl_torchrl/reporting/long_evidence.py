@@ -244,8 +244,9 @@ def _sweep_section(groups, series, sweep, figures: Path, docs: Path) -> list[str
                               "evaluation (w = 8: the same seeds of the trainable-potential variant).")]
 
 
-def _band(ax, series, curves: dict[str, list], key: str, transform=lambda v: v) -> None:
-    """One mean ± std band per ``{label: runs}`` entry, of ``transform(key)`` at the steps every run has."""
+def _band(ax, series, curves: dict[str, list], key: str, transform=lambda v: v, colors=None) -> None:
+    """One mean ± std band per ``{label: runs}`` entry, of ``transform(key)`` at the steps every run has
+    (``colors``: ``{label: color}``, so that a method keeps its color on panels that leave some out)."""
     for label, runs in curves.items():
         per_run = []
         for r in runs:
@@ -253,7 +254,7 @@ def _band(ax, series, curves: dict[str, list], key: str, transform=lambda v: v) 
             per_run.append((sorted(by_step), [transform(by_step[s]) for s in sorted(by_step)]))
         steps, mean, std = seed_band(per_run)
         if steps:
-            draw_band(ax, steps, mean, std, label)
+            draw_band(ax, steps, mean, std, label, color=(colors or {}).get(label))
 
 
 def _link(path: Path, docs: Path, alt: str, caption: str) -> str:
@@ -269,8 +270,9 @@ def _figures(groups, series, labels, main, figures: Path, docs: Path) -> str:
                                                   [g for g in main if g != "rebrac"]),
               ("probe/dist/inefficient", "‖π(s)−a‖ on inefficient data", main),
               ("probe/grad_share_f", "f's share of the actor gradient", [g for g in main if g != "rebrac"])]
+    colors = {labels[g]: f"C{i}" for i, g in enumerate(main)}
     for i, (ax, (key, title, names)) in enumerate(zip(axes.flat, panels)):
-        _band(ax, series, {labels[g]: groups[g] for g in names}, key)
+        _band(ax, series, {labels[g]: groups[g] for g in names}, key, colors=colors)
         ax.set_title(title)
         _steps_in_thousands(ax)
         if i >= 2:
