@@ -85,6 +85,7 @@ def test_the_report_compares_at_the_step_every_run_reached(le, tmp_path):
     assert "| ReBRAC | 3 | 33.0 ± 4.1 | 33.0, 38.0, 28.0 |" in body
     assert "| PPL^R (w=8) − ReBRAC | +20.0 ±" in body
     assert "50k, 50k, 30k / 300k" in body
+    assert "Mean of the last" not in body  # fewer than 10 evaluations
     assert (tmp_path / "long_budget.png").exists()
     # a variant that has not reached the step yet leaves the PPL^R vs ReBRAC comparison alone
     late = runs[[r.group for r in runs].index("ppl_trainable_f")].run_dir(tmp_path) / "metrics.jsonl"
@@ -117,6 +118,11 @@ def test_a_variant_with_a_shorter_budget_is_compared_at_its_own_last_step(le, tm
     assert f"| PPL^R, trainable potential (f lr = critic lr) | 3 | {31 + v:.1f} ± 0.8 |" in own
     assert f"| ReBRAC | 3 | {41 + v:.1f} ± 0.8 |" in own
     assert "| PPL^R, trainable potential (f lr = critic lr) − ReBRAC | -10.0 ± " in own
+    # each seed's mean over its last 10 evaluations (60k-150k: base + seed + 10.5), at the main step
+    smooth = head.split(f"#### Mean of the last 10 evaluations ({main_steps // 1000 - 90}k-{main_steps // 1000}k)")[1]
+    assert "| PPL^R (w=8) | 3 | 61.5 ± 0.8 | 60.5, 61.5, 62.5 |" in smooth
+    assert "| ReBRAC | 3 | 51.5 ± 0.8 | 50.5, 51.5, 52.5 |" in smooth
+    assert "| PPL^R (w=8) − ReBRAC | +10.0 ± 0.8 | 3/3 | beat |" in smooth
 
 
 def test_the_w_sweep_table_takes_w8_from_the_trainable_potential_variant(le, tmp_path):

@@ -117,12 +117,13 @@ def write_report(runs, root: Path, docs: Path, figures: Path) -> str:
                       "The trainable-potential variant has not reached this step on every seed yet.", ""]
         lines += [f"All values at step **{step // 1000}k**, the largest evaluation step every run of these groups has "
                   "reached; mean ± std over seeds (ddof 0).", "", *_comparison(groups, series, labels, main, step)]
+        lines += _last_evaluations_section(groups, series, labels, base, step)
+        lines += _final_section(groups, root, labels, base)
         if variant and variant not in main and groups[variant][0].steps < step:
             own = common_step([series[(r.group, r.seed)] for r in groups[variant]], at_most=groups[variant][0].steps)
             if own is not None:
                 lines += ["", f"#### The trainable-potential variant at its last step, **{own // 1000}k**", "",
                           *_comparison(groups, series, labels, [*base, variant], own)]
-        lines += _final_section(groups, root, labels, base)
         figure_groups = main + ([variant] if variant and variant not in main and _any_score(groups[variant], series)
                                 else [])
         lines += ["", _figures(groups, series, labels, figure_groups, Path(figures), docs)]
@@ -145,6 +146,42 @@ def read_final_eval(run_dir: Path, steps: int) -> dict | None:
     return summary if int(summary.get("steps", -1)) == steps else None
 
 
+#: the evaluations averaged per seed in the report's smoothed comparison (10 episodes each)
+LAST_EVALUATIONS = 10
+
+
+def _last_evaluations_section(groups, series, labels, names: list[str], step: int) -> list[str]:
+    """Each seed's mean score over its last :data:`LAST_EVALUATIONS` evaluations up to ``step``: one evaluation
+    of 10 episodes swings by 10-20 points, an average over the last stretch of training much less."""
+    steps = sorted(set.intersection(*[{s for s in series[(r.group, r.seed)].get(SCORE, {}) if s <= step}
+                                      for g in names for r in groups[g]]))[-LAST_EVALUATIONS:]
+    if len(steps) < LAST_EVALUATIONS:
+        return []
+    lines = ["", f"#### Mean of the last {LAST_EVALUATIONS} evaluations ({steps[0] // 1000}k-{steps[-1] // 1000}k)", "",
+             "Each seed's score averaged over its last evaluations (100 episodes per seed, from the policies of the "
+             "last stretch of training); mean ± std over seeds.", "",
+             "| method | seeds | normalized score | per seed |", "|---|---|---:|---|"]
+    cells = {}
+    for g in names:
+        vals = [sum(series[(r.group, r.seed)][SCORE][s] for s in steps) / len(steps) for r in groups[g]]
+        cells[g] = Cell(suite="", dataset="", method=labels[g], values=vals, seeds=[r.seed for r in groups[g]],
+                        run_dirs=[])
+        lines.append(f"| {labels[g]} | {len(vals)} | {pm(*mean_std(vals))} | {', '.join(f'{v:.1f}' for v in vals)} |")
+    return lines + _versus_rebrac(cells, labels, names)
+
+
+def _versus_rebrac(cells, labels, names: list[str]) -> list[str]:
+    """The comparison table of every method in ``names`` against ReBRAC (Welch SE, 2-SE rule)."""
+    if "rebrac" not in cells:
+        return []
+    lines = ["", "| comparison | difference of means (± SE, Welch) | seeds higher | verdict (2 SE rule) |",
+             "|---|---:|---|---|"]
+    for g in [x for x in names if x != "rebrac"]:
+        v = compare(cells[g], cells["rebrac"])
+        lines.append(f"| {labels[g]} − ReBRAC | {v.diff:+.1f} ± {v.se:.1f} | {v.wins}/{v.paired} | {v.outcome} |")
+    return lines
+
+
 def _final_section(groups, root: Path, labels, names: list[str]) -> list[str]:
     """The main runs' final policies, each scored on many episodes (``FINAL_EVAL`` files), once all have one."""
     finals = {g: [read_final_eval(r.run_dir(root), r.steps) for r in groups[g]] for g in names}
@@ -164,13 +201,7 @@ def _final_section(groups, root: Path, labels, names: list[str]) -> list[str]:
                         run_dirs=[])
         lines.append(f"| {labels[g]} | {len(vals)} | {pm(*mean_std(vals))} | {', '.join(f'{v:.1f}' for v in vals)} | "
                      + ", ".join("–" if x is None else f"{x:.2f}" for x in success) + " |")
-    if "rebrac" in cells:
-        lines += ["", "| comparison | difference of means (± SE, Welch) | seeds higher | verdict (2 SE rule) |",
-                  "|---|---:|---|---|"]
-        for g in [x for x in names if x != "rebrac"]:
-            v = compare(cells[g], cells["rebrac"])
-            lines.append(f"| {labels[g]} − ReBRAC | {v.diff:+.1f} ± {v.se:.1f} | {v.wins}/{v.paired} | {v.outcome} |")
-    return lines
+    return lines + _versus_rebrac(cells, labels, names)
 
 
 def _all_reached(runs, series, step: int) -> bool:
@@ -192,12 +223,7 @@ def _comparison(groups, series, labels, names: list[str], step: int) -> list[str
         cells[g] = Cell(suite="", dataset="", method=labels[g], values=vals, seeds=[r.seed for r in groups[g]],
                         run_dirs=[])
         lines.append(f"| {labels[g]} | {len(vals)} | {pm(*mean_std(vals))} | {', '.join(f'{v:.1f}' for v in vals)} |")
-    lines += ["", "| comparison | difference of means (± SE, Welch) | seeds higher | verdict (2 SE rule) |",
-              "|---|---:|---|---|"]
-    for g in [x for x in names if x != "rebrac"]:
-        if "rebrac" in cells:
-            v = compare(cells[g], cells["rebrac"])
-            lines.append(f"| {labels[g]} − ReBRAC | {v.diff:+.1f} ± {v.se:.1f} | {v.wins}/{v.paired} | {v.outcome} |")
+    lines += _versus_rebrac(cells, labels, names)
     lines += ["", "Mechanism at that step (probe set: 2048 dataset pairs; mean over seeds):", "",
               "| method | " + " | ".join(t for _, t in MECHANISM) + " |", "|---|" + "---:|" * len(MECHANISM)]
     for g in names:
