@@ -105,8 +105,8 @@ def test_a_variant_with_a_shorter_budget_is_compared_at_its_own_last_step(le, tm
             continue
         last = variant_steps if r.group == "ppl_trainable_f" else main_steps
         base = {"ppl": 50, "rebrac": 40, "ppl_trainable_f": 30}[r.group] + r.seed
-        rows = [{"step": s, "eval/normalized_score_mean": base + s / 10_000, "probe/dist/inefficient": 0.5}
-                for s in range(10_000, last + 1, 10_000)]
+        rows = [{"step": s, "eval/normalized_score_mean": base + s / 10_000, "eval/num_episodes": 10,
+                 "probe/dist/inefficient": 0.5} for s in range(10_000, last + 1, 10_000)]
         _write(r.run_dir(tmp_path), rows)
     from ppl_torchrl.reporting.long_evidence import write_report
 
@@ -120,7 +120,7 @@ def test_a_variant_with_a_shorter_budget_is_compared_at_its_own_last_step(le, tm
     assert "| PPL^R, trainable potential (f lr = critic lr) − ReBRAC | -10.0 ± " in own
     # each seed's mean over its last 10 evaluations (60k-150k: base + seed + 10.5), at the main step
     smooth = head.split(f"#### Mean of the last 10 evaluations ({main_steps // 1000 - 90}k-{main_steps // 1000}k)")[1]
-    assert "| PPL^R (w=8) | 3 | 61.5 ± 0.8 | 60.5, 61.5, 62.5 |" in smooth
+    assert "100 episodes per seed" in smooth and "| PPL^R (w=8) | 3 | 61.5 ± 0.8 | 60.5, 61.5, 62.5 |" in smooth
     assert "| ReBRAC | 3 | 51.5 ± 0.8 | 50.5, 51.5, 52.5 |" in smooth
     assert "| PPL^R (w=8) − ReBRAC | +10.0 ± 0.8 | 3/3 | beat |" in smooth
 

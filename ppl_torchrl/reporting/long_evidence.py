@@ -146,7 +146,7 @@ def read_final_eval(run_dir: Path, steps: int) -> dict | None:
     return summary if int(summary.get("steps", -1)) == steps else None
 
 
-#: the evaluations averaged per seed in the report's smoothed comparison (10 episodes each)
+#: the evaluations averaged per seed in the report's smoothed comparison
 LAST_EVALUATIONS = 10
 
 
@@ -157,8 +157,12 @@ def _last_evaluations_section(groups, series, labels, names: list[str], step: in
                                       for g in names for r in groups[g]]))[-LAST_EVALUATIONS:]
     if len(steps) < LAST_EVALUATIONS:
         return []
+    episodes = {int(sum(series[(r.group, r.seed)].get("eval/num_episodes", {}).get(s, 0) for s in steps))
+                for g in names for r in groups[g]}
+    per_seed = f"{min(episodes)} episodes per seed" if min(episodes) == max(episodes) else \
+        f"{min(episodes)}-{max(episodes)} episodes per seed"
     lines = ["", f"#### Mean of the last {LAST_EVALUATIONS} evaluations ({steps[0] // 1000}k-{steps[-1] // 1000}k)", "",
-             "Each seed's score averaged over its last evaluations (100 episodes per seed, from the policies of the "
+             f"Each seed's score averaged over its last evaluations ({per_seed}, from the policies of the "
              "last stretch of training); mean ± std over seeds.", "",
              "| method | seeds | normalized score | per seed |", "|---|---|---:|---|"]
     cells = {}
