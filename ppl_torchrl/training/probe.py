@@ -178,7 +178,7 @@ def active_units(mlp: torch.nn.Sequential, inputs: torch.Tensor) -> torch.Tensor
     return (hidden > 0).reshape(-1, hidden.shape[-1]).any(0)
 
 
-def checkpoint_potential_units(path, size: int | None = None, seed: int | None = None) -> dict[str, int] | None:
+def checkpoint_potential_units(path) -> dict[str, int] | None:
     """How many units of the potential's last hidden layer are alive in a PPL^R run's checkpoint (``Trainer``'s
     ``checkpoint.pt``), on the run's probe pairs ``(s, a)``, on ``(s, pi(s))`` and on ``(s, u)`` with ``u`` uniform in
     the action box [-1, 1]; ``{"units": N, "data": ., "policy": ., "random": ., "step": .}``, or ``None`` for a
@@ -187,35 +187,30 @@ def checkpoint_potential_units(path, size: int | None = None, seed: int | None =
 
     from omegaconf import OmegaConf
 
-    from ppl_torchrl.modules import DeterministicActor, Potential
+    from ppl_torchrl.training.algorithms import make_algorithm
     from ppl_torchrl.training.data_source import resolve_training_data
 
     state = torch.load(path, map_location="cpu", weights_only=False)
-    params = state["algorithm"]["loss"]
-
-    def load(module, prefix):
-        module.load_state_dict({k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)})
-        return module
-
-    if not any(k.startswith("potential_network_params.") for k in params):
-        return None
     cfg = OmegaConf.create(state["config"])
-    dims = state["dims"]
-    shape = dict(hidden_dim=int(cfg.model.hidden_dim), num_hidden=int(cfg.model.num_hidden))
-    potential = load(Potential(dims["obs_dim"], dims["act_dim"], **shape), "potential_network_params.module.")
-    actor = load(DeterministicActor(dims["obs_dim"], dims["act_dim"], **shape), "actor_network_params.module.")
+    cfg.compile.enabled, cfg.compile.cudagraphs = False, False  # as recipes/evaluate.py: nothing here trains
+    algorithm = make_algorithm(cfg, state["dims"]["obs_dim"], state["dims"]["act_dim"])
+    algorithm.load_state_dict(state["algorithm"])
+    loss = algorithm.loss
+    if not hasattr(loss, "potential_network_params"):
+        return None
     source, _ = resolve_training_data(cfg.dataset)
     if Path(source).suffix not in (".hdf5", ".h5"):
         raise ValueError(f"{path}: its dataset {source!r} is not a D4RL-format HDF5 file; the unit count reads the "
                          "probe pairs from one (set dataset.path to a local copy).")
-    normalization = SimpleNamespace(state_mean=state["state_mean"], state_std=state["state_std"])
     probe_cfg = cfg.get("probe") or {}
-    data = load_probe_data(source, normalization, int(size or probe_cfg.get("size", 0) or 2048),
-                           seed=int(probe_cfg.get("seed", 1234) if seed is None else seed))
-    obs = data.observation
+    data = load_probe_data(source, SimpleNamespace(state_mean=state["state_mean"], state_std=state["state_std"]),
+                           int(probe_cfg.get("size", 0) or 2048), seed=int(probe_cfg.get("seed", 1234)))
+    td = TensorDict({keys.OBSERVATION: data.observation}, batch_size=[data.observation.shape[0]])
     with torch.no_grad():
-        policy_action = actor(obs)
+        policy_action = loss._actor(td, loss.actor_network_params)
     uniform = torch.rand(data.action.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    count = {name: int(active_units(potential.net, torch.cat([obs, a], -1)).sum())
-             for name, a in (("data", data.action), ("policy", policy_action), ("random", uniform))}
-    return {"step": int(state["step"]), "units": int(shape["hidden_dim"]), **count}
+    net = loss.potential_network.module.net
+    with loss.potential_network_params.to_module(loss.potential_network):
+        count = {name: int(active_units(net, torch.cat([data.observation, a], -1)).sum())
+                 for name, a in (("data", data.action), ("policy", policy_action), ("random", uniform))}
+    return {"step": int(state["step"]), "units": int(net[-1].in_features), **count}
