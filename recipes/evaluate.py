@@ -7,18 +7,15 @@ Rebuilds the networks from the checkpoint's config, loads them and runs the dete
 eval env of the run's dataset (or `eval_id`), printing return, normalized score and success rate.
 """
 import json
-import pickle
 from types import SimpleNamespace
 from pathlib import Path
 
 import hydra
-import torch
-from omegaconf import OmegaConf
 
 from ppl_torchrl.atomic import atomic_write
-from ppl_torchrl.errors import UserError, user_errors
+from ppl_torchrl.errors import user_errors
 from ppl_torchrl.reporting.tables import format_scores
-from ppl_torchrl.training.algorithms import make_algorithm
+from ppl_torchrl.training.checkpoints import load_trained_run
 from ppl_torchrl.training.recipe import recipe_main
 from ppl_torchrl.training.trainer import make_evaluator, resolve_device, to_jsonable
 
@@ -28,20 +25,7 @@ from ppl_torchrl.training.trainer import make_evaluator, resolve_device, to_json
 def main(cfg):
     device = resolve_device(cfg.device)
     path = Path(str(cfg.checkpoint)).expanduser()
-    if not path.is_file():
-        raise UserError(f"checkpoint={path} does not exist; pass the checkpoint.pt of a training run folder.")
-    with user_errors(RuntimeError, EOFError, OSError, pickle.UnpicklingError,
-                     hint=f"{path} is not a readable checkpoint.pt of a training recipe."):
-        state = torch.load(path, map_location="cpu", weights_only=False)  # load_state_dict copies onto the device
-    if not isinstance(state, dict) or not {"config", "dims", "algorithm"} <= set(state):
-        raise UserError(f"{path} is not a checkpoint.pt of a training recipe (no config/dims/algorithm).")
-    run_cfg = OmegaConf.create(state["config"])
-    # Scoring never runs the update: build it plain, whatever the training run's compile settings (a CUDA-graph
-    # run's checkpoint is scored on a CPU machine too).
-    run_cfg.compile.enabled, run_cfg.compile.cudagraphs = False, False
-    with user_errors(ValueError, KeyError):
-        algorithm = make_algorithm(run_cfg, state["dims"]["obs_dim"], state["dims"]["act_dim"], device)
-    algorithm.load_state_dict(state["algorithm"])
+    state, run_cfg, algorithm = load_trained_run(path, device)
     eval_id = cfg.eval_id or run_cfg.dataset.get("eval_id") or run_cfg.dataset.id
     run_cfg.eval.episodes, run_cfg.eval.num_envs, run_cfg.eval.seed = cfg.episodes, cfg.num_envs, cfg.seed
     with user_errors(KeyError, ImportError):  # an unknown eval_id, a missing simulator package

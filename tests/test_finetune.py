@@ -12,6 +12,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from ppl_torchrl.errors import UserError
 from ppl_torchrl.training.finetune import EpisodeSeeds, bc_decay, build_finetuner
 from ppl_torchrl.training.recipe import train_finetune
 
@@ -116,6 +117,13 @@ def test_the_offline_checkpoint_is_the_starting_point_and_its_score_is_step_0(tm
     rows = _rows(tmp_path / "start")
     assert rows[0]["step"] == 0 and "eval/normalized_score_mean" in rows[0]
     assert any("online/episode_return" in r for r in rows)
+
+
+def test_an_offline_checkpoint_of_another_network_size_is_refused_in_one_line(tmp_path, offline):
+    with pytest.raises(UserError, match="holds another model or loss.*size of tensor a") as err:
+        build_finetuner(_cfg(tmp_path / "other", **{"finetune.offline_checkpoint": str(offline["ppl"]),
+                                                     "model.hidden_dim": 8}))
+    assert "\n" not in str(err.value) and len(str(err.value)) < 400
 
 
 def test_a_frozen_potential_stays_as_trained_offline_and_a_training_one_moves(tmp_path, offline):

@@ -13,7 +13,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from ppl_torchrl.errors import UserError, error_line, is_user_error
 from ppl_torchrl.training.algorithms import LOSSES
+from ppl_torchrl.training.checkpoints import load_trained_run
 from ppl_torchrl.training.recipe import train
 from ppl_torchrl.training.trainer import build_trainer
 
@@ -250,6 +252,31 @@ def test_evaluate_recipe_scores_a_checkpoint(tmp_path):
          "episodes=1", "num_envs=1"], capture_output=True, text=True, timeout=600)
     assert wrong_task.returncode == 2 and "Traceback" not in wrong_task.stderr
     assert "4-dim observations" in wrong_task.stderr and "pass eval_id=" in wrong_task.stderr
+
+
+def test_a_checkpoint_is_rebuilt_with_its_weights_and_bad_files_say_what_they_are(tmp_path):
+    trainer = build_trainer(make_cfg(tiny(tmp_path / "run", steps=10)))
+    trainer.run()
+    path = tmp_path / "run" / "checkpoint.pt"
+    state, cfg, algorithm = load_trained_run(path)
+    assert state["step"] == 10 and cfg.loss.name == "ppl" and not cfg.compile.enabled
+    rebuilt, trained = algorithm.loss.state_dict(), trainer.algorithm.loss.state_dict()
+    assert rebuilt.keys() == trained.keys() and all(torch.equal(rebuilt[k], trained[k]) for k in trained)
+
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:1000])
+    not_a_run = tmp_path / "weights.pt"
+    torch.save({"actor": torch.zeros(3)}, not_a_run)
+    for bad, says in ((tmp_path / "missing.pt", "does not exist"), (truncated, "not a readable checkpoint.pt"),
+                      (not_a_run, "no config/dims/algorithm")):
+        with pytest.raises(Exception) as err:
+            load_trained_run(bad)
+        assert is_user_error(err.value) and says in error_line(err.value), (bad, error_line(err.value))
+    other = torch.load(path, weights_only=False)
+    other["config"]["model"]["hidden_dim"] = 8  # the weights no longer fit the networks the config builds
+    torch.save(other, tmp_path / "other.pt")
+    with pytest.raises(UserError, match="another version of ppl-torchrl.*size of tensor a"):
+        load_trained_run(tmp_path / "other.pt")
 
 
 def test_quickstart_command_prints_a_score_table(tmp_path):

@@ -150,6 +150,15 @@ def test_resume_true_without_a_checkpoint_says_why_and_what_to_do(tmp_path):
     assert [r["step"] for r in rows if any(k.startswith("probe/") for k in r)] == [40]  # the one evaluation step
 
 
+def test_resuming_with_another_network_size_is_one_short_line(tmp_path):
+    train(make_cfg(tiny(tmp_path, 40, **{"checkpoint.stop_after": 20})))
+    with pytest.raises(UserError) as err:
+        build_trainer(make_cfg(tiny(tmp_path, 40, **{"resume": "true", "model.hidden_dim": 8})))
+    message = str(err.value)
+    assert "resume it with that config" in message and "size of tensor a (8)" in message
+    assert "\n" not in message and len(message) < 400  # not tensordict's repr of the whole parameter tree
+
+
 def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
     inits = []
 

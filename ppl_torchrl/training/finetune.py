@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from ppl_torchrl import keys
 from ppl_torchrl.errors import ConfigError
+from ppl_torchrl.training.checkpoints import load_algorithm_state, read_checkpoint
 from ppl_torchrl.training.trainer import Trainer
 
 #: what one stored online transition holds: the offline batches' keys (the two halves of a batch are concatenated)
@@ -329,20 +330,16 @@ def build_finetuner(cfg: DictConfig) -> FineTuner:
     probe = make_probe(cfg, data_source, buffer, algorithm, device)
     tuner = FineTuner(cfg, algorithm, buffer, online, make_env, evaluate, run_dir, device, probe)
     if not (resume and run_dir.joinpath("checkpoint.pt").exists()):
-        import pickle
-
-        with user_errors(RuntimeError, EOFError, pickle.UnpicklingError,
-                         hint=f"{offline_path} is unreadable: restore it or retrain the offline run."):
-            state = torch.load(offline_path, map_location="cpu", weights_only=False)  # as Trainer.load_checkpoint
+        state = read_checkpoint(offline_path, hint=f"{offline_path} is unreadable: restore it or retrain the "
+                                "offline run.")
         trained_on = (state.get("config") or {}).get("dataset", {}).get("id")
         if trained_on != cfg.dataset.id:
             raise ConfigError(f"{offline_path} was trained on dataset.id={trained_on}, not {cfg.dataset.id}: fine-tune "
                               "on the dataset the offline run used.")
         if state.get("gemm_plan") is not None:
             gemm.set_gemm_plan(gemm.GemmPlan(*state["gemm_plan"], source="checkpoint"), "cpu")
-        with user_errors(RuntimeError, KeyError, hint=f"{offline_path} holds another model or loss: fine-tune with the "
-                         "offline run's loss and model settings."):
-            algorithm.load_state_dict(state["algorithm"])
+        load_algorithm_state(algorithm, state, f"{offline_path} holds another model or loss: fine-tune with the "
+                             "offline run's loss and model settings.")
         tuner.offline_eval = state.get("last_eval")
     tuner.start(resume)
     return tuner

@@ -185,16 +185,10 @@ def checkpoint_potential_units(path) -> dict[str, int] | None:
     checkpoint without a potential (ReBRAC). The dataset must be a D4RL-format HDF5 file (a generated id is)."""
     from types import SimpleNamespace
 
-    from omegaconf import OmegaConf
-
-    from ppl_torchrl.training.algorithms import make_algorithm
+    from ppl_torchrl.training.checkpoints import load_trained_run
     from ppl_torchrl.training.data_source import resolve_training_data
 
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = OmegaConf.create(state["config"])
-    cfg.compile.enabled, cfg.compile.cudagraphs = False, False  # as recipes/evaluate.py: nothing here trains
-    algorithm = make_algorithm(cfg, state["dims"]["obs_dim"], state["dims"]["act_dim"])
-    algorithm.load_state_dict(state["algorithm"])
+    state, cfg, algorithm = load_trained_run(path)
     loss = algorithm.loss
     if not hasattr(loss, "potential_network_params"):
         return None

@@ -28,10 +28,10 @@ from ppl_torchrl import gemm
 from ppl_torchrl.atomic import atomic_torch_save, atomic_write
 from ppl_torchrl.errors import ConfigError, DeviceError, ResumeError, RunExistsError, user_errors
 from ppl_torchrl.training.algorithms import Algorithm, make_algorithm
+from ppl_torchrl.training.checkpoints import CHECKPOINT, load_algorithm_state, read_checkpoint
 from ppl_torchrl.training.config import validate_config
 from ppl_torchrl.training.run_logger import RunLogger
 
-CHECKPOINT = "checkpoint.pt"
 RESULTS = "results.json"
 COMPILE_MESSAGE = ("compiling the update (torch.compile; about 30 s on a small CPU, once per process); "
                    "the progress bar's rate and ETA start after it.")
@@ -171,20 +171,14 @@ class Trainer:
 
     def load_checkpoint(self) -> bool:
         """Restores the run from ``run_dir/checkpoint.pt``; ``False`` if there is none."""
-        import pickle
-
         path = self.run_dir / CHECKPOINT
         if not path.exists():
             return False
-        with user_errors(RuntimeError, EOFError, pickle.UnpicklingError,
-                         hint=f"{path} is unreadable: restore it, or delete it to start the run over."):
-            # onto the CPU: RNG states must stay CPU tensors; load_state_dict copies the rest onto the device
-            state = torch.load(path, map_location="cpu", weights_only=False)
+        state = read_checkpoint(path, hint=f"{path} is unreadable: restore it, or delete it to start the run over.")
         if state.get("gemm_plan") is not None:
             gemm.set_gemm_plan(gemm.GemmPlan(*state["gemm_plan"], source="checkpoint"), "cpu")
-        with user_errors(RuntimeError, KeyError, hint=f"{path} was written by a run of another config (model, "
-                         "loss or optimizer): resume it with that config, or choose another run_dir."):
-            self.algorithm.load_state_dict(state["algorithm"])
+        load_algorithm_state(self.algorithm, state, f"{path} was written by a run of another config (model, loss or "
+                             "optimizer): resume it with that config, or choose another run_dir.")
         _set_rng_state(state["rng"], self.buffer)
         self.logger.start(state["logger"])
         self.step, self.last_eval, self.wall_time = state["step"], state["last_eval"], state["wall_time"]
