@@ -154,6 +154,22 @@ def test_the_update_trains_and_reports_the_loss_diagnostics():
     assert all(not v.requires_grad for v in outs[0].values())
 
 
+@pytest.mark.parametrize("name", ["ppl", "rebrac"])
+def test_the_update_owns_the_target_updates_so_torchrl_does_not_warn_that_nothing_does(name, monkeypatch):
+    import warnings
+
+    import torchrl.objectives.common
+
+    monkeypatch.setattr(torchrl.objectives.common, "rl_warnings", lambda: True)  # tests/conftest.py turns them off
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        alg = _build(_cfg(name))
+        _train(alg, _batches(2))
+        alg.loss(_batches(1)[0])  # the loss read on its own, as evaluation and the probe do
+        alg.loss.target_actor_network_params, alg.loss.target_qvalue_network_params
+    assert not [w for w in caught if "target network updater" in str(w.message)]
+
+
 def _configs_covering_every_switch():
     """Few configurations in which every value of every switch and odd and even policy_freq appear."""
     return [("ppl", 3, dict(normalize_q=False, critic_next_action="dataset", potential_uses_target_actor=False,
