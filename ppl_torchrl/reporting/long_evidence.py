@@ -163,7 +163,10 @@ def _last_evaluations_section(groups, series, labels, names: list[str], step: in
         f"{min(episodes)}-{max(episodes)} episodes per seed"
     lines = ["", f"#### Mean of the last {LAST_EVALUATIONS} evaluations ({steps[0] // 1000}k-{steps[-1] // 1000}k)", "",
              f"Each seed's score averaged over its last evaluations ({per_seed}, from the policies of the "
-             "last stretch of training); mean ± std over seeds.", "",
+             "last stretch of training); mean ± std over seeds. Every evaluation starts its episodes from the same "
+             "states (one evaluation seed, as the authors' code), so this average smooths the policy's changes "
+             "between evaluations but keeps the draw of those few start states; the final evaluation below, if "
+             "present, draws many more.", "",
              "| method | seeds | normalized score | per seed |", "|---|---|---:|---|"]
     cells = {}
     for g in names:
@@ -194,8 +197,9 @@ def _final_section(groups, root: Path, labels, names: list[str]) -> list[str]:
     episodes = sorted({int(f["final_eval"]["num_episodes"]) for fs in finals.values() for f in fs})
     steps = groups[names[0]][0].steps
     lines = ["", f"#### The final policies ({steps // 1000}k) on {'/'.join(map(str, episodes))} episodes each", "",
-             "The last checkpoint of every run scored once more by `recipes/evaluate.py` (fixed evaluation seed), so "
-             "that a seed's score carries a few points of episode noise instead of about 15; mean ± std over seeds.",
+             "The last checkpoint of every run scored once more by `recipes/evaluate.py` (fixed evaluation seed; "
+             "the same start states for every run), so that a seed's score carries a few points of episode noise "
+             "instead of about 15; mean ± std over seeds.",
              "", "| method | seeds | normalized score | per seed | success rate per seed |", "|---|---|---:|---|---|"]
     cells = {}
     for g in names:
