@@ -1,7 +1,7 @@
 """Evaluates the policy of a training checkpoint (no dataset needed).
 
     python recipes/evaluate.py checkpoint=runs/ppl/antmaze-umaze-v2/seed0/checkpoint.pt episodes=100
-    python recipes/evaluate.py checkpoint=... eval_id=antmaze-umaze-v2 num_envs=10 seed=42
+    python recipes/evaluate.py checkpoint=runs/ppl/antmaze-umaze-v2/seed0 eval_id=antmaze-umaze-v2 num_envs=10 seed=42
 
 Rebuilds the networks from the checkpoint's config, loads them and runs the deterministic actor in the
 eval env of the run's dataset (or `eval_id`), printing return, normalized score and success rate.

@@ -258,7 +258,8 @@ def test_a_checkpoint_is_rebuilt_with_its_weights_and_bad_files_say_what_they_ar
     trainer = build_trainer(make_cfg(tiny(tmp_path / "run", steps=10)))
     trainer.run()
     path = tmp_path / "run" / "checkpoint.pt"
-    state, cfg, algorithm = load_trained_run(path)
+    state, cfg, algorithm = load_trained_run(tmp_path / "run")  # the run folder, or its checkpoint.pt
+    assert load_trained_run(path).state["step"] == 10
     assert state["step"] == 10 and cfg.loss.name == "ppl" and not cfg.compile.enabled
     rebuilt, trained = algorithm.loss.state_dict(), trainer.algorithm.loss.state_dict()
     assert rebuilt.keys() == trained.keys() and all(torch.equal(rebuilt[k], trained[k]) for k in trained)
@@ -267,7 +268,7 @@ def test_a_checkpoint_is_rebuilt_with_its_weights_and_bad_files_say_what_they_ar
     truncated.write_bytes(path.read_bytes()[:1000])
     not_a_run = tmp_path / "weights.pt"
     torch.save({"actor": torch.zeros(3)}, not_a_run)
-    for bad, says in ((tmp_path / "missing.pt", "does not exist"), (truncated, "not a readable checkpoint.pt"),
+    for bad, says in ((tmp_path / "missing.pt", "does not exist"), (tmp_path, "holds no checkpoint.pt"), (truncated, "not a readable checkpoint.pt"),
                       (not_a_run, "no config/dims/algorithm")):
         with pytest.raises(Exception) as err:
             load_trained_run(bad)

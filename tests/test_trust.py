@@ -239,6 +239,11 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkey
     assert f"Cannot open {corrupt} as HDF5" in _fails_in_one_line(cfg(**{"dataset.path": str(corrupt)}), capsys)
     assert "Did you mean 'antmaze-umaze-v2'" in _fails_in_one_line(cfg(**{"dataset.id": "antmaze-umaze-v3"}), capsys)
     assert "loss.w must be a number, got 'abc'" in _fails_in_one_line(cfg(**{"loss.w": "abc"}), capsys)
+    # a `???` field left unset, read directly or through an interpolation (the default run_dir names dataset.id)
+    assert "dataset.id has no value: pass dataset.id=<value>" in _fails_in_one_line(cfg(**{"dataset.id": "???"}),
+                                                                                    capsys)
+    unset = make_cfg([a for a in tiny(tmp_path / "run", 10, **{"dataset.id": "???"}) if not a.startswith("run_dir=")])
+    assert "dataset.id has no value" in _fails_in_one_line(unset, capsys)
     assert "checkpoint.every_minutes must be > 0" in _fails_in_one_line(cfg(**{"checkpoint.every_minutes": 0}),
                                                                          capsys)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -29,10 +29,15 @@ class TrainedRun(NamedTuple):
 
 
 def load_trained_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedRun:
-    """Rebuilds the networks of a training checkpoint from the config saved in it and loads their weights."""
+    """Rebuilds the networks of a training checkpoint (``path``: the file, or the run folder that holds it) from the
+    config saved in it and loads their weights."""
     from ppl_torchrl.training.algorithms import make_algorithm
 
     path = Path(path).expanduser()
+    if path.is_dir():
+        if not (path / CHECKPOINT).is_file():
+            raise UserError(f"{path} holds no {CHECKPOINT}: pass a training run folder, or its {CHECKPOINT}.")
+        path = path / CHECKPOINT
     if not path.is_file():
         raise UserError(f"checkpoint={path} does not exist; pass the {CHECKPOINT} of a training run folder.")
     state = read_checkpoint(path, hint=f"{path} is not a readable {CHECKPOINT} of a training recipe.")

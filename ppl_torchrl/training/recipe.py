@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
 from ppl_torchrl.atomic import atomic_write
-from ppl_torchrl.errors import error_line, is_user_error
+from ppl_torchrl.errors import UserError, error_line, is_user_error
 from ppl_torchrl.reporting.tables import format_scores
 from ppl_torchrl.training.config import validate_config
 
@@ -61,6 +63,12 @@ def _remove_empty_job_dir() -> None:
             return
 
 
+def _missing_key(err: Exception) -> str:
+    """The config field a MissingMandatoryValue names, also when it was reached through an interpolation."""
+    named = re.search(r"Missing mandatory value: (\S+)", str(err))
+    return named.group(1) if named else (getattr(err, "full_key", None) or "a required config field")
+
+
 def recipe_main(fn: Callable) -> Callable:
     """Decorates a recipe's main (inside ``@hydra.main``): user errors print one line and exit 2.
 
@@ -75,6 +83,9 @@ def recipe_main(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except Exception as err:
+            if isinstance(err, (MissingMandatoryValue, InterpolationToMissingValueError)):  # a `???` left unset
+                err = UserError(f"{_missing_key(err)} has no value: pass {_missing_key(err)}=<value> on the "
+                                "command line.")
             _remove_empty_job_dir()
             if not is_user_error(err) or _debug():
                 raise
