@@ -20,7 +20,9 @@ lr 3e-4, batch 256, w = 8, potential lr = critic lr / 100 as in the authors' cod
   with a potential that can train, f became constant (its last hidden layer dead, f ~ -1e-4 on every action) within
   20k steps at w = 8. A constant f ~ 0 is what the dual of partial transport gives when the constraint
   pi#d <= w beta is not binding, so the sweep asks whether a smaller w (a tighter constraint) keeps f alive and
-  what that does to the score.
+  what that does to the score;
+* ``w`` at the authors' potential lr: w in {1, 16}, seeds 0-1, 100k steps (w = 8 from the main PPL^R runs at 100k),
+  the check of that reason at the two extremes.
 
 Each run is ``recipes/ppl_antmaze.py`` in its own folder under ``--runs-dir`` with ``resume=auto``: a relaunch
 skips finished runs and continues interrupted ones from their last checkpoint (exactly, on the same CPU).
@@ -59,13 +61,15 @@ EVAL_EPISODES = 10   # the dataset config's (about 17 s per evaluation here: 10 
 FINAL_EPISODES = 100  # the main runs' final policies, scored once more (10 episodes leave a ~15-point error per seed)
 SEEDS, SWEEP_SEEDS = (0, 1, 2), (0, 1)
 SWEEP_WS = (1.0, 2.0, 4.0, 16.0)  # w = 8 comes from the trainable-potential variant
-SWEEP_PREFIX = "ppl_trainable_f_w"  # the sweep's groups: ppl_trainable_f_w1, ...
+# The check of why the sweep trains its potential: the two extreme w at the authors' potential lr, seeds 0-1,
+# 100k steps (w = 8 from the main PPL^R runs at 100k).
+AUTHORS_LR_WS = (1.0, 16.0)
 DEFAULT_W = 8.0
 
 
 @dataclass(frozen=True)
 class Run:
-    group: str          # ppl | rebrac | ppl_trainable_f | ppl_trainable_f_w<w>
+    group: str          # ppl | rebrac | ppl_trainable_f | ppl_trainable_f_w<w> | ppl_w<w>
     label: str          # for tables
     loss: str
     seed: int
@@ -103,10 +107,16 @@ def build_grid() -> list[Run]:
     for seed in SEEDS:
         runs.append(Run("ppl_trainable_f", "PPL^R, trainable potential (f lr = critic lr)", "ppl", seed, VARIANT_STEPS,
                         DEFAULT_W, potential_lr_scale=1.0))
+    from ppl_torchrl.reporting.long_evidence import SWEEPS  # the sweeps' group names: one place, for the report
+
+    trainable, authors_lr = SWEEPS
     for seed in SWEEP_SEEDS:
         for w in SWEEP_WS:
-            runs.append(Run(f"{SWEEP_PREFIX}{w:g}", f"PPL^R, trainable potential (w={w:g})", "ppl", seed, SWEEP_STEPS, w,
-                            potential_lr_scale=1.0))
+            runs.append(Run(f"{trainable.prefix}{w:g}", f"PPL^R, trainable potential (w={w:g})", "ppl", seed,
+                            SWEEP_STEPS, w, potential_lr_scale=1.0))
+    for seed in SWEEP_SEEDS:
+        for w in AUTHORS_LR_WS:
+            runs.append(Run(f"{authors_lr.prefix}{w:g}", f"PPL^R (w={w:g})", "ppl", seed, SWEEP_STEPS, w))
     return runs
 
 
@@ -138,13 +148,16 @@ SEGMENT = 50_000
 def schedule(runs: list[Run]) -> list[tuple[Run, int]]:
     """(run, step to stop at) in the order they are trained: runs advance in segments of :data:`SEGMENT` steps, so
     that an unfinished grid holds every seed of a comparison at one step. First the main PPL^R and ReBRAC runs to
-    100k, then the variant (100k), then the w sweep (100k), then the main runs to their end."""
+    100k, then the variant (100k), then the w sweeps (100k), then the main runs to their end."""
+    from ppl_torchrl.reporting.long_evidence import SWEEPS
+
     main = [r for r in runs if r.group in ("ppl", "rebrac")]
     variant = [r for r in runs if r.group == "ppl_trainable_f"]
-    sweep = [r for r in runs if r.group.startswith(SWEEP_PREFIX)]
+    sweep, authors_lr_sweep = ([r for r in runs if r.group.startswith(sw.prefix)] for sw in SWEEPS)
     order = [(r, b) for b in range(SEGMENT, SWEEP_STEPS + 1, SEGMENT) for r in main]
     order += [(r, b) for b in range(SEGMENT, VARIANT_STEPS + 1, SEGMENT) for r in variant]
     order += [(r, b) for b in range(SEGMENT, SWEEP_STEPS + 1, SEGMENT) for r in sweep]
+    order += [(r, b) for b in range(SEGMENT, SWEEP_STEPS + 1, SEGMENT) for r in authors_lr_sweep]
     order += [(r, b) for b in range(SWEEP_STEPS + SEGMENT, MAIN_STEPS + 1, SEGMENT) for r in main]
     return [(r, min(b, r.steps)) for r, b in order]
 

@@ -38,6 +38,12 @@ def test_the_grid_is_the_issue_s(le):
     assert "optim.potential_lr_scale=1.0" in variant and "hparams.w=8.0" in variant
     assert "potential_lr_scale" not in " ".join(by["ppl"][0].overrides(Path("/r")))
     assert "loss=rebrac" in " ".join(by["rebrac"][0].overrides(Path("/r")))
+    # the check at the authors' potential lr: the extreme w, 2 seeds, 100k, no potential_lr_scale override
+    assert {g for g in by if g.startswith("ppl_w")} == {"ppl_w1", "ppl_w16"}
+    for g in ("ppl_w1", "ppl_w16"):
+        args = " ".join(by[g][0].overrides(Path("/r")))
+        assert [r.seed for r in by[g]] == [0, 1] and by[g][0].steps == 100_000
+        assert "potential_lr_scale" not in args and f"hparams.w={float(g[5:])}" in args
 
 
 def test_the_schedule_brings_every_main_seed_to_100k_first_and_every_run_to_its_end(le):
@@ -148,7 +154,36 @@ def test_the_w_sweep_table_takes_w8_from_the_trainable_potential_variant(le, tmp
     assert "| 1 | 10.5 ± 0.5 | -1e+06 | -1 | -2 | 0.8 | 0.5 | 0.1 |" in sweep
     assert "| 8 | 80.5 ± 0.5 | -8e+06 | -1 | -9 | 0.8 | 0.5 | 0 |" in sweep  # the variant's runs, seeds 0-1
     assert (tmp_path / "long_budget_sweep.png").exists() and "long_budget_sweep.png" in sweep
-    sweep.index("| 4 |") < sweep.index("| 8 |") < sweep.index("| 16 |")
+    assert sweep.index("| 4 |") < sweep.index("| 8 |") < sweep.index("| 16 |")
+    # the other sweep's runs have not started here: its section says so instead of a table
+    assert "No step has been evaluated by every run of the sweep yet." in body.split("authors' potential lr")[1]
+
+
+def test_the_authors_lr_sweep_takes_w8_from_the_main_ppl_runs(le, tmp_path):
+    runs = le.build_grid()
+    for r in runs:
+        if r.group not in ("ppl", "ppl_w1", "ppl_w16") or r.seed > 1:
+            continue
+        w = 8.0 if r.group == "ppl" else float(r.group[len("ppl_w"):])
+        rows = []
+        for step in range(10_000, (150_000 if r.group == "ppl" else 100_000) + 1, 10_000):
+            rows.append({"step": step, "probe/f_policy": -w * 1e-5, "probe/f_data": -w * 1e-6,
+                         "probe/f_data/efficient": -1e-6, "probe/f_data/inefficient": -2e-6,
+                         "probe/dist/efficient": 0.3, "probe/dist/inefficient": 0.6, "probe/grad_share_f": w / 100})
+            rows.append({"step": step, "eval/normalized_score_mean": w + r.seed + step / 1e4})
+        _write(r.run_dir(tmp_path), rows)
+    from ppl_torchrl.reporting.long_evidence import write_report
+
+    body = write_report(runs, tmp_path, tmp_path / "doc.md", tmp_path)
+    sweep = body.split("### w sweep (PPL^R at the authors' potential lr")[1]
+    # at 100k (the sweep's target), though the main runs went on to 150k
+    assert "At step **100k**" in sweep and "the main PPL^R runs" in sweep
+    assert "| 1 | 11.5 ± 0.5 | -1.00e-05 | -1.00e-06 | -2.00e-06 | 0.3 | 0.6 | 0.01 |" in sweep
+    assert "| 8 | 18.5 ± 0.5 | -8.00e-05 | -1.00e-06 | -2.00e-06 | 0.3 | 0.6 | 0.08 |" in sweep  # main PPL^R at 100k
+    assert sweep.index("| 1 |") < sweep.index("| 8 |") < sweep.index("| 16 |") and "| 4 |" not in sweep
+    assert (tmp_path / "long_budget_sweep_authors_lr.png").exists() and "long_budget_sweep_authors_lr.png" in sweep
+    assert "No step has been evaluated" in body.split("### w sweep (PPL^R with the trainable potential")[1].split(
+        "### w sweep")[0]
 
 
 def _final(run_dir: Path, steps: int, score: float, success: float):

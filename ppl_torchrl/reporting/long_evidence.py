@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -21,8 +22,36 @@ from ppl_torchrl.reporting.tables import mean_std, pm
 SCORE = "eval/normalized_score_mean"
 #: a main run's final policy scored on many episodes (``recipes/evaluate.py`` ``output=``), in its run folder
 FINAL_EVAL = "final_eval.json"
-#: the w sweep's groups (``<prefix><w>``) and the group that gives its w = 8 point
-SWEEP_PREFIX, SWEEP_W8 = "ppl_trainable_f_w", "ppl_trainable_f"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A w sweep of the grid: its groups are ``<prefix><w>``; ``w8_group``'s runs of the same seeds give w = 8."""
+
+    prefix: str
+    w8_group: str
+    title: str  # what is swept, for the section's title
+    w8_from: str  # where w = 8 comes from, in words
+    figure: str
+
+
+#: the grid's w sweeps: the trainable potential's, and the check of its extremes at the authors' potential lr
+SWEEPS = (
+    Sweep("ppl_trainable_f_w", "ppl_trainable_f", "PPL^R with the trainable potential",
+          "the trainable-potential variant", "long_budget_sweep.png"),
+    Sweep("ppl_w", "ppl", "PPL^R at the authors' potential lr (critic lr / 100)", "the main PPL^R runs",
+          "long_budget_sweep_authors_lr.png"),
+)
+
+
+def sweep_groups(groups, sweep: Sweep) -> list[str]:
+    """The groups of ``sweep`` (``<prefix><w>``) in ``groups``, by increasing w."""
+    def w_of(g: str) -> float | None:
+        try:
+            return float(g[len(sweep.prefix):]) if g.startswith(sweep.prefix) else None
+        except ValueError:
+            return None
+    return sorted((g for g in groups if w_of(g) is not None), key=w_of)
 #: the probe values in the mechanism table, in order, with their column titles
 MECHANISM = (
     ("probe/q_policy", "Q(s,π(s))"), ("probe/q_data", "Q(s,a)"),
@@ -128,9 +157,9 @@ def write_report(runs, root: Path, docs: Path, figures: Path) -> str:
                                 else [])
         lines += ["", _figures(groups, series, labels, figure_groups, Path(figures), docs)]
 
-    sweep = sorted((g for g in groups if g.startswith(SWEEP_PREFIX)), key=lambda g: float(g[len(SWEEP_PREFIX):]))
-    if sweep:
-        lines += ["", *_sweep_section(groups, series, sweep, Path(figures), docs)]
+    for sweep in SWEEPS:
+        if sweep_groups(groups, sweep):
+            lines += ["", *_sweep_section(groups, series, sweep, Path(figures), docs)]
     body = "\n".join(lines) + "\n"
     write_section(docs, "long-budget-results", body, title="Evidence: PPL on generated data")
     return body
@@ -240,19 +269,20 @@ def _comparison(groups, series, labels, names: list[str], step: int) -> list[str
     return lines
 
 
-def _sweep_section(groups, series, sweep, figures: Path, docs: Path) -> list[str]:
+def _sweep_section(groups, series, sweep: Sweep, figures: Path, docs: Path) -> list[str]:
     """The w sweep at the largest step all its runs (and the w = 8 runs of the same seeds) reached, and its curves."""
-    sweep_steps = groups[sweep[0]][0].steps
-    seeds = {x.seed for x in groups[sweep[0]]}
-    by_w = {float(g[len(SWEEP_PREFIX):]): list(groups[g]) for g in sweep}
-    by_w[8.0] = [r for r in groups.get(SWEEP_W8, []) if r.seed in seeds]
+    names = sweep_groups(groups, sweep)
+    sweep_steps = groups[names[0]][0].steps
+    seeds = {x.seed for x in groups[names[0]]}
+    by_w = {float(g[len(sweep.prefix):]): list(groups[g]) for g in names}
+    by_w[8.0] = [r for r in groups.get(sweep.w8_group, []) if r.seed in seeds]
     by_w = dict(sorted(by_w.items()))
     s = common_step([series[(r.group, r.seed)] for rs in by_w.values() for r in rs], at_most=sweep_steps)
-    lines = [f"### w sweep (PPL^R with the trainable potential, seeds {sorted(seeds)})", ""]
+    lines = [f"### w sweep ({sweep.title}, seeds {sorted(seeds)})", ""]
     if s is None:
         return lines + ["No step has been evaluated by every run of the sweep yet."]
-    lines += [f"At step **{s // 1000}k** (target {sweep_steps // 1000}k; w = 8 read from the trainable-potential "
-              "variant); mean over seeds. f's share of the actor gradient is 0 where f has become constant.", "",
+    lines += [f"At step **{s // 1000}k** (target {sweep_steps // 1000}k; w = 8 read from {sweep.w8_from}); mean "
+              "over seeds. f's share of the actor gradient is 0 where f has become constant.", "",
               "| w | normalized score | " + " | ".join(t for _, t in SWEEP_COLUMNS) + " |",
               "|---:|---:|" + "---:|" * len(SWEEP_COLUMNS)]
     for w, rs in by_w.items():
@@ -273,9 +303,9 @@ def _sweep_section(groups, series, sweep, figures: Path, docs: Path) -> list[str
         _steps_in_thousands(ax)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    path = save_figure(fig, figures / "long_budget_sweep.png")
+    path = save_figure(fig, figures / sweep.figure)
     return lines + ["", _link(path, docs, "w sweep curves", "Mean ± std band over the sweep's seeds at every "
-                              "evaluation (w = 8: the same seeds of the trainable-potential variant).")]
+                              f"evaluation (w = 8: the same seeds of {sweep.w8_from}).")]
 
 
 def _band(ax, series, curves: dict[str, list], key: str, transform=lambda v: v, colors=None) -> None:
