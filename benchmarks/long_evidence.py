@@ -16,13 +16,14 @@ lr 3e-4, batch 256, w = 8, potential lr = critic lr / 100 as in the authors' cod
   A labelled variant, never a default;
 * ``w``: PPL^R with the trainable potential at w in {1, 2, 4, 16}, seeds 0-1, 100k steps; w = 8 is read from the
   ``variant`` runs at 100k steps (same settings, constant learning rates: their first 100k steps are a 100k run).
-  Why the trainable potential: at the authors' potential lr, f stays near 1e-5 and w only scales a negligible term;
-  with a potential that can train, f became constant (its last hidden layer dead, f ~ -1e-4 on every action) within
+  Why the trainable potential: at the authors' potential lr and w = 8, f stays near 1e-5, and the sweep was planned
+  on the guess that w would only scale that negligible term (the next group tests the guess); with a potential
+  that can train, f became constant (its last hidden layer dead, f ~ -1e-4 on every action) within
   20k steps at w = 8. A constant f ~ 0 is what the dual of partial transport gives when the constraint
   pi#d <= w beta is not binding, so the sweep asks whether a smaller w (a tighter constraint) keeps f alive and
   what that does to the score;
 * ``w`` at the authors' potential lr: w in {1, 16}, seeds 0-1, 100k steps (w = 8 from the main PPL^R runs at 100k),
-  the check of that reason at the two extremes.
+  the test of that guess at the two extremes.
 
 Each run is ``recipes/ppl_antmaze.py`` in its own folder under ``--runs-dir`` with ``resume=auto``: a relaunch
 skips finished runs and continues interrupted ones from their last checkpoint (exactly, on the same CPU).
