@@ -39,7 +39,7 @@ class Sweep:
 SWEEPS = (
     Sweep("ppl_trainable_f_w", "ppl_trainable_f", "PPL^R with the trainable potential",
           "the trainable-potential variant", "long_budget_sweep.png"),
-    Sweep("ppl_w", "ppl", "PPL^R at the authors' potential lr (critic lr / 100)", "the main PPL^R runs",
+    Sweep("ppl_w", "ppl", "PPL^R at the authors' potential lr = critic lr / 100", "the main PPL^R runs",
           "long_budget_sweep_authors_lr.png"),
 )
 
@@ -282,7 +282,8 @@ def _sweep_section(groups, series, sweep: Sweep, figures: Path, docs: Path) -> l
     if s is None:
         return lines + ["No step has been evaluated by every run of the sweep yet."]
     lines += [f"At step **{s // 1000}k** (target {sweep_steps // 1000}k; w = 8 read from {sweep.w8_from}); mean "
-              "over seeds. f's share of the actor gradient is 0 where f has become constant.", "",
+              "over seeds. f's share of the actor gradient is 0 where f has become constant; where the actor's tanh is "
+              "saturated at the action bounds, every term's gradient is near 0 and the share says little.", "",
               "| w | normalized score | " + " | ".join(t for _, t in SWEEP_COLUMNS) + " |",
               "|---:|---:|" + "---:|" * len(SWEEP_COLUMNS)]
     for w, rs in by_w.items():
