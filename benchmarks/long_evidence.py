@@ -62,8 +62,8 @@ EVAL_EPISODES = 10   # the dataset config's (about 17 s per evaluation here: 10 
 FINAL_EPISODES = 100  # the main runs' final policies, scored once more (10 episodes leave a ~15-point error per seed)
 SEEDS, SWEEP_SEEDS = (0, 1, 2), (0, 1)
 SWEEP_WS = (1.0, 2.0, 4.0, 16.0)  # w = 8 comes from the trainable-potential variant
-# The check of why the sweep trains its potential: the two extreme w at the authors' potential lr, seeds 0-1,
-# 100k steps (w = 8 from the main PPL^R runs at 100k).
+# The test of the guess behind the trainable-potential sweep: the two extreme w at the authors' potential lr,
+# seeds 0-1, 100k steps (w = 8 from the main PPL^R runs at 100k).
 AUTHORS_LR_WS = (1.0, 16.0)
 DEFAULT_W = 8.0
 
