@@ -201,7 +201,7 @@ def checkpoint_potential_units(path) -> dict[str, int] | None:
                            int(probe_cfg.get("size", 0) or 2048), seed=int(probe_cfg.get("seed", 1234)))
     td = TensorDict({keys.OBSERVATION: data.observation}, batch_size=[data.observation.shape[0]])
     with torch.no_grad():
-        policy_action = loss._actor(td, loss.actor_network_params)
+        policy_action = algorithm.policy(td)[keys.ACTION]  # the deterministic actor recipes/evaluate.py scores
     uniform = torch.rand(data.action.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
     net = loss.potential_network.module.net
     with loss.potential_network_params.to_module(loss.potential_network):

@@ -84,8 +84,8 @@ def recipe_main(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except Exception as err:
             if isinstance(err, (MissingMandatoryValue, InterpolationToMissingValueError)):  # a `???` left unset
-                err = UserError(f"{_missing_key(err)} has no value: pass {_missing_key(err)}=<value> on the "
-                                "command line.")
+                key = _missing_key(err)
+                err = UserError(f"{key} has no value: pass {key}=<value> on the command line.")
             _remove_empty_job_dir()
             if not is_user_error(err) or _debug():
                 raise
