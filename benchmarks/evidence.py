@@ -276,7 +276,7 @@ def _label(algorithm: str, w: float | None) -> str:
 
 def make_groups(budget: Budget, specs: Sequence[RunSpec], runs: dict):
     """(benchmark groups by dataset, ablation w groups, ablation reference group or None)."""
-    from ppl_torchrl.reporting.evidence import Group
+    from evidence_report import Group
 
     def group(algorithm, dataset, w=None, key=None):
         members = [runs[s.run_dir] for s in specs if s.algorithm == algorithm and s.dataset == dataset
@@ -299,8 +299,9 @@ def build_report(budget: Budget, specs: Sequence[RunSpec], docs: Path, figures: 
                  timing: Sequence[dict], toy_png: Path | None = None,
                  name: str = DEFAULT_NAME) -> tuple[str, list[Path]]:
     """The generated Markdown section and the figures it links (written to ``figures``)."""
-    from ppl_torchrl.reporting.evidence import (ablation_table, compare, plot_learning_curves, plot_w_ablation,
-                                    results_table, verdict_table, SCORE)
+    from evidence_report import (SCORE, ablation_table, plot_learning_curves, plot_w_ablation, results_table,
+                                 verdict_table)
+    from ppl_torchrl.reporting.verdict import compare
 
     runs = load_runs(specs)
     bench, w_groups, reference = make_groups(budget, specs, runs)
@@ -444,7 +445,7 @@ def main(argv=None) -> int:
     toy_png = toy_png if budget.toy and not args.no_toy and TOY_RECIPE.exists() and toy_png.exists() else None
     body, written = build_report(budget, specs, docs, figures, command,
                                  [t for t in timing if not t.get("report_only")] or timing, toy_png, args.name)
-    from ppl_torchrl.reporting.evidence import write_section
+    from ppl_torchrl.reporting.markdown import write_section
 
     write_section(docs, f"{args.name}-results", body, title="Evidence: PPL on generated data")
     print(body)

@@ -82,7 +82,7 @@ class Run:
         return root / self.group / f"seed{self.seed}"
 
     def final_eval_path(self, root: Path) -> Path:
-        from ppl_torchrl.reporting.long_evidence import FINAL_EVAL
+        from long_evidence_report import FINAL_EVAL
 
         return self.run_dir(root) / FINAL_EVAL
 
@@ -108,7 +108,7 @@ def build_grid() -> list[Run]:
     for seed in SEEDS:
         runs.append(Run("ppl_trainable_f", "PPL^R, trainable potential (f lr = critic lr)", "ppl", seed, VARIANT_STEPS,
                         DEFAULT_W, potential_lr_scale=1.0))
-    from ppl_torchrl.reporting.long_evidence import SWEEPS  # the sweeps' group names: one place, for the report
+    from long_evidence_report import SWEEPS  # the sweeps' group names: one place, for the report
 
     trainable, authors_lr = SWEEPS
     for seed in SWEEP_SEEDS:
@@ -150,7 +150,7 @@ def schedule(runs: list[Run]) -> list[tuple[Run, int]]:
     """(run, step to stop at) in the order they are trained: runs advance in segments of :data:`SEGMENT` steps, so
     that an unfinished grid holds every seed of a comparison at one step. First the main PPL^R and ReBRAC runs to
     100k, then the variant (100k), then the w sweeps (100k), then the main runs to their end."""
-    from ppl_torchrl.reporting.long_evidence import SWEEPS
+    from long_evidence_report import SWEEPS
 
     main = [r for r in runs if r.group in ("ppl", "rebrac")]
     variant = [r for r in runs if r.group == "ppl_trainable_f"]
@@ -166,7 +166,7 @@ def schedule(runs: list[Run]) -> list[tuple[Run, int]]:
 def jobs_to_run(runs: list[Run], root: Path) -> list:
     """The segments not reached yet, in :func:`schedule`'s order, then each main run's final evaluation that is
     missing (on :data:`FINAL_EPISODES` episodes; queued behind the run's last segment, with its key)."""
-    from ppl_torchrl.reporting.long_evidence import read_final_eval
+    from long_evidence_report import read_final_eval
     from ppl_torchrl.training.launch import Job
 
     todo = []
@@ -236,7 +236,7 @@ def main(argv=None) -> int:
     failures = []
     if not args.report_only:
         failures = train(runs, root, max(1, args.jobs))
-    from ppl_torchrl.reporting.long_evidence import write_report
+    from long_evidence_report import write_report
 
     write_report(runs, root, Path(args.docs), Path(args.figures))
     return 1 if failures else 0

@@ -141,10 +141,18 @@ def test_one_home_for_each_shared_helper():
     assert _files_using("def pm(") == {"ppl_torchrl.reporting.tables"} and not _files_using("def _pm(")
 
 
+def test_the_package_holds_no_experiment_report_and_one_verdict_rule():
+    """This project's evidence grids report from benchmarks/; the 2-SE verdict they use lives once, in the library."""
+    assert not [m for m in _modules() if "evidence" in m]
+    assert _files_using("class Verdict") == {"ppl_torchrl.reporting.verdict"}
+    scripts = [p for p in (ROOT / "benchmarks").rglob("*.py") if "tests" not in p.parts]
+    assert not [p.name for p in scripts if "class Verdict" in p.read_text() or "def compare(" in p.read_text()]
+
+
 def test_where_to_change_what_names_files_that_exist():
     """The README's map of the code names real files and folders."""
     section = (ROOT / "README.md").read_text().split("## Where to change what", 1)[1].split("\n## ", 1)[0]
-    paths = set(re.findall(r"`((?:ppl_torchrl|objectives|recipes|docs)/[\w./<>-]*)`", section))
+    paths = set(re.findall(r"`((?:ppl_torchrl|objectives|recipes|docs|benchmarks)/[\w./<>-]*)`", section))
     assert len(paths) >= 10
     missing = [p for p in paths if "<" not in p and not (ROOT / p).exists()]
     assert not missing, missing

@@ -4,5 +4,8 @@
 * :mod:`~ppl_torchrl.reporting.figures`: the one figure saver, matplotlib without a display, the curve style;
 * :mod:`~ppl_torchrl.reporting.aggregate`: a sweep's runs -> the paper's tables (beside the published
   numbers), CSV and plots (``recipes/aggregate.py``);
-* :mod:`~ppl_torchrl.reporting.evidence`: the evidence grid's tables, verdicts and plots (``benchmarks/evidence.py``).
+* :mod:`~ppl_torchrl.reporting.verdict`: beat / matched / lost of one group of seeds against another (2 standard errors);
+* :mod:`~ppl_torchrl.reporting.markdown`: generated sections of a hand-written Markdown file, replaced in place.
+
+This project's own experiment reports (the evidence grids) live beside their scripts in ``benchmarks/``.
 """

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_the_report_compares_at_the_step_every_run_reached(le, tmp_path):
                          "probe/f_data/efficient": -0.5, "probe/f_data/inefficient": -2.0})
             rows.append({"step": step, "eval/normalized_score_mean": scores[(r.group, r.seed)] + step / 10_000})
         _write(r.run_dir(tmp_path), rows)
-    from ppl_torchrl.reporting.long_evidence import write_report
+    from long_evidence_report import write_report
 
     body = write_report(runs, tmp_path, tmp_path / "doc.md", tmp_path)
     assert "step **30k**" in body
@@ -114,7 +114,7 @@ def test_a_variant_with_a_shorter_budget_is_compared_at_its_own_last_step(le, tm
         rows = [{"step": s, "eval/normalized_score_mean": base + s / 10_000, "eval/num_episodes": 10,
                  "probe/dist/inefficient": 0.5} for s in range(10_000, last + 1, 10_000)]
         _write(r.run_dir(tmp_path), rows)
-    from ppl_torchrl.reporting.long_evidence import write_report
+    from long_evidence_report import write_report
 
     body = write_report(runs, tmp_path, tmp_path / "doc.md", tmp_path)
     head, own = body.split(f"#### The trainable-potential variant at its last step, **{variant_steps // 1000}k**")
@@ -145,7 +145,7 @@ def test_the_w_sweep_table_takes_w8_from_the_trainable_potential_variant(le, tmp
                          "probe/grad_share_f": 0.0 if w >= 8 else 0.1})
             rows.append({"step": step, "eval/normalized_score_mean": 10 * w + r.seed})
         _write(r.run_dir(tmp_path), rows)
-    from ppl_torchrl.reporting.long_evidence import write_report
+    from long_evidence_report import write_report
 
     body = write_report(runs, tmp_path, tmp_path / "doc.md", tmp_path)
     sweep = body.split("### w sweep")[1]
@@ -172,7 +172,7 @@ def test_the_authors_lr_sweep_takes_w8_from_the_main_ppl_runs(le, tmp_path):
                          "probe/dist/efficient": 0.3, "probe/dist/inefficient": 0.6, "probe/grad_share_f": w / 100})
             rows.append({"step": step, "eval/normalized_score_mean": w + r.seed + step / 1e4})
         _write(r.run_dir(tmp_path), rows)
-    from ppl_torchrl.reporting.long_evidence import write_report
+    from long_evidence_report import write_report
 
     body = write_report(runs, tmp_path, tmp_path / "doc.md", tmp_path)
     sweep = body.split("### w sweep (PPL^R at the authors' potential lr")[1]
@@ -216,7 +216,7 @@ def test_the_report_adds_the_final_policies_once_every_main_run_has_one(le, tmp_
     main = [r for r in runs if r.group in ("ppl", "rebrac")]
     for r in main:
         _write(r.run_dir(tmp_path), [{"step": s, "eval/normalized_score_mean": 10.0} for s in (10_000, r.steps)])
-    from ppl_torchrl.reporting.long_evidence import write_report
+    from long_evidence_report import write_report
 
     finals = {("ppl", 0): 60, ("ppl", 1): 70, ("ppl", 2): 80, ("rebrac", 0): 40, ("rebrac", 1): 50, ("rebrac", 2): 60}
     for r in main[:-1]:
@@ -235,7 +235,7 @@ def test_a_method_keeps_its_color_on_a_panel_that_leaves_others_out():
     from types import SimpleNamespace
 
     from ppl_torchrl.reporting.figures import pyplot
-    from ppl_torchrl.reporting.long_evidence import _band
+    from long_evidence_report import _band
 
     run = SimpleNamespace(group="ppl_trainable_f", seed=0)
     series = {("ppl_trainable_f", 0): {"probe/f_data": {10: -1.0, 20: -2.0}}}

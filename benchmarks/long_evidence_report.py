@@ -1,4 +1,5 @@
 """The report of the long-budget evidence grid (``benchmarks/long_evidence.py``): scores, the mechanism, the w sweep.
+This project's experiment report, kept beside its script, not installed.
 
 Runs of one grid can be at different steps (it takes several CPU-hours and resumes across sessions), so every
 comparison is made at the largest evaluation step that **every** run of the compared groups has reached, and the
@@ -15,9 +16,10 @@ from pathlib import Path
 from typing import Sequence
 
 from ppl_torchrl.reporting.aggregate import Cell, seed_band
-from ppl_torchrl.reporting.evidence import compare, write_section
 from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
+from ppl_torchrl.reporting.markdown import write_section
 from ppl_torchrl.reporting.tables import mean_std, pm
+from ppl_torchrl.reporting.verdict import compare
 
 SCORE = "eval/normalized_score_mean"
 #: a main run's final policy scored on many episodes (``recipes/evaluate.py`` ``output=``), in its run folder

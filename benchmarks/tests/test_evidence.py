@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from evidence_report import make_cell
 from ppl_torchrl.reporting.aggregate import Cell, RunResult
-from ppl_torchrl.reporting.evidence import compare, make_cell, replace_section
+from ppl_torchrl.reporting.markdown import replace_section
+from ppl_torchrl.reporting.verdict import compare
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_evidence():

@@ -1,14 +1,16 @@
-"""Tables, verdicts and plots of the evidence grid (``benchmarks/evidence.py``).
+"""Tables, verdicts and plots of the evidence grid (``benchmarks/evidence.py``): this project's experiment report,
+kept beside its script, not installed.
 
 :mod:`ppl_torchrl.reporting.aggregate` turns a *paper* sweep into the paper's tables (beside the published
 numbers, grouped by suite). The evidence grid asks different questions of its runs, so it needs
 different views of the same ``results.json`` / ``metrics.jsonl`` files:
 
 * a results table with normalized score **and** success rate, mean ± std over seeds, per dataset;
-* a verdict per dataset: did PPL^R beat, match or lose to its base algorithm ReBRAC;
+* a verdict per dataset: did PPL^R beat, match or lose to its base algorithm ReBRAC (the rule:
+  :func:`ppl_torchrl.reporting.verdict.compare`);
 * learning curves per dataset and a score-vs-w plot with ReBRAC (no potential) as a flat reference;
-* a Markdown section that can be replaced in place between markers, so re-running the script
-  rewrites the numbers in ``docs/evidence.md`` and leaves the hand-written text around them alone.
+* a Markdown section that can be replaced in place between markers (:mod:`ppl_torchrl.reporting.markdown`), so
+  re-running the script rewrites the numbers in ``docs/evidence.md`` and leaves the hand-written text around them.
 
 Reading runs and the mean ± std convention (population std over seeds, ``ddof=0``) come from
 :mod:`ppl_torchrl.reporting.aggregate`, the ``mean ± std`` text from :mod:`~ppl_torchrl.reporting.tables`, curve
@@ -17,21 +19,20 @@ bands and figure files from :mod:`~ppl_torchrl.reporting.figures`; nothing is re
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ppl_torchrl.atomic import atomic_write
 from ppl_torchrl.reporting.aggregate import Cell, RunResult, read_curve, seed_band
 from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
+from ppl_torchrl.reporting.verdict import Verdict
 
 SCORE = "normalized_score_mean"
 SUCCESS = "success_rate"
 
 __all__ = [
-    "SCORE", "SUCCESS", "Group", "Verdict", "make_cell", "results_table", "compare", "verdict_table",
-    "ablation_table", "plot_learning_curves", "plot_w_ablation", "replace_section", "write_section",
+    "SCORE", "SUCCESS", "Group", "make_cell", "results_table", "verdict_table", "ablation_table",
+    "plot_learning_curves", "plot_w_ablation",
 ]
 
 
@@ -90,49 +91,6 @@ def results_table(groups: Sequence[Group]) -> str:
         steps = "/".join(str(s) for s in g.steps)
         lines.append(f"| {g.dataset} | {g.method} | {seeds} | {steps} | {score.text()} | {success.text(100.0)} |")
     return "\n".join(lines) + "\n"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """PPL^R against ReBRAC on one dataset (``diff`` = PPL mean − ReBRAC mean of the score)."""
-
-    dataset: str
-    ppl: Cell
-    base: Cell
-    diff: float
-    se: float
-    wins: int            # seeds (present in both) where PPL scored strictly higher
-    paired: int          # seeds present in both
-    outcome: str         # "beat" | "matched" | "lost"
-
-
-def _sample_var(values: Sequence[float]) -> float:
-    if len(values) < 2:
-        return 0.0
-    m = sum(values) / len(values)
-    return sum((v - m) ** 2 for v in values) / (len(values) - 1)
-
-
-def compare(ppl: Cell, base: Cell, dataset: str = "", z: float = 2.0) -> Verdict:
-    """Beat / matched / lost, by the difference of means against ``z`` standard errors.
-
-    The standard error of the difference is Welch's, ``sqrt(s1²/n1 + s2²/n2)`` with sample
-    variances (``ddof=1``). ``|diff| <= z·se`` is "matched": with 3 seeds, differences inside the
-    seed noise are not evidence either way. With zero spread on both sides any difference counts.
-    """
-    if not ppl.values or not base.values:
-        raise ValueError(f"{dataset}: cannot compare without runs on both sides "
-                         f"(PPL n={len(ppl.values)}, ReBRAC n={len(base.values)}).")
-    diff = ppl.mean - base.mean
-    se = math.sqrt(_sample_var(ppl.values) / len(ppl.values) + _sample_var(base.values) / len(base.values))
-    if abs(diff) <= z * se or diff == 0.0:
-        outcome = "matched"
-    else:
-        outcome = "beat" if diff > 0 else "lost"
-    ours, theirs = dict(zip(ppl.seeds, ppl.values)), dict(zip(base.seeds, base.values))
-    common = sorted(set(ours) & set(theirs))
-    wins = sum(ours[s] > theirs[s] for s in common)
-    return Verdict(dataset, ppl, base, diff, se, wins, len(common), outcome)
 
 
 def verdict_table(verdicts: Sequence[Verdict]) -> str:
@@ -231,38 +189,3 @@ def plot_w_ablation(w_groups: Sequence[Group], reference: Group | None, path: st
     if title:
         fig.suptitle(title, fontsize=9)
     return save_figure(fig, path, dpi)
-
-
-# ------------------------------------------------------------------------------------------ Markdown
-def _markers(name: str) -> tuple[str, str]:
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ValueError(f"section name {name!r} must be letters, digits, '_', '.' or '-'.")
-    return f"<!-- {name}:begin (generated; edits here are overwritten) -->", f"<!-- {name}:end -->"
-
-
-def replace_section(text: str, name: str, body: str) -> str:
-    """``text`` with the part between ``name``'s markers replaced by ``body`` (appended if absent).
-
-    Raises ``ValueError`` if only one marker is present or they are out of order: a half-edited
-    document is not silently truncated.
-    """
-    begin, end = _markers(name)
-    i, j = text.find(begin), text.find(end)
-    block = f"{begin}\n{body.rstrip()}\n{end}"
-    if i < 0 and j < 0:
-        sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
-        return f"{text}{sep}{block}\n"
-    if i < 0 or j < 0 or j < i:
-        raise ValueError(f"the document has a broken '{name}' section (markers missing or out of order); "
-                         f"restore both lines {begin!r} and {end!r}, or delete both.")
-    return text[:i] + block + text[j + len(end):]
-
-
-def write_section(path: str | Path, name: str, body: str, title: str = "") -> Path:
-    """Replaces (or appends) section ``name`` of the Markdown file ``path``, atomically.
-
-    A missing file is created with ``title`` as its first line.
-    """
-    path = Path(path)
-    text = path.read_text() if path.exists() else (f"# {title}\n\n" if title else "")
-    return atomic_write(path, replace_section(text, name, body))

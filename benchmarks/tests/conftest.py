@@ -1,0 +1,13 @@
+"""Tests of the benchmark scripts: the same session settings as tests/ (tests/session_env.py), and benchmarks/ on the
+path as when a script runs (`python benchmarks/<script>.py` imports its report module from its own folder)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+for folder in (ROOT / "tests", ROOT / "benchmarks"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+from session_env import pytest_sessionfinish  # noqa: E402,F401  (sets the session's environment on import)

@@ -1,0 +1,21 @@
+"""What every test session sets before any test runs (imported by tests/conftest.py and benchmarks/tests/conftest.py)."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+# TorchRL warns on every loss call until a target updater exists; tests build many bare losses.
+os.environ.setdefault("RL_WARNINGS", "False")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("MUJOCO_GL", "egl")
+# Generated datasets and imported memmaps go to a fresh folder per test session (this module is imported once per
+# process, however many conftest files import it), never ~/.cache.
+os.environ["PPL_TORCHRL_DATA"] = tempfile.mkdtemp(prefix="ppl_torchrl_test_data_")
+# The CPU GEMM plan is measured once per test session and shared by its subprocesses (as on a user's machine).
+os.environ["PPL_TORCHRL_GEMM_CACHE"] = os.path.join(os.environ["PPL_TORCHRL_DATA"], "gemm_plans.json")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # pytest exits with 5 when it collected no test; a test command that ran nothing must fail.
+    if exitstatus == 5:
+        session.exitstatus = 1
