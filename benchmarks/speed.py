@@ -12,10 +12,12 @@ Measures, in one run and interleaved (round-robin over variants, so a noisy mach
   ``torch.compile`` graph, compiled during the warm-up), same buffer sample per step;
 * ``ppl_compiled_x2``: compiled, two consecutive updates per call through ``algorithm.run_updates``
   (``compile.updates_per_call=2``, as the authors' ``fori_loop``; ``--per-call N`` for another N, 1 skips it);
-* ``plain``: PPL^R written directly in PyTorch here (nn.Linear, batched critics, torch.optim.Adam with
-  its defaults, in-memory tensors indexed with torch.randint): the reference a user would write;
-* ``jax``: the same PPL^R update in the authors' style (jit, ``lax.fori_loop`` over ``--steps`` updates,
-  vmapped critic ensemble, ``lax.cond`` on delayed steps, sampling inside the loop), if jax imports;
+* ``plain``: PPL^R written directly in PyTorch here (:class:`PlainPPL`: nn.Linear, batched critics,
+  torch.optim.Adam with its defaults, in-memory tensors indexed with torch.randint): the reference a user would write;
+* ``jax``: the same PPL^R update in the authors' style (:func:`jax_ppl`: jit, ``lax.fori_loop`` over ``--steps``
+  updates, vmapped critic ensemble, ``lax.cond`` on delayed steps, sampling inside the loop), if jax imports;
+* both start from the library's PPL^R parameters, and ``benchmarks/tests/test_speed_benchmark.py`` checks that one
+  step of each gives the library's losses and updated parameters (``ppl_torchrl.update.ReBRACUpdate``);
 * ``sample``: the replay-buffer ``sample()`` alone;
 * the GEMM limit: fp32 throughput of a 1024x256 @ 256x256 product through torch's default GEMM (``aten``)
   and, on a CPU whose torch build has it, oneDNN (``ppl_torchrl.gemm.measure_gemm``), measured between the
@@ -161,33 +163,55 @@ def sample_runner(buffer):
     return run
 
 
+# ------------------------------------------------------------------------------------------ shared parameters
+# The plain and JAX updates can start from the library's parameters: benchmarks/tests/test_speed_benchmark.py does,
+# and compares their losses and updated parameters with ReBRACUpdate's, so a column can never time a different
+# algorithm. The exchange format is the library's: each network as its parameter tensors in
+# ``named_parameters`` order (actor and potential: nn.Linear weight [out, in], bias; critics: per layer the stacked
+# weight [N, in, out], bias [N, 1, out], then LayerNorm weight and bias [N, 1, out] on hidden layers).
+NETWORKS = ("actor", "critic", "potential", "actor_t", "critic_t")
+_LIBRARY_PARAMS = {"actor": "actor_network_params", "critic": "qvalue_network_params",
+                   "potential": "potential_network_params", "actor_t": "target_actor_network_params",
+                   "critic_t": "target_qvalue_network_params"}
+
+
+def library_params(algorithm) -> dict[str, list[torch.Tensor]]:
+    """Copies of a library PPL^R algorithm's parameters (``make_algorithm(config("ppl"))``), per network."""
+    out = {}
+    for name, attr in _LIBRARY_PARAMS.items():
+        params = getattr(algorithm.loss, attr)
+        out[name] = [p.detach().clone() for p in params.flatten_keys(".").values()]
+    return out
+
+
 # ------------------------------------------------------------------------------------------ plain PyTorch
 class _Ensemble(nn.Module):
-    """N critics with stacked weights (as CORL's PyTorch EDAC/SAC-N): batched matmuls."""
+    """N critics with stacked weights (as CORL's PyTorch EDAC/SAC-N): batched matmuls. Parameters per layer: weight
+    [N, in, out], bias [N, 1, out], then (hidden layers) LayerNorm weight and bias [N, 1, out]."""
 
     def __init__(self, n, i, h, depth):
         super().__init__()
         dims = [i] + [h] * depth + [1]
-        self.w = nn.ParameterList()
-        self.b = nn.ParameterList()
-        self.g = nn.ParameterList()
-        self.beta = nn.ParameterList()
+        self.params = nn.ParameterList()
+        self.hidden = depth
         for d_in, d_out in zip(dims[:-1], dims[1:]):
             bound = 1 / math.sqrt(d_in) if d_out != 1 else 3e-3
-            self.w.append(nn.Parameter(torch.empty(n, d_in, d_out).uniform_(-bound, bound)))
-            self.b.append(nn.Parameter(torch.full((n, 1, d_out), 0.1) if d_out != 1 else torch.empty(n, 1, 1).uniform_(-3e-3, 3e-3)))
+            self.params.append(nn.Parameter(torch.empty(n, d_in, d_out).uniform_(-bound, bound)))
+            self.params.append(nn.Parameter(torch.full((n, 1, d_out), 0.1) if d_out != 1
+                                            else torch.empty(n, 1, 1).uniform_(-3e-3, 3e-3)))
             if d_out != 1:
-                self.g.append(nn.Parameter(torch.ones(n, 1, d_out)))
-                self.beta.append(nn.Parameter(torch.zeros(n, 1, d_out)))
+                self.params.append(nn.Parameter(torch.ones(n, 1, d_out)))
+                self.params.append(nn.Parameter(torch.zeros(n, 1, d_out)))
         self.n = n
 
     def forward(self, s, a):
         x = torch.cat([s, a], -1).unsqueeze(0).expand(self.n, -1, -1)
-        for j in range(len(self.w)):
-            x = torch.baddbmm(self.b[j], x, self.w[j])
-            if j < len(self.g):
-                x = nn.functional.layer_norm(torch.relu(x), x.shape[-1:], eps=1e-6) * self.g[j] + self.beta[j]
-        return x.squeeze(-1)  # [N, B]
+        p = list(self.params)
+        for j in range(self.hidden):
+            w, b, g, beta = p[4 * j: 4 * j + 4]
+            x = torch.relu(torch.baddbmm(b, x, w))
+            x = nn.functional.layer_norm(x, x.shape[-1:], eps=1e-6) * g + beta
+        return torch.baddbmm(p[-1], x, p[-2]).squeeze(-1)  # [N, B]
 
 
 def _plain_mlp(i, o, h, depth, last_bound):
@@ -204,69 +228,110 @@ def _plain_mlp(i, o, h, depth, last_bound):
     return nn.Sequential(*layers, last)
 
 
-def plain_runner(obs: int, act: int, batch: int, data: dict, device):
-    """PPL^R in plain eager PyTorch, the loop a user would write without TorchRL."""
-    import copy
+class PlainPPL:
+    """PPL^R in plain eager PyTorch, the loop a user would write without TorchRL: ``step(batch, step, noise)``.
 
+    ``batch``: dict of tensors ``obs, act, rew, next_obs, next_act, term`` (rewards and terminals flat [B]);
+    ``noise``: the target-policy smoothing noise, already clipped (the caller draws it, so that a test can give
+    the library's). ``params``: start from these (:func:`library_params`) instead of a fresh initialisation."""
+
+    def __init__(self, obs: int, act: int, device="cpu", params: dict | None = None):
+        import copy
+
+        dev = torch.device(device)
+        self.actor = _plain_mlp(obs, act, HIDDEN, DEPTH, 1e-3).to(dev)
+        self.critic = _Ensemble(NUM_Q, obs + act, HIDDEN, DEPTH).to(dev)
+        self.pot = _plain_mlp(obs + act, 1, HIDDEN, DEPTH, 3e-3).to(dev)
+        self.actor_t, self.critic_t = copy.deepcopy(self.actor), copy.deepcopy(self.critic)
+        if params is not None:
+            with torch.no_grad():
+                for name, module in self.networks().items():
+                    mine = list(module.parameters())
+                    if [p.shape for p in mine] != [p.shape for p in params[name]]:
+                        raise ValueError(f"{name}: the given parameters do not have the benchmark's shapes")
+                    for p, q in zip(mine, params[name]):
+                        p.copy_(q)
+        self.opt_a = torch.optim.Adam(self.actor.parameters(), lr=HP["actor_lr"])
+        self.opt_c = torch.optim.Adam(self.critic.parameters(), lr=HP["critic_lr"])
+        self.opt_f = torch.optim.Adam(self.pot.parameters(), lr=HP["critic_lr"] * HP["potential_lr_scale"])
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"actor": self.actor, "critic": self.critic, "potential": self.pot, "actor_t": self.actor_t,
+                "critic_t": self.critic_t}
+
+    def params(self) -> dict[str, list[torch.Tensor]]:
+        return {name: [p.detach() for p in m.parameters()] for name, m in self.networks().items()}
+
+    def f(self, s, a):
+        return -self.pot(torch.cat([s, a], -1)).abs().squeeze(-1)
+
+    def step(self, batch: dict, step: int, noise: torch.Tensor) -> dict:
+        s, a, r, s2, a2, term = (batch[k] for k in ("obs", "act", "rew", "next_obs", "next_act", "term"))
+        tau = HP["tau"]
+        out = {}
+        with torch.no_grad():
+            na = (torch.tanh(self.actor_t(s2)) + noise).clamp(-1, 1)
+            nv = self.critic_t(s2, na).min(0).values - HP["critic_bc_coef"] * (na - a2).pow(2).sum(-1)
+            y = r + HP["gamma"] * (1 - term) * nv
+        loss_c = (self.critic(s, a) - y).pow(2).mean(1).sum()
+        self.opt_c.zero_grad()
+        loss_c.backward()
+        self.opt_c.step()
+        out["loss_qvalue"] = loss_c.detach()
+        if step % HP["policy_freq"] == 0:
+            pa = torch.tanh(self.actor(s))
+            q = self.critic(s, pa).min(0).values
+            lmbda = 1 / q.abs().mean().detach()
+            loss_a = (HP["actor_bc_coef"] * (pa - a).pow(2).sum(-1) - lmbda * q).mean() - self.f(s, pa).mean()
+            self.opt_a.zero_grad()
+            loss_a.backward()
+            with torch.no_grad():  # soft targets towards the pre-update actor, as the authors' code
+                for p, pt in zip(list(self.actor.parameters()) + list(self.critic.parameters()),
+                                 list(self.actor_t.parameters()) + list(self.critic_t.parameters())):
+                    pt.mul_(1 - tau).add_(tau * p)
+            self.opt_a.step()
+            with torch.no_grad():
+                pt_a = torch.tanh(self.actor_t(s))
+            loss_f = self.f(s, pt_a).mean() - HP["w"] * self.f(s, a).mean()
+            self.opt_f.zero_grad()
+            loss_f.backward()
+            self.opt_f.step()
+            out.update(loss_actor=loss_a.detach(), loss_potential=loss_f.detach())
+        return out
+
+
+def target_noise(like: torch.Tensor) -> torch.Tensor:
+    return (torch.randn_like(like) * HP["policy_noise"]).clamp(-HP["noise_clip"], HP["noise_clip"])
+
+
+def plain_runner(obs: int, act: int, batch: int, data: dict, device, params: dict | None = None):
+    """``run(k)``: k :class:`PlainPPL` updates, each on ``batch`` rows of in-memory tensors picked with randint."""
     dev = torch.device(device)
-    actor = _plain_mlp(obs, act, HIDDEN, DEPTH, 1e-3).to(dev)
-    critic = _Ensemble(NUM_Q, obs + act, HIDDEN, DEPTH).to(dev)
-    pot = _plain_mlp(obs + act, 1, HIDDEN, DEPTH, 3e-3).to(dev)
-    actor_t, critic_t = copy.deepcopy(actor), copy.deepcopy(critic)
-    opt_a = torch.optim.Adam(actor.parameters(), lr=HP["actor_lr"])
-    opt_c = torch.optim.Adam(critic.parameters(), lr=HP["critic_lr"])
-    opt_f = torch.optim.Adam(pot.parameters(), lr=HP["critic_lr"] * HP["potential_lr_scale"])
+    plain = PlainPPL(obs, act, dev, params)
     tensors = {k: torch.as_tensor(v).to(dev) for k, v in data.items()}
     n = tensors["obs"].shape[0]
-    tau, gamma = HP["tau"], HP["gamma"]
     state = {"step": 0}
-
-    def f(s, a):
-        return -pot(torch.cat([s, a], -1)).abs().squeeze(-1)
-
-    def update(step):
-        idx = torch.randint(0, n, (batch,), device=dev)
-        s, a, r = tensors["obs"][idx], tensors["act"][idx], tensors["rew"][idx]
-        s2, a2, term = tensors["next_obs"][idx], tensors["next_act"][idx], tensors["term"][idx]
-        with torch.no_grad():
-            noise = (torch.randn_like(a2) * HP["policy_noise"]).clamp(-HP["noise_clip"], HP["noise_clip"])
-            na = (torch.tanh(actor_t(s2)) + noise).clamp(-1, 1)
-            nv = critic_t(s2, na).min(0).values - HP["critic_bc_coef"] * (na - a2).pow(2).sum(-1)
-            y = r + gamma * (1 - term) * nv
-        loss_c = (critic(s, a) - y).pow(2).mean(1).sum()
-        opt_c.zero_grad()
-        loss_c.backward()
-        opt_c.step()
-        if step % HP["policy_freq"] == 0:
-            pa = torch.tanh(actor(s))
-            q = critic(s, pa).min(0).values
-            lmbda = 1 / q.abs().mean().detach()
-            loss_a = (HP["actor_bc_coef"] * (pa - a).pow(2).sum(-1) - lmbda * q).mean() - f(s, pa).mean()
-            opt_a.zero_grad()
-            loss_a.backward()
-            with torch.no_grad():
-                for p, pt in zip(list(actor.parameters()) + list(critic.parameters()),
-                                 list(actor_t.parameters()) + list(critic_t.parameters())):
-                    pt.mul_(1 - tau).add_(tau * p)
-            opt_a.step()
-            with torch.no_grad():
-                pt_a = torch.tanh(actor_t(s))
-            loss_f = f(s, pt_a).mean() - HP["w"] * f(s, a).mean()
-            opt_f.zero_grad()
-            loss_f.backward()
-            opt_f.step()
 
     def run(k: int):
         step = state["step"]
         for i in range(k):
-            update(step + i)
+            idx = torch.randint(0, n, (batch,), device=dev)
+            b = {name: t[idx] for name, t in tensors.items()}
+            plain.step(b, step + i, target_noise(b["next_act"]))
         state["step"] = step + k
+    run.plain = plain
     return run
 
 
 # ------------------------------------------------------------------------------------------ JAX
-def jax_runner(obs: int, act: int, batch: int, data: dict, k: int):
-    """PPL^R in JAX in the authors' style: ``run(k)`` = one jitted ``lax.fori_loop`` of ``k`` updates."""
+def jax_ppl(obs: int, act: int, params: dict | None = None):
+    """PPL^R in JAX in the authors' style: ``(state, critic_step, delayed_step)``, pure functions to jit.
+
+    ``critic_step(state, batch, noise) -> (state, loss_qvalue)``; ``delayed_step(state, batch) -> (state,
+    loss_actor, loss_potential)`` (actor, soft targets towards the pre-update actor, potential). ``batch``: dict of
+    arrays ``obs, act, rew, next_obs, next_act, term`` (rewards, terminals flat [B]); ``noise``: the clipped
+    target-policy smoothing noise. ``params`` (:func:`library_params`): start from the library's parameters.
+    """
     import jax
     import jax.numpy as jnp
 
@@ -316,54 +381,119 @@ def jax_runner(obs: int, act: int, batch: int, data: dict, k: int):
         p = jax.tree_util.tree_map(lambda p, m, v: p - lr * (m / c1) / (jnp.sqrt(v / c2) + eps), p, m, v)
         return p, {"m": m, "v": v, "t": t}
 
-    key = jax.random.PRNGKey(0)
-    ka, kc, kf, key = jax.random.split(key, 4)
-    actor = init_mlp(ka, obs, act, 1e-3, False)
-    critic = jax.vmap(lambda kk: init_mlp(kk, obs + act, 1, 3e-3, True))(jax.random.split(kc, NUM_Q))
-    pot = init_mlp(kf, obs + act, 1, 3e-3, False)
-    state = {"actor": actor, "critic": critic, "pot": pot, "actor_t": actor, "critic_t": critic,
-             "oa": adam_init(actor), "oc": adam_init(critic), "of": adam_init(pot), "key": key}
-    d = {name: jnp.asarray(v) for name, v in data.items()}
-    n = d["obs"].shape[0]
+    if params is None:
+        ka, kc, kf = jax.random.split(jax.random.PRNGKey(0), 3)
+        actor = init_mlp(ka, obs, act, 1e-3, False)
+        critic = jax.vmap(lambda kk: init_mlp(kk, obs + act, 1, 3e-3, True))(jax.random.split(kc, NUM_Q))
+        pot = init_mlp(kf, obs + act, 1, 3e-3, False)
+        actor_t, critic_t = actor, critic
+    else:
+        actor, pot, actor_t = (to_jax_mlp(params[n]) for n in ("actor", "potential", "actor_t"))
+        critic, critic_t = (to_jax_ensemble(params[n]) for n in ("critic", "critic_t"))
+    state = {"actor": actor, "critic": critic, "pot": pot, "actor_t": actor_t, "critic_t": critic_t,
+             "oa": adam_init(actor), "oc": adam_init(critic), "of": adam_init(pot)}
     tau, gamma = HP["tau"], HP["gamma"]
 
-    def body(i, st):
-        key, k_idx, k_noise = jax.random.split(st["key"], 3)
-        idx = jax.random.randint(k_idx, (batch,), 0, n)
-        s, a, r, s2, a2, term = (d[x][idx] for x in ("obs", "act", "rew", "next_obs", "next_act", "term"))
+    def critic_step(st, b, noise):
+        s, a, r, s2, a2, term = (b[x] for x in ("obs", "act", "rew", "next_obs", "next_act", "term"))
 
         def critic_loss(cp):
-            noise = jnp.clip(jax.random.normal(k_noise, a2.shape) * HP["policy_noise"], -HP["noise_clip"], HP["noise_clip"])
             na = jnp.clip(pi(st["actor_t"], s2) + noise, -1, 1)
             nv = q_ens(st["critic_t"], s2, na).min(0) - HP["critic_bc_coef"] * ((na - a2) ** 2).sum(-1)
             y = jax.lax.stop_gradient(r + gamma * (1 - term) * nv)
             return ((q_ens(cp, s, a) - y) ** 2).mean(1).sum()
 
-        gc = jax.grad(critic_loss)(st["critic"])
+        loss, gc = jax.value_and_grad(critic_loss)(st["critic"])
         critic, oc = adam(st["critic"], gc, st["oc"], HP["critic_lr"])
-        st = {**st, "critic": critic, "oc": oc, "key": key}
+        return {**st, "critic": critic, "oc": oc}, loss
 
-        def delayed(st):
-            def actor_loss(ap):
-                pa = pi(ap, s)
-                q = q_ens(st["critic"], s, pa).min(0)
-                lmbda = jax.lax.stop_gradient(1 / jnp.abs(q).mean())
-                return (HP["actor_bc_coef"] * ((pa - a) ** 2).sum(-1) - lmbda * q).mean() - f_pot(st["pot"], s, pa).mean()
+    def delayed_step(st, b):
+        s, a = b["obs"], b["act"]
 
-            ga = jax.grad(actor_loss)(st["actor"])
-            actor_t = jax.tree_util.tree_map(lambda p, t: tau * p + (1 - tau) * t, st["actor"], st["actor_t"])
-            critic_t = jax.tree_util.tree_map(lambda p, t: tau * p + (1 - tau) * t, st["critic"], st["critic_t"])
-            actor, oa = adam(st["actor"], ga, st["oa"], HP["actor_lr"])
-            pt = pi(actor_t, s)
+        def actor_loss(ap):
+            pa = pi(ap, s)
+            q = q_ens(st["critic"], s, pa).min(0)
+            lmbda = jax.lax.stop_gradient(1 / jnp.abs(q).mean())
+            return (HP["actor_bc_coef"] * ((pa - a) ** 2).sum(-1) - lmbda * q).mean() - f_pot(st["pot"], s, pa).mean()
 
-            def pot_loss(fp):
-                return f_pot(fp, s, pt).mean() - HP["w"] * f_pot(fp, s, a).mean()
+        loss_a, ga = jax.value_and_grad(actor_loss)(st["actor"])
+        actor_t = jax.tree_util.tree_map(lambda p, t: tau * p + (1 - tau) * t, st["actor"], st["actor_t"])
+        critic_t = jax.tree_util.tree_map(lambda p, t: tau * p + (1 - tau) * t, st["critic"], st["critic_t"])
+        actor, oa = adam(st["actor"], ga, st["oa"], HP["actor_lr"])
+        pt = pi(actor_t, s)
 
-            gf = jax.grad(pot_loss)(st["pot"])
-            pot, of = adam(st["pot"], gf, st["of"], HP["critic_lr"] * HP["potential_lr_scale"])
-            return {**st, "actor": actor, "oa": oa, "actor_t": actor_t, "critic_t": critic_t, "pot": pot, "of": of}
+        def pot_loss(fp):
+            return f_pot(fp, s, pt).mean() - HP["w"] * f_pot(fp, s, a).mean()
 
-        return jax.lax.cond(i % HP["policy_freq"] == 0, delayed, lambda st: st, st)
+        loss_f, gf = jax.value_and_grad(pot_loss)(st["pot"])
+        pot, of = adam(st["pot"], gf, st["of"], HP["critic_lr"] * HP["potential_lr_scale"])
+        st = {**st, "actor": actor, "oa": oa, "actor_t": actor_t, "critic_t": critic_t, "pot": pot, "of": of}
+        return st, loss_a, loss_f
+
+    return state, critic_step, delayed_step
+
+
+def to_jax_mlp(tensors: list[torch.Tensor]) -> list[dict]:
+    """nn.Linear weights and biases (library order) -> the JAX MLP's layers ``{"w": [in, out], "b": [out]}``."""
+    import jax.numpy as jnp
+
+    return [{"w": jnp.asarray(w.T.cpu().numpy()), "b": jnp.asarray(b.cpu().numpy())}
+            for w, b in zip(tensors[0::2], tensors[1::2])]
+
+
+def to_jax_ensemble(tensors: list[torch.Tensor]) -> list[dict]:
+    """The stacked critic parameters (library order) -> the vmapped JAX ensemble's layers (leading dim N)."""
+    import jax.numpy as jnp
+
+    layers, i = [], 0
+    while i < len(tensors):
+        hidden = i + 2 < len(tensors)
+        names = ("w", "b", "g", "beta") if hidden else ("w", "b")
+        layer = {}
+        for name, t in zip(names, tensors[i:i + len(names)]):
+            layer[name] = jnp.asarray((t if name == "w" else t.squeeze(1)).cpu().numpy())
+        layers.append(layer)
+        i += len(names)
+    return layers
+
+
+def from_jax_state(state: dict) -> dict[str, list[torch.Tensor]]:
+    """The JAX state's networks back in the library's layout (for comparisons)."""
+    def t(x):
+        return torch.tensor(np.array(x))
+
+    def mlp(layers):
+        return [p for layer in layers for p in (t(layer["w"]).T, t(layer["b"]))]
+
+    def ens(layers):
+        out = []
+        for layer in layers:
+            out.append(t(layer["w"]))
+            out += [t(layer[k]).unsqueeze(1) for k in ("b", "g", "beta") if k in layer]
+        return out
+    return {"actor": mlp(state["actor"]), "critic": ens(state["critic"]), "potential": mlp(state["pot"]),
+            "actor_t": mlp(state["actor_t"]), "critic_t": ens(state["critic_t"])}
+
+
+def jax_runner(obs: int, act: int, batch: int, data: dict, k: int, params: dict | None = None):
+    """``run(k)`` = one jitted ``lax.fori_loop`` of ``k`` :func:`jax_ppl` updates, sampling inside the loop (the
+    authors' style: random indices and the smoothing noise from JAX keys, ``lax.cond`` on delayed steps)."""
+    import jax
+    import jax.numpy as jnp
+
+    state, critic_step, delayed_step = jax_ppl(obs, act, params)
+    state = {**state, "key": jax.random.PRNGKey(0)}
+    d = {name: jnp.asarray(v) for name, v in data.items()}
+    n = d["obs"].shape[0]
+
+    def body(i, st):
+        key, k_idx, k_noise = jax.random.split(st["key"], 3)
+        idx = jax.random.randint(k_idx, (batch,), 0, n)
+        b = {x: d[x][idx] for x in ("obs", "act", "rew", "next_obs", "next_act", "term")}
+        noise = jnp.clip(jax.random.normal(k_noise, b["next_act"].shape) * HP["policy_noise"],
+                         -HP["noise_clip"], HP["noise_clip"])
+        st, _ = critic_step({**st, "key": key}, b, noise)
+        return jax.lax.cond(i % HP["policy_freq"] == 0, lambda st: delayed_step(st, b)[0], lambda st: st, st)
 
     @jax.jit
     def run_k(st):
@@ -498,12 +628,13 @@ def bench_shape(shape: str, args, tmp: Path) -> dict:
         notes.append(f"torch.compile cannot build kernels for {args.device} here (no C++ compiler / triton): "
                      f"compiled columns skipped.")
         print(notes[-1], file=sys.stderr)
-    runners["plain"] = plain_runner(obs, act, batch, data, args.device)
+    start = library_params(runners["ppl"].algorithm)  # plain and JAX start where the library's PPL^R starts
+    runners["plain"] = plain_runner(obs, act, batch, data, args.device, params=start)
     if args.jax:
         try:
             import jax  # noqa: F401
 
-            runners["jax"] = jax_runner(obs, act, batch, data, args.steps)
+            runners["jax"] = jax_runner(obs, act, batch, data, args.steps, params=start)
         except ImportError:
             notes.append("jax not importable: JAX column skipped (pip install 'ppl-torchrl[bench]').")
             print(notes[-1], file=sys.stderr)
