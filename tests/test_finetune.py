@@ -249,14 +249,11 @@ def test_the_recipe_script_runs_end_to_end_and_a_relaunch_skips_the_finished_run
     assert again.returncode == 0 and "is finished; skipping" in again.stdout
 
 
-def test_the_antmaze_port_fine_tunes_from_a_d4rl_format_file(tmp_path):
+def test_the_antmaze_port_fine_tunes_from_a_d4rl_format_file(tmp_path, d4rl_layout):
     """AntMaze (sparse reward, our D4RL antmaze-v2 port) from a file laid out as D4RL's antmaze-umaze-v2."""
     import os
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_d4rl_layouts import write_layout
-
-    _, path = write_layout("antmaze-v2", tmp_path / "files")
+    _, path = d4rl_layout("antmaze-v2", tmp_path / "files")
     env = dict(os.environ, PPL_TORCHRL_DATA=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
     res = _script([*SMOKE, "dataset=antmaze-umaze-v2", f"dataset.path={path}", f"run_dir={tmp_path}/run"], tmp_path,
                   env)

@@ -98,40 +98,42 @@ def test_bad_observation_keys_say_which_keys_exist():
         make_offline_replay_buffer(DATASET_ID, batch_size=4, progress=False, observation_keys="observation")
 
 
-def _cfg(tmp_path, **extra):
-    from test_recipes import make_cfg, tiny
+@pytest.fixture
+def recipe_cfg(tmp_path, tiny, make_cfg):
+    """A tiny recipe config on the Minari dict-observation dataset, scored on antmaze-umaze-v2."""
+    def build(**extra):
+        over = {"dataset.id": DATASET_ID, "dataset.eval_id": "antmaze-umaze-v2", "checkpoint.stop_after": 2,
+                "eval.every": 10**6, "eval.episodes": 1, "probe.size": 0, **extra}
+        return make_cfg(tiny(tmp_path / "run", **over))
+    return build
 
-    over = {"dataset.id": DATASET_ID, "dataset.eval_id": "antmaze-umaze-v2", "checkpoint.stop_after": 2,
-            "eval.every": 10**6, "probe.size": 0, **extra}
-    return make_cfg(tiny(tmp_path / "run", **over))
 
-
-def test_a_recipe_on_dict_observations_checks_the_eval_env_before_training(tmp_path):
+def test_a_recipe_on_dict_observations_checks_the_eval_env_before_training(tmp_path, recipe_cfg):
     from ppl_torchrl.training.trainer import build_trainer
 
     _make_dict_minari()
     with pytest.raises(ConfigError, match="31-dim observations.*antmaze-umaze-v2 has 29.*observation_keys") as err:
-        build_trainer(_cfg(tmp_path))
+        build_trainer(recipe_cfg())
     assert is_user_error(err.value) and not (tmp_path / "run").exists()  # refused before the run folder
-    trainer = build_trainer(_cfg(tmp_path, **{"dataset.observation_keys": "[achieved_goal,observation]"}))
+    trainer = build_trainer(recipe_cfg(**{"dataset.observation_keys": "[achieved_goal,observation]"}))
     assert trainer.obs_dim == 29
     assert trainer.run() == {"stopped_at": 2}
 
 
-def test_observation_keys_on_data_without_dict_observations_is_a_config_error(tmp_path):
+def test_observation_keys_on_data_without_dict_observations_is_a_config_error(recipe_cfg):
     from ppl_torchrl.training.trainer import build_trainer
 
     with pytest.raises(ConfigError, match="applies to Minari datasets"):
-        build_trainer(_cfg(tmp_path, **{"dataset.id": "pointmaze-umaze-gen-v0", "dataset.eval_id": "null",
+        build_trainer(recipe_cfg(**{"dataset.id": "pointmaze-umaze-gen-v0", "dataset.eval_id": "null",
                                         "dataset.observation_keys": "[observation]"}))
 
 
-def test_data_and_eval_env_of_different_sizes_fail_before_training(tmp_path):
+def test_data_and_eval_env_of_different_sizes_fail_before_training(tmp_path, recipe_cfg):
     """A D4RL-format file evaluated on the wrong task: one clear error, not a matmul shape error at step 5000."""
     from ppl_torchrl.training.trainer import build_trainer
 
     with pytest.raises(ConfigError, match="4-dim observations.*hopper-medium-v2 has 11.*dataset.eval_id") as err:
-        build_trainer(_cfg(tmp_path, **{"dataset.id": "pointmaze-umaze-gen-v0",
+        build_trainer(recipe_cfg(**{"dataset.id": "pointmaze-umaze-gen-v0",
                                         "dataset.eval_id": "hopper-medium-v2"}))
     assert "observation_keys" not in str(err.value)  # not a Minari dict dataset: no hint about it
     assert not (tmp_path / "run").exists()

@@ -16,39 +16,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from ppl_torchrl.errors import UserError, is_user_error
 from ppl_torchrl.training.recipe import recipe_main, train
 from ppl_torchrl.training.trainer import build_trainer, resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = ROOT / "recipes" / "config"
 DATASET = "pointmaze-umaze-gen-v0"
 DROP = "train/steps_per_second"  # the only logged value that depends on the machine's speed
-
-
-def tiny(run_dir, steps=20, **extra) -> list[str]:
-    overrides = {
-        "dataset": DATASET, "optim.steps": steps, "optim.batch_size": 32, "model.hidden_dim": 16,
-        "model.num_hidden": 1, "eval.episodes": 0, "eval.num_envs": 1, "eval.every": steps, "logger.backend": "",
-        "logger.progress": "false", "logger.log_every": 10, "checkpoint.every": 10,
-        "checkpoint.every_minutes": "null", "threads": 1, "run_dir": str(run_dir),
-    }
-    overrides.update(extra)
-    return [f"{k}={v}" for k, v in overrides.items()]
-
-
-def make_cfg(overrides, config_name="ppl_antmaze"):
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides)
-
-
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    n = torch.get_num_threads()  # threads=1 in the tiny configs; restore for the other test modules
-    yield
-    torch.set_num_threads(n)
 
 
 def _env(**extra) -> dict:
@@ -101,7 +76,8 @@ def _one_error_line(stderr: str, starts: str) -> None:
     (30, 3, 10, None, 15, 1),     # short: step checkpoints only, a kill before the first one, evaluations
     (120, 10, 1000, 1e-6, 0, 2),  # long: time checkpoints only (every_minutes ~ every step boundary)
 ])
-def test_kills_at_random_points_resume_exactly(tmp_path, steps, log_every, ckpt_every, every_minutes, evals, seed):
+def test_kills_at_random_points_resume_exactly(tmp_path, steps, log_every, ckpt_every, every_minutes, evals, seed, tiny,
+                                               make_cfg):
     """Kill (checkpoint.stop_after) at random points, relaunch with resume=auto each time: the logs (JSON lines
     and CSV) have every step once, and the final state is bit-identical to an uninterrupted run."""
     extra = {"logger.log_every": log_every, "checkpoint.every": ckpt_every,
@@ -138,7 +114,7 @@ def test_kills_at_random_points_resume_exactly(tmp_path, steps, log_every, ckpt_
     _assert_same_state(full, killed)
 
 
-def test_resume_true_without_a_checkpoint_says_why_and_what_to_do(tmp_path):
+def test_resume_true_without_a_checkpoint_says_why_and_what_to_do(tmp_path, tiny, make_cfg):
     train(make_cfg(tiny(tmp_path, 40, **{"checkpoint.every": 30, "checkpoint.stop_after": 15})))
     assert not (tmp_path / "checkpoint.pt").exists()
     with pytest.raises(UserError, match="checkpoint.every=30 steps.*resume=auto"):
@@ -150,7 +126,7 @@ def test_resume_true_without_a_checkpoint_says_why_and_what_to_do(tmp_path):
     assert [r["step"] for r in rows if any(k.startswith("probe/") for k in r)] == [40]  # the one evaluation step
 
 
-def test_resuming_with_another_network_size_is_one_short_line(tmp_path):
+def test_resuming_with_another_network_size_is_one_short_line(tmp_path, tiny, make_cfg):
     train(make_cfg(tiny(tmp_path, 40, **{"checkpoint.stop_after": 20})))
     with pytest.raises(UserError) as err:
         build_trainer(make_cfg(tiny(tmp_path, 40, **{"resume": "true", "model.hidden_dim": 8})))
@@ -159,7 +135,7 @@ def test_resuming_with_another_network_size_is_one_short_line(tmp_path):
     assert "\n" not in message and len(message) < 400  # not tensordict's repr of the whole parameter tree
 
 
-def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
+def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch, tiny, make_cfg):
     inits = []
 
     class FakeRun:
@@ -185,7 +161,7 @@ def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------ 2./3. refused and failed runs
-def test_a_refused_relaunch_changes_nothing_and_says_so_in_one_line(tmp_path):
+def test_a_refused_relaunch_changes_nothing_and_says_so_in_one_line(tmp_path, tiny, make_cfg):
     run_dir = tmp_path / "run"
     train(make_cfg(tiny(run_dir, 10)))
     (run_dir / "hydra" / ".hydra").mkdir(parents=True)  # as a recipe records it (tests/test_recipes.py checks)
@@ -197,7 +173,7 @@ def test_a_refused_relaunch_changes_nothing_and_says_so_in_one_line(tmp_path):
     assert _snapshot(run_dir) == before and _snapshot(tmp_path) == cwd_before
 
 
-def test_a_failed_run_leaves_nothing(tmp_path):
+def test_a_failed_run_leaves_nothing(tmp_path, tiny):
     bad = _recipe(tiny(tmp_path / "run", 10, **{"loss.w": 0.5}), cwd=tmp_path)
     assert bad.returncode == 2
     _one_error_line(bad.stderr, "loss.w must be >= 1 (the unbalance coefficient), got 0.5.")
@@ -214,7 +190,7 @@ def _fails_in_one_line(cfg, capsys) -> str:
     return lines[0]
 
 
-def test_no_network_error_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch, capsys):
+def test_no_network_error_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch, capsys, tiny, make_cfg):
     from ppl_torchrl.data import d4rl
 
     data_root = tmp_path / "data"
@@ -230,7 +206,7 @@ def test_no_network_error_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch
     assert not data_root.exists() and not (tmp_path / "run").exists()  # no empty downloads/ folder
 
 
-def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkeypatch, capsys):
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkeypatch, capsys, tiny, make_cfg):
     cfg = lambda **kw: make_cfg(tiny(tmp_path / "run", 10, **kw))  # noqa: E731
     assert "dataset.path=/nonexistent.hdf5 does not exist" in _fails_in_one_line(
         cfg(**{"dataset.path": "/nonexistent.hdf5"}), capsys)
@@ -272,7 +248,7 @@ def test_cuda_message_says_how_to_get_a_cuda_build(monkeypatch):
 
 
 # ------------------------------------------------------------------------------ 5. compile
-def test_compilation_is_announced_and_kept_out_of_the_eta_and_steps_per_second(tmp_path, capsys):
+def test_compilation_is_announced_and_kept_out_of_the_eta_and_steps_per_second(tmp_path, capsys, tiny, make_cfg):
     import re
     import time
 
@@ -299,7 +275,7 @@ def test_compilation_is_announced_and_kept_out_of_the_eta_and_steps_per_second(t
 
 
 # ------------------------------------------------------------------------------ 6. the toy recipe
-def test_toy_recipe_writes_into_its_run_folder_only(tmp_path, monkeypatch):
+def test_toy_recipe_writes_into_its_run_folder_only(tmp_path, monkeypatch, make_cfg):
     import importlib.util
 
     tracked = [ROOT / "docs" / "figures" / "toy.png", ROOT / "docs" / "toy_metrics.md"]

@@ -263,9 +263,7 @@ def test_failed_compilation_falls_back_to_the_eager_update_without_touching_the_
 
 
 @pytest.mark.skipif(not compiler_available("cpu"), reason="compile.enabled=auto compiles only where inductor works")
-def test_a_run_whose_compilation_fails_says_so_and_records_an_eager_run(tmp_path, capsys):
-    from test_recipes import make_cfg, tiny
-
+def test_a_run_whose_compilation_fails_says_so_and_records_an_eager_run(tmp_path, capsys, tiny, make_cfg):
     from ppl_torchrl.training.trainer import build_trainer
 
     over = {"compile.enabled": "auto", "checkpoint.stop_after": 4, "logger.log_every": 2, "eval.every": 10**6}
@@ -304,16 +302,14 @@ def test_resolve_compile_and_bad_values():
         ReBRACUpdate(alg.loss, sgd, tau=0.05)(_batches(1)[0], 1)
 
 
-def test_updates_per_call_uses_one_call_length_and_single_updates_for_remainders(tmp_path):
+def test_updates_per_call_uses_one_call_length_and_single_updates_for_remainders(tmp_path, tiny, make_cfg):
     """A compiled call of a new length compiles a new graph (minutes on a small CPU): with updates_per_call=3
     and logs every 8 steps, the loop makes calls of 3 and single updates, never of 2, and never crosses a
     log, eval or checkpoint step."""
-    from test_recipes import make_cfg, tiny
-
     from ppl_torchrl.training.trainer import build_trainer
 
     over = {"compile.enabled": "false", "compile.updates_per_call": 3, "logger.log_every": 8, "eval.every": 16,
-            "checkpoint.every": 16}
+            "eval.episodes": 1, "checkpoint.every": 16}
     trainer = build_trainer(make_cfg(tiny(tmp_path, steps=20, **over)))
     calls = []
     many, one = trainer.algorithm.run_updates, trainer.algorithm.update
@@ -326,13 +322,11 @@ def test_updates_per_call_uses_one_call_length_and_single_updates_for_remainders
 
 
 @pytest.mark.parametrize("name", ["ppl", "iql"])
-def test_a_checkpoint_of_a_cuda_run_resumes_on_cpu_with_this_devices_optimizer_flags(name, tmp_path):
+def test_a_checkpoint_of_a_cuda_run_resumes_on_cpu_with_this_devices_optimizer_flags(name, tmp_path, tiny, make_cfg):
     """A CUDA run saves capturable (ReBRAC update) or fused (TorchRL losses) Adam groups with step counters on the
     GPU; loaded on a CPU machine they must step as this machine's optimizers do, and reach the numbers of a CPU
     resume."""
     import copy
-
-    from test_recipes import make_cfg, tiny
 
     cfg = _cfg(name) if name == "ppl" else make_cfg(tiny(tmp_path, loss=name, **{"model.hidden_dim": 32}))
     batches = _batches(4)
@@ -356,10 +350,8 @@ def test_a_checkpoint_of_a_cuda_run_resumes_on_cpu_with_this_devices_optimizer_f
     _assert_same_state(resumed["cpu"], resumed["cuda"])
 
 
-def test_cuda_graphs_on_an_update_that_has_none_is_a_config_error():
+def test_cuda_graphs_on_an_update_that_has_none_is_a_config_error(tiny, make_cfg):
     from ppl_torchrl.errors import ConfigError
-
-    from test_recipes import make_cfg, tiny
 
     iql = make_cfg(tiny("unused", loss="iql", **{"compile.enabled": "true"}))
     for cfg in (iql, _cfg("ppl", compile_enabled=False)):
@@ -377,21 +369,20 @@ def test_the_update_checks_the_first_batch_and_names_the_missing_key():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not compiler_available("cpu"), reason="inductor needs a C++ compiler")
-def test_recipe_compiled_with_inductor_resumes_bit_identically_and_follows_the_eager_curve(tmp_path):
-    from test_recipes import _assert_same_run, make_cfg, tiny
-
+def test_recipe_compiled_with_inductor_resumes_bit_identically_and_follows_the_eager_curve(tmp_path, tiny, make_cfg,
+                                                                                          assert_same_run):
     from ppl_torchrl.training.recipe import train
 
     def run(name, **extra):
-        over = {"eval.every": 20, "logger.log_every": 10, "compile.enabled": "true", "compile.updates_per_call": 2,
-                **extra}
+        over = {"eval.every": 20, "eval.episodes": 1, "logger.log_every": 10, "compile.enabled": "true",
+                "compile.updates_per_call": 2, **extra}
         return train(make_cfg(tiny(tmp_path / name, steps=40, **over)))
 
     run("eager", **{"compile.enabled": "false", "compile.updates_per_call": 1})
     run("full")
     assert run("cut", **{"checkpoint.stop_after": 25}) == {"stopped_at": 25}
     run("cut", resume="true")
-    _assert_same_run(tmp_path / "full", tmp_path / "cut")  # chunks stop at checkpoints: resume is exact
+    assert_same_run(tmp_path / "full", tmp_path / "cut")  # chunks stop at checkpoints: resume is exact
 
     def rows(name):
         lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
@@ -406,11 +397,9 @@ def test_recipe_compiled_with_inductor_resumes_bit_identically_and_follows_the_e
 
 @pytest.mark.slow
 @pytest.mark.skipif(not compiler_available("cpu"), reason="inductor needs a C++ compiler")
-def test_compile_auto_at_paper_length_builds_and_trains_with_the_switches_flipped(tmp_path):
+def test_compile_auto_at_paper_length_builds_and_trains_with_the_switches_flipped(tmp_path, tiny, make_cfg):
     """compile.enabled=auto with optim.steps >= 100k compiles with inductor, here with every documented switch
     away from its default (``critic_next_action=dataset`` once crashed every long run)."""
-    from test_recipes import make_cfg, tiny
-
     from ppl_torchrl.training.trainer import build_trainer
 
     switches = {"loss.critic_next_action": "dataset", "loss.normalize_q": "false",
