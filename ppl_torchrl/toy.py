@@ -34,14 +34,14 @@ from typing import Mapping, Sequence
 import torch
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
-from torchrl.objectives import SoftUpdate
-from tqdm.auto import tqdm
+from ppl_torchrl.progress import progress_bar
 
 from ppl_torchrl import keys
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTLoss, ReBRACLoss
 from ppl_torchrl.objectives.partial_ot import check_w
 from ppl_torchrl.reporting.figures import pyplot, save_figure
+from ppl_torchrl.training.onestep import fixed_q_algorithm, sarsa_algorithm
 
 # ---------------------------------------------------------------------------------------- config
 
@@ -242,8 +242,13 @@ def optimal_path(problem: ToyProblem) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------- training
 
 
+def _adam(params, lr: float) -> torch.optim.Adam:
+    """torch's default Adam (the toy's figures were made with it)."""
+    return torch.optim.Adam(params, lr=lr)
+
+
 def _full_batch_steps(steps: int, desc: str, progress: bool):
-    return tqdm(range(steps), desc=desc, disable=not progress, leave=False, mininterval=0.5)
+    return progress_bar(range(steps), desc=desc, disable=not progress, leave=False, mininterval=0.5)
 
 
 def train_q_beta(data: TensorDict, cfg: ToyConfig, progress: bool = True) -> TensorDictModule:
@@ -261,13 +266,9 @@ def train_q_beta(data: TensorDict, cfg: ToyConfig, progress: bool = True) -> Ten
     loss = ReBRACLoss(unused_actor, qvalue, critic_next_action="dataset", delay_actor=False, delay_qvalue=True,
                       validate_inputs=False)
     loss.make_value_estimator(gamma=cfg.gamma)
-    updater = SoftUpdate(loss, tau=cfg.critic_tau)
-    optim = torch.optim.Adam(loss.qvalue_network_params.values(True, True), lr=cfg.critic_lr)
-    for _ in _full_batch_steps(cfg.critic_steps, "Q^beta (SARSA)", progress):
-        optim.zero_grad()
-        loss.qvalue_loss(data)[0].backward()
-        optim.step()
-        updater.step()
+    algorithm = sarsa_algorithm(loss, cfg.critic_lr, cfg.critic_tau, name="toy_q_beta", optimizer=_adam)
+    for step in _full_batch_steps(cfg.critic_steps, "Q^beta (SARSA)", progress):
+        algorithm.update(data, step)
     return qvalue
 
 
@@ -297,17 +298,11 @@ def train_policy(method: str, data: TensorDict, qvalue: TensorDictModule, cfg: T
     _check_dataset(data)
     torch.manual_seed(cfg.seed + (1 if method == "baseline" else 2))
     loss = _policy_loss(method, qvalue, cfg)
-    opt_actor = torch.optim.Adam(loss.actor_network_params.values(True, True), lr=cfg.actor_lr)
-    opt_f = (torch.optim.Adam(loss.potential_network_params.values(True, True), lr=cfg.potential_lr)
-             if method == "ppl" else None)
-    for _ in _full_batch_steps(cfg.policy_steps, f"policy ({method})", progress):
-        opt_actor.zero_grad()
-        loss.actor_loss(data)[0].backward()
-        opt_actor.step()
-        if opt_f is not None:
-            opt_f.zero_grad()
-            loss.potential_loss(data)[0].backward()
-            opt_f.step()
+    # the one-step setting's policy phase (PPL on a fixed Q^beta), here on the full batch
+    algorithm = fixed_q_algorithm(loss, cfg.actor_lr, cfg.potential_lr if method == "ppl" else None,
+                                  name=f"toy_{method}", optimizer=_adam)
+    for step in _full_batch_steps(cfg.policy_steps, f"policy ({method})", progress):
+        algorithm.update(data, step)
     return loss.actor_network
 
 

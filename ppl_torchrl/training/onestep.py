@@ -1,30 +1,45 @@
 """PPL's one-step setting (paper §5.2, Table 4 vs OneStep-RL): BC -> fixed Q^beta -> PPL policy.
 
-Three phases, each with its own budget and each saved to ``run_dir`` so a later run reuses it:
+Three phases, each an :class:`~ppl_torchrl.training.algorithms.Algorithm` that the one
+:class:`~ppl_torchrl.training.trainer.Trainer` runs (logs, checkpoints, exact resume, progress), each built by the
+one set-up chain :func:`~ppl_torchrl.training.trainer.build_run` on the same data (every ``dataset`` setting:
+reward scale and bias, state normalisation, observation keys):
 
-1. ``bc``: behaviour cloning of beta, ``min ||pi(s) - a||^2`` (summed over action dims).
+1. ``bc``: behaviour cloning of beta, ``min ||pi(s) - a||^2`` (summed over action dims) (:func:`bc_algorithm`).
 2. ``qbeta``: the SARSA-style critic :math:`Q^\\beta` (targets on the dataset's next action,
    ``PartialOTLoss(critic_next_action="dataset")``) plus the "simplified conservative update" the
    paper cites (CQL eq. 1): ``alpha * mean_s Q(s, a~mu)`` with ``mu`` uniform on the action box,
    pushing Q down on actions the data do not support. ``alpha = conservative_weight``; the paper
-   gives no value (our choice, in the config).
-3. ``policy``: Algorithm 1 on the fixed :math:`Q^\\beta`: actor and potential updates only, the actor
-   initialised from beta (our reading: the paper pre-trains beta for this phase).
+   gives no value (our choice, in the config) (:func:`sarsa_algorithm`).
+3. ``policy``: Algorithm 1 on the fixed :math:`Q^\\beta`: an actor step, then a potential step, the actor
+   initialised from beta (our reading: the paper pre-trains beta for this phase) (:func:`fixed_q_algorithm`, which
+   the toy's policies use too).
+
+Each phase starts from the weights of the one before. The BC and Q^beta phases run in ``phases_dir/bc`` and
+``phases_dir/qbeta`` (``phases_dir`` defaults to ``run_dir``; pointing several runs at one folder shares their
+beta and Q^beta), the policy phase in ``run_dir``; a relaunch continues an interrupted phase and skips a finished one.
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import torch
-from omegaconf import DictConfig
-from tqdm.auto import trange
+from omegaconf import DictConfig, OmegaConf
+from tensordict import TensorDict
+from torchrl.objectives import SoftUpdate
 
-from ppl_torchrl.atomic import atomic_torch_save
+from ppl_torchrl import progress
+from ppl_torchrl.errors import ConfigError
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTLoss
-from ppl_torchrl.training.algorithms import _adam, optimizer_step
+from ppl_torchrl.training.algorithms import Algorithm, _adam, optimizer_step
+from ppl_torchrl.training.checkpoints import CHECKPOINT
 
 PHASES = ("bc", "qbeta", "policy")
+#: the policy phase's algorithm name (its results.json, its progress bar)
+POLICY_NAME = "ppl_onestep"
 
 
 def make_onestep_loss(cfg: DictConfig, obs_dim: int, act_dim: int, device) -> PartialOTLoss:
@@ -40,59 +55,150 @@ def make_onestep_loss(cfg: DictConfig, obs_dim: int, act_dim: int, device) -> Pa
     return loss
 
 
-def bc_phase(loss: PartialOTLoss, buffer, steps: int, lr: float, progress: bool = True) -> None:
-    opt = _adam(loss.actor_network_params.values(True, True), lr)
+# ------------------------------------------------------------------------------------------- the phases' algorithms
+def bc_algorithm(loss, lr: float, name: str = "onestep_bc", optimizer: Callable = _adam) -> Algorithm:
+    """Behaviour cloning of the loss's actor: ``mean ||pi(s) - a||^2`` (summed over action dims)."""
+    opts = {"actor": optimizer(loss.actor_network_params.values(True, True), lr)}
     action_key = loss.tensor_keys.action
-    for _ in trange(steps, desc="bc (beta)", disable=not progress):
-        batch = buffer.sample()
+
+    def update(batch: TensorDict, step: int) -> TensorDict:
         pred = loss._actor(batch, loss.actor_network_params)
-        optimizer_step(opt, (pred - batch.get(action_key)).pow(2).sum(-1).mean())
+        bc = (pred - batch.get(action_key)).pow(2).sum(-1).mean()
+        optimizer_step(opts["actor"], bc)
+        return TensorDict({"loss_bc": bc.detach()})
+
+    return Algorithm(name, loss, opts, loss.actor_network, update)
 
 
-def qbeta_phase(loss: PartialOTLoss, buffer, steps: int, lr: float, tau: float, conservative_weight: float,
-                progress: bool = True) -> None:
-    from torchrl.objectives import SoftUpdate
-
+def sarsa_algorithm(loss, lr: float, tau: float, conservative_weight: float = 0.0, name: str = "onestep_qbeta",
+                    optimizer: Callable = _adam) -> Algorithm:
+    """:math:`Q^\\beta` by SARSA-style updates of the loss's critic (the loss built with
+    ``critic_next_action="dataset"``), soft target updates every step; with ``conservative_weight`` > 0, plus
+    ``conservative_weight * mean_s Q(s, u)``, ``u`` uniform on the action box (CQL eq. 1's simplified form)."""
     updater = SoftUpdate(loss, tau=tau)
-    opt = _adam(loss.qvalue_network_params.values(True, True), lr)
+    opts = {"critic": optimizer(loss.qvalue_network_params.values(True, True), lr)}
     low, high = loss.min_action, loss.max_action
-    for _ in trange(steps, desc="Q^beta (SARSA)", disable=not progress):
-        batch = buffer.sample()
+
+    def update(batch: TensorDict, step: int) -> TensorDict:
         td_loss, _ = loss.qvalue_loss(batch)
+        out = {"loss_qvalue": td_loss.detach()}
         if conservative_weight > 0:
             a = batch.get(loss.tensor_keys.action)
             random_action = low + (high - low) * torch.rand_like(a)
             q_random = loss._qvalues(batch, random_action, loss.qvalue_network_params)
-            td_loss = td_loss + conservative_weight * q_random.mean(0).sum()
-        optimizer_step(opt, td_loss)
+            conservative = q_random.mean(0).sum()
+            td_loss = td_loss + conservative_weight * conservative
+            out["q_random"] = conservative.detach()
+        optimizer_step(opts["critic"], td_loss)
         updater.step()
+        return TensorDict(out)
+
+    return Algorithm(name, loss, opts, loss.actor_network, update, updater)
 
 
-def policy_phase(loss: PartialOTLoss, buffer, steps: int, actor_lr: float, potential_lr: float,
-                 progress: bool = True) -> None:
-    opt_actor = _adam(loss.actor_network_params.values(True, True), actor_lr)
-    opt_f = _adam(loss.potential_network_params.values(True, True), potential_lr)
-    for _ in trange(steps, desc="PPL policy", disable=not progress):
-        batch = buffer.sample()
-        optimizer_step(opt_actor, loss.actor_loss(batch)[0])
-        optimizer_step(opt_f, loss.potential_loss(batch)[0])
+def fixed_q_algorithm(loss, actor_lr: float, potential_lr: float | None = None, name: str = POLICY_NAME,
+                      optimizer: Callable = _adam) -> Algorithm:
+    """A policy against a fixed critic: each update an actor step on ``loss.actor_loss``, then (PPL: ``loss`` has a
+    potential and ``potential_lr`` is given) a potential step on ``loss.potential_loss`` (the authors' order), with
+    the online actor in the f-step. The critic has no optimizer: it stays as trained (the losses read it detached).
+
+    PPL's policy phase of the one-step setting, and both policies of the toy (:mod:`ppl_torchrl.toy`)."""
+    opts = {"actor": optimizer(loss.actor_network_params.values(True, True), actor_lr)}
+    if potential_lr is not None:
+        opts["potential"] = optimizer(loss.potential_network_params.values(True, True), potential_lr)
+
+    def update(batch: TensorDict, step: int) -> TensorDict:
+        loss_actor = loss.actor_loss(batch)[0]
+        optimizer_step(opts["actor"], loss_actor)
+        out = {"loss_actor": loss_actor.detach()}
+        if "potential" in opts:
+            loss_f = loss.potential_loss(batch)[0]
+            optimizer_step(opts["potential"], loss_f)
+            out["loss_potential"] = loss_f.detach()
+        return TensorDict(out)
+
+    return Algorithm(name, loss, opts, loss.actor_network, update)
 
 
-def run_onestep(cfg: DictConfig, loss: PartialOTLoss, buffer, run_dir: Path) -> None:
-    """Runs the three phases, reusing ``run_dir/phase_<name>.pt`` checkpoints of finished phases."""
-    o, p = cfg.optim, cfg.logger.progress
-    phases = {
-        "bc": lambda: bc_phase(loss, buffer, int(o.bc_steps), o.actor_lr, p),
-        "qbeta": lambda: qbeta_phase(loss, buffer, int(o.qbeta_steps), o.critic_lr, o.tau,
-                                     cfg.loss.conservative_weight, p),
-        "policy": lambda: policy_phase(loss, buffer, int(o.policy_steps), o.actor_lr,
-                                       o.critic_lr * o.potential_lr_scale, p),
-    }
-    for name in PHASES:
-        path = Path(run_dir) / f"phase_{name}.pt"
-        if path.exists():
-            loss.load_state_dict(torch.load(path, map_location=loss.min_action.device, weights_only=False))
-            print(f"phase {name}: reused {path}")
-            continue
-        phases[name]()
-        atomic_torch_save(loss.state_dict(), path)
+def make_onestep_algorithm(phase: str, cfg: DictConfig, obs_dim: int, act_dim: int, device) -> Algorithm:
+    """The algorithm of one phase (``bc``, ``qbeta`` or ``policy``) on a fresh :func:`make_onestep_loss`."""
+    loss = make_onestep_loss(cfg, obs_dim, act_dim, device)
+    o = cfg.optim
+    if phase == "bc":
+        return bc_algorithm(loss, o.actor_lr)
+    if phase == "qbeta":
+        return sarsa_algorithm(loss, o.critic_lr, o.tau, float(cfg.loss.conservative_weight))
+    if phase == "policy":
+        return fixed_q_algorithm(loss, o.actor_lr, o.critic_lr * o.potential_lr_scale)
+    raise ValueError(f"Unknown one-step phase {phase!r}; the phases are {PHASES}.")
+
+
+# ------------------------------------------------------------------------------------------- building the phases
+def validate_onestep(cfg: DictConfig) -> None:
+    for phase in PHASES:
+        key = f"{phase}_steps"
+        value = cfg.optim.get(key)
+        if not (isinstance(value, int) and value >= 1):
+            raise ConfigError(f"optim.{key} must be a positive integer (the {phase} phase's updates), got {value}.")
+    if float(cfg.loss.get("conservative_weight", 0.0)) < 0:
+        raise ConfigError(f"loss.conservative_weight must be >= 0, got {cfg.loss.conservative_weight}.")
+    if cfg.compile.enabled is True or bool(cfg.compile.cudagraphs):
+        raise ConfigError("the one-step phases run eagerly: set compile.enabled=auto (or false) and "
+                          "compile.cudagraphs=false.")
+
+
+def phase_dir(cfg: DictConfig, phase: str, run_dir: Path | None = None) -> Path:
+    """Where a phase runs: ``run_dir`` for the policy, ``phases_dir/<phase>`` (default ``run_dir/<phase>``) else."""
+    run_dir = Path(run_dir or cfg.run_dir)
+    if phase == "policy":
+        return run_dir
+    return Path(str(cfg.get("phases_dir") or run_dir)).expanduser() / phase
+
+
+def phase_config(cfg: DictConfig, phase: str) -> DictConfig:
+    """The config of one phase's run: its own steps, folder and log names; the earlier phases always continue where
+    they stopped (``resume=auto``); only the policy phase evaluates during training (BC once, at its end)."""
+    steps = int(cfg.optim[f"{phase}_steps"])
+    if phase == "policy":
+        return OmegaConf.merge(cfg, {"optim": {"steps": steps}})
+    over = {"run_dir": str(phase_dir(cfg, phase)), "phases_dir": str(phase_dir(cfg, phase).parent), "resume": "auto",
+            "optim": {"steps": steps},
+            "eval": {"every": steps}, "checkpoint": {"stop_after": None},
+            "logger": {"run_name": f"{cfg.logger.run_name}-{phase}", "run_id": None}}
+    return OmegaConf.merge(cfg, over)
+
+
+def build_onestep_phase(cfg: DictConfig, phase: str, start_from: Path | None = None, prepare=None):
+    """The :class:`~ppl_torchrl.training.trainer.Trainer` of one phase (``cfg`` as :func:`phase_config` gives it),
+    starting from the weights in ``start_from`` (the phase before)."""
+    from ppl_torchrl.training.trainer import build_run
+
+    if prepare is None:
+        def prepare(cfg, run_dir):
+            return start_from
+
+    return build_run(cfg, check=validate_onestep, prepare=prepare, algorithm=partial(make_onestep_algorithm, phase),
+                     evaluation=phase != "qbeta", probe=phase == "policy")
+
+
+def run_earlier_phases(cfg: DictConfig, run_dir: Path | None = None) -> Path:
+    """Trains (or continues, or skips when finished) the BC and Q^beta phases; returns Q^beta's checkpoint."""
+    from ppl_torchrl.training.trainer import finished_results
+
+    start_from = None
+    for phase in PHASES[:-1]:
+        folder = phase_dir(cfg, phase, run_dir)
+        if finished_results(folder) is None:
+            progress.write(f"one-step phase {phase}: {cfg.optim[f'{phase}_steps']} steps in {folder}")
+            build_onestep_phase(phase_config(cfg, phase), phase, start_from).run()
+        else:
+            progress.write(f"one-step phase {phase}: finished in {folder}; reused")
+        start_from = folder / CHECKPOINT
+    return start_from
+
+
+def build_onestep(cfg: DictConfig):
+    """The policy phase's :class:`~ppl_torchrl.training.trainer.Trainer` in ``run_dir``, after the BC and Q^beta
+    phases (:func:`run_earlier_phases`); ``resume`` applies to the policy phase."""
+    return build_onestep_phase(phase_config(cfg, "policy"), "policy",
+                               prepare=lambda cfg, run_dir: run_earlier_phases(cfg, run_dir))
