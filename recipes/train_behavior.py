@@ -4,10 +4,10 @@
 
 TorchRL all the way: ``GymWrapper`` around the Gymnasium v4 env (the dynamics D4RL-v2 used), a
 ``Collector`` (TorchRL 0.14 name of ``SyncDataCollector``; uniform random actions for ``init_random_frames``), a
-``TensorDictReplayBuffer`` and ``SACLoss`` with ``SoftUpdate``. Every ``eval_every`` frames the
-mean action ``tanh(loc)`` is evaluated (the library's evaluation, on the D4RL task) and the actor saved as ``<out_dir>/step<frames>.pt``;
-the first evaluation at ``medium_fraction`` x D4RL's ``ref_max`` is also saved as ``medium.pt``,
-the best as ``best.pt`` and the last as ``final.pt``. ``<out_dir>/log.json`` lists every
+``TensorDictReplayBuffer`` and ``SACLoss`` with ``SoftUpdate``; the device, seeds and evaluation are the library's
+(the recipes'). Every ``eval_every`` frames the mean action ``tanh(loc)`` is evaluated on the D4RL task and the
+actor saved as ``<out_dir>/step<frames>.pt``; the first evaluation at ``medium_fraction`` x D4RL's ``ref_max`` is
+also saved as ``medium.pt``, the best as ``best.pt`` and the last as ``final.pt``. ``<out_dir>/log.json`` lists every
 evaluation. Pick the checkpoints to commit from there (docs/datagen.md, "Locomotion").
 """
 from __future__ import annotations

@@ -488,10 +488,11 @@ class RunParts:
 
 
 def build_run(cfg: DictConfig, run_dir: Path | None = None, *, check: Callable | None = None,
-              prepare: Callable | None = None, batch_size: int | None = None, algorithm: Callable | None = None,
+              prepare: Callable | None = None, data: Callable | None = None, batch_size: int | None = None,
+              algorithm: Callable | None = None,
               evaluation: bool = True, probe: bool = True, trainer: Callable | None = None) -> Trainer:
     """Config -> data -> algorithm -> evaluation -> probe -> trainer: the one set-up chain of every training run
-    (offline, fine-tuning, each one-step phase), resumed if ``cfg.resume`` says so.
+    (offline, fine-tuning, each one-step phase, each toy phase), resumed if ``cfg.resume`` says so.
 
     What differs between runs is given here, never a second chain:
 
@@ -499,7 +500,9 @@ def build_run(cfg: DictConfig, run_dir: Path | None = None, *, check: Callable |
     * ``prepare(cfg, run_dir) -> Path | None``: the phases before this one (fine-tuning's offline run, the one-step
       BC and Q^beta phases), run before this process is seeded; returns the checkpoint this run starts from
       (:meth:`Trainer.initialise`), or ``None``;
-    * ``batch_size``: the offline buffer's (default ``optim.batch_size``);
+    * ``data(cfg, batch_size) -> (buffer, data_source, eval_id, (reward scale, bias))``: the data source (default
+      :func:`load_training_data`, the ``dataset`` section's; the toy's full batch); ``batch_size``: the offline
+      buffer's (default ``optim.batch_size``);
     * ``algorithm(cfg, obs_dim, act_dim, device) -> Algorithm`` (default :func:`make_algorithm`);
     * ``evaluation`` / ``probe``: whether this run evaluates its policy / runs the mechanism probe;
     * ``trainer(parts: RunParts) -> Trainer``: the loop's data source and hooks (default :class:`Trainer`).
@@ -516,7 +519,7 @@ def build_run(cfg: DictConfig, run_dir: Path | None = None, *, check: Callable |
     resume = resume_mode(cfg, run_dir)
     start_from = prepare(cfg, run_dir) if prepare is not None else None
     device = setup_process(cfg)
-    buffer, data_source, eval_id, reward = load_training_data(cfg, batch_size)
+    buffer, data_source, eval_id, reward = (data or load_training_data)(cfg, batch_size)
     stats = buffer.dataset_stats
     with user_errors(ValueError):  # unknown loss, compile value
         built = (algorithm or make_algorithm)(cfg, stats.obs_dim, stats.act_dim, device)
