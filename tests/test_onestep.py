@@ -15,8 +15,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from ppl_torchrl.training.onestep import (build_onestep_phase, fixed_q_algorithm, make_onestep_loss, phase_config,
-                                          phase_dir)
+from ppl_torchrl.training.onestep import fixed_q_algorithm, make_onestep_loss
+from ppl_torchrl.training.onestep_phases import build_onestep_phase, phase_config, phase_dir
 from ppl_torchrl.training.recipe import train_onestep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,3 +223,15 @@ def test_fixed_q_policy_steps_actor_then_potential_and_never_the_critic():
     after = loss.state_dict()
     changed = {k.split(".")[0] for k, v in after.items() if not torch.equal(v, before[k])}
     assert changed == {"actor_network_params", "potential_network_params"}
+
+
+def test_a_onestep_checkpoint_is_rebuilt_for_evaluation(tmp_path):
+    """recipes/evaluate.py's loader rebuilds each phase's own algorithm from its checkpoint, with its weights."""
+    from ppl_torchrl.training.checkpoints import load_trained_run
+
+    train_onestep(onestep_cfg(tmp_path, **{"optim.bc_steps": 5, "optim.qbeta_steps": 5, "optim.policy_steps": 5}))
+    for sub, name in (("bc", "onestep_bc"), ("qbeta", "onestep_qbeta"), (".", "ppl_onestep")):
+        state, _, algorithm = load_trained_run(tmp_path / sub)
+        assert algorithm.name == name
+        for key, value in algorithm.loss.state_dict().items():
+            assert torch.equal(value, state["algorithm"]["loss"][key]), (sub, key)

@@ -32,7 +32,10 @@ class TrainedRun(NamedTuple):
 def load_trained_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedRun:
     """Rebuilds the networks of a training checkpoint (``path``: the file, or the run folder that holds it) from the
     config saved in it and loads their weights."""
+    from functools import partial
+
     from ppl_torchrl.training.algorithms import make_algorithm
+    from ppl_torchrl.training.onestep import PHASE_OF, make_onestep_algorithm
 
     path = Path(path).expanduser()
     if path.is_dir():
@@ -48,8 +51,11 @@ def load_trained_run(path: str | Path, device: str | torch.device = "cpu") -> Tr
     # Nothing here runs the update: build it plain, whatever the training run's compile settings (a CUDA-graph
     # run's checkpoint is read on a CPU machine too).
     config.compile.enabled, config.compile.cudagraphs = False, False
+    build = make_algorithm
+    if state.get("algorithm_name") in PHASE_OF:  # a phase of the one-step setting: its own algorithm
+        build = partial(make_onestep_algorithm, PHASE_OF[state["algorithm_name"]])
     with user_errors(ValueError, KeyError):
-        algorithm = make_algorithm(config, state["dims"]["obs_dim"], state["dims"]["act_dim"], device)
+        algorithm = build(config, state["dims"]["obs_dim"], state["dims"]["act_dim"], device)
     load_algorithm_state(algorithm, state, f"{path} does not match the networks its own config builds: was it written "
                          "by another version of ppl-torchrl?")
     return TrainedRun(state, config, algorithm)

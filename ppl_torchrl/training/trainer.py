@@ -151,6 +151,7 @@ class Trainer:
         atomic_torch_save(
             {
                 "step": self.step,
+                "algorithm_name": self.algorithm.name,  # how recipes/evaluate.py rebuilds it (load_trained_run)
                 "algorithm": self.algorithm.state_dict(),
                 "rng": _rng_state(self.buffer),
                 "logger": self.logger.state_dict(),
