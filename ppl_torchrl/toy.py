@@ -29,19 +29,20 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from contextlib import nullcontext
+from types import SimpleNamespace
+from typing import Callable, Mapping, Sequence
 
 import torch
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
-from torchrl.objectives import SoftUpdate
-from tqdm.auto import tqdm
 
 from ppl_torchrl import keys
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTLoss, ReBRACLoss
 from ppl_torchrl.objectives.partial_ot import check_w
 from ppl_torchrl.reporting.figures import pyplot, save_figure
+from ppl_torchrl.training.onestep import fixed_q_algorithm, sarsa_algorithm
 
 # ---------------------------------------------------------------------------------------- config
 
@@ -242,33 +243,90 @@ def optimal_path(problem: ToyProblem) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------- training
 
 
-def _full_batch_steps(steps: int, desc: str, progress: bool):
-    return tqdm(range(steps), desc=desc, disable=not progress, leave=False, mininterval=0.5)
+def _adam(params, lr: float) -> torch.optim.Adam:
+    """torch's default Adam (the toy's figures were made with it)."""
+    return torch.optim.Adam(params, lr=lr)
 
 
-def train_q_beta(data: TensorDict, cfg: ToyConfig, progress: bool = True) -> TensorDictModule:
+class FullBatch:
+    """The toy's data source for the trainer: every batch is the whole dataset (full-batch updates, no sampling)."""
+
+    def __init__(self, data: TensorDict):
+        _check_dataset(data)
+        self.data = data
+        obs_dim, act_dim = data.get(keys.OBSERVATION).shape[-1], data.get(keys.ACTION).shape[-1]
+        self.dataset_stats = SimpleNamespace(obs_dim=obs_dim, act_dim=act_dim, name="toy", metadata={})
+        self.state_mean, self.state_std = torch.zeros(obs_dim), torch.ones(obs_dim)
+
+    def sample(self) -> TensorDict:
+        return self.data
+
+
+def toy_run_config(name: str, steps: int, seed: int, run_dir: str | Path, progress: bool, device: str = "cpu",
+                   stop_after: int | None = None):
+    """The trainer config of one toy phase: ``steps`` full-batch updates seeded with ``seed``, 50 log rows and 10
+    checkpoints, no evaluation; a relaunch in the same ``run_dir`` continues it (``resume=auto``)."""
+    from omegaconf import OmegaConf
+
+    every = max(1, steps // 50)
+    return OmegaConf.create({
+        "seed": seed, "device": device, "threads": None, "resume": "auto", "run_dir": str(run_dir),
+        "dataset": {"id": f"toy-{name}", "generation_seed": 0},
+        "loss": {"name": name},
+        "optim": {"steps": steps, "batch_size": 1, "policy_freq": 1, "actor_lr": 1.0, "critic_lr": 1.0,
+                  "potential_lr_scale": 1.0, "tau": 1.0, "gamma": 1.0},  # checked, unused: ToyConfig's are used
+        "compile": {"updates_per_call": 1},
+        "eval": {"every": steps, "episodes": 0, "num_envs": 1, "seed": 0},
+        "probe": {"size": 0, "seed": 0},
+        "logger": {"backend": "", "log_every": every, "progress": bool(progress), "run_id": None},
+        "checkpoint": {"every": max(1, steps // 10), "every_minutes": None, "stop_after": stop_after},
+    })
+
+
+def train_toy_phase(name: str, data: TensorDict, make: Callable, steps: int, seed: int, run_dir: str | Path | None,
+                    progress: bool = True, device: str = "cpu", stop_after: int | None = None):
+    """``steps`` full-batch updates of the algorithm ``make(cfg, obs_dim, act_dim, device)`` builds (after seeding
+    with ``seed``), as a run of the one trainer (:func:`~ppl_torchrl.training.trainer.build_run`) in
+    ``run_dir/name`` (a temporary folder when ``run_dir`` is ``None``); returns the algorithm."""
+    import tempfile
+
+    from ppl_torchrl.training.trainer import build_run, seed_everything
+
+    if steps == 0:  # nothing to train: the networks as initialised
+        seed_everything(seed)
+        return make(None, 1, 1, device)
+    with tempfile.TemporaryDirectory() if run_dir is None else nullcontext(run_dir) as root:
+        cfg = toy_run_config(name, steps, seed, Path(root) / name, progress, device, stop_after)
+        trainer = build_run(cfg, data=lambda cfg, batch_size: (FullBatch(data), "toy", None, (1.0, 0.0)),
+                            algorithm=make, evaluation=False, probe=False)
+        trainer.run()
+        return trainer.algorithm
+
+
+def train_q_beta(data: TensorDict, cfg: ToyConfig, progress: bool = True,
+                 run_dir: str | Path | None = None) -> TensorDictModule:
     r""":math:`Q^\beta` by SARSA-style Bellman updates on the dataset actions (full batch, Adam).
 
     Uses :class:`ReBRACLoss` with ``critic_next_action="dataset"`` (the critic that
-    :class:`PartialOTLoss` inherits), one critic, soft target updates every step. The actor handed to the
-    loss is never called (the next action comes from the data).
+    :class:`PartialOTLoss` inherits), one critic, soft target updates every step
+    (:func:`~ppl_torchrl.training.onestep.sarsa_algorithm`, the one-step setting's). The actor handed to the
+    loss is never called (the next action comes from the data). Trained by the one trainer
+    (:func:`train_toy_phase`; ``run_dir``: where it keeps its logs and checkpoints, resumed there).
     """
+    built = {}
+
+    def make(_, obs_dim, act_dim, device):
+        qvalue = built["qvalue"] = make_qvalue_ensemble(1, 1, num_qvalue_nets=1, hidden_dim=cfg.hidden_dim,
+                                                        num_hidden=cfg.num_hidden, layer_norm=False, device=cfg.device)
+        unused_actor = make_actor(1, 1, hidden_dim=cfg.hidden_dim, num_hidden=cfg.num_hidden, device=cfg.device)
+        loss = ReBRACLoss(unused_actor, qvalue, critic_next_action="dataset", delay_actor=False, delay_qvalue=True,
+                          validate_inputs=False)
+        loss.make_value_estimator(gamma=cfg.gamma)
+        return sarsa_algorithm(loss, cfg.critic_lr, cfg.critic_tau, name="toy_q_beta", optimizer=_adam)
+
     _check_dataset(data)
-    torch.manual_seed(cfg.seed)
-    qvalue = make_qvalue_ensemble(1, 1, num_qvalue_nets=1, hidden_dim=cfg.hidden_dim, num_hidden=cfg.num_hidden,
-                                  layer_norm=False, device=cfg.device)
-    unused_actor = make_actor(1, 1, hidden_dim=cfg.hidden_dim, num_hidden=cfg.num_hidden, device=cfg.device)
-    loss = ReBRACLoss(unused_actor, qvalue, critic_next_action="dataset", delay_actor=False, delay_qvalue=True,
-                      validate_inputs=False)
-    loss.make_value_estimator(gamma=cfg.gamma)
-    updater = SoftUpdate(loss, tau=cfg.critic_tau)
-    optim = torch.optim.Adam(loss.qvalue_network_params.values(True, True), lr=cfg.critic_lr)
-    for _ in _full_batch_steps(cfg.critic_steps, "Q^beta (SARSA)", progress):
-        optim.zero_grad()
-        loss.qvalue_loss(data)[0].backward()
-        optim.step()
-        updater.step()
-    return qvalue
+    train_toy_phase("q_beta", data, make, cfg.critic_steps, cfg.seed, run_dir, progress, cfg.device)
+    return built["qvalue"]
 
 
 def _policy_loss(method: str, qvalue: TensorDictModule, cfg: ToyConfig):
@@ -287,28 +345,26 @@ def _policy_loss(method: str, qvalue: TensorDictModule, cfg: ToyConfig):
 
 
 def train_policy(method: str, data: TensorDict, qvalue: TensorDictModule, cfg: ToyConfig,
-                 progress: bool = True) -> TensorDictModule:
+                 progress: bool = True, run_dir: str | Path | None = None) -> TensorDictModule:
     """Train the ``"baseline"`` or ``"ppl"`` actor against the fixed critic ``qvalue``; return the actor.
 
     Only the actor's (and for PPL the potential's) parameters are optimised: the losses read the critic
     detached, so :math:`Q^\\beta` stays as trained. PPL takes an actor step, then a potential step (the
-    authors' order), every step, with the online actor in the f-step (there is no target actor here).
+    authors' order), every step, with the online actor in the f-step (there is no target actor here): the
+    one-step setting's fixed-Q algorithm (:func:`~ppl_torchrl.training.onestep.fixed_q_algorithm`), trained by the
+    one trainer (:func:`train_toy_phase`).
     """
     _check_dataset(data)
-    torch.manual_seed(cfg.seed + (1 if method == "baseline" else 2))
-    loss = _policy_loss(method, qvalue, cfg)
-    opt_actor = torch.optim.Adam(loss.actor_network_params.values(True, True), lr=cfg.actor_lr)
-    opt_f = (torch.optim.Adam(loss.potential_network_params.values(True, True), lr=cfg.potential_lr)
-             if method == "ppl" else None)
-    for _ in _full_batch_steps(cfg.policy_steps, f"policy ({method})", progress):
-        opt_actor.zero_grad()
-        loss.actor_loss(data)[0].backward()
-        opt_actor.step()
-        if opt_f is not None:
-            opt_f.zero_grad()
-            loss.potential_loss(data)[0].backward()
-            opt_f.step()
-    return loss.actor_network
+    if method not in ("baseline", "ppl"):
+        raise ValueError(f"Unknown toy policy method {method!r}: use 'baseline' (TD3+BC-like) or 'ppl'.")
+
+    def make(_, obs_dim, act_dim, device):
+        # the one-step setting's policy phase (PPL on a fixed Q^beta), here on the full batch
+        return fixed_q_algorithm(_policy_loss(method, qvalue, cfg), cfg.actor_lr,
+                                 cfg.potential_lr if method == "ppl" else None, name=f"toy_{method}", optimizer=_adam)
+
+    seed = cfg.seed + (1 if method == "baseline" else 2)
+    return train_toy_phase(method, data, make, cfg.policy_steps, seed, run_dir, progress, cfg.device).policy
 
 
 def policy_path(actor: TensorDictModule, problem: ToyProblem) -> torch.Tensor:
@@ -359,17 +415,20 @@ PATH_LABELS = {
 }
 
 
-def run_toy(cfg: ToyConfig = ToyConfig(), progress: bool = True) -> ToyResult:
-    """Build the problem and dataset, train Q^beta, the baseline and PPL; return every path."""
+def run_toy(cfg: ToyConfig = ToyConfig(), progress: bool = True, run_dir: str | Path | None = None) -> ToyResult:
+    """Build the problem and dataset, train Q^beta, the baseline and PPL; return every path.
+
+    Each is a run of the one trainer in ``run_dir/{q_beta,baseline,ppl}`` (logs, checkpoints; a relaunch continues
+    an interrupted one and reuses a finished one), or in a temporary folder when ``run_dir`` is ``None``."""
     problem = make_toy_problem(cfg)
     data = make_toy_dataset(problem, device=cfg.device)
-    qvalue = train_q_beta(data, cfg, progress)
+    qvalue = train_q_beta(data, cfg, progress, run_dir)
     exact = returns_to_go(path_rewards(problem, problem.curves), cfg.gamma).reshape(-1)
     q_fit = (q_values_at_data(qvalue, data) - exact).abs().max().item()
     stitched, index = stitched_behaviour(problem, cfg.gamma)
     paths = {f"dataset {k + 1}": problem.curves[k] for k in range(problem.curves.shape[0])}
-    paths["baseline"] = policy_path(train_policy("baseline", data, qvalue, cfg, progress), problem)
-    paths["ppl"] = policy_path(train_policy("ppl", data, qvalue, cfg, progress), problem)
+    paths["baseline"] = policy_path(train_policy("baseline", data, qvalue, cfg, progress, run_dir), problem)
+    paths["ppl"] = policy_path(train_policy("ppl", data, qvalue, cfg, progress, run_dir), problem)
     paths["stitched"] = stitched
     paths["optimal"] = optimal_path(problem)
     return ToyResult(problem=problem, paths=paths, stitched_index=index, q_fit_error=q_fit, config=cfg)
@@ -441,6 +500,6 @@ def plot_toy(result: ToyResult, path: str | os.PathLike, dpi: int = 90) -> Path:
 __all__ = [
     "CurveSpec", "DEFAULT_CURVES", "ToyConfig", "ToyProblem", "ToyResult", "curve_heights", "make_toy_problem",
     "toy_reward", "path_rewards", "make_toy_dataset", "returns_to_go", "stitched_behaviour", "optimal_path",
-    "train_q_beta", "train_policy", "policy_path", "q_values_at_data", "run_toy", "mean_abs_gap", "toy_metrics",
-    "metrics_markdown", "plot_toy",
+    "train_q_beta", "train_policy", "train_toy_phase", "FullBatch", "policy_path", "q_values_at_data", "run_toy",
+    "mean_abs_gap", "toy_metrics", "metrics_markdown", "plot_toy",
 ]

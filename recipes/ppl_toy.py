@@ -51,7 +51,8 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(str(cfg.out_dir)).expanduser()
     figure, metrics = out_dir / str(cfg.output.figure), out_dir / str(cfg.output.metrics)
     start = time.perf_counter()
-    result = run_toy(toy_cfg, progress=cfg.output.progress)
+    run_dir = Path(str(cfg.run_dir)).expanduser() if cfg.get("run_dir") else None
+    result = run_toy(toy_cfg, progress=cfg.output.progress, run_dir=run_dir)
     wall = time.perf_counter() - start
     table = metrics_markdown(toy_metrics(result))
     device = _cpu() if toy_cfg.device == "cpu" else toy_cfg.device

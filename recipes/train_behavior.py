@@ -4,10 +4,10 @@
 
 TorchRL all the way: ``GymWrapper`` around the Gymnasium v4 env (the dynamics D4RL-v2 used), a
 ``Collector`` (TorchRL 0.14 name of ``SyncDataCollector``; uniform random actions for ``init_random_frames``), a
-``TensorDictReplayBuffer`` and ``SACLoss`` with ``SoftUpdate``. Every ``eval_every`` frames the
-mean action ``tanh(loc)`` is evaluated and the actor saved as ``<out_dir>/step<frames>.pt``;
-the first evaluation at ``medium_fraction`` x D4RL's ``ref_max`` is also saved as ``medium.pt``,
-the best as ``best.pt`` and the last as ``final.pt``. ``<out_dir>/log.json`` lists every
+``TensorDictReplayBuffer`` and ``SACLoss`` with ``SoftUpdate``; the device, seeds and evaluation are the library's
+(the recipes'). Every ``eval_every`` frames the mean action ``tanh(loc)`` is evaluated on the D4RL task and the
+actor saved as ``<out_dir>/step<frames>.pt``; the first evaluation at ``medium_fraction`` x D4RL's ``ref_max`` is
+also saved as ``medium.pt``, the best as ``best.pt`` and the last as ``final.pt``. ``<out_dir>/log.json`` lists every
 evaluation. Pick the checkpoints to commit from there (docs/datagen.md, "Locomotion").
 """
 from __future__ import annotations
@@ -28,22 +28,35 @@ from ppl_torchrl.training.recipe import recipe_main
 log = logging.getLogger("train_behavior")
 
 
-def evaluate(actor_net, env_name: str, episodes: int, seed: int) -> float:
-    """Mean return of the deterministic policy ``tanh(loc)`` over ``episodes`` (plain gymnasium loop)."""
-    from ppl_torchrl.datagen.locomotion import make_gym_env, mean_action
+class MeanAction(torch.nn.Module):
+    """The SAC actor's deterministic action ``tanh(loc)`` (the TanhNormal's), from the plain MLP's output."""
 
-    env = make_gym_env(env_name)
-    rets = []
-    for ep in range(episodes):
-        obs, _ = env.reset(seed=seed + ep)
-        done, ret = False, 0.0
-        while not done:
-            obs, r, term, trunc, _ = env.step(mean_action(actor_net, obs))
-            ret += float(r)
-            done = term or trunc
-        rets.append(ret)
-    env.close()
-    return float(np.mean(rets))
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        loc, _ = self.net(observation).chunk(2, -1)
+        return torch.tanh(loc)
+
+
+def make_evaluation(env_name: str, episodes: int, device: torch.device):
+    """``evaluate(net, seed) -> mean return`` of ``tanh(loc)`` over ``episodes``, with the library's evaluation
+    (:func:`ppl_torchrl.evaluation.evaluate_policy` on :func:`ppl_torchrl.envs.make_eval_env`: the D4RL task of
+    ``<env>-medium-v2``, Gymnasium v4 with its 1000-step limit, as the datasets are evaluated)."""
+    from tensordict.nn import TensorDictModule
+
+    from ppl_torchrl.envs import make_eval_env
+    from ppl_torchrl.evaluation import evaluate_policy
+
+    dataset_id = f"{env_name}-medium-v2"
+    env = make_eval_env(dataset_id, num_envs=episodes, device=device)
+
+    def evaluate(net, seed: int) -> float:
+        policy = TensorDictModule(MeanAction(net), in_keys=["observation"], out_keys=["action"])
+        return float(evaluate_policy(policy, env, episodes, seed=seed, dataset_id=dataset_id)["return_mean"])
+
+    return evaluate
 
 
 def build(cfg: DictConfig, device: torch.device):
@@ -91,26 +104,23 @@ def run(cfg: DictConfig) -> dict:
         Collector,  # SyncDataCollector was renamed Collector in torchrl 0.14
     )
     from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
-    from tqdm.auto import tqdm
-
     from ppl_torchrl.atomic import atomic_write
     from ppl_torchrl.datagen._behavior_net import save_actor
     from ppl_torchrl.datagen.locomotion import LOCOMOTION_ENVS
     from ppl_torchrl.evaluation.registry import get_dataset_spec
+    from ppl_torchrl.progress import progress_bar
+    from ppl_torchrl.training.trainer import setup_process
 
     if cfg.env not in LOCOMOTION_ENVS:
         raise ConfigError(f"env must be one of {sorted(LOCOMOTION_ENVS)}, got {cfg.env!r}.")
-    torch.set_num_threads(int(cfg.threads))
-    torch.manual_seed(int(cfg.seed))
-    np.random.seed(int(cfg.seed))
-    dev = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else ("cpu" if cfg.device == "auto" else cfg.device)
-    device = torch.device(dev)
+    device = setup_process(cfg)  # the recipes' device (auto/cpu/cuda, checked), threads and seeds
     ref_max = get_dataset_spec(f"{cfg.env}-medium-v2").ref_max
     target = float(cfg.medium_fraction) * ref_max
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     env, actor, net, loss, updater, obs_dim, act_dim = build(cfg, device)
+    evaluate = make_evaluation(cfg.env, int(cfg.eval_episodes), device)
     hidden = tuple(cfg.actor_hidden)
     collector = Collector(env, actor, frames_per_batch=int(cfg.frames_per_batch), total_frames=int(cfg.total_frames),
                           init_random_frames=int(cfg.init_random_frames), device=device,
@@ -124,7 +134,7 @@ def run(cfg: DictConfig) -> dict:
     history, frames, best, medium_saved = [], 0, -np.inf, False
     t0 = time.perf_counter()
     next_eval = int(cfg.eval_every)
-    bar = tqdm(total=int(cfg.total_frames), desc=f"SAC {cfg.env}", unit="frame", disable=not cfg.progress)
+    bar = progress_bar(total=int(cfg.total_frames), desc=f"SAC {cfg.env}", unit="frame", disable=not cfg.progress)
 
     def snapshot(name: str, ret: float):
         meta = {"env": cfg.env, "frames": frames, "eval_return": ret, "seed": int(cfg.seed),
@@ -150,7 +160,7 @@ def run(cfg: DictConfig) -> dict:
         stop = time.perf_counter() - t0 > float(cfg.time_budget_s)
         if frames >= next_eval or stop:
             next_eval += int(cfg.eval_every)
-            ret = evaluate(net, cfg.env, int(cfg.eval_episodes), seed=10_000 + frames)
+            ret = evaluate(net, seed=10_000 + frames)
             history.append({"frames": frames, "return": ret, "wall_s": round(time.perf_counter() - t0, 1)})
             bar.set_postfix(ret=f"{ret:.0f}")
             log.info("frames %d  eval return %.1f  (%.0f s)", frames, ret, time.perf_counter() - t0)

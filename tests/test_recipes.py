@@ -179,20 +179,6 @@ def test_refuses_to_overwrite_a_run_without_resume(tmp_path, tiny, make_cfg):
         build_trainer(make_cfg(tiny(tmp_path, steps=10)))
 
 
-def test_onestep_recipe_reuses_finished_phases(tmp_path):
-    budget = ["optim.bc_steps=5", "optim.qbeta_steps=5", "optim.policy_steps=5", "model.hidden_dim=16",
-              "eval.episodes=1", "eval.num_envs=1", "logger.progress=false", f"dataset={DATASET}",
-              f"run_dir={tmp_path}"]
-    cmd = [sys.executable, str(ROOT / "recipes" / "ppl_onestep.py"), *budget]
-    first = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stderr[-2000:]
-    assert {p.name for p in tmp_path.glob("phase_*.pt")} == {"phase_bc.pt", "phase_qbeta.pt", "phase_policy.pt"}
-    second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0, second.stderr[-2000:]
-    assert second.stdout.count("reused") == 3
-    assert json.loads((tmp_path / "results.json").read_text())["final_eval"]["num_episodes"] == 1
-
-
 def test_evaluate_recipe_scores_a_checkpoint(tmp_path, tiny, make_cfg):
     results = train(make_cfg(tiny(tmp_path / "run", steps=10, **{"eval.episodes": 1})))
     # as a GPU run's checkpoint, scored on this CPU machine: evaluation builds no compiled / CUDA-graph update

@@ -81,3 +81,38 @@ def test_ppl_path_closer_to_stitched_behaviour_than_baseline(seed, one_thread):
     assert rows["optimal"]["return"] == pytest.approx(max(r["return"] for r in rows.values()))
     table = metrics_markdown(rows.values())
     assert table.count("\n") == len(rows) + 2 and "PPL pi (w = 8)" in table
+
+
+def test_toy_phases_run_in_the_trainer_and_resume_exactly(tmp_path, one_thread):
+    """Each toy phase is a run of the one trainer (logs, checkpoints); stopped mid-way (as if killed) and relaunched
+    in the same folder it continues, and the policies equal an uninterrupted run's bit for bit."""
+    import json
+
+    from ppl_torchrl.toy import train_policy, train_q_beta, train_toy_phase
+
+    cfg = ToyConfig(critic_steps=40, policy_steps=50)
+    data = make_toy_dataset(make_toy_problem(cfg))
+    qvalue = train_q_beta(data, cfg, progress=False, run_dir=tmp_path / "full")
+    full = train_policy("ppl", data, qvalue, cfg, progress=False, run_dir=tmp_path / "full")
+    rows = [json.loads(r) for r in (tmp_path / "full" / "ppl" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "train/loss_potential" in r] == list(range(1, 51))  # log_every = steps // 50
+    assert json.loads((tmp_path / "full" / "q_beta" / "results.json").read_text())["steps"] == 40
+
+    # the same PPL phase, stopped at step 33 (its checkpoints are every 5 steps), then relaunched
+    from ppl_torchrl.toy import _adam, _policy_loss
+    from ppl_torchrl.training.onestep import fixed_q_algorithm
+
+    def make(_, obs_dim, act_dim, device):
+        return fixed_q_algorithm(_policy_loss("ppl", qvalue, cfg), cfg.actor_lr, cfg.potential_lr, name="toy_ppl",
+                                 optimizer=_adam)
+
+    stopped = train_toy_phase("ppl", data, make, cfg.policy_steps, cfg.seed + 2, tmp_path / "cut", progress=False,
+                              stop_after=33)
+    assert torch.load(tmp_path / "cut" / "ppl" / "checkpoint.pt", weights_only=False)["step"] == 30
+    assert not (tmp_path / "cut" / "ppl" / "results.json").exists() and stopped is not None
+    resumed = train_policy("ppl", data, qvalue, cfg, progress=False, run_dir=tmp_path / "cut")
+    for (name, a), (_, b) in zip(full.named_parameters(), resumed.named_parameters()):
+        assert torch.equal(a, b), name
+    cut_rows = [json.loads(r) for r in (tmp_path / "cut" / "ppl" / "metrics.jsonl").read_text().splitlines()]
+    strip = [{k: v for k, v in r.items() if k != "train/steps_per_second"} for r in rows]
+    assert [{k: v for k, v in r.items() if k != "train/steps_per_second"} for r in cut_rows] == strip

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from torchrl.data.datasets import D4RLExperienceReplay
 from torchrl.data.datasets.d4rl_infos import D4RL_DATASETS
-from tqdm.auto import tqdm
+from ppl_torchrl.progress import progress_bar
 
 from ppl_torchrl.data.hdf5 import D4RLFileError, validate_d4rl_hdf5
 from ppl_torchrl.atomic import exclusive
@@ -107,7 +107,7 @@ def download_d4rl_hdf5(dataset_id: str, dest_dir: str | Path, *, progress: bool 
                 expected = response.headers.get("Content-Length")
                 expected = int(expected) if expected else None
                 written = 0
-                with tqdm(total=expected, unit="B", unit_scale=True, desc=f"download {final.name}",
+                with progress_bar(total=expected, unit="B", unit_scale=True, desc=f"download {final.name}",
                           disable=not progress) as bar:
                     while chunk := response.read(1 << 20):
                         out.write(chunk)

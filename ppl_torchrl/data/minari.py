@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 from torchrl.data.datasets import MinariExperienceReplay
-from tqdm.auto import tqdm
+from ppl_torchrl.progress import progress_bar
 
 from ppl_torchrl.atomic import atomic_write, exclusive
 from ppl_torchrl.data.transitions import DatasetStats, load_stats, write_transitions
@@ -118,7 +118,7 @@ def import_minari_dataset(
     with tempfile.TemporaryDirectory(dir=Path(dest).parent if Path(dest).parent.exists() else None) as tmp:
         arrays: dict[str, np.ndarray] = {}
         row = 0
-        for ep in tqdm(ds.iterate_episodes(), total=ds.total_episodes, desc=f"reading {dataset_id}",
+        for ep in progress_bar(ds.iterate_episodes(), total=ds.total_episodes, desc=f"reading {dataset_id}",
                        disable=not progress, unit="episode"):
             if isinstance(ep.observations, dict):
                 available = sorted(ep.observations)

@@ -29,7 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 from tensordict import TensorDict
-from tqdm.auto import tqdm
+from ppl_torchrl.progress import progress_bar
 
 from ppl_torchrl.keys import (
     ACTION,
@@ -196,7 +196,7 @@ def write_transitions(
         out = {key: td.make_memmap(key, shape, dtype=dtype) for key, (shape, dtype) in spec.items()}
         moments = _RunningMoments(obs_dim)
         r_min, r_max = np.inf, -np.inf
-        for p0 in tqdm(range(0, k, CHUNK), desc=f"importing {name}", disable=not progress, unit="chunk"):
+        for p0 in progress_bar(range(0, k, CHUNK), desc=f"importing {name}", disable=not progress, unit="chunk"):
             p1 = min(k, p0 + CHUNK)
             sel = rows[p0:p1]
             lo, hi = int(sel[0]), int(sel[-1]) + 2  # +1 for the successor row, +1 for the slice end

@@ -210,7 +210,7 @@ def generate_locomotion(config: LocomotionDatasetConfig, seed: int = 0, *, num_t
         :class:`GeneratedData` with keys ``observations, actions, rewards, terminals, timeouts,
         next_observations, infos/qpos, infos/qvel, infos/behavior`` (component index per step).
     """
-    from tqdm.auto import tqdm
+    from ppl_torchrl.progress import progress_bar
 
     n = config.num_transitions if num_transitions is None else int(num_transitions)
     if n < len(config.components):
@@ -240,7 +240,7 @@ def generate_locomotion(config: LocomotionDatasetConfig, seed: int = 0, *, num_t
     start = time.perf_counter()
     obs, _ = env.reset(seed=env_seed)
     i = 0
-    bar = tqdm(total=n, desc=config.dataset_id, unit="step", disable=not progress, mininterval=1.0)
+    bar = progress_bar(total=n, desc=config.dataset_id, unit="step", disable=not progress, mininterval=1.0)
     for c, ((name, _, noise), size) in enumerate(zip(config.components, _component_sizes(config, n))):
         pol = policies[name]
         end, ep_ret = i + size, 0.0

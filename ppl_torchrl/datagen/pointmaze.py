@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
+from ppl_torchrl.progress import progress_bar
 
 from ppl_torchrl.datagen.planner import BEHAVIORS, MazeGraph, WaypointPlanner
 from ppl_torchrl.envs.pointmaze import MAZES, PointMazeGoalEnv, make_pointmaze_env
@@ -252,7 +252,7 @@ def generate_pointmaze(
     beh = np.empty(n, np.int32)
     returns: dict[str, list[float]] = {b: [] for b, _ in config.behaviors}
     start = time.perf_counter()
-    for ep, name in enumerate(tqdm(plan, desc=f"{config.dataset_id} ({backend})", unit="ep", disable=not progress)):
+    for ep, name in enumerate(progress_bar(plan, desc=f"{config.dataset_id} ({backend})", unit="ep", disable=not progress)):
         sl = slice(ep * steps, (ep + 1) * steps)
         obs[sl], act[sl], rew[sl], nxt[sl], goal[sl] = run(planners[name], rng, steps)
         beh[sl] = BEHAVIORS[name].label
@@ -317,7 +317,7 @@ def measure_reference_returns(env_name: str, episodes: int = 100, seed: int = 0,
         rng = np.random.default_rng(seed)
         planner = WaypointPlanner(maze, behavior, "fixed")
         rets = []
-        for _ in tqdm(range(episodes), desc=f"{env_name} {behavior}", disable=not progress):
+        for _ in progress_bar(range(episodes), desc=f"{env_name} {behavior}", disable=not progress):
             obs, _ = env.reset()
             planner.begin_episode(obs[:2], rng)
             total, done = 0.0, False

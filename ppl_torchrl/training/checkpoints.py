@@ -1,5 +1,6 @@
-"""Reading a training run's ``checkpoint.pt`` back: one place for the error an unreadable file gives, and one for
-rebuilding a finished run's networks to score or inspect them (``recipes/evaluate.py``, the dead-unit count)."""
+"""Reading a training run's ``checkpoint.pt`` back: one place for the error an unreadable file gives, one for restoring
+an algorithm from it (:func:`restore_algorithm`), and one for rebuilding a finished run's networks to score or inspect
+them (``recipes/evaluate.py``, the dead-unit count)."""
 from __future__ import annotations
 
 import pickle
@@ -31,7 +32,10 @@ class TrainedRun(NamedTuple):
 def load_trained_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedRun:
     """Rebuilds the networks of a training checkpoint (``path``: the file, or the run folder that holds it) from the
     config saved in it and loads their weights."""
+    from functools import partial
+
     from ppl_torchrl.training.algorithms import make_algorithm
+    from ppl_torchrl.training.onestep import PHASE_OF, make_onestep_algorithm
 
     path = Path(path).expanduser()
     if path.is_dir():
@@ -47,19 +51,42 @@ def load_trained_run(path: str | Path, device: str | torch.device = "cpu") -> Tr
     # Nothing here runs the update: build it plain, whatever the training run's compile settings (a CUDA-graph
     # run's checkpoint is read on a CPU machine too).
     config.compile.enabled, config.compile.cudagraphs = False, False
+    build = make_algorithm
+    if state.get("algorithm_name") in PHASE_OF:  # a phase of the one-step setting: its own algorithm
+        build = partial(make_onestep_algorithm, PHASE_OF[state["algorithm_name"]])
     with user_errors(ValueError, KeyError):
-        algorithm = make_algorithm(config, state["dims"]["obs_dim"], state["dims"]["act_dim"], device)
+        algorithm = build(config, state["dims"]["obs_dim"], state["dims"]["act_dim"], device)
     load_algorithm_state(algorithm, state, f"{path} does not match the networks its own config builds: was it written "
                          "by another version of ppl-torchrl?")
     return TrainedRun(state, config, algorithm)
 
 
-def load_algorithm_state(algorithm, state: dict, hint: str) -> None:
-    """``algorithm.load_state_dict(state["algorithm"])``; weights that do not fit (a parameter of another shape is a
-    ``RuntimeError`` from torch, a ``ValueError`` with the whole TensorDict in it from tensordict; a missing one a
-    ``KeyError``) raise a one-line :class:`UserError`: ``hint`` and the innermost cause's first line."""
+def restore_algorithm(algorithm, state: dict, hint: str, weights_only: bool = False) -> None:
+    """The one way a run takes state from a checkpoint: resuming it (:meth:`Trainer.load_checkpoint`), starting from
+    another run's weights (fine-tuning from its offline run, a one-step phase from the phase before).
+
+    The CPU GEMM backends the checkpoint was trained with are reused (a plan measured anew could differ, and so would
+    the rounding); then the algorithm's state: every weight, optimizer and the target updater, or with
+    ``weights_only`` the loss's weights alone (a run with other optimizers). ``hint`` ends the one-line error of a
+    checkpoint that does not fit (:func:`load_algorithm_state`).
+    """
+    from ppl_torchrl import gemm
+
+    if state.get("gemm_plan") is not None:
+        gemm.set_gemm_plan(gemm.GemmPlan(*state["gemm_plan"], source="checkpoint"), "cpu")
+    load_algorithm_state(algorithm, state, hint, weights_only=weights_only)
+
+
+def load_algorithm_state(algorithm, state: dict, hint: str, weights_only: bool = False) -> None:
+    """``algorithm.load_state_dict(state["algorithm"])`` (``weights_only``: the loss's weights alone); weights that do
+    not fit (a parameter of another shape is a ``RuntimeError`` from torch, a ``ValueError`` with the whole TensorDict
+    in it from tensordict; a missing one a ``KeyError``) raise a one-line :class:`UserError`: ``hint`` and the
+    innermost cause's first line."""
     try:
-        algorithm.load_state_dict(state["algorithm"])
+        if weights_only:
+            algorithm.loss.load_state_dict(state["algorithm"]["loss"])
+        else:
+            algorithm.load_state_dict(state["algorithm"])
     except (RuntimeError, KeyError, ValueError) as err:
         cause = err
         while cause.__cause__ is not None or cause.__context__ is not None:

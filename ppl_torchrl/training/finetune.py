@@ -26,12 +26,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 from tensordict import TensorDict
-from tqdm.auto import tqdm
 
-from ppl_torchrl import keys
+from ppl_torchrl import keys, progress
 from ppl_torchrl.errors import ConfigError
-from ppl_torchrl.training.checkpoints import load_algorithm_state, read_checkpoint
-from ppl_torchrl.training.trainer import Trainer
+from ppl_torchrl.training.checkpoints import restore_algorithm
+from ppl_torchrl.training.trainer import RunParts, Trainer, build_run
 
 #: what one stored online transition holds: the offline batches' keys (the two halves of a batch are concatenated)
 TRANSITION_KEYS = (*keys.BATCH_KEYS, keys.TRUNCATED)
@@ -98,6 +97,17 @@ class FineTuner(Trainer):
         loss.critic_bc_coef = torch.tensor(float(ft.critic_bc_coef), device=device)
 
     # ------------------------------------------------------------------ checkpoints
+    def initialise(self, state: dict, path: Path) -> None:
+        """Starts from the offline run's checkpoint: its weights and its optimizers (ReBRAC's fine-tuning keeps
+        them), refused if it was trained on another dataset."""
+        trained_on = (state.get("config") or {}).get("dataset", {}).get("id")
+        if trained_on != self.cfg.dataset.id:
+            raise ConfigError(f"{path} was trained on dataset.id={trained_on}, not {self.cfg.dataset.id}: fine-tune "
+                              "on the dataset the offline run used.")
+        restore_algorithm(self.algorithm, state, f"{path} holds another model or loss: fine-tune with the offline "
+                          "run's loss and model settings.")
+        self.offline_eval = state.get("last_eval")
+
     def checkpoint_extra(self) -> dict:
         return {
             "online_buffer": self._online_buffer_state(),
@@ -261,50 +271,47 @@ def _offline_checkpoint(cfg, run_dir: Path) -> Path:
 
         offline_cfg = OmegaConf.merge(cfg, {"run_dir": str(offline_dir), "resume": "auto"})
         offline_cfg.checkpoint.stop_after = None
-        tqdm.write(f"offline phase: {cfg.optim.steps} steps in {offline_dir}")
+        progress.write(f"offline phase: {cfg.optim.steps} steps in {offline_dir}")
         build_trainer(offline_cfg).run()
     return offline_dir / CHECKPOINT
 
 
 def build_finetuner(cfg: DictConfig) -> FineTuner:
-    """Config -> offline checkpoint (trained first if needed) -> data, online buffer, env factory -> :class:`FineTuner`.
+    """:func:`~ppl_torchrl.training.trainer.build_run` with the offline run first (trained if needed), the offline
+    batch share of the buffer, and the online data source (environment, online buffer): a :class:`FineTuner`
+    starting from the offline checkpoint's weights and optimizers.
 
     ``resume`` applies to the online run in ``run_dir``; its offline phase (``run_dir/offline``) always continues
     where it stopped.
     """
+    from ppl_torchrl.errors import user_errors
+
+    def offline(cfg, run_dir):
+        with user_errors(FileNotFoundError):
+            return _offline_checkpoint(cfg, run_dir)
+
+    return build_run(cfg, check=validate_finetune, prepare=offline, batch_size=max(1, batch_split(cfg)[0]),
+                     trainer=_make_finetuner)
+
+
+def _make_finetuner(parts: RunParts) -> FineTuner:
+    """The online data source of a fine-tuning run: the online buffer (the offline data's reward transform) and the
+    environment factory (the offline data's state normalisation), around the parts :func:`build_run` built."""
     from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
     from torchrl.data.replay_buffers.samplers import RandomSampler
 
-    from ppl_torchrl import gemm
     from ppl_torchrl.data.transforms import reward_transform
     from ppl_torchrl.envs import make_env as make_task_env
-    from ppl_torchrl.errors import user_errors
     from ppl_torchrl.evaluation.registry import get_dataset_spec
-    from ppl_torchrl.training.algorithms import make_algorithm
-    from ppl_torchrl.training.config import validate_config
-    from ppl_torchrl.training.probe import make_probe
-    from ppl_torchrl.training.trainer import load_training_data, make_evaluator, resume_mode, setup_process
 
-    validate_config(cfg)
-    validate_finetune(cfg)
-    run_dir = Path(cfg.run_dir)
-    resume = resume_mode(cfg, run_dir)
-    with user_errors(FileNotFoundError):
-        offline_path = _offline_checkpoint(cfg, run_dir)
-    device = setup_process(cfg)
-    ft = cfg.finetune
-    offline_batch, online_batch = batch_split(cfg)
-    buffer, data_source, eval_id, (scale, bias) = load_training_data(cfg, batch_size=max(1, offline_batch))
+    cfg, buffer, device, eval_id = parts.cfg, parts.buffer, parts.device, parts.eval_id
     if eval_id is None:
         raise ConfigError(f"fine-tuning needs an environment: dataset.id={cfg.dataset.id} has none registered; set "
                           "dataset.eval_id to the registered id whose task matches the data.")
-    stats = buffer.dataset_stats
-    with user_errors(ValueError):
-        algorithm = make_algorithm(cfg, stats.obs_dim, stats.act_dim, device)
-
+    ft = cfg.finetune
     online = TensorDictReplayBuffer(storage=LazyTensorStorage(int(ft.buffer_size)), sampler=RandomSampler(),
-                                    batch_size=max(1, online_batch))
-    transform = reward_transform(scale, bias)
+                                    batch_size=max(1, batch_split(cfg)[1]))
+    transform = reward_transform(*parts.reward)
     if transform is not None:
         online.append_transform(transform)
     online.set_rng(torch.Generator().manual_seed(int(cfg.seed) + 1))
@@ -323,23 +330,5 @@ def build_finetuner(cfg: DictConfig) -> FineTuner:
                             state_mean=buffer.state_mean, state_std=buffer.state_std, gym_wrapper=wrap)
         return env, seeds[0]
 
-    evaluate = None
-    if int(cfg.eval.episodes) > 0:
-        with user_errors(ImportError, KeyError):
-            evaluate = make_evaluator(cfg, eval_id, buffer.state_mean, buffer.state_std, device, stats)
-    probe = make_probe(cfg, data_source, buffer, algorithm, device)
-    tuner = FineTuner(cfg, algorithm, buffer, online, make_env, evaluate, run_dir, device, probe)
-    if not (resume and run_dir.joinpath("checkpoint.pt").exists()):
-        state = read_checkpoint(offline_path, hint=f"{offline_path} is unreadable: restore it or retrain the "
-                                "offline run.")
-        trained_on = (state.get("config") or {}).get("dataset", {}).get("id")
-        if trained_on != cfg.dataset.id:
-            raise ConfigError(f"{offline_path} was trained on dataset.id={trained_on}, not {cfg.dataset.id}: fine-tune "
-                              "on the dataset the offline run used.")
-        if state.get("gemm_plan") is not None:
-            gemm.set_gemm_plan(gemm.GemmPlan(*state["gemm_plan"], source="checkpoint"), "cpu")
-        load_algorithm_state(algorithm, state, f"{offline_path} holds another model or loss: fine-tune with the "
-                             "offline run's loss and model settings.")
-        tuner.offline_eval = state.get("last_eval")
-    tuner.start(resume)
-    return tuner
+    return FineTuner(cfg, parts.algorithm, buffer, online, make_env, parts.evaluate, parts.run_dir, device,
+                     parts.probe)

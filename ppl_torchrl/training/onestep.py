@@ -1,30 +1,38 @@
-"""PPL's one-step setting (paper §5.2, Table 4 vs OneStep-RL): BC -> fixed Q^beta -> PPL policy.
+"""PPL's one-step setting (paper §5.2, Table 4 vs OneStep-RL): BC -> fixed Q^beta -> PPL policy: the algorithms.
 
-Three phases, each with its own budget and each saved to ``run_dir`` so a later run reuses it:
+Three phases, each an :class:`~ppl_torchrl.training.algorithms.Algorithm` that the one
+:class:`~ppl_torchrl.training.trainer.Trainer` runs (logs, checkpoints, exact resume, progress), each built by the
+one set-up chain :func:`~ppl_torchrl.training.trainer.build_run` on the same data (every ``dataset`` setting:
+reward scale and bias, state normalisation, observation keys); :mod:`ppl_torchrl.training.onestep_phases` runs them:
 
-1. ``bc``: behaviour cloning of beta, ``min ||pi(s) - a||^2`` (summed over action dims).
+1. ``bc``: behaviour cloning of beta, ``min ||pi(s) - a||^2`` (summed over action dims) (:func:`bc_algorithm`).
 2. ``qbeta``: the SARSA-style critic :math:`Q^\\beta` (targets on the dataset's next action,
    ``PartialOTLoss(critic_next_action="dataset")``) plus the "simplified conservative update" the
    paper cites (CQL eq. 1): ``alpha * mean_s Q(s, a~mu)`` with ``mu`` uniform on the action box,
    pushing Q down on actions the data do not support. ``alpha = conservative_weight``; the paper
-   gives no value (our choice, in the config).
-3. ``policy``: Algorithm 1 on the fixed :math:`Q^\\beta`: actor and potential updates only, the actor
-   initialised from beta (our reading: the paper pre-trains beta for this phase).
+   gives no value (our choice, in the config) (:func:`sarsa_algorithm`).
+3. ``policy``: Algorithm 1 on the fixed :math:`Q^\\beta`: an actor step, then a potential step, the actor
+   initialised from beta (our reading: the paper pre-trains beta for this phase) (:func:`fixed_q_algorithm`, which
+   the toy's policies use too).
 """
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Callable
 
 import torch
 from omegaconf import DictConfig
-from tqdm.auto import trange
+from tensordict import TensorDict
+from torchrl.objectives import SoftUpdate
 
-from ppl_torchrl.atomic import atomic_torch_save
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTLoss
-from ppl_torchrl.training.algorithms import _adam, optimizer_step
+from ppl_torchrl.training.algorithms import Algorithm, _adam, optimizer_step
 
 PHASES = ("bc", "qbeta", "policy")
+#: the policy phase's algorithm name (its results.json, its progress bar)
+POLICY_NAME = "ppl_onestep"
+#: each phase's algorithm name -> the phase (a checkpoint records the name: recipes/evaluate.py rebuilds it)
+PHASE_OF = {"onestep_bc": "bc", "onestep_qbeta": "qbeta", POLICY_NAME: "policy"}
 
 
 def make_onestep_loss(cfg: DictConfig, obs_dim: int, act_dim: int, device) -> PartialOTLoss:
@@ -40,59 +48,79 @@ def make_onestep_loss(cfg: DictConfig, obs_dim: int, act_dim: int, device) -> Pa
     return loss
 
 
-def bc_phase(loss: PartialOTLoss, buffer, steps: int, lr: float, progress: bool = True) -> None:
-    opt = _adam(loss.actor_network_params.values(True, True), lr)
+# ------------------------------------------------------------------------------------------- the phases' algorithms
+def bc_algorithm(loss, lr: float, name: str = "onestep_bc", optimizer: Callable = _adam) -> Algorithm:
+    """Behaviour cloning of the loss's actor: ``mean ||pi(s) - a||^2`` (summed over action dims)."""
+    opts = {"actor": optimizer(loss.actor_network_params.values(True, True), lr)}
     action_key = loss.tensor_keys.action
-    for _ in trange(steps, desc="bc (beta)", disable=not progress):
-        batch = buffer.sample()
+
+    def update(batch: TensorDict, step: int) -> TensorDict:
         pred = loss._actor(batch, loss.actor_network_params)
-        optimizer_step(opt, (pred - batch.get(action_key)).pow(2).sum(-1).mean())
+        bc = (pred - batch.get(action_key)).pow(2).sum(-1).mean()
+        optimizer_step(opts["actor"], bc)
+        return TensorDict({"loss_bc": bc.detach()})
+
+    return Algorithm(name, loss, opts, loss.actor_network, update)
 
 
-def qbeta_phase(loss: PartialOTLoss, buffer, steps: int, lr: float, tau: float, conservative_weight: float,
-                progress: bool = True) -> None:
-    from torchrl.objectives import SoftUpdate
-
+def sarsa_algorithm(loss, lr: float, tau: float, conservative_weight: float = 0.0, name: str = "onestep_qbeta",
+                    optimizer: Callable = _adam) -> Algorithm:
+    """:math:`Q^\\beta` by SARSA-style updates of the loss's critic (the loss built with
+    ``critic_next_action="dataset"``), soft target updates every step; with ``conservative_weight`` > 0, plus
+    ``conservative_weight * mean_s Q(s, u)``, ``u`` uniform on the action box (CQL eq. 1's simplified form)."""
     updater = SoftUpdate(loss, tau=tau)
-    opt = _adam(loss.qvalue_network_params.values(True, True), lr)
+    opts = {"critic": optimizer(loss.qvalue_network_params.values(True, True), lr)}
     low, high = loss.min_action, loss.max_action
-    for _ in trange(steps, desc="Q^beta (SARSA)", disable=not progress):
-        batch = buffer.sample()
+
+    def update(batch: TensorDict, step: int) -> TensorDict:
         td_loss, _ = loss.qvalue_loss(batch)
+        out = {"loss_qvalue": td_loss.detach()}
         if conservative_weight > 0:
             a = batch.get(loss.tensor_keys.action)
             random_action = low + (high - low) * torch.rand_like(a)
             q_random = loss._qvalues(batch, random_action, loss.qvalue_network_params)
-            td_loss = td_loss + conservative_weight * q_random.mean(0).sum()
-        optimizer_step(opt, td_loss)
+            conservative = q_random.mean(0).sum()
+            td_loss = td_loss + conservative_weight * conservative
+            out["q_random"] = conservative.detach()
+        optimizer_step(opts["critic"], td_loss)
         updater.step()
+        return TensorDict(out)
+
+    return Algorithm(name, loss, opts, loss.actor_network, update, updater)
 
 
-def policy_phase(loss: PartialOTLoss, buffer, steps: int, actor_lr: float, potential_lr: float,
-                 progress: bool = True) -> None:
-    opt_actor = _adam(loss.actor_network_params.values(True, True), actor_lr)
-    opt_f = _adam(loss.potential_network_params.values(True, True), potential_lr)
-    for _ in trange(steps, desc="PPL policy", disable=not progress):
-        batch = buffer.sample()
-        optimizer_step(opt_actor, loss.actor_loss(batch)[0])
-        optimizer_step(opt_f, loss.potential_loss(batch)[0])
+def fixed_q_algorithm(loss, actor_lr: float, potential_lr: float | None = None, name: str = POLICY_NAME,
+                      optimizer: Callable = _adam) -> Algorithm:
+    """A policy against a fixed critic: each update an actor step on ``loss.actor_loss``, then (PPL: ``loss`` has a
+    potential and ``potential_lr`` is given) a potential step on ``loss.potential_loss`` (the authors' order), with
+    the online actor in the f-step. The critic has no optimizer: it stays as trained (the losses read it detached).
+
+    PPL's policy phase of the one-step setting, and both policies of the toy (:mod:`ppl_torchrl.toy`)."""
+    opts = {"actor": optimizer(loss.actor_network_params.values(True, True), actor_lr)}
+    if potential_lr is not None:
+        opts["potential"] = optimizer(loss.potential_network_params.values(True, True), potential_lr)
+
+    def update(batch: TensorDict, step: int) -> TensorDict:
+        loss_actor = loss.actor_loss(batch)[0]
+        optimizer_step(opts["actor"], loss_actor)
+        out = {"loss_actor": loss_actor.detach()}
+        if "potential" in opts:
+            loss_f = loss.potential_loss(batch)[0]
+            optimizer_step(opts["potential"], loss_f)
+            out["loss_potential"] = loss_f.detach()
+        return TensorDict(out)
+
+    return Algorithm(name, loss, opts, loss.actor_network, update)
 
 
-def run_onestep(cfg: DictConfig, loss: PartialOTLoss, buffer, run_dir: Path) -> None:
-    """Runs the three phases, reusing ``run_dir/phase_<name>.pt`` checkpoints of finished phases."""
-    o, p = cfg.optim, cfg.logger.progress
-    phases = {
-        "bc": lambda: bc_phase(loss, buffer, int(o.bc_steps), o.actor_lr, p),
-        "qbeta": lambda: qbeta_phase(loss, buffer, int(o.qbeta_steps), o.critic_lr, o.tau,
-                                     cfg.loss.conservative_weight, p),
-        "policy": lambda: policy_phase(loss, buffer, int(o.policy_steps), o.actor_lr,
-                                       o.critic_lr * o.potential_lr_scale, p),
-    }
-    for name in PHASES:
-        path = Path(run_dir) / f"phase_{name}.pt"
-        if path.exists():
-            loss.load_state_dict(torch.load(path, map_location=loss.min_action.device, weights_only=False))
-            print(f"phase {name}: reused {path}")
-            continue
-        phases[name]()
-        atomic_torch_save(loss.state_dict(), path)
+def make_onestep_algorithm(phase: str, cfg: DictConfig, obs_dim: int, act_dim: int, device) -> Algorithm:
+    """The algorithm of one phase (``bc``, ``qbeta`` or ``policy``) on a fresh :func:`make_onestep_loss`."""
+    loss = make_onestep_loss(cfg, obs_dim, act_dim, device)
+    o = cfg.optim
+    if phase == "bc":
+        return bc_algorithm(loss, o.actor_lr)
+    if phase == "qbeta":
+        return sarsa_algorithm(loss, o.critic_lr, o.tau, float(cfg.loss.conservative_weight))
+    if phase == "policy":
+        return fixed_q_algorithm(loss, o.actor_lr, o.critic_lr * o.potential_lr_scale)
+    raise ValueError(f"Unknown one-step phase {phase!r}; the phases are {PHASES}.")

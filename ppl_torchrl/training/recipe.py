@@ -132,6 +132,14 @@ def train_finetune(cfg: DictConfig) -> dict:
     return _run(cfg, build_finetuner)
 
 
+def train_onestep(cfg: DictConfig) -> dict:
+    """PPL's one-step setting (``recipes/ppl_onestep.py``): the BC and Q^beta phases, then the PPL policy on the fixed
+    Q^beta, each a run of the one trainer; as :func:`train` for the policy phase in ``run_dir``."""
+    from ppl_torchrl.training.onestep_phases import build_onestep
+
+    return _run(cfg, build_onestep)
+
+
 def _run(cfg: DictConfig, build) -> dict:
     validate_config(cfg)  # before the heavy imports: a bad value fails in a second
     from ppl_torchrl.training.trainer import finished_results

@@ -16,19 +16,20 @@ import json
 import random
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDictBase
-from tqdm.auto import tqdm
 
-from ppl_torchrl import gemm
+from ppl_torchrl import gemm, progress
 from ppl_torchrl.atomic import atomic_torch_save, atomic_write
 from ppl_torchrl.errors import ConfigError, DeviceError, ResumeError, RunExistsError, user_errors
 from ppl_torchrl.training.algorithms import Algorithm, make_algorithm
-from ppl_torchrl.training.checkpoints import CHECKPOINT, load_algorithm_state, read_checkpoint
+from ppl_torchrl.training.checkpoints import CHECKPOINT, read_checkpoint, restore_algorithm
 from ppl_torchrl.training.config import validate_config
 from ppl_torchrl.training.run_logger import RunLogger
 
@@ -122,22 +123,35 @@ class Trainer:
         self.wall_time = 0.0  # training only: evaluation, checkpoints and compilation excluded
         self.compile_time = 0.0
 
-    def start(self, resume: bool) -> None:
-        """Opens the run folder: continues its checkpoint (``resume``) or starts the run at step 0.
+    def start(self, resume: bool, start_from: Path | None = None) -> None:
+        """Opens the run folder: continues its checkpoint (``resume``) or starts the run at step 0, from the weights
+        of the checkpoint ``start_from`` if given (:meth:`initialise`).
 
-        The folder is created here, once the run is accepted. Starting at step 0 clears the logs an
-        earlier attempt left without a checkpoint; resuming cuts them back to the checkpoint's position.
-        Either way no step is logged twice.
+        The folder is created here, once the run is accepted (a ``start_from`` that does not fit is refused
+        before). Starting at step 0 clears the logs an earlier attempt left without a checkpoint; resuming cuts
+        them back to the checkpoint's position. Either way no step is logged twice.
         """
+        resuming = resume and (self.run_dir / CHECKPOINT).exists()
+        if start_from is not None and not resuming:
+            start_from = Path(start_from)
+            self.initialise(read_checkpoint(start_from, hint=f"{start_from} is unreadable: restore it, or delete its "
+                                            "run folder to train it again."), start_from)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if not (resume and self.load_checkpoint()):
+        if not (resuming and self.load_checkpoint()):
             self.logger.start()
+
+    def initialise(self, state: dict, path: Path) -> None:
+        """Starts from the loss's weights in another run's checkpoint ``state`` (read from ``path``): the
+        optimizers are this run's own (a one-step phase starting from the phase before it)."""
+        restore_algorithm(self.algorithm, state, f"{path} holds other networks than this run builds: use the model "
+                          "settings of the run that wrote it.", weights_only=True)
 
     # -------------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> None:
         atomic_torch_save(
             {
                 "step": self.step,
+                "algorithm_name": self.algorithm.name,  # how recipes/evaluate.py rebuilds it (load_trained_run)
                 "algorithm": self.algorithm.state_dict(),
                 "rng": _rng_state(self.buffer),
                 "logger": self.logger.state_dict(),
@@ -175,10 +189,8 @@ class Trainer:
         if not path.exists():
             return False
         state = read_checkpoint(path, hint=f"{path} is unreadable: restore it, or delete it to start the run over.")
-        if state.get("gemm_plan") is not None:
-            gemm.set_gemm_plan(gemm.GemmPlan(*state["gemm_plan"], source="checkpoint"), "cpu")
-        load_algorithm_state(self.algorithm, state, f"{path} was written by a run of another config (model, loss or "
-                             "optimizer): resume it with that config, or choose another run_dir.")
+        restore_algorithm(self.algorithm, state, f"{path} was written by a run of another config (model, loss or "
+                          "optimizer): resume it with that config, or choose another run_dir.")
         _set_rng_state(state["rng"], self.buffer)
         self.logger.start(state["logger"])
         self.step, self.last_eval, self.wall_time = state["step"], state["last_eval"], state["wall_time"]
@@ -216,7 +228,7 @@ class Trainer:
         # A compiled update compiles at its first call in a process (seconds to minutes): kept out of the bar's
         # ETA and of steps/s.
         compiling = self.algorithm.compiled
-        bar = tqdm(total=steps, initial=self.step, desc=f"{self.algorithm.name}{self.progress_suffix}",
+        bar = progress.progress_bar(total=steps, initial=self.step, desc=f"{self.algorithm.name}{self.progress_suffix}",
                    unit=self.progress_unit, disable=not cfg.logger.progress)
         latest, per_call = self.latest, self.updates_per_call
         try:
@@ -232,7 +244,7 @@ class Trainer:
                 # A shorter remainder runs as single updates: each new call length would compile another graph.
                 n = per_call if per_call <= room else 1
                 if compiling:
-                    tqdm.write(COMPILE_MESSAGE)
+                    progress.write(COMPILE_MESSAGE)
                 call_start = time.perf_counter()
                 batches = self._batches(n)
                 if n > 1:
@@ -247,10 +259,10 @@ class Trainer:
                     compiling = False
                     self.compile_time += spent
                     if getattr(self.algorithm.update, "compiled", True):
-                        tqdm.write(f"compiled in {spent:.0f} s; training.")
+                        progress.write(f"compiled in {spent:.0f} s; training.")
                     else:  # compile.enabled=auto and compiling failed (warned): the run goes on eagerly
                         self.algorithm.compiled = False
-                        tqdm.write(f"compiling failed after {spent:.0f} s; training with the eager update.")
+                        progress.write(f"compiling failed after {spent:.0f} s; training with the eager update.")
                     t0 = time.perf_counter()  # steps/s and wall time count training only
                     bar.unpause()  # the bar's clock (rate, ETA) starts after compilation
                 else:
@@ -460,8 +472,41 @@ def setup_process(cfg: DictConfig) -> torch.device:
     return device
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
-    """Config -> data -> algorithm -> evaluation -> :class:`Trainer` (resumed if ``cfg.resume``).
+@dataclass
+class RunParts:
+    """What the one set-up chain (:func:`build_run`) has built when it hands over to a run's trainer factory."""
+
+    cfg: DictConfig
+    run_dir: Path
+    device: torch.device
+    buffer: object  # the offline replay buffer (ppl_torchrl.data.make_offline_replay_buffer)
+    data_source: str
+    eval_id: str | None
+    reward: tuple[float, float]  # (scale, bias) of the buffer's reward transform
+    algorithm: Algorithm
+    evaluate: Callable | None
+    probe: Callable | None
+
+
+def build_run(cfg: DictConfig, run_dir: Path | None = None, *, check: Callable | None = None,
+              prepare: Callable | None = None, data: Callable | None = None, batch_size: int | None = None,
+              algorithm: Callable | None = None,
+              evaluation: bool = True, probe: bool = True, trainer: Callable | None = None) -> Trainer:
+    """Config -> data -> algorithm -> evaluation -> probe -> trainer: the one set-up chain of every training run
+    (offline, fine-tuning, each one-step phase, each toy phase), resumed if ``cfg.resume`` says so.
+
+    What differs between runs is given here, never a second chain:
+
+    * ``check(cfg)``: more config checks, after :func:`validate_config`, before anything is read;
+    * ``prepare(cfg, run_dir) -> Path | None``: the phases before this one (fine-tuning's offline run, the one-step
+      BC and Q^beta phases), run before this process is seeded; returns the checkpoint this run starts from
+      (:meth:`Trainer.initialise`), or ``None``;
+    * ``data(cfg, batch_size) -> (buffer, data_source, eval_id, (reward scale, bias))``: the data source (default
+      :func:`load_training_data`, the ``dataset`` section's; the toy's full batch); ``batch_size``: the offline
+      buffer's (default ``optim.batch_size``);
+    * ``algorithm(cfg, obs_dim, act_dim, device) -> Algorithm`` (default :func:`make_algorithm`);
+    * ``evaluation`` / ``probe``: whether this run evaluates its policy / runs the mechanism probe;
+    * ``trainer(parts: RunParts) -> Trainer``: the loop's data source and hooks (default :class:`Trainer`).
 
     Errors the user can fix (config values, ids, files, network, device) are user errors
     (:func:`ppl_torchrl.errors.is_user_error`), raised before the run folder is touched.
@@ -469,21 +514,30 @@ def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
     from ppl_torchrl.training.probe import make_probe
 
     validate_config(cfg)
+    if check is not None:
+        check(cfg)
     run_dir = Path(run_dir or cfg.run_dir)
     resume = resume_mode(cfg, run_dir)
+    start_from = prepare(cfg, run_dir) if prepare is not None else None
     device = setup_process(cfg)
-    buffer, data_source, eval_id, _ = load_training_data(cfg)
+    buffer, data_source, eval_id, reward = (data or load_training_data)(cfg, batch_size)
     stats = buffer.dataset_stats
     with user_errors(ValueError):  # unknown loss, compile value
-        algorithm = make_algorithm(cfg, stats.obs_dim, stats.act_dim, device)
+        built = (algorithm or make_algorithm)(cfg, stats.obs_dim, stats.act_dim, device)
     evaluate = None
-    if eval_id is not None and int(cfg.eval.episodes) > 0:
+    if evaluation and eval_id is not None and int(cfg.eval.episodes) > 0:
         with user_errors(ImportError, KeyError):  # a missing simulator package, an unknown eval id
             evaluate = make_evaluator(cfg, eval_id, buffer.state_mean, buffer.state_std, device, stats)
-    probe = make_probe(cfg, data_source, buffer, algorithm, device)
-    trainer = Trainer(cfg, algorithm, buffer, evaluate, run_dir, device, probe)
-    trainer.start(resume)  # the run is accepted: only now is the run folder touched
-    return trainer
+    run_probe = make_probe(cfg, data_source, buffer, built, device) if probe else None
+    parts = RunParts(cfg, run_dir, device, buffer, data_source, eval_id, reward, built, evaluate, run_probe)
+    run = trainer(parts) if trainer is not None else Trainer(cfg, built, buffer, evaluate, run_dir, device, run_probe)
+    run.start(resume, start_from)  # the run is accepted: only now is the run folder touched
+    return run
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
+    """The offline recipes' :class:`Trainer` (``cfg.loss`` on ``cfg.dataset``): :func:`build_run` as it is."""
+    return build_run(cfg, run_dir)
 
 
 def make_evaluator(cfg, eval_id: str, state_mean, state_std, device, dataset_stats=None,

@@ -1,0 +1,87 @@
+"""The one-step setting's phases as runs of the one trainer: BC in ``phases_dir/bc``, Q^beta in ``phases_dir/qbeta``
+(``phases_dir`` defaults to ``run_dir``; pointing several runs at one folder shares their beta and Q^beta), then the
+PPL policy in ``run_dir``. Each phase is :func:`~ppl_torchrl.training.trainer.build_run` with its algorithm
+(:mod:`ppl_torchrl.training.onestep`) and starts from the weights of the one before; a relaunch continues an
+interrupted phase and skips a finished one.
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from ppl_torchrl import progress
+from ppl_torchrl.errors import ConfigError
+from ppl_torchrl.training.checkpoints import CHECKPOINT
+from ppl_torchrl.training.onestep import PHASES, make_onestep_algorithm
+
+
+def validate_onestep(cfg: DictConfig) -> None:
+    for phase in PHASES:
+        key = f"{phase}_steps"
+        value = cfg.optim.get(key)
+        if not (isinstance(value, int) and value >= 1):
+            raise ConfigError(f"optim.{key} must be a positive integer (the {phase} phase's updates), got {value}.")
+    if float(cfg.loss.get("conservative_weight", 0.0)) < 0:
+        raise ConfigError(f"loss.conservative_weight must be >= 0, got {cfg.loss.conservative_weight}.")
+    if cfg.compile.enabled is True or bool(cfg.compile.cudagraphs):
+        raise ConfigError("the one-step phases run eagerly: set compile.enabled=auto (or false) and "
+                          "compile.cudagraphs=false.")
+
+
+def phase_dir(cfg: DictConfig, phase: str, run_dir: Path | None = None) -> Path:
+    """Where a phase runs: ``run_dir`` for the policy, ``phases_dir/<phase>`` (default ``run_dir/<phase>``) else."""
+    run_dir = Path(run_dir or cfg.run_dir)
+    if phase == "policy":
+        return run_dir
+    return Path(str(cfg.get("phases_dir") or run_dir)).expanduser() / phase
+
+
+def phase_config(cfg: DictConfig, phase: str) -> DictConfig:
+    """The config of one phase's run: its own steps, folder and log names; the earlier phases always continue where
+    they stopped (``resume=auto``); only the policy phase evaluates during training (BC once, at its end)."""
+    steps = int(cfg.optim[f"{phase}_steps"])
+    if phase == "policy":
+        return OmegaConf.merge(cfg, {"optim": {"steps": steps}})
+    over = {"run_dir": str(phase_dir(cfg, phase)), "phases_dir": str(phase_dir(cfg, phase).parent), "resume": "auto",
+            "optim": {"steps": steps},
+            "eval": {"every": steps}, "checkpoint": {"stop_after": None},
+            "logger": {"run_name": f"{cfg.logger.run_name}-{phase}", "run_id": None}}
+    return OmegaConf.merge(cfg, over)
+
+
+def build_onestep_phase(cfg: DictConfig, phase: str, start_from: Path | None = None, prepare=None):
+    """The :class:`~ppl_torchrl.training.trainer.Trainer` of one phase (``cfg`` as :func:`phase_config` gives it),
+    starting from the weights in ``start_from`` (the phase before)."""
+    from ppl_torchrl.training.trainer import build_run
+
+    if prepare is None:
+        def prepare(cfg, run_dir):
+            return start_from
+
+    return build_run(cfg, check=validate_onestep, prepare=prepare, algorithm=partial(make_onestep_algorithm, phase),
+                     evaluation=phase != "qbeta", probe=phase == "policy")
+
+
+def run_earlier_phases(cfg: DictConfig, run_dir: Path | None = None) -> Path:
+    """Trains (or continues, or skips when finished) the BC and Q^beta phases; returns Q^beta's checkpoint."""
+    from ppl_torchrl.training.trainer import finished_results
+
+    start_from = None
+    for phase in PHASES[:-1]:
+        folder = phase_dir(cfg, phase, run_dir)
+        if finished_results(folder) is None:
+            progress.write(f"one-step phase {phase}: {cfg.optim[f'{phase}_steps']} steps in {folder}")
+            build_onestep_phase(phase_config(cfg, phase), phase, start_from).run()
+        else:
+            progress.write(f"one-step phase {phase}: finished in {folder}; reused")
+        start_from = folder / CHECKPOINT
+    return start_from
+
+
+def build_onestep(cfg: DictConfig):
+    """The policy phase's :class:`~ppl_torchrl.training.trainer.Trainer` in ``run_dir``, after the BC and Q^beta
+    phases (:func:`run_earlier_phases`); ``resume`` applies to the policy phase."""
+    return build_onestep_phase(phase_config(cfg, "policy"), "policy",
+                               prepare=lambda cfg, run_dir: run_earlier_phases(cfg, run_dir))
