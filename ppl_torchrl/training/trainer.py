@@ -228,8 +228,9 @@ class Trainer:
         # A compiled update compiles at its first call in a process (seconds to minutes): kept out of the bar's
         # ETA and of steps/s.
         compiling = self.algorithm.compiled
-        bar = progress.progress_bar(total=steps, initial=self.step, desc=f"{self.algorithm.name}{self.progress_suffix}",
-                   unit=self.progress_unit, disable=not cfg.logger.progress)
+        bar = progress.progress_bar(total=steps, initial=self.step, unit=self.progress_unit,
+                                    desc=f"{self.algorithm.name}{self.progress_suffix}",
+                                    disable=not cfg.logger.progress)
         latest, per_call = self.latest, self.updates_per_call
         try:
             self._open()
@@ -490,8 +491,8 @@ class RunParts:
 
 def build_run(cfg: DictConfig, run_dir: Path | None = None, *, check: Callable | None = None,
               prepare: Callable | None = None, data: Callable | None = None, batch_size: int | None = None,
-              algorithm: Callable | None = None,
-              evaluation: bool = True, probe: bool = True, trainer: Callable | None = None) -> Trainer:
+              algorithm: Callable | None = None, evaluation: bool = True, probe: bool = True,
+              trainer: Callable | None = None) -> Trainer:
     """Config -> data -> algorithm -> evaluation -> probe -> trainer: the one set-up chain of every training run
     (offline, fine-tuning, each one-step phase, each toy phase), resumed if ``cfg.resume`` says so.
 
