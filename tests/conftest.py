@@ -62,7 +62,7 @@ def _assert_same_run(a: Path, b: Path) -> None:
 
     assert rows(a) == rows(b)
     ra, rb = (json.loads((p / "results.json").read_text())["final_eval"] for p in (a, b))
-    assert ra["returns"] == rb["returns"]
+    assert ra == rb or ra["returns"] == rb["returns"]  # None for a phase without evaluation
 
 
 @pytest.fixture

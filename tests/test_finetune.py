@@ -34,13 +34,6 @@ def _cfg(run_dir, **extra):
         return compose(config_name="ppl_finetune", overrides=[f"{k}={v}" for k, v in overrides.items()])
 
 
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def offline(tmp_path_factory):
     """One tiny offline PPL^R and ReBRAC run that the tests fine-tune from."""

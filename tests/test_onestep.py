@@ -13,14 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from ppl_torchrl.training.onestep import fixed_q_algorithm, make_onestep_loss
 from ppl_torchrl.training.onestep_phases import build_onestep_phase, phase_config, phase_dir
 from ppl_torchrl.training.recipe import train_onestep
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = ROOT / "recipes" / "config"
 DATASET = "pointmaze-umaze-gen-v0"
 PHASE_DIRS = ("bc", "qbeta", ".")
 
@@ -34,16 +32,10 @@ def overrides(run_dir, **extra) -> dict:
     return over
 
 
-def onestep_cfg(run_dir, **extra):
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="onestep", overrides=[f"{k}={v}" for k, v in overrides(run_dir, **extra).items()])
-
-
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+@pytest.fixture
+def onestep_cfg(make_cfg):
+    """``onestep_cfg(run_dir, **overrides)``: the one-step recipe's config at a seconds-long budget."""
+    return lambda run_dir, **extra: make_cfg([f"{k}={v}" for k, v in overrides(run_dir, **extra).items()], "onestep")
 
 
 def _rows(run_dir: Path) -> list[dict]:
@@ -51,23 +43,16 @@ def _rows(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "train/steps_per_second"} for r in rows]
 
 
-def _assert_same_phases(a: Path, b: Path) -> None:
+@pytest.fixture
+def assert_same_phases(assert_same_run):
     """Every phase of run ``b`` equals run ``a``'s bit for bit: weights, optimizer state, logs, evaluations."""
-    for sub in PHASE_DIRS:
-        sa, sb = (torch.load(p / sub / "checkpoint.pt", weights_only=False) for p in (a, b))
-        assert sa["step"] == sb["step"], sub
-        for k, v in sa["algorithm"]["loss"].items():
-            assert torch.equal(v, sb["algorithm"]["loss"][k]), (sub, k)
-        for name, opt in sa["algorithm"]["optimizers"].items():
-            for pid, st in opt["state"].items():
-                for key, v in st.items():
-                    assert torch.equal(v, sb["algorithm"]["optimizers"][name]["state"][pid][key]), (sub, name, key)
-        assert _rows(a / sub) == _rows(b / sub), sub
-        ra, rb = (json.loads((p / sub / "results.json").read_text())["final_eval"] for p in (a, b))
-        assert ra == rb or ra["returns"] == rb["returns"], sub
+    def check(a: Path, b: Path) -> None:
+        for sub in PHASE_DIRS:
+            assert_same_run(a / sub, b / sub)
+    return check
 
 
-def test_each_phase_is_a_trainer_run_that_starts_from_the_one_before(tmp_path):
+def test_each_phase_is_a_trainer_run_that_starts_from_the_one_before(tmp_path, onestep_cfg):
     results = train_onestep(onestep_cfg(tmp_path))
     assert results["algorithm"] == "ppl_onestep" and results["steps"] == 20
     assert results["final_eval"]["num_episodes"] == 1
@@ -92,7 +77,7 @@ def test_each_phase_is_a_trainer_run_that_starts_from_the_one_before(tmp_path):
     assert not all(torch.equal(qbeta[k], policy[k]) for k in actor)
 
 
-def test_onestep_honours_every_dataset_setting(tmp_path):
+def test_onestep_honours_every_dataset_setting(tmp_path, onestep_cfg):
     """reward_scale / reward_bias / normalize_states reach the batches of every phase (the one-step recipe used to
     build its buffer without them, so on AntMaze it trained on unscaled rewards unlike every other recipe)."""
     settings = {"dataset.reward_scale": 3.0, "dataset.reward_bias": -1.0, "dataset.normalize_states": "true"}
@@ -123,7 +108,7 @@ def test_onestep_honours_every_dataset_setting(tmp_path):
 
 
 @pytest.mark.parametrize("phase", ["bc", "qbeta", "policy"])
-def test_a_stopped_phase_resumes_exactly(tmp_path, phase):
+def test_a_stopped_phase_resumes_exactly(tmp_path, phase, onestep_cfg, assert_same_phases):
     """Stop (as if killed) inside one phase, relaunch with resume=auto: every phase equals an uninterrupted run."""
     full, cut = tmp_path / "full", tmp_path / "cut"
     train_onestep(onestep_cfg(full))
@@ -142,7 +127,7 @@ def test_a_stopped_phase_resumes_exactly(tmp_path, phase):
     assert stopped == {"stopped_at": kill}
     assert not (phase_dir(onestep_cfg(cut), phase) / "results.json").exists()
     train_onestep(onestep_cfg(cut, resume="auto"))
-    _assert_same_phases(full, cut)
+    assert_same_phases(full, cut)
 
 
 def _recipe(run_dir) -> list[str]:
@@ -152,7 +137,7 @@ def _recipe(run_dir) -> list[str]:
 
 
 @pytest.mark.slow
-def test_onestep_recipe_resumes_exactly_after_a_real_kill(tmp_path):
+def test_onestep_recipe_resumes_exactly_after_a_real_kill(tmp_path, assert_same_phases):
     """SIGKILL the recipe inside its Q^beta phase; relaunched, it continues that phase and reproduces the full run."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     full, killed = tmp_path / "full", tmp_path / "killed"
@@ -176,10 +161,10 @@ def test_onestep_recipe_resumes_exactly_after_a_real_kill(tmp_path):
     relaunch = subprocess.run(_recipe(killed), env=env, capture_output=True, text=True, timeout=600)
     assert relaunch.returncode == 0, relaunch.stderr[-2000:]
     assert "phase bc: finished" in relaunch.stdout + relaunch.stderr
-    _assert_same_phases(full, killed)
+    assert_same_phases(full, killed)
 
 
-def test_finished_phases_are_reused_by_another_policy_run(tmp_path):
+def test_finished_phases_are_reused_by_another_policy_run(tmp_path, onestep_cfg):
     first, second = tmp_path / "first", tmp_path / "second"
     train_onestep(onestep_cfg(first))
     before = {sub: (first / sub / "checkpoint.pt").stat().st_mtime_ns for sub in ("bc", "qbeta")}
@@ -192,7 +177,7 @@ def test_finished_phases_are_reused_by_another_policy_run(tmp_path):
     assert all(torch.equal(v, policy[k]) for k, v in critic.items() if k.startswith("qvalue_network_params"))
 
 
-def test_bad_onestep_settings_fail_before_training(tmp_path):
+def test_bad_onestep_settings_fail_before_training(tmp_path, onestep_cfg):
     for key, value, match in (("optim.qbeta_steps", 0, "optim.qbeta_steps must be a positive integer"),
                               ("loss.conservative_weight", -1, "conservative_weight must be >= 0"),
                               ("compile.enabled", "true", "run eagerly")):
@@ -201,7 +186,7 @@ def test_bad_onestep_settings_fail_before_training(tmp_path):
     assert not tmp_path.joinpath("bc").exists() and not tmp_path.joinpath("checkpoint.pt").exists()
 
 
-def test_fixed_q_policy_steps_actor_then_potential_and_never_the_critic():
+def test_fixed_q_policy_steps_actor_then_potential_and_never_the_critic(onestep_cfg):
     """One update of the fixed-Q PPL algorithm (the one-step policy phase and the toy's): the actor's step is taken
     on the loss before the potential moves, the potential's after; the critic does not change."""
     cfg = onestep_cfg("unused")
@@ -225,7 +210,7 @@ def test_fixed_q_policy_steps_actor_then_potential_and_never_the_critic():
     assert changed == {"actor_network_params", "potential_network_params"}
 
 
-def test_a_onestep_checkpoint_is_rebuilt_for_evaluation(tmp_path):
+def test_a_onestep_checkpoint_is_rebuilt_for_evaluation(tmp_path, onestep_cfg):
     """recipes/evaluate.py's loader rebuilds each phase's own algorithm from its checkpoint, with its weights."""
     from ppl_torchrl.training.checkpoints import load_trained_run
 
