@@ -119,7 +119,7 @@ class PartialOT(LossModule):
 
     def __init__(self, base_loss: LossModule, potential_network: TensorDictModule, *, w: float = 8.0,
                  potential_uses_target_actor: bool | None = None) -> None:
-        self.w = check_w(w)  # before nn.Module's set-up: a plain attribute, checked first
+        w = check_w(w)
         if not isinstance(base_loss, LossModule):
             raise TypeError(f"base_loss must be a TorchRL LossModule, got {type(base_loss).__name__}.")
         base_children = dict(base_loss.named_children())
@@ -132,14 +132,14 @@ class PartialOT(LossModule):
         elif potential_uses_target_actor and not has_target_actor:
             raise ValueError(f"potential_uses_target_actor=True, but {type(base_loss).__name__} keeps no target actor "
                              "(create it with delay_actor=True) - or pass False / None to use the online actor.")
-        w = self.w
         super().__init__()
         self.w = w
         self.potential_uses_target_actor = bool(potential_uses_target_actor)
         # The base loss is held outside nn.Module's registry; its tensors are adopted below as this module's own.
         object.__setattr__(self, "_base_loss", base_loss)
         self._adopt()
-        # One updater flag per network for both modules: SoftUpdate(composed) tells the base its targets move.
+        # One "a target updater exists" flag per network for both modules, so that SoftUpdate(composed) tells the
+        # base loss its targets move (TorchRL has no public handle on these flags; SoftUpdate writes them itself).
         self._has_update_associated = base_loss._has_update_associated
         self.reduction = base_loss.reduction
         self.use_prioritized_weights = getattr(base_loss, "use_prioritized_weights", "auto")
@@ -178,8 +178,7 @@ class PartialOT(LossModule):
             if name not in self._adopted:
                 module._apply(fn, *args, **kwargs)
         self._adopt()
-        for key in [k for k in self.__dict__ if k.startswith("_cache")]:
-            delattr(self, key)
+        self._erase_cache()
         return self
 
     def __getattr__(self, item):

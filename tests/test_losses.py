@@ -601,3 +601,11 @@ def test_w_changes_what_the_composed_actor_learns(name):
     partial = _train_composed_actor(name, w=8.0)
     assert balanced.mean() < partial.mean() - 0.1, (name, balanced.mean(), partial.mean())
     assert partial.mean() > 0.5, (name, partial.mean())
+
+
+def test_moving_the_composed_loss_moves_the_base_loss_with_it():
+    loss = make_composed("td3_bc").double()
+    assert {p.dtype for p in loss.base.parameters()} == {torch.float64}
+    assert all(b.dtype == torch.float64 for b in loss.base.buffers() if b.is_floating_point())
+    batch = make_batch().apply(lambda t: t.double() if t.is_floating_point() else t)
+    assert loss(batch)["loss_potential"].dtype == torch.float64
