@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -35,10 +36,15 @@ def run_dir_of(root: Path, loss: str, seed: int) -> Path:
     return root / loss / DATASET / f"seed{seed}"
 
 
+def steps_of(args, loss: str) -> int:
+    return args.cql_steps if loss.endswith("cql") else args.steps
+
+
 def overrides(args, loss: str, seed: int) -> list[str]:
-    evals = max(1, args.steps // max(1, args.evals))
+    steps = steps_of(args, loss)
+    evals = max(1, steps // max(1, args.evals))
     ov = {"loss": loss, "dataset": DATASET, "seed": seed, "run_dir": run_dir_of(args.runs_dir, loss, seed),
-          "resume": "auto", "optim.steps": args.steps, "optim.batch_size": args.batch_size,
+          "resume": "auto", "optim.steps": steps, "optim.batch_size": args.batch_size,
           "model.hidden_dim": args.hidden_dim, "model.num_hidden": args.num_hidden, "threads": 1,
           "eval.episodes": args.eval_episodes, "eval.num_envs": args.eval_episodes, "eval.every": evals,
           "checkpoint.every": evals, "logger.backend": "", "logger.progress": "false", "logger.log_every": evals,
@@ -61,39 +67,42 @@ def run(args) -> list[str]:
 
 
 def _cpu() -> str:
+    name = platform.processor() or "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+                name = line.split(":", 1)[1].strip()
+                break
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    return f"{os.cpu_count()}-core {name}"
 
 
 def report(args) -> str:
     from ppl_torchrl.reporting.aggregate import load_results
     from ppl_torchrl.reporting.evidence import SCORE, SUCCESS, compare, make_cell
 
-    rows = ["| base loss | base | base + potential (w = 8) | difference (± SE) | seeds higher | verdict | "
-            "success rate (%) base / + potential |", "|---|---:|---:|---:|---:|---|---|"]
+    rows = ["| base loss | steps | base | base + potential (w = 8) | difference (± SE) | seeds higher | verdict | "
+            "success rate (%) base / + potential |", "|---|---:|---:|---:|---:|---:|---|---|"]
     for base, composed in PAIRS:
         runs = {loss: [load_results(run_dir_of(args.runs_dir, loss, s) / "results.json") for s in args.seeds
                        if (run_dir_of(args.runs_dir, loss, s) / "results.json").exists()] for loss in (base, composed)}
         if not runs[base] or not runs[composed]:
-            rows.append(f"| {NAMES[base]} | – | – | – | – | no finished runs | – |")
+            rows.append(f"| {NAMES[base]} | {steps_of(args, base)} | – | – | – | – | no finished runs | – |")
             continue
         b, c = make_cell(runs[base], SCORE), make_cell(runs[composed], SCORE)
         v = compare(c, b, DATASET)
         sb, sc = make_cell(runs[base], SUCCESS), make_cell(runs[composed], SUCCESS)
-        rows.append(f"| {NAMES[base]} (`{base}` vs `{composed}`) | {b.text()} | {c.text()} | {v.diff:+.1f} ± {v.se:.1f} "
+        rows.append(f"| {NAMES[base]} (`{base}` vs `{composed}`) | {steps_of(args, base)} | {b.text()} | {c.text()} | {v.diff:+.1f} ± {v.se:.1f} "
                     f"| {v.wins}/{v.paired} | {v.outcome} | {sb.text(100.0)} / {sc.text(100.0)} |")
     timing = args.runs_dir / "timing.json"
     wall = json.loads(timing.read_text())["wall_s"] / 60 if timing.exists() else float("nan")
-    budget = (f"`{DATASET}`, seeds {list(args.seeds)}, {args.steps} gradient steps per run, batch {args.batch_size}, "
+    budget = (f"`{DATASET}`, seeds {list(args.seeds)}, {args.steps} gradient steps per run ({args.cql_steps} for the "
+              f"CQL pair, whose step costs ~4x), batch {args.batch_size}, "
               f"networks {args.num_hidden} x {args.hidden_dim} (ReLU MLPs), eager updates, one torch thread per run, "
               f"one run at a time; final evaluation {args.eval_episodes} episodes (eval seed 42); CQL with 4 sampled "
-              f"actions and a {args.num_hidden}-layer critic (both sides); {wall:.1f} min of wall time in all on a "
-              f"{_cpu()} shared with other jobs")
+              f"actions and a {args.num_hidden}-layer critic (both sides); {wall:.1f} min of wall time in all on "
+              f"{_cpu()} (shared with other jobs)")
     return (f"Command: `python benchmarks/compose_evidence.py{' ' + ' '.join(args.cli) if args.cli else ''}`.\n\n"
             f"Budget: {budget}.\n\n" + "\n".join(rows) + "\n\nScores are normalized (0 = random, 100 = the "
             "planner's return; `ppl_torchrl.evaluation.registry`), mean ± std over seeds; the verdict is the "
@@ -102,7 +111,8 @@ def report(args) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=700, help="gradient steps per run (TD3+BC and IQL pairs)")
+    p.add_argument("--cql-steps", type=int, default=300, help="gradient steps per run of the CQL pair")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--hidden-dim", type=int, default=64)
     p.add_argument("--num-hidden", type=int, default=2)
@@ -111,6 +121,7 @@ def main(argv=None) -> int:
     p.add_argument("--evals", type=int, default=1, help="evaluations per run (the last at the end)")
     p.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "compose_evidence")
     p.add_argument("--docs", type=Path, default=REPO / "docs" / "evidence.md")
+    p.add_argument("--section", default=SECTION, help="the generated section of --docs to (re)write")
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args(argv)
     args.cli = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
@@ -120,7 +131,7 @@ def main(argv=None) -> int:
 
     body = report(args)
     print(body)
-    write_section(args.docs, SECTION, body)
+    write_section(args.docs, args.section, body)
     if failures:
         print("failed runs:\n" + "\n".join(failures), file=sys.stderr)
     return 1 if failures else 0
