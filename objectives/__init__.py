@@ -1,10 +1,12 @@
 """Loss modules of ppl-torchrl (installed as ``ppl_torchrl.objectives``).
 
+* :class:`PartialOT`: the partial-OT potential, added to any TorchRL loss with an actor (TD3+BC, CQL, IQL, ...).
 * :class:`ReBRACLoss`: ReBRAC, the base algorithm of PPL^R (TorchRL has none).
-* :class:`PartialOTLoss`: PPL^R, ReBRAC plus the partial-OT potential.
-* :class:`PartialOTCQLLoss`: PPL^CQL, TorchRL's ``CQLLoss`` plus the partial-OT potential.
+* :class:`PartialOTLoss`: PPL^R, ``PartialOT`` on ``ReBRACLoss``.
+* :class:`PartialOTCQLLoss`: PPL^CQL, ``PartialOT`` on TorchRL's ``CQLLoss``.
 """
 from .partial_ot import PartialOTCQLLoss, PartialOTLoss
+from .potential import PartialOT
 from .rebrac import ReBRACLoss
 
-__all__ = ["PartialOTLoss", "PartialOTCQLLoss", "ReBRACLoss"]
+__all__ = ["PartialOT", "PartialOTLoss", "PartialOTCQLLoss", "ReBRACLoss"]

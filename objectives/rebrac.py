@@ -248,13 +248,15 @@ class ReBRACLoss(LossModule):
             td = self.actor_network(td)
         return td.get(self.tensor_keys.action)
 
-    def _qvalues(self, tensordict: TensorDictBase, action: torch.Tensor, params) -> torch.Tensor:
+    def qvalues(self, tensordict: TensorDictBase, action: torch.Tensor, params) -> torch.Tensor:
         """All ensemble members' ``Q_i(s, action)``, shape ``[*B, N]``."""
         td = tensordict.select(*self.qvalue_network.in_keys, strict=False)
         td.set(self.tensor_keys.action, action)
         with params.to_module(self.qvalue_network, preserve_module_state=False):
             td = self.qvalue_network(td)
         return td.get(self.tensor_keys.state_action_value)
+
+    _qvalues = qvalues
 
     def _next_td(self, tensordict: TensorDictBase) -> TensorDictBase:
         keys = list(dict.fromkeys([*self.actor_network.in_keys, *self.qvalue_network.in_keys]))
@@ -303,28 +305,34 @@ class ReBRACLoss(LossModule):
         }
         return loss, metadata
 
-    def _actor_terms(self, tensordict: TensorDictBase, actor_params, critic_params):
-        """Per-sample ReBRAC actor objective, the policy action and diagnostics (no reduction)."""
+    def actor_terms(self, tensordict: TensorDictBase, actor_params, critic_params) -> tuple[dict, torch.Tensor, dict]:
+        """The per-sample signed terms of the actor objective (their sum, in order, is the objective),
+        the policy action ``pi(s)`` and detached diagnostics (no reduction):
+
+        * ``"bc"``: ``actor_bc_coef * ||pi(s) - a||^2``;
+        * ``"q"``: ``-lambda * min_i Q_i(s, pi(s))``.
+
+        Pass detached ``critic_params`` so the gradient reaches the actor only. A composed loss
+        (:class:`~ppl_torchrl.objectives.PartialOT`) adds its own terms before the reduction.
+        """
         policy_action = self._actor(tensordict, actor_params)
         q = self._qvalues(tensordict, policy_action, critic_params).min(-1).values
         bc = (policy_action - tensordict.get(self.tensor_keys.action)).pow(2).sum(-1)
         lmbda = 1.0 / q.abs().mean().detach() if self.normalize_q else torch.ones((), device=q.device)
-        objective = self.actor_bc_coef * bc - lmbda * q
+        terms = {"bc": self.actor_bc_coef * bc, "q": -(lmbda * q)}
         metadata = {
             "bc_distance": bc.detach().mean(),
             "lmbda": lmbda.detach(),
             "state_action_value_actor": q.detach().mean(),
         }
-        return objective, policy_action, metadata
+        return terms, policy_action, metadata
 
-    def actor_objective(self, tensordict: TensorDictBase, actor_params, critic_params,
-                        potential_params=None) -> tuple[torch.Tensor, dict]:
+    def actor_objective(self, tensordict: TensorDictBase, actor_params, critic_params) -> tuple[torch.Tensor, dict]:
         """``mean(actor_bc_coef ||pi(s) - a||^2 - lambda min_i Q_i(s, pi(s)))``; pass detached
-        ``critic_params`` so the gradient reaches the actor only. ``potential_params`` is unused here
-        (PPL^R's actor adds its potential term)."""
-        objective, _, metadata = self._actor_terms(tensordict, actor_params, critic_params)
+        ``critic_params`` so the gradient reaches the actor only."""
+        terms, _, metadata = self.actor_terms(tensordict, actor_params, critic_params)
         weights = self._maybe_get_priority_weight(tensordict)
-        return self._reduce_loss(objective, tensordict=tensordict, weights=weights), metadata
+        return self._reduce_loss(terms["bc"] + terms["q"], tensordict=tensordict, weights=weights), metadata
 
     def target_noise(self, next_action: torch.Tensor) -> torch.Tensor:
         """The target-policy smoothing noise ``clip(N(0, policy_noise^2), +-noise_clip)`` (one global-RNG draw)."""
@@ -357,9 +365,13 @@ class ReBRACLoss(LossModule):
         self._check(tensordict, "qvalue_loss", self._critic_required_keys())
         self._check(tensordict, "actor_loss", self._actor_required_keys())
 
+    def check_actor_inputs(self, tensordict: TensorDictBase) -> None:
+        """What ``actor_loss`` checks (when ``validate_inputs``): the keys, shapes and finiteness it reads."""
+        self._check(tensordict, "actor_loss", self._actor_required_keys())
+
     def actor_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
         """``mean(actor_bc_coef ||pi(s) - a||^2 - lambda min_i Q_i(s, pi(s)))``; critics are detached."""
-        self._check(tensordict, "actor_loss", self._actor_required_keys())
+        self.check_actor_inputs(tensordict)
         return self.actor_objective(tensordict, self.actor_network_params, self._cached_detach_qvalue_network_params)
 
     @dispatch

@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 # Public names and the submodule that defines them. Imported on first access, so that
 # ``import ppl_torchrl.evaluation.registry`` (used by data tools) does not pull in torchrl's losses.
 _LAZY = {
+    "PartialOT": "ppl_torchrl.objectives",
     "PartialOTLoss": "ppl_torchrl.objectives",
     "PartialOTCQLLoss": "ppl_torchrl.objectives",
     "ReBRACLoss": "ppl_torchrl.objectives",

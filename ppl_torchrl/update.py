@@ -9,7 +9,8 @@ The schedule of the authors' code (and of CORL's ReBRAC), per update on one batc
 
 Each term's formula lives in the loss module (:meth:`~ppl_torchrl.objectives.ReBRACLoss.critic_objective`,
 :meth:`~ppl_torchrl.objectives.ReBRACLoss.actor_objective`,
-:meth:`~ppl_torchrl.objectives.PartialOTLoss.potential_objective`): this module only differentiates them
+:meth:`~ppl_torchrl.objectives.PartialOT.actor_objective` and
+:meth:`~ppl_torchrl.objectives.PartialOT.potential_objective` for PPL^R, the potential composed with ReBRAC): this module only differentiates them
 (``torch.func.grad``), steps torch's own functional Adam on the optimizers' state (``torch.optim.adam.adam``),
 and orders the steps. ``compile=True`` hands the very same Python function to ``torch.compile``
 (``fullgraph``: each call of :meth:`ReBRACUpdate.run` is one graph, gradients and Adam included, which
@@ -101,8 +102,8 @@ def _critic_step(loss, params, targets, adam, batch, noise) -> dict:
 
 def _delayed_step(loss, tau, params, targets, adam, batch) -> dict:
     potential = params.get("potential")
-    grads, (value, metadata) = torch.func.grad_and_value(loss.actor_objective, argnums=1, has_aux=True)(
-        batch, params["actor"], params["critic"], potential)
+    actor_args = (batch, params["actor"], params["critic"]) + (() if potential is None else (potential,))
+    grads, (value, metadata) = torch.func.grad_and_value(loss.actor_objective, argnums=1, has_aux=True)(*actor_args)
     # Targets move towards the pre-update actor (and the just-updated critic), then the actor steps.
     targets["actor"].lerp_(params["actor"], tau)
     targets["critic"].lerp_(params["critic"], tau)

@@ -404,3 +404,208 @@ def test_ppl_cql_composes_with_torchrl_cql_loss():
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in loss.qvalue_network_params.values(True, True))
     with pytest.raises(ValueError, match="w "):
         make_ppl_cql(w=0.9)
+
+
+# ---------------------------------------------------------------- the potential composed with TorchRL's losses
+def _tanh_normal_actor(obs, act, hidden):
+    from tensordict.nn import NormalParamExtractor
+    from torchrl.data import Bounded
+    from torchrl.modules import MLP, ProbabilisticActor, TanhNormal
+
+    net = nn.Sequential(MLP(in_features=obs, out_features=2 * act, num_cells=[hidden, hidden]), NormalParamExtractor())
+    return ProbabilisticActor(TensorDictModule(net, in_keys=["observation"], out_keys=["loc", "scale"]),
+                              in_keys=["loc", "scale"], distribution_class=TanhNormal, return_log_prob=False,
+                              spec=Bounded(-torch.ones(act), torch.ones(act), (act,)))
+
+
+def _critic(obs, act, hidden, value=False):
+    from torchrl.modules import MLP, ValueOperator
+
+    return ValueOperator(MLP(in_features=obs + (0 if value else act), out_features=1, num_cells=[hidden, hidden]),
+                         in_keys=["observation"] if value else ["observation", "action"])
+
+
+def make_base(name, obs=OBS, act=ACT, hidden=HID, critic=None, **kwargs):
+    """TorchRL's own loss ``name`` on small networks (``critic``: a fixed critic module instead of an MLP)."""
+    from torchrl.data import Bounded
+    from torchrl.objectives import CQLLoss, IQLLoss, TD3BCLoss
+
+    critic = _critic(obs, act, hidden) if critic is None else critic
+    if name == "td3_bc":
+        return TD3BCLoss(make_actor(obs, act, hidden_dim=hidden), critic, bounds=(-1.0, 1.0), **kwargs)
+    if name == "cql":
+        spec = Bounded(-torch.ones(act), torch.ones(act), (act,))
+        return CQLLoss(_tanh_normal_actor(obs, act, hidden), critic, action_spec=spec, **kwargs)
+    return IQLLoss(_tanh_normal_actor(obs, act, hidden), critic, _critic(obs, act, hidden, value=True), **kwargs)
+
+
+def make_composed(name, w=8.0, seed=0, **kwargs):
+    from ppl_torchrl.objectives import PartialOT
+
+    torch.manual_seed(seed)
+    loss = PartialOT(make_base(name, **kwargs), make_potential(OBS, ACT, hidden_dim=HID), w=w)
+    loss.make_value_estimator(gamma=GAMMA)
+    SoftUpdate(loss, tau=5e-3)
+    return loss
+
+
+#: each term of each composed loss -> the one parameter group its gradient may reach
+TERM_OWNERS = {
+    "td3_bc": {"loss_qvalue": "qvalue_network_params", "loss_actor": "actor_network_params",
+               "loss_potential": "potential_network_params"},
+    "cql": {"loss_qvalue": "qvalue_network_params", "loss_cql": "qvalue_network_params",
+            "loss_actor": "actor_network_params", "loss_alpha": "log_alpha",
+            "loss_potential": "potential_network_params"},
+    "iql": {"loss_qvalue": "qvalue_network_params", "loss_value": "value_network_params",
+            "loss_actor": "actor_network_params", "loss_potential": "potential_network_params"},
+}
+
+
+def _param_groups(loss):
+    groups = {name: list(getattr(loss, name).values(True, True))
+              for name in ("actor_network_params", "qvalue_network_params", "potential_network_params",
+                           "value_network_params") if name in dict(loss.named_children())}
+    if "log_alpha" in dict(loss.named_parameters(recurse=False)):
+        groups["log_alpha"] = [loss.log_alpha]
+    return groups
+
+
+@pytest.mark.parametrize("name", list(TERM_OWNERS))
+def test_each_composed_term_reaches_only_its_own_network(name):
+    loss = make_composed(name)
+    batch = make_batch()
+    torch.manual_seed(1)
+    out = loss(batch.clone())
+    assert set(loss.base.out_keys) - {"loss_actor_bc"} <= set(out.keys()) | {"loss_alpha_prime", "entropy"}
+    assert {"loss_potential", "potential_policy", "potential_data", "potential_actor"} <= set(out.keys())
+    groups = _param_groups(loss)
+    for term, owner in TERM_OWNERS[name].items():
+        loss.zero_grad(set_to_none=True)
+        torch.manual_seed(1)
+        loss(batch.clone())[term].backward()
+        for group, params in groups.items():
+            reached = [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in params]
+            if group == owner:
+                assert any(reached), f"{name}: {term} must reach {group}"
+            else:
+                assert not any(reached), f"{name}: {term} must not reach {group}"
+
+
+def test_composed_terms_equal_the_base_terms_plus_the_potential():
+    """TD3+BC (deterministic actor, target actor kept): loss_actor = base loss_actor - mean f(s, pi(s)); the f-step
+    on the target actor, mean f(s, pi_bar(s)) - w mean f(s, a); every other term is the base loss's."""
+    loss = make_composed("td3_bc", w=3.0)
+    for p in loss.target_actor_network_params.values(True, True):
+        p.data.add_(0.05 * torch.randn_like(p))
+    batch = make_batch()
+    torch.manual_seed(2)
+    out = loss(batch.clone())
+    torch.manual_seed(2)
+    base = loss.base(batch.clone())
+    f_params = loss.potential_network_params
+
+    def act(params):
+        with params.to_module(loss.actor_network):
+            return loss.actor_network(batch.select("observation"))["action"]
+
+    f_actor = loss.potential(batch, act(loss.actor_network_params), f_params)
+    torch.testing.assert_close(out["loss_actor"], base["loss_actor"] - f_actor.mean())
+    torch.testing.assert_close(out["loss_qvalue"], base["loss_qvalue"])
+    f_target = loss.potential(batch, act(loss.target_actor_network_params), f_params)
+    f_data = loss.potential(batch, batch["action"], f_params)
+    torch.testing.assert_close(out["loss_potential"], f_target.mean() - 3.0 * f_data.mean())
+    assert (f_target <= 0).all() and (f_data <= 0).all()
+
+
+def test_composed_keys_value_estimator_targets_and_errors():
+    from ppl_torchrl.objectives import PartialOT
+
+    loss = make_composed("td3_bc")
+    loss.set_keys(reward="rew", potential="f_value")
+    assert loss.base.tensor_keys.reward == "rew" == loss.tensor_keys.reward
+    assert loss.value_estimator is loss.base.value_estimator and loss.value_estimator.tensor_keys.reward == "rew"
+    assert loss.tensor_keys.potential == "f_value"
+    with pytest.raises(ValueError, match="not an accepted tensordict key"):
+        loss.set_keys(not_a_key="x")
+    loss.set_keys(reward=None, potential=None)
+    assert (loss.tensor_keys.reward, loss.tensor_keys.potential) == ("reward", "potential")
+    assert "observation" in loss.in_keys and "loss_potential" in loss.out_keys
+    # one set of tensors: the composed loss's target update moves the base loss's targets
+    updater = SoftUpdate(loss, tau=0.5)
+    online = loss.actor_network_params.clone()
+    loss.actor_network_params.data.add_(1.0)
+    updater.step()
+    for k, t in loss.base.target_actor_network_params.items(True, True):
+        torch.testing.assert_close(t, 0.5 * online[k] + 0.5 * (online[k] + 1.0))
+    assert set(loss.state_dict()) == set(loss.base.state_dict()) | {
+        k for k in loss.state_dict() if k.startswith("potential_network_params.")}
+    # the f-step: the base's target actor where it keeps one, else the online actor
+    assert loss.potential_uses_target_actor and not make_composed("iql").potential_uses_target_actor
+    with pytest.raises(ValueError, match="keeps no target actor"):
+        PartialOT(make_base("iql"), make_potential(OBS, ACT, hidden_dim=HID), potential_uses_target_actor=True)
+    with pytest.raises(ValueError, match="w .*>= 1"):
+        make_composed("cql", w=0.5)
+    with pytest.raises(KeyError, match="'action'"):
+        loss(make_batch().exclude("action"))
+
+
+class FixedPeakQ(nn.Module):
+    """The bandit's critic, ``Q(s, a) = 1 - (a - 0.9)^2`` (offset so TD3+BC's ``1 / mean |Q|`` stays finite), with
+    a frozen scale parameter so TorchRL's critic ensembles have something to stack."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, observation, action):
+        return self.scale * (1.0 - (action - 0.9).pow(2).sum(-1, keepdim=True))
+
+
+def _train_composed_actor(name, w, steps=300, seed=0):
+    """The core-claim bandit on a TorchRL base loss plus the potential: only the actor, ``f`` (and IQL's value
+    network) train against the fixed critic; the policy's deterministic action on a grid of states."""
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+    from ppl_torchrl.objectives import PartialOT
+
+    torch.manual_seed(seed)
+    critic = TensorDictModule(FixedPeakQ(), in_keys=["observation", "action"], out_keys=["state_action_value"])
+    kwargs = {"td3_bc": dict(alpha=20.0), "cql": dict(alpha_init=1e-3), "iql": dict(temperature=3.0)}[name]
+    loss = PartialOT(make_base(name, obs=1, act=1, hidden=32, critic=critic, **kwargs),
+                     make_potential(1, 1, hidden_dim=32, num_hidden=2), w=w)
+    opts = [(loss.actor_loss, torch.optim.Adam(loss.actor_network_params.values(True, True), lr=3e-3)),
+            (loss.potential_loss, torch.optim.Adam(loss.potential_network_params.values(True, True), lr=1e-3))]
+    if name == "iql":
+        opts.insert(0, (loss.value_loss, torch.optim.Adam(loss.value_network_params.values(True, True), lr=3e-3)))
+    g = torch.Generator().manual_seed(seed)
+    n = 256
+    for _ in range(steps):
+        s = torch.rand(n, 1, generator=g) * 2 - 1
+        a = MODES[torch.randint(0, 3, (n,), generator=g)][:, None] + MODE_STD * torch.randn(n, 1, generator=g)
+        batch = TensorDict({"observation": s, "action": a}, [n])
+        for term, opt in opts:
+            opt.zero_grad()
+            term(batch)[0].backward()
+            opt.step()
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+        return loss.actor_network(TensorDict({"observation": torch.linspace(-1, 1, 101)[:, None]}, [101]))["action"]
+
+
+@pytest.mark.slow  # ~10-30 s each on 2 cores: 2 x 300 bandit steps of three networks
+@pytest.mark.parametrize("name", ["td3_bc", "cql", "iql"])
+def test_w_changes_what_the_composed_actor_learns(name):
+    """Q peaks at 0.9, outside the data (modes -0.6, 0, 0.6). With w = 1 (balanced transport: the policy must
+    cover all the data) the potential pulls the actor towards the data's centre; with w = 8 it may keep the best
+    1/8 share: the same base loss lands much closer to Q's peak."""
+    balanced = _train_composed_actor(name, w=1.0)
+    partial = _train_composed_actor(name, w=8.0)
+    assert balanced.mean() < partial.mean() - 0.1, (name, balanced.mean(), partial.mean())
+    assert partial.mean() > 0.5, (name, partial.mean())
+
+
+def test_moving_the_composed_loss_moves_the_base_loss_with_it():
+    loss = make_composed("td3_bc").double()
+    assert {p.dtype for p in loss.base.parameters()} == {torch.float64}
+    assert all(b.dtype == torch.float64 for b in loss.base.buffers() if b.is_floating_point())
+    batch = make_batch().apply(lambda t: t.double() if t.is_floating_point() else t)
+    assert loss(batch)["loss_potential"].dtype == torch.float64

@@ -116,7 +116,7 @@ def test_a_potential_with_dead_last_hidden_units_is_constant_and_only_its_last_b
     with ppl.potential_network_params.to_module(ppl.potential_network):
         assert not active_units(net, inputs).any()
     td = TensorDict({keys.OBSERVATION: data.observation, keys.ACTION: data.action}, [N])
-    f = ppl._potential(td, data.action, ppl.potential_network_params)
+    f = ppl.potential(td, data.action, ppl.potential_network_params)
     last_bias = ppl.potential_network_params["module", "net", "2", "bias"]
     assert torch.allclose(f, -last_bias.abs().expand(N))
     loss, _ = ppl.potential_loss(td)

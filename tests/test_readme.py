@@ -28,3 +28,15 @@ def test_ci_runs_the_readme_test_command():
     test_command = commands[commands.index(next(c for c in commands if c.startswith("# tests"))) + 1]
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
     assert ci[-1] == test_command
+
+
+def test_readme_composition_snippet_runs_as_written():
+    section = README.split("## Adding the potential to a TorchRL loss you already have", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    out, loss = namespace["out"], namespace["loss"]
+    assert {"loss_qvalue", "loss_actor", "loss_potential", "potential_actor"} <= set(out.keys())
+    assert all(out[k].isfinite() for k in ("loss_qvalue", "loss_actor", "loss_potential"))
+    # the snippet's step reached the potential through loss_potential
+    assert all(p.grad is not None for p in loss.potential_network_params.values(True, True))

@@ -38,6 +38,19 @@ def test_every_loss_runs_in_the_same_harness(loss, tmp_path, tiny, make_cfg):
     assert (tmp_path / "metrics.csv").exists()
 
 
+@pytest.mark.slow  # dynamo traces TorchRL's losses: ~1.5-3 min of compilation per loss on 2 shared cores
+@pytest.mark.parametrize("loss", ["ppl_td3_bc", "ppl_iql"])
+def test_composed_losses_train_compiled(loss, tmp_path):
+    """The potential composed onto TorchRL's losses trains under compile.enabled=true (the eager run is in
+    test_every_loss_runs_in_the_same_harness): the same update function, compiled, with the f-step logged."""
+    results = train(make_cfg(tiny(tmp_path, **{"loss": loss, "compile.enabled": "true",
+                                                "compile.backend": "aot_eager"})))
+    assert results["compiled"] and results["steps"] == 20
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    potential = [r["train/loss_potential"] for r in rows if "train/loss_potential" in r]
+    assert len(potential) == 2 and all(torch.isfinite(torch.tensor(v)) for v in potential)
+
+
 # The paper's per-dataset values (CORL ReBRAC configs, tinkoff-ai/CORL: configs/offline/rebrac/...; docs/algorithm.md),
 # written out independently of the configs.
 BETAS = {

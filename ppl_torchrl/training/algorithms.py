@@ -2,10 +2,14 @@
 
 One place builds networks, the loss, optimizers and the target updater for each ``loss`` config group:
 ``ppl`` (PPL^R), ``rebrac``, ``ppl_cql`` (PPL^CQL) and TorchRL's own ``td3_bc``, ``iql``, ``cql``, ``bc``,
-so that baselines run in the same harness with the same data and evaluation.
+so that baselines run in the same harness with the same data and evaluation. ``ppl_<base>`` is the base loss
+with the partial-OT potential composed onto it (:class:`~ppl_torchrl.objectives.PartialOT`): the same builder,
+the same update, plus the potential's optimizer and f-step.
 
 The PPL^R / ReBRAC update (its schedule and the ``compile`` switches) is :class:`ppl_torchrl.update.ReBRACUpdate`;
-the other losses' steps are the plain TorchRL ``loss -> backward -> optimizer.step`` loops below.
+the other losses' steps are the plain TorchRL ``loss -> backward -> optimizer.step`` loops below, one per
+schedule: the delayed-actor loop (TD3+BC) and the joint step (CQL, IQL), each with the f-step where the loss
+has a potential.
 """
 from __future__ import annotations
 
@@ -23,11 +27,11 @@ from torchrl.objectives import BCLoss, CQLLoss, IQLLoss, SoftUpdate, TD3BCLoss
 from ppl_torchrl import gemm, keys
 from ppl_torchrl.errors import ConfigError
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
-from ppl_torchrl.objectives import PartialOTCQLLoss, PartialOTLoss, ReBRACLoss
+from ppl_torchrl.objectives import PartialOT, PartialOTCQLLoss, PartialOTLoss, ReBRACLoss
 from ppl_torchrl.training.config import NetworkConfig, OptimConfig
 from ppl_torchrl.update import ReBRACUpdate
 
-LOSSES = ("ppl", "rebrac", "ppl_cql", "td3_bc", "iql", "cql", "bc")
+LOSSES = ("ppl", "rebrac", "ppl_cql", "td3_bc", "ppl_td3_bc", "iql", "ppl_iql", "cql", "bc")
 
 
 @dataclass
@@ -107,15 +111,55 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None
     optimizer.step()
 
 
-def _joint_step(optimizers: dict, total: torch.Tensor, updater: SoftUpdate) -> None:
-    """One step of every optimizer on the summed losses ``total`` (each network's gradient comes from its own
-    terms), then the soft target update: TorchRL's CQL and IQL recipes."""
-    for opt in optimizers.values():
-        opt.zero_grad(set_to_none=True)
-    total.backward()
-    for opt in optimizers.values():
-        opt.step()
-    updater.step()
+def _joint_update(loss, optimizers: dict, updater: SoftUpdate, terms: tuple) -> Callable:
+    """TorchRL's CQL and IQL recipe step: the loss's forward, one step of every optimizer on the sum of its
+    ``terms`` (each network's gradient comes from its own terms) plus ``loss_potential`` where the loss composes
+    the potential, then the soft target update."""
+    def update(batch: TensorDictBase, step: int) -> TensorDictBase:
+        out = loss(batch)
+        present = set(out.keys())
+        total = None
+        for key in (*terms, "loss_potential"):
+            if key in present:
+                total = out[key] if total is None else total + out[key]
+        for opt in optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        total.backward()
+        for opt in optimizers.values():
+            opt.step()
+        updater.step()
+        return out.detach()
+
+    return update
+
+
+def _delayed_actor_update(loss, optimizers: dict, updater: SoftUpdate, policy_freq: int) -> Callable:
+    """TorchRL's TD3+BC recipe step: the critic every step; every ``policy_freq``-th step the actor, the soft
+    target update and (where the loss composes the potential) the f-step on the updated target actor."""
+    def update(batch: TensorDictBase, step: int) -> TensorDictBase:
+        loss_q, _ = loss.qvalue_loss(batch)
+        optimizer_step(optimizers["critic"], loss_q)
+        out = {"loss_qvalue": loss_q.detach()}
+        if step % policy_freq == 0:
+            loss_a, _ = loss.actor_loss(batch)
+            optimizer_step(optimizers["actor"], loss_a)
+            updater.step()
+            out["loss_actor"] = loss_a.detach()
+            if "potential" in optimizers:
+                loss_f, metadata = loss.potential_loss(batch)
+                optimizer_step(optimizers["potential"], loss_f)
+                out.update(loss_potential=loss_f.detach(), **metadata)
+        return TensorDict(out)
+
+    return update
+
+
+def _compose_potential(loss, loss_cfg, net: NetworkConfig, obs_dim: int, act_dim: int, device) -> PartialOT:
+    """``loss`` with the partial-OT potential added (the ``ppl_<base>`` losses): ``loss.w``, and
+    ``loss.potential_uses_target_actor`` where set (default: the base's target actor where it keeps one)."""
+    potential = make_potential(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device)
+    return PartialOT(loss, potential, w=loss_cfg.w,
+                     potential_uses_target_actor=loss_cfg.get("potential_uses_target_actor", None))
 
 
 def _tanh_normal_actor(obs_dim, act_dim, hidden, depth, device):
@@ -180,8 +224,8 @@ def make_algorithm(cfg, obs_dim: int, act_dim: int, device: torch.device | str =
         # compile.enabled=auto: a failed compilation falls back to the eager update with a warning; true raises.
         return _make_rebrac_family(name, cfg.loss, compile=compiled, compile_mode=cc.mode, compile_backend=cc.backend,
                                    cudagraphs=bool(cc.cudagraphs), fallback=isinstance(cc.enabled, str), **common)
-    builder = {"cql": _make_cql_family, "ppl_cql": _make_cql_family, "td3_bc": _make_td3_bc, "iql": _make_iql,
-               "bc": _make_bc}[name]
+    builder = {"cql": _make_cql_family, "ppl_cql": _make_cql_family, "td3_bc": _make_td3_bc,
+               "ppl_td3_bc": _make_td3_bc, "iql": _make_iql, "ppl_iql": _make_iql, "bc": _make_bc}[name]
     algorithm = builder(name, cfg.loss, **common)
     if compiled:  # TorchRL's own losses: torch.compile of their eager step, as TorchRL's recipes do
         algorithm.update = torch.compile(algorithm.update, mode=cfg.compile.mode, backend=cfg.compile.backend)
@@ -254,16 +298,8 @@ def _make_cql_family(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimCon
     if name == "ppl_cql":
         opts["potential"] = _adam(loss.potential_network_params.values(True, True), optim.potential_lr)
 
-    def update(batch: TensorDictBase, step: int) -> TensorDictBase:
-        out = loss(batch)
-        total = out["loss_qvalue"] + out["loss_cql"] + out["loss_actor"] + out["loss_alpha"]
-        if "loss_alpha_prime" in out.keys():
-            total = total + out["loss_alpha_prime"]
-        if "loss_potential" in out.keys():
-            total = total + out["loss_potential"]
-        _joint_step(opts, total, updater)
-        return out.detach()
-
+    update = _joint_update(loss, opts, updater, ("loss_qvalue", "loss_cql", "loss_actor", "loss_alpha",
+                                                 "loss_alpha_prime"))
     return Algorithm(name, loss, opts, actor, update, updater)
 
 
@@ -274,6 +310,8 @@ def _make_td3_bc(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimConfig,
     qvalue = _single_critic(obs_dim, act_dim, net.hidden_dim, net.num_hidden, device)
     loss = TD3BCLoss(actor, qvalue, bounds=(-1.0, 1.0), num_qvalue_nets=net.num_qvalue_nets, alpha=lc.alpha,
                      policy_noise=lc.policy_noise, noise_clip=lc.noise_clip, loss_function="l2")
+    if name == "ppl_td3_bc":
+        loss = _compose_potential(loss, lc, net, obs_dim, act_dim, device)
     loss.make_value_estimator(gamma=optim.gamma)
     updater = SoftUpdate(loss, tau=optim.tau)
     opts = {
@@ -281,17 +319,9 @@ def _make_td3_bc(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimConfig,
         "critic": _adam(loss.qvalue_network_params.values(True, True), optim.critic_lr),
     }
 
-    def update(batch, step):
-        loss_q, md = loss.qvalue_loss(batch)
-        optimizer_step(opts["critic"], loss_q)
-        out = {"loss_qvalue": loss_q.detach()}
-        if step % optim.policy_freq == 0:
-            loss_a, md_a = loss.actor_loss(batch)
-            optimizer_step(opts["actor"], loss_a)
-            updater.step()
-            out["loss_actor"] = loss_a.detach()
-        return TensorDict(out)
-
+    if name == "ppl_td3_bc":
+        opts["potential"] = _adam(loss.potential_network_params.values(True, True), optim.potential_lr)
+    update = _delayed_actor_update(loss, opts, updater, optim.policy_freq)
     return Algorithm(name, loss, opts, actor, update, updater)
 
 
@@ -303,6 +333,8 @@ def _make_iql(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimConfig, ob
     value = _single_critic(obs_dim, act_dim, net.hidden_dim, net.num_hidden, device, value=True)
     loss = IQLLoss(actor, qvalue, value, num_qvalue_nets=net.num_qvalue_nets, temperature=lc.temperature,
                    expectile=lc.expectile, loss_function="l2")
+    if name == "ppl_iql":
+        loss = _compose_potential(loss, lc, net, obs_dim, act_dim, device)
     loss.make_value_estimator(gamma=optim.gamma)
     updater = SoftUpdate(loss, tau=optim.tau)
     opts = {
@@ -311,11 +343,9 @@ def _make_iql(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimConfig, ob
                         + list(loss.value_network_params.values(True, True)), optim.critic_lr),
     }
 
-    def update(batch, step):
-        out = loss(batch)
-        _joint_step(opts, out["loss_actor"] + out["loss_qvalue"] + out["loss_value"], updater)
-        return out.detach()
-
+    if name == "ppl_iql":
+        opts["potential"] = _adam(loss.potential_network_params.values(True, True), optim.potential_lr)
+    update = _joint_update(loss, opts, updater, ("loss_actor", "loss_qvalue", "loss_value"))
     return Algorithm(name, loss, opts, actor, update, updater)
 
 

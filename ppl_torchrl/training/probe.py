@@ -122,13 +122,11 @@ class MechanismProbe:
         leaves = [p for p in actor_params.values(True, True) if p.requires_grad]
 
         with torch.enable_grad():
-            policy_action = loss._actor(td, actor_params)
-            q_policy = loss._qvalues(td, policy_action, critic_params).min(-1).values
-            bc = (policy_action - data_action).pow(2).sum(-1)
-            lmbda = (1.0 / q_policy.abs().mean().detach()) if loss.normalize_q else torch.ones((), device=bc.device)
-            terms = {"bc": loss.actor_bc_coef * bc.mean(), "q": lmbda * q_policy.mean()}
-            if has_f:
-                terms["f"] = loss._potential(td, policy_action, potential_params).mean()
+            # The loss's own per-sample actor terms (signed: their sum is the actor objective bc - q - f).
+            args = (td, actor_params, critic_params) + ((potential_params,) if has_f else ())
+            signed, policy_action, metadata = loss.actor_terms(*args)
+            sign = {"bc": 1.0, "q": -1.0, "f": -1.0}
+            terms = {k: sign[k] * v.mean() for k, v in signed.items()}
             # Each term's own gradient (the actor loss is term_bc - term_q - term_f).
             grads = {k: torch.autograd.grad(v, leaves, retain_graph=True) for k, v in terms.items()}
         norms = {k: torch.sqrt(sum(g.pow(2).sum() for g in gs)).item() for k, gs in grads.items()}
@@ -136,14 +134,14 @@ class MechanismProbe:
         with torch.no_grad():
             action = policy_action.detach()
             out = {
-                "q_policy": q_policy.mean().item(),
-                "q_data": loss._qvalues(td, data_action, critic_params).min(-1).values.mean().item(),
+                "q_policy": metadata["state_action_value_actor"].item(),
+                "q_data": loss.qvalues(td, data_action, critic_params).min(-1).values.mean().item(),
                 "dist": (action - data_action).norm(dim=-1).mean().item(),
                 **{f"term_{k}": v.item() for k, v in terms.items()},
                 **{f"grad_norm_{k}": v for k, v in norms.items()},
             }
             if has_f:
-                f_data = loss._potential(td, data_action, potential_params)
+                f_data = loss.potential(td, data_action, potential_params)
                 out["f_policy"] = terms["f"].item()
                 out["f_data"] = f_data.mean().item()
                 out["grad_share_f"] = norms["f"] / max(sum(norms.values()), 1e-30)
@@ -161,7 +159,7 @@ def make_probe(cfg, source, buffer, algorithm, device) -> MechanismProbe | None:
     section = cfg.get("probe") or {}
     size = int(section.get("size", 0) or 0)
     loss = algorithm.loss
-    if size <= 0 or not all(hasattr(loss, a) for a in ("_actor", "_qvalues", "actor_bc_coef", "normalize_q")):
+    if size <= 0 or not all(hasattr(loss, a) for a in ("actor_terms", "qvalues")):
         return None
     data = load_probe_data(source, buffer, size, seed=int(section.get("seed", 1234)), device=device)
     return None if data is None else MechanismProbe(data)

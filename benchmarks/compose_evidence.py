@@ -1,0 +1,141 @@
+"""Issue 29's measurement: each TorchRL loss with the partial-OT potential composed onto it, against the loss alone.
+
+    python benchmarks/compose_evidence.py                       # the grid in docs/evidence.md ("Composed losses")
+    python benchmarks/compose_evidence.py --steps 40 --seeds 0 --runs-dir /tmp/c --docs /tmp/c/e.md   # smoke
+    python benchmarks/compose_evidence.py --report-only         # the section from finished runs only
+
+Pairs (``ppl_torchrl.objectives.PartialOT`` on the base): ``ppl_td3_bc`` vs ``td3_bc``, ``ppl_cql`` vs ``cql``,
+``ppl_iql`` vs ``iql``, on ``pointmaze-medium-mixed-gen-v0`` (generated here on first use), the same seeds,
+networks, batch and evaluation for both sides of a pair; the potential's ``w`` is the dataset config's (8).
+Every run is a recipe command (``recipes/ppl_antmaze.py``, ``resume=auto``, one torch thread) launched by
+:func:`ppl_torchrl.training.launch.run_jobs`, so a relaunch skips finished runs. The verdict is the evidence
+grid's (``compare`` of ``ppl_torchrl/reporting/evidence.py``): the difference of the final normalized-score means
+against 2 Welch standard errors; inside that band the pair is "matched".
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET = "pointmaze-medium-mixed-gen-v0"
+PAIRS = (("td3_bc", "ppl_td3_bc"), ("cql", "ppl_cql"), ("iql", "ppl_iql"))
+NAMES = {"td3_bc": "TD3+BC", "cql": "CQL", "iql": "IQL"}
+SECTION = "compose-results"
+# CQL samples 4 actions instead of 10 and its critic has the other networks' depth instead of CORL's 5 layers,
+# as in the evidence grid (benchmarks/evidence.py, budget small): TorchRL's CQLLoss costs ~15x a TD3+BC step.
+PER_LOSS = {"cql": ("loss.num_random=4", "loss.q_num_hidden=2"), "ppl_cql": ("loss.num_random=4", "loss.q_num_hidden=2")}
+
+
+def run_dir_of(root: Path, loss: str, seed: int) -> Path:
+    return root / loss / DATASET / f"seed{seed}"
+
+
+def steps_of(args, loss: str) -> int:
+    return args.cql_steps if loss.endswith("cql") else args.steps
+
+
+def overrides(args, loss: str, seed: int) -> list[str]:
+    steps = steps_of(args, loss)
+    evals = max(1, steps // max(1, args.evals))
+    ov = {"loss": loss, "dataset": DATASET, "seed": seed, "run_dir": run_dir_of(args.runs_dir, loss, seed),
+          "resume": "auto", "optim.steps": steps, "optim.batch_size": args.batch_size,
+          "model.hidden_dim": args.hidden_dim, "model.num_hidden": args.num_hidden, "threads": 1,
+          "eval.episodes": args.eval_episodes, "eval.num_envs": args.eval_episodes, "eval.every": evals,
+          "checkpoint.every": evals, "logger.backend": "", "logger.progress": "false", "logger.log_every": evals,
+          "compile.enabled": "false", "probe.size": 0}
+    return [f"{k}={v}" for k, v in ov.items()] + list(PER_LOSS.get(loss, ()))
+
+
+def run(args) -> list[str]:
+    from ppl_torchrl.training.launch import Job, run_jobs
+
+    jobs = [Job(f"{loss}-seed{seed}", (sys.executable, str(REPO / "recipes" / "ppl_antmaze.py"),
+                                       *overrides(args, loss, seed)))
+            for seed in args.seeds for pair in PAIRS for loss in pair]
+    start = time.time()
+    failures = run_jobs(jobs, parallel=1, log_dir=args.runs_dir / "logs", cwd=REPO)
+    timing = args.runs_dir / "timing.json"
+    spent = json.loads(timing.read_text())["wall_s"] if timing.exists() else 0.0
+    timing.write_text(json.dumps({"wall_s": spent + time.time() - start}))
+    return failures
+
+
+def _cpu() -> str:
+    name = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()}-core {name}"
+
+
+def report(args) -> str:
+    from ppl_torchrl.reporting.aggregate import load_results
+    from ppl_torchrl.reporting.evidence import SCORE, SUCCESS, compare, make_cell
+
+    rows = ["| base loss | steps | base | base + potential (w = 8) | difference (± SE) | seeds higher | verdict | "
+            "success rate (%) base / + potential |", "|---|---:|---:|---:|---:|---:|---|---|"]
+    for base, composed in PAIRS:
+        runs = {loss: [load_results(run_dir_of(args.runs_dir, loss, s) / "results.json") for s in args.seeds
+                       if (run_dir_of(args.runs_dir, loss, s) / "results.json").exists()] for loss in (base, composed)}
+        if not runs[base] or not runs[composed]:
+            rows.append(f"| {NAMES[base]} | {steps_of(args, base)} | – | – | – | – | no finished runs | – |")
+            continue
+        b, c = make_cell(runs[base], SCORE), make_cell(runs[composed], SCORE)
+        v = compare(c, b, DATASET)
+        sb, sc = make_cell(runs[base], SUCCESS), make_cell(runs[composed], SUCCESS)
+        rows.append(f"| {NAMES[base]} (`{base}` vs `{composed}`) | {steps_of(args, base)} | {b.text()} | {c.text()} | {v.diff:+.1f} ± {v.se:.1f} "
+                    f"| {v.wins}/{v.paired} | {v.outcome} | {sb.text(100.0)} / {sc.text(100.0)} |")
+    timing = args.runs_dir / "timing.json"
+    wall = json.loads(timing.read_text())["wall_s"] / 60 if timing.exists() else float("nan")
+    budget = (f"`{DATASET}`, seeds {list(args.seeds)}, {args.steps} gradient steps per run ({args.cql_steps} for the "
+              f"CQL pair, whose step costs ~4x), batch {args.batch_size}, "
+              f"networks {args.num_hidden} x {args.hidden_dim} (ReLU MLPs), eager updates, one torch thread per run, "
+              f"one run at a time; final evaluation {args.eval_episodes} episodes (eval seed 42); CQL with 4 sampled "
+              f"actions and a {args.num_hidden}-layer critic (both sides); {wall:.1f} min of wall time in all on "
+              f"{_cpu()} (shared with other jobs)")
+    return (f"Command: `python benchmarks/compose_evidence.py{' ' + ' '.join(args.cli) if args.cli else ''}`.\n\n"
+            f"Budget: {budget}.\n\n" + "\n".join(rows) + "\n\nScores are normalized (0 = random, 100 = the "
+            "planner's return; `ppl_torchrl.evaluation.registry`), mean ± std over seeds; the verdict is the "
+            "difference of means against 2 Welch standard errors (`compare` in `ppl_torchrl/reporting/evidence.py`).\n")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=700, help="gradient steps per run (TD3+BC and IQL pairs)")
+    p.add_argument("--cql-steps", type=int, default=300, help="gradient steps per run of the CQL pair")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--hidden-dim", type=int, default=64)
+    p.add_argument("--num-hidden", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--eval-episodes", type=int, default=5)
+    p.add_argument("--evals", type=int, default=1, help="evaluations per run (the last at the end)")
+    p.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "compose_evidence")
+    p.add_argument("--docs", type=Path, default=REPO / "docs" / "evidence.md")
+    p.add_argument("--section", default=SECTION, help="the generated section of --docs to (re)write")
+    p.add_argument("--report-only", action="store_true")
+    args = p.parse_args(argv)
+    args.cli = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
+    args.runs_dir = args.runs_dir.resolve()
+    failures = [] if args.report_only else run(args)
+    from ppl_torchrl.reporting.evidence import write_section
+
+    body = report(args)
+    print(body)
+    write_section(args.docs, args.section, body)
+    if failures:
+        print("failed runs:\n" + "\n".join(failures), file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
