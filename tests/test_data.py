@@ -414,6 +414,7 @@ def test_exclusive_makes_builders_take_turns(tmp_path):
     assert not (tmp_path / "new" / "folder").exists()  # ... and not left behind empty
 
 
+@pytest.mark.slow
 def test_concurrent_first_imports_of_one_file_all_succeed(tmp_path):
     """Several processes import the same D4RL-format file into one cache at once: one imports, the others wait
     and reuse it (without the lock, an import replacing the folder another process is loading crashes it)."""

@@ -54,6 +54,7 @@ def _state(run_dir: Path) -> dict:
     return torch.load(run_dir / "checkpoint.pt", weights_only=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss,capacity", [("ppl", 1000), ("rebrac", 40)])  # 40: the online buffer wraps around
 def test_a_killed_run_resumes_bit_for_bit(tmp_path, offline, loss, capacity):
     common = {"loss": loss, "finetune.offline_checkpoint": str(offline[loss]), "finetune.buffer_size": capacity}
@@ -119,6 +120,7 @@ def test_an_offline_checkpoint_of_another_network_size_is_refused_in_one_line(tm
     assert "\n" not in str(err.value) and len(str(err.value)) < 400
 
 
+@pytest.mark.slow
 def test_a_frozen_potential_stays_as_trained_offline_and_a_training_one_moves(tmp_path, offline):
     start = _state(offline["ppl"])["algorithm"]["loss"]
     moved = {}
@@ -152,6 +154,7 @@ def test_episode_seeds_replay_an_episode_start():
     assert isinstance(env, gym.Wrapper)
 
 
+@pytest.mark.slow
 def test_bad_settings_fail_in_one_line_without_touching_the_run_folder(tmp_path):
     for extra, words in (({"finetune.mixing_ratio": 1.5}, "mixing_ratio"), ({"loss": "iql"}, "loss=ppl"),
                          ({"finetune.offline_checkpoint": str(tmp_path / "none")}, "offline_checkpoint")):
@@ -164,6 +167,7 @@ def test_bad_settings_fail_in_one_line_without_touching_the_run_folder(tmp_path)
         assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_compiled_update_reads_the_changing_bc_coefficients_without_recompiling():
     """The online phase fills loss.actor_bc_coef / critic_bc_coef in place every step; a compiled update must use
     each new value (not a constant traced at the first call) and must not recompile for it."""
@@ -230,6 +234,7 @@ def _script(args, cwd, env=None):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_the_recipe_script_runs_end_to_end_and_a_relaunch_skips_the_finished_run(tmp_path):
     args = [*SMOKE, "dataset=pointmaze-umaze-gen-v0", f"run_dir={tmp_path}/run", "resume=auto"]
     res = _script(args, tmp_path)
@@ -242,6 +247,7 @@ def test_the_recipe_script_runs_end_to_end_and_a_relaunch_skips_the_finished_run
     assert again.returncode == 0 and "is finished; skipping" in again.stdout
 
 
+@pytest.mark.slow
 def test_the_antmaze_port_fine_tunes_from_a_d4rl_format_file(tmp_path, d4rl_layout):
     """AntMaze (sparse reward, our D4RL antmaze-v2 port) from a file laid out as D4RL's antmaze-umaze-v2."""
     import os

@@ -346,6 +346,7 @@ def _ops_run(fn, *args):
     return {n for n in names if n.startswith("ppl_torchrl::") or n == "mkldnn::_linear_pointwise"}
 
 
+@pytest.mark.slow
 def test_compiled_func_grad_every_plan():
     """`torch.compile(lambda params, x: torch.func.grad(loss)(params, x), fullgraph=True)` with inductor,
     the way the update uses it, for each plan in turn: the compiled function follows set_gemm_plan

@@ -347,6 +347,7 @@ def _train_actor(w, actor_bc_coef, steps=1000, seed=0, use_potential=True):
         return actor(TensorDict({"observation": s}, [101]))["action"].squeeze(-1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_core_claim_partial_ot_selects_best_mode_inside_support(seed):
     """Q peaks at 0.9, outside the data (modes -0.6, 0, 0.6). PPL (w = 8, no BC term) lands on the best

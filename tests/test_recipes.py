@@ -139,6 +139,7 @@ def _recipe_cmd(tiny, run_dir, steps):
     return [sys.executable, str(ROOT / "recipes" / "ppl_antmaze.py"), *args]
 
 
+@pytest.mark.slow
 def test_resume_after_a_real_kill_is_bit_identical(tmp_path, tiny, assert_same_run):
     """Kill a training process mid-way with SIGKILL; relaunching with resume=auto reproduces the full run."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -240,6 +241,7 @@ def test_a_checkpoint_is_rebuilt_with_its_weights_and_bad_files_say_what_they_ar
         load_trained_run(tmp_path / "other.pt")
 
 
+@pytest.mark.slow
 def test_quickstart_command_prints_a_score_table(tmp_path):
     """The README's main job (recipes/quickstart.py), with its budget cut for CI."""
     res = subprocess.run(

@@ -72,6 +72,7 @@ def _one_error_line(stderr: str, starts: str) -> None:
 
 
 # ------------------------------------------------------------------------------ 1. resume at any length
+@pytest.mark.slow
 @pytest.mark.parametrize("steps,log_every,ckpt_every,every_minutes,evals,seed", [
     (30, 3, 10, None, 15, 1),     # short: step checkpoints only, a kill before the first one, evaluations
     (120, 10, 1000, 1e-6, 0, 2),  # long: time checkpoints only (every_minutes ~ every step boundary)

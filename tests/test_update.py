@@ -180,6 +180,7 @@ def _configs_covering_every_switch():
             ("rebrac", 1, dict(normalize_q=False, critic_next_action="dataset"))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,policy_freq,switches", _configs_covering_every_switch())
 def test_compiled_update_equals_eager_update(name, policy_freq, switches):
     batches = _batches(6)
@@ -198,6 +199,7 @@ def test_compiled_update_equals_eager_update(name, policy_freq, switches):
             torch.testing.assert_close(got_out[step][k], ref_out[step][k], atol=1e-4, rtol=1e-3, msg=k)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not gemm.onednn_available(), reason="this torch build has no oneDNN kernel")
 def test_the_compiled_update_on_onednn_gemms_follows_the_eager_update(monkeypatch):
     """The fast path on CPUs where MKL is slow (compile.gemm=onednn, measured faster on AMD EPYC): the whole

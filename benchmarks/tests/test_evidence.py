@@ -47,6 +47,7 @@ def _row_numbers(docs: str, dataset: str, method: str) -> list[float]:
     raise AssertionError(f"no table row for {dataset} / {method}")
 
 
+@pytest.mark.slow
 def test_smoke_budget_end_to_end(tmp_path, tiny_dataset):
     ev = load_evidence()
     runs, docs, figs = tmp_path / "runs", tmp_path / "evidence.md", tmp_path / "figs"
