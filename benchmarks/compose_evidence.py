@@ -9,7 +9,7 @@ Pairs (``ppl_torchrl.objectives.PartialOT`` on the base): ``ppl_td3_bc`` vs ``td
 networks, batch and evaluation for both sides of a pair; the potential's ``w`` is the dataset config's (8).
 Every run is a recipe command (``recipes/ppl_antmaze.py``, ``resume=auto``, one torch thread) launched by
 :func:`ppl_torchrl.training.launch.run_jobs`, so a relaunch skips finished runs. The verdict is the evidence
-grid's (``compare`` of ``ppl_torchrl/reporting/evidence.py``): the difference of the final normalized-score means
+grid's (``compare`` of ``ppl_torchrl/reporting/verdict.py``): the difference of the final normalized-score means
 against 2 Welch standard errors; inside that band the pair is "matched".
 """
 from __future__ import annotations
@@ -80,7 +80,8 @@ def _cpu() -> str:
 
 def report(args) -> str:
     from ppl_torchrl.reporting.aggregate import load_results
-    from ppl_torchrl.reporting.evidence import SCORE, SUCCESS, compare, make_cell
+    from evidence_report import SCORE, SUCCESS, make_cell
+    from ppl_torchrl.reporting.verdict import compare
 
     rows = ["| base loss | steps | base | base + potential (w = 8) | difference (± SE) | seeds higher | verdict | "
             "success rate (%) base / + potential |", "|---|---:|---:|---:|---:|---:|---|---|"]
@@ -106,7 +107,7 @@ def report(args) -> str:
     return (f"Command: `python benchmarks/compose_evidence.py{' ' + ' '.join(args.cli) if args.cli else ''}`.\n\n"
             f"Budget: {budget}.\n\n" + "\n".join(rows) + "\n\nScores are normalized (0 = random, 100 = the "
             "planner's return; `ppl_torchrl.evaluation.registry`), mean ± std over seeds; the verdict is the "
-            "difference of means against 2 Welch standard errors (`compare` in `ppl_torchrl/reporting/evidence.py`).\n")
+            "difference of means against 2 Welch standard errors (`compare` in `ppl_torchrl/reporting/verdict.py`).\n")
 
 
 def main(argv=None) -> int:
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
     args.cli = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
     args.runs_dir = args.runs_dir.resolve()
     failures = [] if args.report_only else run(args)
-    from ppl_torchrl.reporting.evidence import write_section
+    from ppl_torchrl.reporting.markdown import write_section
 
     body = report(args)
     print(body)
