@@ -8,6 +8,9 @@ Measures, in one run and interleaved (round-robin over variants, so a noisy mach
   :class:`ppl_torchrl.update.ReBRACUpdate` as the trainer runs it (TorchRL loss modules, TensorDict
   batches, input validation on, ``torch.func`` gradients, torch's functional Adam on the optimizers' state),
   plus a real TorchRL replay-buffer sample per step;
+* ``ppl_aten``: ``ppl`` with torch's own GEMMs during its blocks, where the plan in use routes any GEMM to oneDNN
+  (the plan is process-wide: set for the block, restored after it), so one run shows what the routing of
+  ``ppl_torchrl.gemm`` brings to the whole eager update;
 * ``ppl_compiled`` / ``rebrac_compiled``: the same with ``compile.enabled=true`` (the whole update one
   ``torch.compile`` graph, compiled during the warm-up), same buffer sample per step;
 * ``ppl_compiled_x2``: compiled, two consecutive updates per call through ``algorithm.run_updates``
@@ -56,7 +59,7 @@ os.environ.setdefault("RL_WARNINGS", "False")
 
 SHAPES = {"antmaze": (29, 8, 256), "mujoco": (17, 6, 1024)}
 # Table order; ``ppl_compiled_xN`` columns are listed right after ``ppl_compiled``.
-VARIANTS = ("ppl", "ppl_compiled", "rebrac", "rebrac_compiled", "plain", "jax", "sample")
+VARIANTS = ("ppl", "ppl_aten", "ppl_compiled", "rebrac", "rebrac_compiled", "plain", "jax", "sample")
 HIDDEN, DEPTH, NUM_Q = 256, 3, 2
 HP = dict(actor_lr=3e-4, critic_lr=5e-5, potential_lr_scale=0.01, tau=5e-3, policy_freq=2, gamma=0.99,
           actor_bc_coef=1e-3, critic_bc_coef=5e-4, w=8.0, policy_noise=0.2, noise_clip=0.5)
@@ -154,6 +157,19 @@ def ours_runner(name: str, obs: int, act: int, buffer, device, *, compiled: bool
         state["step"] = step + k
     run.algorithm = alg
     return run
+
+
+def with_gemm(run, backend: str, device):
+    """``run`` with the networks' GEMMs on ``backend`` during its own calls only (the plan is process-wide)."""
+    def timed(k: int):
+        kept = gemm.gemm_plan(device)
+        gemm.set_gemm_plan(backend, device)
+        try:
+            run(k)
+        finally:
+            gemm.set_gemm_plan(kept, device)
+    timed.algorithm = run.algorithm
+    return timed
 
 
 def sample_runner(buffer):
@@ -612,6 +628,8 @@ def bench_shape(shape: str, args, tmp: Path) -> dict:
     }
     ours = dict(device=args.device, gemm_backend=args.gemm)
     runners = {"ppl": ours_runner("ppl", obs, act, buffer, **ours)}
+    if gemm.gemm_plan(args.device).uses_onednn:
+        runners["ppl_aten"] = with_gemm(ours_runner("ppl", obs, act, buffer, **ours), "aten", args.device)
     notes = []
     from ppl_torchrl.update import compiler_available
 
