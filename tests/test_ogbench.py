@@ -187,3 +187,60 @@ def test_eval_specs_and_success_scored_env():
     out = evaluate_policy(still, env, 2, seed=0)
     assert out["success_rate"] == 0.0 and out["normalized_score_mean"] == 0.0
     assert (out["lengths"] == 1000).all()  # ran to OGBench's time limit
+
+
+def _recipe_cfg(overrides):
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    config_dir = Path(__file__).resolve().parents[1] / "recipes" / "config"
+    with initialize_config_dir(str(config_dir), version_base="1.3"):
+        return compose(config_name="ppl_ogbench", overrides=overrides)
+
+
+def _tiny(run_dir, **extra):
+    o = {"optim.steps": 10, "optim.batch_size": 8, "model.hidden_dim": 16, "model.num_hidden": 2,
+         "eval.episodes": 1, "eval.num_envs": 1, "eval.every": 10, "logger.backend": "", "logger.progress": "false",
+         "logger.log_every": 5, "checkpoint.every": 10, "probe.size": 0, "compile.enabled": "false",
+         "run_dir": str(run_dir)}
+    o.update(extra)
+    return [f"{k}={v}" for k, v in o.items()]
+
+
+@pytest.mark.parametrize("layout", ["regular", "compact"])
+def test_recipe_trains_and_evaluates_a_file_end_to_end(data_dir, tmp_path, layout):
+    from ppl_torchrl.training.recipe import train
+
+    table = _raw_table()
+    path = _write(tmp_path / "files", "mine", table if layout == "regular" else _compact(table))
+    cfg = _recipe_cfg(_tiny(tmp_path / "run", dataset="cube-single-play-singletask-task2-v0",
+                            **{"dataset.path": str(path), "loss": "rebrac", "dataset.success_timing": "post"}))
+    assert cfg.model.hidden_dim == 16 and cfg.optim.gamma == 0.99 and cfg.eval.episodes == 1
+    results = train(cfg)
+    final = results["final_eval"]
+    assert results["steps"] == 10 and final["num_episodes"] == 1
+    assert final["success_rate"] in (0.0, 1.0) and final["normalized_score_mean"] == 100 * final["success_rate"]
+    assert 1 <= final["lengths"][0] <= 200  # cube-single's time limit
+
+
+def test_fql_settings_compose():
+    cfg = _recipe_cfg(["dataset=humanoidmaze-medium-navigate-singletask-v0", "loss=rebrac"])
+    assert (cfg.model.hidden_dim, cfg.model.num_hidden, cfg.optim.gamma) == (512, 4, 0.995)
+    assert (cfg.optim.actor_lr, cfg.optim.critic_lr, cfg.eval.episodes) == (3e-4, 3e-4, 50)
+    assert (cfg.hparams.actor_bc_coef, cfg.hparams.critic_bc_coef) == (0.01, 0.01)  # FQL README's command
+    cfg = _recipe_cfg([])
+    assert cfg.dataset.id == "cube-single-play-gen-singletask-v0" and cfg.optim.gamma == 0.99
+
+
+def test_data_env_mismatch_fails_before_training(data_dir, tmp_path):
+    from ppl_torchrl.errors import is_user_error
+    from ppl_torchrl.training.recipe import train
+
+    path = _write(tmp_path / "files", "mine", _raw_table())
+    cfg = _recipe_cfg(_tiny(tmp_path / "run", dataset="cube-single-play-singletask-task2-v0",
+                            **{"dataset.path": str(path), "dataset.eval_id": "pointmaze-medium-navigate-singletask-v0@pre"}))
+    with pytest.raises(Exception) as err:
+        train(cfg)
+    assert is_user_error(err.value) and "28" in str(err.value)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
