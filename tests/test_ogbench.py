@@ -244,3 +244,22 @@ def test_data_env_mismatch_fails_before_training(data_dir, tmp_path):
         train(cfg)
     assert is_user_error(err.value) and "28" in str(err.value)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("sweep, runs", [("ogbench_fql_rebrac", 400), ("ogbench_fql_ppl", 1200)])
+def test_fql_table_sweeps(sweep, runs):
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    config_dir = Path(__file__).resolve().parents[1] / "recipes" / "config"
+    with initialize_config_dir(str(config_dir), version_base="1.3"):
+        cfg = compose(config_name="ppl_ogbench", overrides=[f"+sweep={sweep}"], return_hydra_config=True)
+        params = {k: str(v).split(",") for k, v in cfg.hydra.sweeper.params.items()}
+        params["seed"] = [str(s) for s in range(8)]
+        assert np.prod([len(v) for v in params.values()]) == runs
+        for d in params["dataset"]:
+            assert (config_dir / "dataset" / f"{d}.yaml").exists() and parse_ogbench_id(d) is not None
+        job = compose(config_name="ppl_ogbench", overrides=[f"+sweep={sweep}", f"dataset={params['dataset'][-1]}",
+                                                            "seed=7", f"loss={params['loss'][0]}"])
+        assert job.run_dir.startswith(f"runs/{sweep}/") and job.run_dir.endswith("seed7") and job.resume == "auto"
