@@ -263,3 +263,34 @@ def test_fql_table_sweeps(sweep, runs):
         job = compose(config_name="ppl_ogbench", overrides=[f"+sweep={sweep}", f"dataset={params['dataset'][-1]}",
                                                             "seed=7", f"loss={params['loss'][0]}"])
         assert job.run_dir.startswith(f"runs/{sweep}/") and job.run_dir.endswith("seed7") and job.resume == "auto"
+
+
+def test_regenerated_dataset_is_resumable_and_trains_end_to_end(data_dir, tmp_path, monkeypatch):
+    """pointmaze-medium-navigate-gen: OGBench's procedure, interrupted and resumed = uninterrupted; then a recipe run."""
+    import ppl_torchrl.datagen.ogbench as gen
+    from ppl_torchrl.training.recipe import train
+
+    name = "pointmaze-medium-navigate-gen-v0"
+    whole = gen.generate_ogbench_dataset(name, tmp_path / "whole", seed=3, num_episodes=4, chunk=2, progress=False)
+    calls, episode = [0], gen._maze_episode
+
+    def interrupted(*args):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt
+        return episode(*args)
+
+    monkeypatch.setattr(gen, "_maze_episode", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        gen.generate_ogbench_dataset(name, data_dir, seed=3, num_episodes=4, chunk=2, progress=False)
+    assert not (data_dir / f"{name}.npz").exists() and (data_dir / f".{name}.partial" / "state.pkl").exists()
+    monkeypatch.setattr(gen, "_maze_episode", episode)
+    resumed = gen.generate_ogbench_dataset(name, data_dir, seed=3, num_episodes=4, chunk=2, progress=False)
+    a, b = np.load(whole.train_path), np.load(resumed.train_path)
+    assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
+    assert b["observations"].shape == (4 * 1001, 2) and b["terminals"].sum() == 4  # OGBench's 1001-step episodes
+    assert not (data_dir / f".{name}.partial").exists()
+
+    cfg = _recipe_cfg(_tiny(tmp_path / "run", dataset="pointmaze-medium-navigate-gen-singletask-v0"))
+    results = train(cfg)
+    assert results["steps"] == 10 and results["final_eval"]["lengths"][0] <= 1000
