@@ -208,7 +208,7 @@ def _tiny(run_dir, **extra):
     return [f"{k}={v}" for k, v in o.items()]
 
 
-@pytest.mark.parametrize("layout", ["regular", "compact"])
+@pytest.mark.parametrize("layout", ["regular", pytest.param("compact", marks=pytest.mark.slow)])  # compact = regular: tested above
 def test_recipe_trains_and_evaluates_a_file_end_to_end(data_dir, tmp_path, layout):
     from ppl_torchrl.training.recipe import train
 
