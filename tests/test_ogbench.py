@@ -294,3 +294,32 @@ def test_regenerated_dataset_is_resumable_and_trains_end_to_end(data_dir, tmp_pa
     cfg = _recipe_cfg(_tiny(tmp_path / "run", dataset="pointmaze-medium-navigate-gen-singletask-v0"))
     results = train(cfg)
     assert results["steps"] == 10 and results["final_eval"]["lengths"][0] <= 1000
+
+
+def test_fql_networks_are_module_options():
+    """FQL's ReBRAC networks (utils/networks.py): GELU (tanh approximation), variance_scaling(fan_avg, uniform)
+    weights with zero biases, the actor's last layer at scale 0.01, LayerNorm after each critic activation."""
+    import math
+
+    from torch import nn
+
+    from ppl_torchrl.modules import make_actor, make_qvalue_ensemble
+
+    torch.manual_seed(0)
+    actor = make_actor(28, 5, hidden_dim=512, num_hidden=4, activation="gelu", init="fan_avg").module
+    linears = [m for m in actor.net if isinstance(m, nn.Linear)]
+    assert [tuple(m.weight.shape) for m in linears] == [(512, 28)] + [(512, 512)] * 3 + [(5, 512)]
+    for lin, scale in zip(linears, [1.0] * 4 + [0.01]):
+        bound = math.sqrt(3 * scale / ((lin.in_features + lin.out_features) / 2))
+        assert 0.95 * bound < lin.weight.abs().max() <= bound and not lin.bias.any()
+    x = torch.linspace(-4, 4, 101)
+    gelu = [m for m in actor.net if not isinstance(m, nn.Linear)][0]
+    flax_gelu = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    torch.testing.assert_close(gelu(x), flax_gelu)
+    critic = make_qvalue_ensemble(28, 5, hidden_dim=512, num_hidden=4, activation="gelu", init="fan_avg").module
+    kinds = [type(m).__name__ for m in critic.net]
+    assert kinds == ["EnsembleLinear", "GELU", "EnsembleLayerNorm"] * 4 + ["EnsembleLinear"]
+    last = critic.net[-1]
+    assert last.weight.abs().max() <= math.sqrt(3 / ((512 + 1) / 2)) and not last.bias.any()
+    with pytest.raises(ValueError, match="activation must be one of"):
+        make_actor(3, 2, activation="tanh")
