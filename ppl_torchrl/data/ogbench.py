@@ -176,11 +176,14 @@ def ogbench_file(parsed: OGBenchId, split: str = "train", path: str | Path | Non
                                 f"{where}.")
     import ogbench
 
+    existed = folder.exists()
     try:
         ogbench.download_datasets([parsed.dataset_name], str(folder))
     except OSError as err:  # URLError is an OSError: no network
         for tmp in folder.glob(f"{parsed.dataset_name}*.npz.tmp"):
             tmp.unlink(missing_ok=True)
+        if not existed and not any(folder.iterdir()):
+            folder.rmdir()  # leave no empty folder behind
         raise FileNotFoundError(f"could not download OGBench dataset {parsed.dataset_name} ({err}); without "
                                 f"network, {where} (from https://rail.eecs.berkeley.edu/datasets/ogbench/"
                                 f"{parsed.dataset_name}{suffix}).") from None
