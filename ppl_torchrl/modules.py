@@ -13,6 +13,13 @@ make_qvalue_ensem  ``observation``, ``action``  ``state_action_value`` ``[*B, nu
 make_potential     ``observation``, ``action``  ``potential`` ``[*B, 1]``, always <= 0
 =================  ==========================  ==================================================
 
+Two options reproduce other codebases' networks without another copy of them: ``activation`` (``"relu"``,
+the default, or ``"gelu"``: flax's tanh-approximated GELU) and ``init`` (``"corl"``, the default above, or
+``"fan_avg"``: flax ``variance_scaling(scale, "fan_avg", "uniform")`` weights and zero biases, scale 1 everywhere
+except the actor's last layer, ``actor_last_layer_scale``). ``activation="gelu", init="fan_avg"`` with 4 x 512
+layers is the FQL codebase's ReBRAC (``seohongpark/fql``: ``utils/networks.py``, ``agents/rebrac.py``; its actor's
+last layer scale 0.01).
+
 The critic ensemble is one module with stacked parameters (``[N, in, out]`` weights, batched
 matrix products), not a loop over critics: its output's last dimension indexes the members.
 The losses accept any critic that writes its values with that layout, so a plain TorchRL
@@ -56,6 +63,36 @@ def _init_uniform_(weight: torch.Tensor, bias: torch.Tensor, bound: float) -> No
         bias.uniform_(-bound, bound)
 
 
+ACTIVATIONS = ("relu", "gelu")
+INITS = ("corl", "fan_avg")
+
+
+def _activation(name: str) -> nn.Module:
+    if name == "relu":
+        return nn.ReLU()
+    if name == "gelu":
+        return nn.GELU(approximate="tanh")  # flax.linen.gelu's default (approximate=True)
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}.")
+
+
+def _init_layer_(weight: torch.Tensor, bias: torch.Tensor, fan_in: int, fan_out: int, *, init: str,
+                 last_bound: float | None = None, scale: float = 1.0) -> None:
+    """``init="corl"``: hidden layers (``last_bound=None``) U(+-1/sqrt(fan_in)), bias 0.1; last layers U(+-last_bound).
+    ``init="fan_avg"``: flax variance_scaling(scale, fan_avg, uniform), bias 0."""
+    if init == "corl":
+        if last_bound is None:
+            _init_hidden_(weight, bias, fan_in)
+        else:
+            _init_uniform_(weight, bias, last_bound)
+    elif init == "fan_avg":
+        bound = math.sqrt(3.0 * scale / ((fan_in + fan_out) / 2.0))
+        with torch.no_grad():
+            weight.uniform_(-bound, bound)
+            bias.zero_()
+    else:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}.")
+
+
 class Linear(nn.Linear):
     """``nn.Linear`` whose GEMMs run on the backend :mod:`ppl_torchrl.gemm` measured fastest for this machine
     (torch's default everywhere, oneDNN on CPUs where MKL is slow); same parameters, same math."""
@@ -73,22 +110,24 @@ def mlp(
     layer_norm: bool = False,
     last_layer_bound: float = 3e-3,
     layer_norm_eps: float = 1e-6,
-
+    activation: str = "relu",
+    init: str = "corl",
+    last_layer_scale: float = 1.0,
 ) -> nn.Sequential:
-    """``num_hidden`` x (Linear, ReLU[, LayerNorm]) then a Linear, with the authors' init."""
+    """``num_hidden`` x (Linear, activation[, LayerNorm]) then a Linear; ``init`` picks the initialisation (module doc)."""
     linear = Linear
     layers: list[nn.Module] = []
     d = in_dim
     for _ in range(num_hidden):
         lin = linear(d, hidden_dim)
-        _init_hidden_(lin.weight, lin.bias, d)
-        layers += [lin, nn.ReLU()]
+        _init_layer_(lin.weight, lin.bias, d, hidden_dim, init=init)
+        layers += [lin, _activation(activation)]
         if layer_norm:
             # Flax's LayerNorm epsilon (the authors' critics), not torch's 1e-5.
             layers.append(nn.LayerNorm(hidden_dim, eps=layer_norm_eps))
         d = hidden_dim
     last = linear(d, out_dim)
-    _init_uniform_(last.weight, last.bias, last_layer_bound)
+    _init_layer_(last.weight, last.bias, d, out_dim, init=init, last_bound=last_layer_bound, scale=last_layer_scale)
     layers.append(last)
     return nn.Sequential(*layers)
 
@@ -96,11 +135,13 @@ def mlp(
 class DeterministicActor(nn.Module):
     """``pi(s) = tanh(MLP(s))``: the deterministic ReBRAC/PPL policy."""
 
-    def __init__(self, obs_dim: int, action_dim: int, *, hidden_dim=256, num_hidden=3, layer_norm=False):
+    def __init__(self, obs_dim: int, action_dim: int, *, hidden_dim=256, num_hidden=3, layer_norm=False,
+                 activation: str = "relu", init: str = "corl", last_layer_scale: float = 0.01):
         super().__init__()
         self.net = mlp(
             obs_dim, action_dim, hidden_dim=hidden_dim, num_hidden=num_hidden,
-            layer_norm=layer_norm, last_layer_bound=1e-3,
+            layer_norm=layer_norm, last_layer_bound=1e-3, activation=activation, init=init,
+            last_layer_scale=last_layer_scale,
         )
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
@@ -145,7 +186,8 @@ class QValueEnsemble(nn.Module):
 
     def __init__(
         self, obs_dim: int, action_dim: int, *, num_qvalue_nets: int = 2, hidden_dim: int = 256,
-        num_hidden: int = 3, layer_norm: bool = True, layer_norm_eps: float = 1e-6,
+        num_hidden: int = 3, layer_norm: bool = True, layer_norm_eps: float = 1e-6, activation: str = "relu",
+        init: str = "corl",
     ):
         super().__init__()
         if num_qvalue_nets < 1:
@@ -156,13 +198,13 @@ class QValueEnsemble(nn.Module):
         d = obs_dim + action_dim
         for _ in range(num_hidden):
             lin = linear(num_qvalue_nets, d, hidden_dim)
-            _init_hidden_(lin.weight, lin.bias, d)
-            layers += [lin, nn.ReLU()]
+            _init_layer_(lin.weight, lin.bias, d, hidden_dim, init=init)
+            layers += [lin, _activation(activation)]
             if layer_norm:
                 layers.append(EnsembleLayerNorm(num_qvalue_nets, hidden_dim, layer_norm_eps))
             d = hidden_dim
         last = linear(num_qvalue_nets, d, 1)
-        _init_uniform_(last.weight, last.bias, 3e-3)
+        _init_layer_(last.weight, last.bias, d, 1, init=init, last_bound=3e-3)
         layers.append(last)
         self.net = nn.Sequential(*layers)
 
@@ -176,10 +218,12 @@ class QValueEnsemble(nn.Module):
 class Potential(nn.Module):
     """The PPL potential ``f(s, a) = -|g(s, a)|`` (always <= 0, the authors' sign; see PartialOTLoss)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, *, hidden_dim=256, num_hidden=3, layer_norm=False):
+    def __init__(self, obs_dim: int, action_dim: int, *, hidden_dim=256, num_hidden=3, layer_norm=False,
+                 activation: str = "relu", init: str = "corl"):
         super().__init__()
         self.net = mlp(
             obs_dim + action_dim, 1, hidden_dim=hidden_dim, num_hidden=num_hidden, layer_norm=layer_norm,
+            activation=activation, init=init,
         )
 
     def forward(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -189,11 +233,14 @@ class Potential(nn.Module):
 def make_actor(
     observation_spec, action_spec, *, hidden_dim: int = 256, num_hidden: int = 3,
     layer_norm: bool = False, in_key=keys.OBSERVATION, out_key=keys.ACTION, device=None,
+    activation: str = "relu", init: str = "corl", last_layer_scale: float = 0.01,
 ) -> TensorDictModule:
-    """Deterministic tanh actor (3x256 ReLU, no LayerNorm by default) reading ``in_key``."""
+    """Deterministic tanh actor (3x256 ReLU, no LayerNorm by default) reading ``in_key``; ``last_layer_scale``
+    is the last layer's variance scale under ``init="fan_avg"`` (FQL's ``actor_fc_scale``)."""
     net = DeterministicActor(
         _dim(observation_spec), _dim(action_spec), hidden_dim=hidden_dim,
-        num_hidden=num_hidden, layer_norm=layer_norm,
+        num_hidden=num_hidden, layer_norm=layer_norm, activation=activation, init=init,
+        last_layer_scale=last_layer_scale,
     )
     return TensorDictModule(net.to(device), in_keys=[in_key], out_keys=[out_key])
 
@@ -201,12 +248,12 @@ def make_actor(
 def make_qvalue_ensemble(
     observation_spec, action_spec, *, num_qvalue_nets: int = 2, hidden_dim: int = 256,
     num_hidden: int = 3, layer_norm: bool = True, in_keys: Sequence = (keys.OBSERVATION, keys.ACTION),
-    out_key=STATE_ACTION_VALUE, device=None,
+    out_key=STATE_ACTION_VALUE, device=None, activation: str = "relu", init: str = "corl",
 ) -> TensorDictModule:
     """Ensemble of ``num_qvalue_nets`` LayerNorm critics writing ``[*B, num_qvalue_nets]`` values."""
     net = QValueEnsemble(
         _dim(observation_spec), _dim(action_spec), num_qvalue_nets=num_qvalue_nets,
-        hidden_dim=hidden_dim, num_hidden=num_hidden, layer_norm=layer_norm,
+        hidden_dim=hidden_dim, num_hidden=num_hidden, layer_norm=layer_norm, activation=activation, init=init,
     )
     return TensorDictModule(net.to(device), in_keys=list(in_keys), out_keys=[out_key])
 
@@ -214,11 +261,11 @@ def make_qvalue_ensemble(
 def make_potential(
     observation_spec, action_spec, *, hidden_dim: int = 256, num_hidden: int = 3,
     layer_norm: bool = False, in_keys: Sequence = (keys.OBSERVATION, keys.ACTION),
-    out_key=POTENTIAL, device=None,
+    out_key=POTENTIAL, device=None, activation: str = "relu", init: str = "corl",
 ) -> TensorDictModule:
     """Potential ``f(s, a) = -|MLP(s, a)|`` (3x256 ReLU, no LayerNorm) writing ``[*B, 1]``."""
     net = Potential(
         _dim(observation_spec), _dim(action_spec), hidden_dim=hidden_dim,
-        num_hidden=num_hidden, layer_norm=layer_norm,
+        num_hidden=num_hidden, layer_norm=layer_norm, activation=activation, init=init,
     )
     return TensorDictModule(net.to(device), in_keys=list(in_keys), out_keys=[out_key])

@@ -4,6 +4,8 @@
     python recipes/collect.py dataset_id=pointmaze-umaze-mixed-gen-v0      # known-share mixed quality
     python recipes/collect.py dataset_id=all minari=false                  # every generated id
     python recipes/collect.py measure_refs=true                         # re-measure ref_min/ref_max
+    python recipes/collect.py dataset_id=cube-single-play-gen-v0          # OGBench's procedure and oracles (npz)
+    python recipes/collect.py dataset_id=ogbench                          # the 6 regenerated OGBench datasets
 
 Prints, per dataset: transitions, returns per behaviour, wall time, the array digest (same seed ->
 same digest) and where the files went. See docs/datagen.md.
@@ -26,13 +28,36 @@ log = logging.getLogger("collect")
 
 def _ids(spec: str) -> list[str]:
     from ppl_torchrl.datagen import GENERATED_IDS
+    from ppl_torchrl.datagen.ogbench import OGBENCH_GENERATED
 
-    ids = list(GENERATED_IDS) if spec == "all" else [s for s in str(spec).split("+") if s]
-    unknown = [i for i in ids if i not in GENERATED_IDS]
+    known = list(GENERATED_IDS) + list(OGBENCH_GENERATED)
+    ids = list(GENERATED_IDS) if spec == "all" else list(OGBENCH_GENERATED) if spec == "ogbench" else \
+        [s for s in str(spec).split("+") if s]
+    unknown = [i for i in ids if i not in known]
     if unknown:
-        raise ConfigError(f"Unknown generated dataset id(s) {unknown}. Choose from: {', '.join(GENERATED_IDS)} or "
-                          "'all'.")
+        raise ConfigError(f"Unknown generated dataset id(s) {unknown}. Choose from: {', '.join(known)}, 'all' (the "
+                          "project's own) or 'ogbench' (the regenerated OGBench datasets).")
     return ids
+
+
+def _generate_ogbench(did: str, cfg: DictConfig) -> dict:
+    """OGBench's procedure with its oracles (ppl_torchrl.datagen.ogbench): npz files in OGBench's layout, resumable."""
+    from ppl_torchrl.datagen.ogbench import generate_ogbench_dataset, ogbench_generated_path
+
+    path = ogbench_generated_path(did, cfg.out_dir)
+    if path.exists() and not cfg.force and cfg.num_episodes is None:
+        log.info("%s exists at %s (force=true regenerates).", did, path)
+        return {}
+    if cfg.force:
+        path.unlink(missing_ok=True)
+    r = generate_ogbench_dataset(did, cfg.out_dir, seed=int(cfg.seed), num_episodes=cfg.num_episodes,
+                                 progress=bool(cfg.progress))
+    s = {"dataset": did, "train": str(r.train_path), "val": str(r.val_path), "episodes": r.episodes,
+         "val_episodes": r.val_episodes, "rows": r.rows, "val_rows": r.val_rows, "redrawn_episodes": r.redrawn_episodes,
+         "generation_s": r.seconds, "file_mb": r.train_path.stat().st_size / 2**20}
+    log.info("%s: %d episodes, %d rows (+ %d val), %.1f s, %.1f MB -> %s", did, r.episodes, r.rows, r.val_rows,
+             r.seconds, s["file_mb"], r.train_path)
+    return s
 
 
 def run(cfg: DictConfig) -> list[dict]:
@@ -55,6 +80,14 @@ def run(cfg: DictConfig) -> list[dict]:
 
     reports = []
     for did in _ids(cfg.dataset_id):
+        from ppl_torchrl.datagen.ogbench import OGBENCH_GENERATED
+
+        if did in OGBENCH_GENERATED:
+            s = _generate_ogbench(did, cfg)
+            if s:
+                print(json.dumps(s))
+                reports.append(s)
+            continue
         path = generated_path(did, cfg.out_dir, int(cfg.seed))
         if path.exists() and not cfg.force and cfg.num_episodes is None:
             from ppl_torchrl.datagen import _matches

@@ -11,13 +11,27 @@ from torchrl.envs.transforms import DeviceCastTransform
 
 from ppl_torchrl.data.d4rl import D4RL_URLS, CORLD4RLExperienceReplay, is_d4rl_id
 from ppl_torchrl.data.minari import CORLMinariExperienceReplay, local_minari_ids, minari_root
+from ppl_torchrl.data.ogbench import OGBenchExperienceReplay, is_ogbench_id
 from ppl_torchrl.data.transforms import reward_transform, state_norm_transform
 from ppl_torchrl.errors import did_you_mean
 from ppl_torchrl.evaluation.registry import DATASETS
 
-__all__ = ["make_offline_replay_buffer", "resolve_dataset"]
+__all__ = ["OGBenchSource", "make_offline_replay_buffer", "resolve_dataset"]
 
-DatasetKind = Literal["hdf5", "d4rl", "minari"]
+DatasetKind = Literal["hdf5", "d4rl", "minari", "ogbench"]
+
+
+class OGBenchSource(str):
+    """An OGBench single-task id with where its file is and which split to read (a ``str``: the id).
+
+    ``path``: the training ``.npz`` (``None``: ``$OGBENCH_DATASET_DIR`` or ``~/.ogbench/data``); ``split``:
+    ``"train"`` or ``"val"`` (the ``-val.npz`` beside it); ``action_clip_eps``: FQL's clip of dataset actions.
+    """
+
+    def __new__(cls, dataset_id: str, path=None, split: str = "train", action_clip_eps: float = 1e-5):
+        obj = super().__new__(cls, dataset_id)
+        obj.path, obj.split, obj.action_clip_eps = path, split, float(action_clip_eps)
+        return obj
 
 
 def resolve_dataset(dataset: str | Path) -> DatasetKind:
@@ -26,8 +40,11 @@ def resolve_dataset(dataset: str | Path) -> DatasetKind:
     * ``"hdf5"``: a ``Path``, an existing file, or a string ending in ``.hdf5``/``.h5``;
     * ``"d4rl"``: an id of TorchRL's D4RL URL table (all ids of :mod:`ppl_torchrl.evaluation.registry` with
       ``source="d4rl"`` are in it);
-    * ``"minari"``: a Minari id present under ``MINARI_DATASETS_PATH`` (or any id with a ``/``).
+    * ``"minari"``: a Minari id present under ``MINARI_DATASETS_PATH`` (or any id with a ``/``);
+    * ``"ogbench"``: an OGBench single-task id (``cube-single-play-singletask-task2-v0``; :mod:`ppl_torchrl.data.ogbench`).
     """
+    if isinstance(dataset, OGBenchSource) or is_ogbench_id(dataset):
+        return "ogbench"
     if isinstance(dataset, Path) or str(dataset).endswith((".hdf5", ".h5")) or Path(str(dataset)).expanduser().is_file():
         return "hdf5"
     if is_d4rl_id(dataset):
@@ -66,7 +83,8 @@ def make_offline_replay_buffer(
 
     Args:
         dataset: a D4RL id (``"antmaze-large-diverse-v2"``), the path of a local D4RL-format HDF5
-            file, or a local Minari id (``"mujoco/hopper/medium-v0"``); see :func:`resolve_dataset`.
+            file, a local Minari id (``"mujoco/hopper/medium-v0"``) or an OGBench single-task id (an
+            :class:`OGBenchSource` to give its file, split and action clip); see :func:`resolve_dataset`.
         batch_size: transitions per ``buffer.sample()``.
         root: cache folder of imported datasets (default ``$PPL_TORCHRL_DATA`` or
             ``~/.cache/ppl_torchrl``).
@@ -103,6 +121,10 @@ def make_offline_replay_buffer(
         buffer = CORLD4RLExperienceReplay(None, batch_size, hdf5_path=dataset, **common)
     elif kind == "d4rl":
         buffer = CORLD4RLExperienceReplay(dataset, batch_size, download=download, **common)
+    elif kind == "ogbench":
+        src = dataset if isinstance(dataset, OGBenchSource) else OGBenchSource(str(dataset))
+        buffer = OGBenchExperienceReplay(str(src), batch_size, path=src.path, split=src.split,
+                                         action_clip_eps=src.action_clip_eps, download=download, **common)
     else:
         buffer = CORLMinariExperienceReplay(dataset, batch_size, observation_keys=observation_keys, **common)
     stats = buffer.dataset_stats

@@ -34,7 +34,7 @@ def reward_scale_bias(dataset_id: str, algorithm: str) -> tuple[float, float]:
     algorithm = algorithm.lower()
     if algorithm not in _ANTMAZE_REWARD:
         raise ValueError(f"Unknown algorithm {algorithm!r}; expected one of {sorted(_ANTMAZE_REWARD)}.")
-    if dataset_id.startswith("antmaze-"):
+    if dataset_id.startswith("antmaze-") and "-singletask" not in dataset_id:  # not OGBench's antmaze
         return _ANTMAZE_REWARD[algorithm]
     return 1.0, 0.0
 

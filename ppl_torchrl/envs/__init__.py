@@ -55,7 +55,7 @@ EVAL_ENVS: dict[str, Callable[..., gym.Env]] = {}
 #: no ``success`` info of its own).
 SUCCESS_ENVS: set[str] = set()
 
-_LAZY_MODULES = ("ppl_torchrl.envs.pointmaze",)
+_LAZY_MODULES = ("ppl_torchrl.envs.pointmaze", "ppl_torchrl.envs.ogbench")
 
 
 def register_eval_env(

@@ -32,7 +32,9 @@ class DatasetSpec:
         ref_min: return of the reference random policy (normalized score 0).
         ref_max: return of the reference expert (normalized score 100).
         max_episode_steps: evaluation episode length limit.
-        source: ``"d4rl"`` (download or local HDF5) or ``"generated"`` (made by this project).
+        source: ``"d4rl"`` (download or local HDF5), ``"generated"`` (made by this project) or ``"ogbench"``
+            (an OGBench ``.npz``, published or regenerated here; see :mod:`ppl_torchrl.data.ogbench`).
+        score: ``"return"`` (the D4RL normalized return) or ``"success"`` (100 x success rate: OGBench).
     """
 
     dataset_id: str
@@ -42,6 +44,7 @@ class DatasetSpec:
     ref_max: float
     max_episode_steps: int
     source: str = "d4rl"
+    score: str = "return"
 
 
 DATASETS: dict[str, DatasetSpec] = {}
@@ -61,12 +64,40 @@ def get_dataset_spec(dataset_id: str) -> DatasetSpec:
     try:
         return DATASETS[dataset_id]
     except KeyError:
+        spec = _ogbench_spec(dataset_id)
+        if spec is not None:
+            return register_dataset(spec)
         raise KeyError(
             f"Unknown dataset id {dataset_id!r}.{did_you_mean(dataset_id, DATASETS)} "
             "Known ids: see ppl_torchrl.evaluation.registry.DATASETS "
-            "(D4RL AntMaze-v2, Gym-MuJoCo-v2, Adroit-v1 and the generated '*-gen-v0' datasets). "
+            "(D4RL AntMaze-v2, Gym-MuJoCo-v2, Adroit-v1 and the generated '*-gen-v0' datasets) and every "
+            "OGBench single-task id (e.g. 'cube-single-play-singletask-task2-v0', '-gen' before '-singletask' for "
+            "the data regenerated here, '@post' after it for ogbench < 1.2's success timing). "
             "To train on a local file, pass its HDF5 path instead of an id."
         ) from None
+
+
+def _ogbench_spec(dataset_id: str) -> DatasetSpec | None:
+    """The spec of an OGBench single-task id, made on first use (there are ~1000 of them).
+
+    ``<id>`` evaluates with the installed ogbench's success timing (``pre`` since 1.2.0: reward, termination and
+    success of ``(s, a, s')`` computed on ``s``), ``<id>@post`` with ogbench < 1.2's (on ``s'``, what the FQL
+    paper's pinned 1.1.0 ran).
+    """
+    base, _, timing = dataset_id.partition("@")
+    if timing not in ("", "pre", "post"):
+        return None
+    from ppl_torchrl.data.ogbench import parse_ogbench_id
+
+    parsed = parse_ogbench_id(base)
+    if parsed is None:
+        return None
+    import gymnasium as gym
+    import ogbench  # noqa: F401  (registers its environments)
+
+    steps = int(gym.registry[parsed.env_id].max_episode_steps)
+    env_name = f"ogbench/{parsed.env_id}" + (f"@{timing}" if timing else "")
+    return DatasetSpec(dataset_id, "ogbench", env_name, 0.0, 1.0, steps, "ogbench", "success")
 
 
 def normalized_score(dataset_id: str, returns):

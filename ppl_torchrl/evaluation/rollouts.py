@@ -120,13 +120,19 @@ def evaluate_policy(
         "normalized_score_std": None,
         "success_rate": None,
     }
-    if spec is not None:
+    if all_success:
+        out["success_rate"] = float(torch.cat(all_success)[:num_episodes].float().mean())
+    if spec is not None and spec.score == "success":  # OGBench: the score is the success rate, x100
+        if out["success_rate"] is None:
+            raise ValueError(f"{dataset_id} is scored by success, but its env reports no success.")
+        scores = 100.0 * torch.cat(all_success)[:num_episodes].double().numpy()
+        out.update(normalized_scores=scores, normalized_score_mean=float(scores.mean()),
+                   normalized_score_std=float(scores.std()))
+    elif spec is not None:
         scores = np.asarray(normalized_score(dataset_id, returns))
         out.update(
             normalized_scores=scores,
             normalized_score_mean=float(scores.mean()),
             normalized_score_std=float(scores.std()),
         )
-    if all_success:
-        out["success_rate"] = float(torch.cat(all_success)[:num_episodes].float().mean())
     return out

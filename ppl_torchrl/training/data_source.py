@@ -13,9 +13,17 @@ def resolve_training_data(dataset_cfg) -> tuple[str, str | None]:
       names a local D4RL-format HDF5 of it (e.g. ``~/.d4rl/datasets/antmaze_umaze_v2.hdf5``);
     * ``dataset.id`` a generated id (``*-gen-v0``): the dataset is generated here if missing;
     * ``dataset.id`` an HDF5 path or a Minari id: loaded as is; evaluation needs ``dataset.eval_id``
-      (a registered id whose eval env matches the data), else it is skipped.
+      (a registered id whose eval env matches the data), else it is skipped;
+    * ``dataset.id`` an OGBench single-task id: the source is an
+      :class:`~ppl_torchrl.data.buffer.OGBenchSource` (``dataset.path`` = its ``.npz``, ``dataset.split``,
+      ``dataset.action_clip_eps``); evaluation on the id's own task with ``dataset.success_timing``
+      (``pre``: ogbench >= 1.2.0, ``post``: the FQL paper's 1.1.0).
     """
     dataset_id = str(dataset_cfg.id)
+    from ppl_torchrl.data.ogbench import is_ogbench_id
+
+    if is_ogbench_id(dataset_id):
+        return _ogbench_source(dataset_id, dataset_cfg)
     path = dataset_cfg.get("path")
     eval_id = dataset_cfg.get("eval_id")
     if path:
@@ -41,3 +49,22 @@ def _is_registered(dataset_id: str) -> bool:
     except KeyError:
         return False
     return True
+
+
+def _ogbench_source(dataset_id: str, dataset_cfg):
+    from ppl_torchrl.data.buffer import OGBenchSource
+    from ppl_torchrl.errors import ConfigError
+
+    timing = str(dataset_cfg.get("success_timing") or "pre")
+    if timing not in ("pre", "post"):
+        raise ConfigError(f"dataset.success_timing must be 'pre' (ogbench >= 1.2.0) or 'post' (ogbench 1.1.0, the "
+                          f"FQL paper), got {timing!r}.")
+    split = str(dataset_cfg.get("split") or "train")
+    if split not in ("train", "val"):
+        raise ConfigError(f"dataset.split must be 'train' or 'val', got {split!r}.")
+    path = dataset_cfg.get("path")
+    eval_id = dataset_cfg.get("eval_id") or f"{dataset_id}@{timing}"
+    get_dataset_spec(str(eval_id))  # unknown eval ids fail before training
+    clip = dataset_cfg.get("action_clip_eps")
+    source = OGBenchSource(dataset_id, None if not path else str(path), split, 1e-5 if clip is None else float(clip))
+    return source, str(eval_id)
