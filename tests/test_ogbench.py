@@ -323,3 +323,23 @@ def test_fql_networks_are_module_options():
     assert last.weight.abs().max() <= math.sqrt(3 / ((512 + 1) / 2)) and not last.bias.any()
     with pytest.raises(ValueError, match="activation must be one of"):
         make_actor(3, 2, activation="tanh")
+
+
+def test_the_harness_builds_fql_networks_from_the_ogbench_suites(make_cfg):
+    """model.activation / model.init reach every ReBRAC-family network: GELU with zero biases (fan_avg) on OGBench,
+    ReLU with CORL's 0.1 biases everywhere else."""
+    from ppl_torchrl.training.algorithms import make_algorithm
+
+    def layers(cfg):
+        alg = make_algorithm(cfg, 28, 5, device="cpu")
+        nets = (alg.loss.actor_network, alg.loss.qvalue_network, alg.loss.potential_network)
+        return [{type(m).__name__ for m in net.modules()} for net in nets], alg.loss.actor_network_params
+
+    cfg = _recipe_cfg(["loss=ppl", "model.hidden_dim=16", "model.num_hidden=2"])
+    assert (cfg.model.activation, cfg.model.init) == ("gelu", "fan_avg")
+    kinds, actor = layers(cfg)
+    assert all("GELU" in k and "ReLU" not in k for k in kinds)
+    assert not any(v.any() for k, v in actor.items(True, True) if k[-1] == "bias")
+    kinds, actor = layers(make_cfg(["loss=ppl", "model.hidden_dim=16", "model.num_hidden=2"]))
+    assert all("ReLU" in k and "GELU" not in k for k in kinds)
+    assert any((v == 0.1).all() for k, v in actor.items(True, True) if k[-1] == "bias")

@@ -240,9 +240,10 @@ def _make_rebrac_family(name: str, loss_cfg, *, net: NetworkConfig, optim: Optim
                         device, compile: bool = False, compile_mode=None, compile_backend: str = "inductor",
                         cudagraphs: bool = False, fallback: bool = False) -> Algorithm:
     lc = loss_cfg
-    actor = make_actor(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device)
+    style = dict(activation=net.activation, init=net.init)
+    actor = make_actor(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device, **style)
     qvalue = make_qvalue_ensemble(obs_dim, act_dim, num_qvalue_nets=net.num_qvalue_nets,
-                                  hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device)
+                                  hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device, **style)
     common = dict(
         actor_bc_coef=lc.actor_bc_coef, critic_bc_coef=lc.critic_bc_coef, policy_noise=lc.policy_noise,
         noise_clip=lc.noise_clip, normalize_q=lc.normalize_q, critic_next_action=lc.get("critic_next_action", "policy"),
@@ -250,7 +251,7 @@ def _make_rebrac_family(name: str, loss_cfg, *, net: NetworkConfig, optim: Optim
     )
     if name == "ppl":
         potential = make_potential(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden,
-                                   device=device)
+                                   device=device, **style)
         loss = PartialOTLoss(actor, qvalue, potential, w=lc.w,
                              potential_uses_target_actor=lc.potential_uses_target_actor, **common)
     else:

@@ -84,11 +84,15 @@ def _from_section(cls, section):
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """The ``model`` section: width and depth of every network, size of the critic ensemble."""
+    """The ``model`` section: width and depth of every network, size of the critic ensemble, and the activation and
+    initialisation of the ReBRAC-family networks (``ppl_torchrl.modules``: ``relu`` / ``corl``, or FQL's ``gelu`` /
+    ``fan_avg``)."""
 
     hidden_dim: int
     num_hidden: int
     num_qvalue_nets: int
+    activation: str
+    init: str
 
     @classmethod
     def from_config(cls, section) -> "NetworkConfig":
