@@ -126,7 +126,8 @@ def config(name: str, *, compiled: bool = False, per_call: int = 1, gemm_backend
     optim = {k: HP[k] for k in ("actor_lr", "critic_lr", "potential_lr_scale", "tau", "policy_freq", "gamma")}
     optim["steps"] = 1_000_000  # a paper-length run; only read by compile.enabled=auto, which is not used here
     return OmegaConf.create(dict(
-        loss=loss, model=dict(hidden_dim=HIDDEN, num_hidden=DEPTH, num_qvalue_nets=NUM_Q), optim=optim,
+        loss=loss, model=dict(hidden_dim=HIDDEN, num_hidden=DEPTH, num_qvalue_nets=NUM_Q, activation="relu", init="corl"),
+        optim=optim,
         compile=dict(enabled=bool(compiled), mode=None, backend="inductor", cudagraphs=False,
                      updates_per_call=int(per_call), gemm=gemm_backend)))
 

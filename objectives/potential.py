@@ -191,6 +191,18 @@ class PartialOT(LossModule):
             # The base loss's methods and settings (qvalue_loss, critic_objective, target_noise, ...).
             return getattr(base, item)
 
+    def __setattr__(self, name, value):
+        # A setting that lives on the base loss (actor_bc_coef, critic_bc_coef, target_noise, ...) is set there:
+        # the base's methods read it from the base (fine-tuning's BC decay sets loss.actor_bc_coef). Without this,
+        # the assignment would create a shadow attribute here that no term ever reads.
+        base = self.__dict__.get("_base_loss")
+        if (base is not None and not name.startswith("_") and name not in self.__dict__
+                and not hasattr(type(self), name) and name not in self._modules and name not in self._parameters
+                and name not in self._buffers and hasattr(base, name)):
+            setattr(base, name, value)
+            return
+        super().__setattr__(name, value)
+
     def set_keys(self, **kwargs) -> None:
         base_fields = {f.name for f in fields(type(self._base_loss.tensor_keys))}
         unknown = [k for k in kwargs if k not in self._AcceptedKeys.__dataclass_fields__]

@@ -610,3 +610,15 @@ def test_moving_the_composed_loss_moves_the_base_loss_with_it():
     assert all(b.dtype == torch.float64 for b in loss.base.buffers() if b.is_floating_point())
     batch = make_batch().apply(lambda t: t.double() if t.is_floating_point() else t)
     assert loss(batch)["loss_potential"].dtype == torch.float64
+
+
+def test_a_setting_assigned_on_the_composed_loss_reaches_the_base_loss():
+    """Fine-tuning decays the BC coefficient with ``loss.actor_bc_coef = ...``: on PartialOT(ReBRACLoss) that must
+    change the base loss's coefficient (the one its actor term reads), not create an unread copy on the wrapper."""
+    loss, batch = make_ppl(actor_bc_coef=0.3), make_batch()
+    before = loss.actor_loss(batch)[0].detach()
+    loss.actor_bc_coef = torch.tensor(30.0)
+    assert "actor_bc_coef" not in vars(loss) and float(loss.base.actor_bc_coef) == 30.0
+    assert loss.actor_loss(batch)[0].detach() > before  # the larger BC penalty is in the actor's loss
+    loss.w = 2.0  # the potential's own settings stay on the wrapper
+    assert loss.w == 2.0 and "w" in vars(loss)

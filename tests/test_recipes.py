@@ -40,7 +40,7 @@ def test_every_loss_runs_in_the_same_harness(loss, tmp_path, tiny, make_cfg):
 
 @pytest.mark.slow  # dynamo traces TorchRL's losses: ~1.5-3 min of compilation per loss on 2 shared cores
 @pytest.mark.parametrize("loss", ["ppl_td3_bc", "ppl_iql"])
-def test_composed_losses_train_compiled(loss, tmp_path):
+def test_composed_losses_train_compiled(loss, tmp_path, tiny, make_cfg):
     """The potential composed onto TorchRL's losses trains under compile.enabled=true (the eager run is in
     test_every_loss_runs_in_the_same_harness): the same update function, compiled, with the f-step logged."""
     results = train(make_cfg(tiny(tmp_path, **{"loss": loss, "compile.enabled": "true",

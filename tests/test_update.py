@@ -43,7 +43,7 @@ def _cfg(name, policy_freq=2, compile_enabled=False, steps=100, **loss):
         lc.update(w=8.0, potential_uses_target_actor=True)
     lc.update(loss)
     return OmegaConf.create(dict(
-        loss=lc, model=dict(hidden_dim=32, num_hidden=2, num_qvalue_nets=2),
+        loss=lc, model=dict(hidden_dim=32, num_hidden=2, num_qvalue_nets=2, activation="relu", init="corl"),
         optim=dict(steps=steps, actor_lr=1e-3, critic_lr=1e-3, potential_lr_scale=0.1, tau=0.05,
                    policy_freq=policy_freq, gamma=0.99),
         compile=dict(enabled=compile_enabled, mode=None, backend="aot_eager", cudagraphs=False, updates_per_call=1,
