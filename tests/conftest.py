@@ -6,6 +6,8 @@ helper module tests/d4rl_files.py that the ``d4rl_layout`` fixture hands out).
 from __future__ import annotations
 
 import json
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -39,9 +41,8 @@ def _make_cfg(overrides, config_name: str = "ppl_antmaze"):
         return compose(config_name=config_name, overrides=list(overrides))
 
 
-def _assert_same_run(a: Path, b: Path) -> None:
-    """Two run folders hold the same final state (networks, optimizers), logs (but the machine-speed column) and
-    final evaluation."""
+def _assert_same_state(a: Path, b: Path) -> tuple[dict, dict]:
+    """The two runs' checkpoints hold the same step, networks and optimizer states; returns both checkpoints."""
     sa = torch.load(a / "checkpoint.pt", weights_only=False)
     sb = torch.load(b / "checkpoint.pt", weights_only=False)
     assert sa["step"] == sb["step"]
@@ -51,6 +52,30 @@ def _assert_same_run(a: Path, b: Path) -> None:
         for pid, st in opt["state"].items():
             for key, v in st.items():
                 assert torch.equal(v, sb["algorithm"]["optimizers"][name]["state"][pid][key]), (name, key)
+    return sa, sb
+
+
+def _kill_at_step(proc, checkpoint: Path, step: int, timeout: float = 300) -> None:
+    """SIGKILL the recipe process ``proc`` once its ``checkpoint`` holds at least ``step`` (or it ends, or time runs
+    out): a real kill mid-run, at a point where a checkpoint exists."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if checkpoint.exists():
+            try:
+                at = torch.load(checkpoint, weights_only=False)["step"]
+            except Exception:  # being replaced right now; atomic writes mean the next read works
+                at = 0
+            if at >= step:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    """Two run folders hold the same final state (networks, optimizers), logs (but the machine-speed column) and
+    final evaluation."""
+    _assert_same_state(a, b)
 
     def rows(path):
         out = []
@@ -81,6 +106,18 @@ def make_cfg():
 def assert_same_run():
     """``assert_same_run(run_dir_a, run_dir_b)``: the two runs ended identically (bit for bit)."""
     return _assert_same_run
+
+
+@pytest.fixture
+def assert_same_state():
+    """``assert_same_state(run_dir_a, run_dir_b) -> (checkpoint_a, checkpoint_b)``: same step, networks, optimizers."""
+    return _assert_same_state
+
+
+@pytest.fixture
+def kill_at_step():
+    """``kill_at_step(proc, checkpoint_path, step)``: SIGKILL a recipe subprocess once its checkpoint reaches ``step``."""
+    return _kill_at_step
 
 
 @pytest.fixture

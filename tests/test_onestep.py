@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -137,25 +135,14 @@ def _recipe(run_dir) -> list[str]:
 
 
 @pytest.mark.slow
-def test_onestep_recipe_resumes_exactly_after_a_real_kill(tmp_path, assert_same_phases):
+def test_onestep_recipe_resumes_exactly_after_a_real_kill(tmp_path, assert_same_phases, kill_at_step):
     """SIGKILL the recipe inside its Q^beta phase; relaunched, it continues that phase and reproduces the full run."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     full, killed = tmp_path / "full", tmp_path / "killed"
     subprocess.run(_recipe(full), check=True, env=env, capture_output=True, timeout=600)
     proc = subprocess.Popen(_recipe(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = killed / "qbeta" / "checkpoint.pt"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if ckpt.exists():
-            try:
-                step = torch.load(ckpt, weights_only=False)["step"]
-            except Exception:  # being replaced right now; atomic writes mean the next read works
-                step = 0
-            if step >= 100:
-                break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_at_step(proc, ckpt, 100)
     assert not (killed / "qbeta" / "results.json").exists(), "Q^beta finished before the kill; raise its steps"
     assert 100 <= torch.load(ckpt, weights_only=False)["step"] < 600
     relaunch = subprocess.run(_recipe(killed), env=env, capture_output=True, text=True, timeout=600)

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -140,7 +138,7 @@ def _recipe_cmd(tiny, run_dir, steps):
 
 
 @pytest.mark.slow
-def test_resume_after_a_real_kill_is_bit_identical(tmp_path, tiny, assert_same_run):
+def test_resume_after_a_real_kill_is_bit_identical(tmp_path, tiny, assert_same_run, kill_at_step):
     """Kill a training process mid-way with SIGKILL; relaunching with resume=auto reproduces the full run."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     full, killed = tmp_path / "full", tmp_path / "killed"
@@ -148,19 +146,7 @@ def test_resume_after_a_real_kill_is_bit_identical(tmp_path, tiny, assert_same_r
     subprocess.run(_recipe_cmd(tiny, full, steps), check=True, env=env, capture_output=True, timeout=600)
     proc = subprocess.Popen(_recipe_cmd(tiny, killed, steps), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        ckpt = killed / "checkpoint.pt"
-        if ckpt.exists():
-            try:
-                step = torch.load(ckpt, weights_only=False)["step"]
-            except Exception:  # being replaced right now; atomic writes mean the next read works
-                step = 0
-            if step >= 100:
-                break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_at_step(proc, killed / "checkpoint.pt", 100)
     assert not (killed / "results.json").exists(), "the run finished before it could be killed; raise `steps`"
     step_at_kill = torch.load(killed / "checkpoint.pt", weights_only=False)["step"]
     assert 100 <= step_at_kill < steps

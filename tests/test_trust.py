@@ -45,20 +45,6 @@ def _csv(run_dir: Path) -> list[dict]:
         return [{k: v for k, v in r.items() if k != DROP} for r in csv.DictReader(f)]
 
 
-def _assert_same_state(a: Path, b: Path) -> None:
-    sa, sb = (torch.load(p / "checkpoint.pt", weights_only=False) for p in (a, b))
-    assert sa["step"] == sb["step"]
-    for k, v in sa["algorithm"]["loss"].items():
-        assert torch.equal(v, sb["algorithm"]["loss"][k]), k
-    for name, opt in sa["algorithm"]["optimizers"].items():
-        for pid, st in opt["state"].items():
-            for key, v in st.items():
-                assert torch.equal(v, sb["algorithm"]["optimizers"][name]["state"][pid][key]), (name, key)
-    assert torch.equal(sa["rng"]["torch"], sb["rng"]["torch"])
-    if sa["rng"]["buffer"] is not None:
-        assert torch.equal(torch.as_tensor(sa["rng"]["buffer"]), torch.as_tensor(sb["rng"]["buffer"]))
-
-
 def _snapshot(folder: Path) -> dict:
     """Every file and folder under ``folder``: content hash and modification time."""
     return {str(p.relative_to(folder)): (hashlib.sha1(p.read_bytes()).hexdigest() if p.is_file() else "dir",
@@ -78,7 +64,7 @@ def _one_error_line(stderr: str, starts: str) -> None:
     (120, 10, 1000, 1e-6, 0, 2),  # long: time checkpoints only (every_minutes ~ every step boundary)
 ])
 def test_kills_at_random_points_resume_exactly(tmp_path, steps, log_every, ckpt_every, every_minutes, evals, seed, tiny,
-                                               make_cfg):
+                                               make_cfg, assert_same_state):
     """Kill (checkpoint.stop_after) at random points, relaunch with resume=auto each time: the logs (JSON lines
     and CSV) have every step once, and the final state is bit-identical to an uninterrupted run."""
     extra = {"logger.log_every": log_every, "checkpoint.every": ckpt_every,
@@ -112,7 +98,10 @@ def test_kills_at_random_points_resume_exactly(tmp_path, steps, log_every, ckpt_
     csv_rows = _csv(killed)
     assert [int(r["step"]) for r in csv_rows] == sorted({r["step"] for r in reference})  # one row per step
     assert csv_rows == _csv(full)
-    _assert_same_state(full, killed)
+    sa, sb = assert_same_state(full, killed)
+    assert torch.equal(sa["rng"]["torch"], sb["rng"]["torch"])
+    if sa["rng"]["buffer"] is not None:
+        assert torch.equal(torch.as_tensor(sa["rng"]["buffer"]), torch.as_tensor(sb["rng"]["buffer"]))
 
 
 def test_resume_true_without_a_checkpoint_says_why_and_what_to_do(tmp_path, tiny, make_cfg):
