@@ -256,8 +256,6 @@ class ReBRACLoss(LossModule):
             td = self.qvalue_network(td)
         return td.get(self.tensor_keys.state_action_value)
 
-    _qvalues = qvalues
-
     def _next_td(self, tensordict: TensorDictBase) -> TensorDictBase:
         keys = list(dict.fromkeys([*self.actor_network.in_keys, *self.qvalue_network.in_keys]))
         keys = [k for k in keys if k != self.tensor_keys.action]
@@ -285,7 +283,7 @@ class ReBRACLoss(LossModule):
             else:  # SARSA-style Q^beta on the dataset's next action: the penalty vanishes
                 next_action = data_next_action
                 next_penalty = torch.zeros_like(next_action[..., :1])
-            next_q = self._qvalues(next_td, next_action, target_critic_params)
+            next_q = self.qvalues(next_td, next_action, target_critic_params)
             next_value = next_q.min(-1, keepdim=True).values - self.critic_bc_coef * next_penalty
             target_td = tensordict.empty(recurse=True)
             for key in ("reward", "done", "terminated"):
@@ -294,7 +292,7 @@ class ReBRACLoss(LossModule):
             target_td.set(("next", self.tensor_keys.state_action_value), next_value)
             # TD(0): r + gamma * (1 - terminated) * next_value; a truncation does not stop bootstrapping.
             target_value = self.value_estimator.value_estimate(target_td)  # [*B, 1]
-        pred = self._qvalues(tensordict, tensordict.get(self.tensor_keys.action), critic_params)  # [*B, N]
+        pred = self.qvalues(tensordict, tensordict.get(self.tensor_keys.action), critic_params)  # [*B, N]
         td_error = (pred - target_value).pow(2)
         loss = self._reduce_loss(td_error.sum(-1), tensordict=tensordict, weights=weights)
         metadata = {
@@ -316,7 +314,7 @@ class ReBRACLoss(LossModule):
         (:class:`~ppl_torchrl.objectives.PartialOT`) adds its own terms before the reduction.
         """
         policy_action = self._actor(tensordict, actor_params)
-        q = self._qvalues(tensordict, policy_action, critic_params).min(-1).values
+        q = self.qvalues(tensordict, policy_action, critic_params).min(-1).values
         bc = (policy_action - tensordict.get(self.tensor_keys.action)).pow(2).sum(-1)
         lmbda = 1.0 / q.abs().mean().detach() if self.normalize_q else torch.ones((), device=q.device)
         terms = {"bc": self.actor_bc_coef * bc, "q": -(lmbda * q)}

@@ -27,6 +27,7 @@ from torchrl.objectives import SoftUpdate
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTLoss
 from ppl_torchrl.training.algorithms import Algorithm, _adam, optimizer_step
+from ppl_torchrl.training.config import OptimConfig
 
 PHASES = ("bc", "qbeta", "policy")
 #: the policy phase's algorithm name (its results.json, its progress bar)
@@ -78,7 +79,7 @@ def sarsa_algorithm(loss, lr: float, tau: float, conservative_weight: float = 0.
         if conservative_weight > 0:
             a = batch.get(loss.tensor_keys.action)
             random_action = low + (high - low) * torch.rand_like(a)
-            q_random = loss._qvalues(batch, random_action, loss.qvalue_network_params)
+            q_random = loss.qvalues(batch, random_action, loss.qvalue_network_params)
             conservative = q_random.mean(0).sum()
             td_loss = td_loss + conservative_weight * conservative
             out["q_random"] = conservative.detach()
@@ -122,5 +123,5 @@ def make_onestep_algorithm(phase: str, cfg: DictConfig, obs_dim: int, act_dim: i
     if phase == "qbeta":
         return sarsa_algorithm(loss, o.critic_lr, o.tau, float(cfg.loss.conservative_weight))
     if phase == "policy":
-        return fixed_q_algorithm(loss, o.actor_lr, o.critic_lr * o.potential_lr_scale)
+        return fixed_q_algorithm(loss, o.actor_lr, OptimConfig.from_config(o).potential_lr)
     raise ValueError(f"Unknown one-step phase {phase!r}; the phases are {PHASES}.")
