@@ -1,0 +1,188 @@
+"""ReBRAC and PPL^R on regenerated OGBench ``cube-single-play`` (default task), beside the FQL paper's numbers.
+
+    python benchmarks/ogbench_evidence.py                 # train what is missing (2 runs at a time), then report
+    python benchmarks/ogbench_evidence.py --report-only   # tables and figure from the runs as they are now
+    python benchmarks/ogbench_evidence.py --plan          # the grid and how far each run got
+
+Needs the regenerated dataset (``python recipes/collect.py dataset_id=cube-single-play-gen-v0``, ~20-70 min on
+one core). The grid: ReBRAC and PPL^R (w = 8), seeds 0-2, :data:`STEPS` gradient steps each, on
+``cube-single-play-gen-singletask-v0`` at the FQL paper's ReBRAC settings (GELU, critic LayerNorm, flax init,
+lr 3e-4, batch 256, discount 0.99, alpha_actor 1 / alpha_critic 0 for cube-single) **except the network size**:
+:data:`NETWORK` instead of FQL's 4 x 512, because the FQL size trains at ~27 steps/s compiled on one core of the
+2-core CPU this ran on (200k steps: ~2 h per run, 12 h for the grid) and 3 x 256 at ~65-90. Evaluation as FQL's
+(deterministic actor, 50 episodes of the task) every :data:`EVAL_EVERY` steps, with the mechanism probe.
+
+Each run is ``recipes/ppl_ogbench.py`` in its own folder under ``--runs-dir`` with ``resume=auto``: runs advance in
+segments of :data:`SEGMENT` steps, every run to one step before any goes further, so that an unfinished grid still
+compares every seed at one step; a relaunch continues where the last one stopped (exactly, on the same CPU).
+
+The report (section ``ogbench-cube-single`` of ``docs/ogbench.md``, figure ``docs/figures/ogbench_cube_single.png``)
+compares at the largest step every run reached, and as the FQL paper reports (each seed's mean of its last three
+evaluations), with the 2-SE rule of ``ppl_torchrl/reporting/verdict.py`` and the published numbers beside.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from long_evidence import read_rows
+from long_evidence_report import SCORE, _band, _comparison, _link, _steps_in_thousands, _versus_rebrac, common_step, \
+    read_series
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "recipes" / "ppl_ogbench.py"
+DATASET = "cube-single-play-gen-singletask-v0"
+PUBLISHED_ID = "cube-single-play-singletask-v0"  # the published dataset's default task (task2), the FQL table's row
+STEPS = 200_000
+SEGMENT = 50_000
+EVAL_EVERY = 25_000
+EVAL_EPISODES = 50     # FQL main.py --eval_episodes
+LAST_EVALUATIONS = 3   # FQL reports each seed's mean over its last three evaluations (800k, 900k, 1M there)
+NETWORK = {"model.hidden_dim": 256, "model.num_hidden": 3}
+SEEDS = (0, 1, 2)
+W = 8.0
+
+
+@dataclass(frozen=True)
+class Run:
+    group: str   # ppl | rebrac
+    label: str
+    loss: str
+    seed: int
+    steps: int = STEPS
+
+    def run_dir(self, root: Path) -> Path:
+        return root / self.group / f"seed{self.seed}"
+
+    def overrides(self, root: Path) -> list[str]:
+        ov = {"loss": self.loss, "dataset": DATASET, "seed": self.seed, "run_dir": str(self.run_dir(root)),
+              "resume": "auto", "optim.steps": self.steps, "eval.every": EVAL_EVERY, "eval.episodes": EVAL_EPISODES,
+              "checkpoint.every": EVAL_EVERY, "compile.enabled": "true", "threads": 1, "logger.backend": "",
+              "logger.progress": "false", "logger.log_every": 1000, **NETWORK}
+        if self.loss == "ppl":
+            ov["hparams.w"] = W
+        return [f"{k}={v}" for k, v in ov.items()]
+
+
+def build_grid() -> list[Run]:
+    return [Run(g, label, g, seed) for seed in SEEDS
+            for g, label in (("ppl", f"PPL^R (w={W:g})"), ("rebrac", "ReBRAC"))]
+
+
+def reached(run: Run, root: Path) -> int:
+    return max((r["step"] for r in read_rows(run.run_dir(root))), default=0)
+
+
+def jobs_to_run(runs: list[Run], root: Path) -> list:
+    """Every run to each segment's end before any run goes further (one job per run and segment not reached)."""
+    from ppl_torchrl.training.launch import Job
+
+    todo = []
+    for stop in range(SEGMENT, STEPS + 1, SEGMENT):
+        for r in runs:
+            if reached(r, root) >= stop:
+                continue
+            extra = [] if stop >= r.steps else [f"checkpoint.stop_after={stop}"]
+            todo.append(Job(f"{r.group}-seed{r.seed} to {stop // 1000}k",
+                            (sys.executable, str(RECIPE), *r.overrides(root), *extra), key=f"{r.group}-seed{r.seed}"))
+    return todo
+
+
+# ------------------------------------------------------------------------------------------------------ report
+def _published_lines() -> list[str]:
+    from ppl_torchrl.evaluation.published import OGBENCH_ENVIRONMENTS, ogbench_reference
+
+    env = "cube-single-play"
+    lines = ["| method (FQL paper, published `cube-single-play` data, 4 x 512 networks, 1M steps, 8 seeds) | "
+             "default task (task2) | 5 tasks |", "|---|---:|---:|"]
+    for method, title in (("bc", "BC"), ("iql", "IQL"), ("rebrac", "ReBRAC"), ("fql", "FQL")):
+        task, suite = ogbench_reference(method, PUBLISHED_ID), OGBENCH_ENVIRONMENTS[method][env]
+        lines.append(f"| {title} | {task.mean:g} ± {task.std:g} | {suite.mean:g} ± {suite.std:g} |")
+    return lines
+
+
+def write_report(runs: list[Run], root: Path, docs: Path, figures: Path) -> str:
+    from ppl_torchrl.reporting.aggregate import Cell
+    from ppl_torchrl.reporting.figures import pyplot, save_figure
+    from ppl_torchrl.reporting.markdown import write_section
+    from ppl_torchrl.reporting.tables import mean_std, pm
+
+    series = {(r.group, r.seed): read_series(r.run_dir(root)) for r in runs}
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.group, []).append(r)
+    labels = {g: rs[0].label for g, rs in groups.items()}
+    names = ["ppl", "rebrac"]
+    lines = ["| run | steps reached per seed / target |", "|---|---|"]
+    lines += [f"| {labels[g]} | {', '.join(f'{reached(r, root) // 1000}k' for r in groups[g])} / {STEPS // 1000}k |"
+              for g in names]
+    step = common_step([series[(r.group, r.seed)] for r in runs])
+    if step is None:
+        lines += ["", "No step has been evaluated by every run yet."]
+    else:
+        lines += ["", f"#### At step **{step // 1000}k**, the largest evaluation step every run has reached", "",
+                  "Success rate x 100 on the default task (50 episodes per evaluation); mean ± std over seeds (ddof 0).",
+                  "", *_comparison(groups, series, labels, names, step)]
+        evals = sorted(set.intersection(*[{s for s in series[(r.group, r.seed)].get(SCORE, {}) if s <= step}
+                                          for r in runs]))[-LAST_EVALUATIONS:]
+        if len(evals) == LAST_EVALUATIONS:
+            lines += ["", f"#### As the FQL paper reports: each seed's mean of its last {LAST_EVALUATIONS} evaluations "
+                      f"({', '.join(f'{s // 1000}k' for s in evals)})", "",
+                      "| method | seeds | success x 100 | per seed |", "|---|---|---:|---|"]
+            cells = {}
+            for g in names:
+                vals = [sum(series[(r.group, r.seed)][SCORE][s] for s in evals) / len(evals) for r in groups[g]]
+                cells[g] = Cell(suite="", dataset="", method=labels[g], values=vals,
+                                seeds=[r.seed for r in groups[g]], run_dirs=[])
+                lines.append(f"| {labels[g]} | {len(vals)} | {pm(*mean_std(vals))} | "
+                             f"{', '.join(f'{v:.1f}' for v in vals)} |")
+            lines += _versus_rebrac(cells, labels, names)
+        plt = pyplot()
+        fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+        colors = {labels[g]: f"C{i}" for i, g in enumerate(names)}
+        for ax, (key, title, gs) in zip(axes, [(SCORE, "success rate x 100 (default task)", names),
+                                               ("probe/q_policy", "Q(s, π(s)) on the probe pairs", names),
+                                               ("probe/dist", "‖π(s) − a‖ on the probe pairs", names)]):
+            _band(ax, series, {labels[g]: groups[g] for g in gs}, key, colors=colors)
+            ax.set_title(title)
+            ax.set_xlabel("gradient steps")
+            _steps_in_thousands(ax)
+        axes[0].legend(fontsize=8)
+        fig.tight_layout()
+        path = save_figure(fig, Path(figures) / "ogbench_cube_single.png")
+        lines += ["", _link(path, docs, "cube-single curves", "Mean ± std band over the 3 seeds at every evaluation.")]
+    lines += ["", "#### Published (FQL paper, Tables 2-3: mean ± std over 8 seeds, each seed's mean of its "
+              "evaluations at 800k, 900k and 1M steps)", "", *_published_lines()]
+    body = "\n".join(lines) + "\n"
+    write_section(docs, "ogbench-cube-single", body)
+    return body
+
+
+def main(argv=None) -> int:
+    from ppl_torchrl.training.launch import run_jobs
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs-dir", default=str(REPO / "runs" / "ogbench_cube_single"))
+    p.add_argument("--jobs", type=int, default=2, help="runs at a time (each uses one CPU core)")
+    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--plan", action="store_true", help="print the grid and its progress; train nothing")
+    p.add_argument("--docs", default=str(REPO / "docs" / "ogbench.md"))
+    p.add_argument("--figures", default=str(REPO / "docs" / "figures"))
+    args = p.parse_args(argv)
+    root = Path(args.runs_dir).expanduser().resolve()
+    runs = build_grid()
+    done = sum(min(reached(r, root), r.steps) for r in runs)
+    print(f"{len(runs)} runs, {len(runs) * STEPS / 1e6:.2f}M gradient steps; {done / 1e6:.2f}M done in {root}")
+    if args.plan:
+        for r in runs:
+            print(f"  {r.group:7s} seed{r.seed}  {reached(r, root):>7d}/{r.steps}")
+        return 0
+    failures = [] if args.report_only else run_jobs(jobs_to_run(runs, root), max(1, args.jobs), root / "logs", REPO)
+    write_report(runs, root, Path(args.docs), Path(args.figures))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
