@@ -228,9 +228,20 @@ def test_fql_settings_compose():
     cfg = _recipe_cfg(["dataset=humanoidmaze-medium-navigate-singletask-v0", "loss=rebrac"])
     assert (cfg.model.hidden_dim, cfg.model.num_hidden, cfg.optim.gamma) == (512, 4, 0.995)
     assert (cfg.optim.actor_lr, cfg.optim.critic_lr, cfg.eval.episodes) == (3e-4, 3e-4, 50)
-    assert (cfg.hparams.actor_bc_coef, cfg.hparams.critic_bc_coef) == (0.01, 0.01)  # FQL README's command
+    assert (cfg.hparams.actor_bc_coef, cfg.hparams.critic_bc_coef) == (0.01, 0.01)  # FQL paper Table 6
     cfg = _recipe_cfg([])
     assert cfg.dataset.id == "cube-single-play-gen-singletask-v0" and cfg.optim.gamma == 0.99
+    assert (cfg.hparams.actor_bc_coef, cfg.hparams.critic_bc_coef) == (1.0, 0.0)
+
+
+@pytest.mark.parametrize("dataset, alphas", [
+    ("antmaze-large-navigate-singletask-task3-v0", (0.003, 0.01)), ("cube-double-play-singletask-v0", (0.1, 0.0)),
+    ("scene-play-gen-singletask-task1-v0", (0.1, 0.01)), ("puzzle-4x4-play-singletask-task5-v0", (0.3, 0.01))])
+def test_rebrac_bc_coefficients_are_the_fql_papers_per_environment(dataset, alphas):
+    for loss in ("rebrac", "ppl"):  # PPL^R's actor keeps ReBRAC's BC term and coefficient
+        cfg = _recipe_cfg([f"dataset={dataset}", f"loss={loss}"])
+        assert (cfg.hparams.actor_bc_coef, cfg.hparams.critic_bc_coef) == alphas
+        assert (cfg.loss.actor_bc_coef, cfg.loss.critic_bc_coef) == alphas
 
 
 def test_data_env_mismatch_fails_before_training(data_dir, tmp_path):

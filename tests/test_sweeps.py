@@ -76,6 +76,35 @@ def test_reference_ids_are_registered_datasets():
     assert reference("ppl", "pointmaze-umaze-gen-v0") is None
 
 
+def test_fql_paper_ogbench_table_is_consistent_and_resolves_every_id_form():
+    from ppl_torchrl.evaluation.published import OGBENCH_ENVIRONMENTS, OGBENCH_TASKS
+
+    assert len(OGBENCH_TASKS) == 10 and len(SUITE_ORDER["ogbench"]) == 50
+    for env, tasks in OGBENCH_TASKS.items():
+        for method, per_env in OGBENCH_ENVIRONMENTS.items():
+            # Table 3's task means average to Table 2's environment mean up to the rounding of the printed cells
+            # (each printed to +-0.5: at most 1 apart; the largest gap is 0.6)
+            assert sum(reference(method, t).mean for t in tasks) / 5 == pytest.approx(per_env[env].mean, abs=1.0)
+    assert reference("rebrac", "cube-single-play-singletask-task2-v0") == (92.0, 4.0)
+    assert reference("rebrac", "cube-single-play-singletask-v0") == (92.0, 4.0)       # default task = task 2
+    assert reference("rebrac", "cube-single-play-gen-singletask-v0") == (92.0, 4.0)   # regenerated: published data's
+    assert reference("fql", "puzzle-3x3-play-singletask-v0") == (16.0, 5.0)           # puzzle's default task is 4
+    assert reference("fql", "antsoccer-arena-navigate-singletask-task1-v0") == (77.0, 4.0)
+    assert reference("ppl", "cube-single-play-singletask-task2-v0") is None
+    assert reference("rebrac", "pointmaze-medium-navigate-singletask-v0") is None  # not in the FQL paper
+
+
+def test_ogbench_table_prints_tasks_and_environment_means_beside_the_fql_paper(tmp_path):
+    scores = [80.0, 90.0, 100.0, 70.0, 60.0]
+    for k, s in enumerate(scores, start=1):
+        for seed in (0, 1):
+            write_run(tmp_path, "rebrac", f"cube-single-play-gen-singletask-task{k}-v0", seed, s + 10 * seed, w=None)
+    md = markdown_tables(summarize(collect_local([tmp_path])))
+    assert "| cube-single-play-gen-singletask-task2-v0 | 95.0 ± 5.0 (n=2) | 92.0 ± 4.0 (published data) |" in md
+    assert f"| **cube-single-play-gen (5 tasks)** | {sum(scores) / 5 + 5:.1f} | 91.0 ± 2.0 (published data) |" in md
+    assert "**total**" not in md and "FQL paper" in md
+
+
 # ----------------------------------------------------------------------------------- aggregation
 def test_summarize_mean_std_totals_and_reference(tmp_path):
     ppl = {"antmaze-umaze-v2": [90.0, 100.0, 80.0], "antmaze-large-play-v2": [70.0, 50.0, 60.0]}

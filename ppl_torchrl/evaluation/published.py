@@ -15,6 +15,12 @@ Known quirks of the source, kept out of the numbers rather than guessed:
 * Adroit (Table 3): only ReBRAC's cells are known as text; PPL^R's per-cell values are images only
   and only its total (711.44, third-party summary) is recorded.
 
+OGBench single-task numbers come from the FQL paper (Park, Li, Levine, "Flow Q-Learning", ICML 2025), read from
+the paper's text: Table 3 (each task) and Table 2 (each environment, the mean of its 5 tasks). They are success
+rates in %, mean ± std over 8 seeds, on OGBench's published datasets, with 4 x 512 networks and 1M gradient steps,
+each seed's score being the mean of its evaluations at 800k, 900k and 1M steps (50 episodes each). Per-task means
+average to Table 2's within rounding (at most 0.6) for every method and environment.
+
 Method names are our loss names (``recipes/config/loss/<name>.yaml``); :data:`PAPER_NAMES` gives the
 paper's column titles. Columns without an implementation here (OTR+IQL, One-RL) keep the paper's name.
 """
@@ -32,7 +38,7 @@ class Ref(NamedTuple):
 
 PAPER_NAMES: dict[str, str] = {
     "ppl": "PPL^R", "rebrac": "ReBRAC", "cql": "CQL", "ppl_cql": "PPL^CQL", "iql": "IQL",
-    "td3_bc": "TD3+BC", "bc": "BC", "otr_iql": "OTR+IQL", "onestep": "One-RL",
+    "td3_bc": "TD3+BC", "bc": "BC", "otr_iql": "OTR+IQL", "onestep": "One-RL", "fql": "FQL",
 }
 
 _ANTMAZE = ["antmaze-umaze-v2", "antmaze-umaze-diverse-v2", "antmaze-medium-play-v2",
@@ -92,9 +98,80 @@ REFERENCE_TOTALS: dict[str, dict[str, float]] = {
 }
 
 
+# ---- OGBench single-task, FQL paper Table 3: per environment and method, tasks 1-5 (success %, 8 seeds) ----------
+_FQL_TABLE3 = {
+    "antmaze-large-navigate": {"bc": "0±0 6±3 29±5 8±3 10±3", "iql": "48±9 42±6 72±7 51±9 54±22",
+                               "rebrac": "91±10 88±4 51±18 84±7 90±2", "fql": "80±8 57±10 93±3 80±4 83±4"},
+    "antmaze-giant-navigate": {"bc": "0±0 0±0 0±0 0±0 1±1", "iql": "0±0 1±1 0±0 0±0 19±7",
+                               "rebrac": "27±22 16±17 34±22 5±12 49±22", "fql": "4±5 9±7 0±1 14±23 16±28"},
+    "humanoidmaze-medium-navigate": {"bc": "1±0 1±0 6±2 0±0 2±1", "iql": "32±7 41±9 25±5 0±1 66±4",
+                                     "rebrac": "16±9 18±16 36±13 15±16 24±20", "fql": "19±12 94±3 74±18 3±4 97±2"},
+    "humanoidmaze-large-navigate": {"bc": "0±0 0±0 1±1 1±0 0±1", "iql": "3±1 0±0 7±3 1±0 1±1",
+                                    "rebrac": "2±1 0±0 8±4 1±1 2±2", "fql": "7±6 0±0 11±7 2±3 1±3"},
+    "antsoccer-arena-navigate": {"bc": "2±1 2±2 0±0 1±0 0±0", "iql": "14±5 17±7 6±4 3±2 2±2",
+                                 "rebrac": "0±0 0±1 0±0 0±0 0±0", "fql": "77±4 88±3 61±6 39±6 36±9"},
+    "cube-single-play": {"bc": "10±5 3±1 9±3 2±1 3±3", "iql": "88±3 85±8 91±5 73±6 78±9",
+                         "rebrac": "89±5 92±4 93±3 92±3 87±8", "fql": "97±2 97±2 98±2 94±3 93±3"},
+    "cube-double-play": {"bc": "8±3 0±0 0±0 0±0 0±0", "iql": "27±5 1±1 0±0 0±0 4±3",
+                         "rebrac": "45±6 7±3 4±1 1±1 4±2", "fql": "61±9 36±6 22±5 5±2 19±10"},
+    "scene-play": {"bc": "19±6 1±1 1±1 2±2 0±0", "iql": "94±3 12±3 32±7 0±1 0±0",
+                   "rebrac": "95±2 50±13 55±16 3±3 0±0", "fql": "100±0 76±9 98±1 5±1 0±0"},
+    "puzzle-3x3-play": {"bc": "5±2 1±1 1±1 1±1 1±0", "iql": "33±6 4±3 3±2 2±1 3±2",
+                        "rebrac": "97±4 1±1 3±1 2±1 5±3", "fql": "90±4 16±5 10±3 16±5 16±3"},
+    "puzzle-4x4-play": {"bc": "1±1 0±0 0±0 0±0 0±0", "iql": "12±2 7±4 9±3 5±2 4±1",
+                        "rebrac": "26±4 12±4 15±3 10±3 7±3", "fql": "34±8 16±5 18±5 11±3 7±3"},
+}
+# ---- FQL paper Table 2: the same environments, mean over their 5 tasks (BC, IQL, ReBRAC, FQL) ----------------------
+_FQL_TABLE2 = {
+    "antmaze-large-navigate": "11±1 53±3 81±5 79±3", "antmaze-giant-navigate": "0±0 4±1 26±8 9±6",
+    "humanoidmaze-medium-navigate": "2±1 33±2 22±8 58±5", "humanoidmaze-large-navigate": "1±0 2±1 2±1 4±2",
+    "antsoccer-arena-navigate": "1±0 8±2 0±0 60±2", "cube-single-play": "5±1 83±3 91±2 96±1",
+    "cube-double-play": "2±1 7±1 12±1 29±2", "scene-play": "5±1 28±1 41±3 56±2",
+    "puzzle-3x3-play": "2±0 9±1 21±1 30±1", "puzzle-4x4-play": "0±0 7±1 14±1 17±2",
+}
+
+
+def _refs(text: str) -> list[Ref]:
+    return [Ref(*map(float, cell.split("±"))) for cell in text.split()]
+
+
+#: OGBench environment (``<family>-<type>``) -> its 5 single-task ids, in the FQL paper's order
+OGBENCH_TASKS: dict[str, list[str]] = {env: [f"{env}-singletask-task{k}-v0" for k in range(1, 6)] for env in _FQL_TABLE3}
+SUITE_ORDER["ogbench"] = [task for tasks in OGBENCH_TASKS.values() for task in tasks]
+for _env, _methods in _FQL_TABLE3.items():
+    for _method, _cells in _methods.items():
+        REFERENCE[_method].update(_column(OGBENCH_TASKS[_env], _refs(_cells)))
+#: OGBENCH_ENVIRONMENTS[method][environment] -> Ref: the FQL paper's per-environment mean over the 5 tasks (Table 2)
+OGBENCH_ENVIRONMENTS: dict[str, dict[str, Ref]] = {m: {} for m in ("bc", "iql", "rebrac", "fql")}
+for _env, _cells in _FQL_TABLE2.items():
+    for _method, _ref in zip(OGBENCH_ENVIRONMENTS, _refs(_cells)):
+        OGBENCH_ENVIRONMENTS[_method][_env] = _ref
+
+
+def ogbench_environment(dataset_id: str) -> str | None:
+    """The OGBench environment (``cube-single-play``) of a single-task id, published or regenerated; else ``None``."""
+    from ppl_torchrl.data.ogbench import parse_ogbench_id
+
+    parsed = parse_ogbench_id(dataset_id)
+    return None if parsed is None else f"{parsed.family}-{parsed.kind}"
+
+
+def ogbench_reference(method: str, dataset_id: str) -> Ref | None:
+    """The FQL paper's cell for an OGBench single-task id: the default-task id (``...-singletask-v0``) is its task's
+    row, and a regenerated id (``-gen``) gets the number measured on the **published** dataset it stands for."""
+    from ppl_torchrl.data.ogbench import parse_ogbench_id
+
+    parsed = parse_ogbench_id(dataset_id)
+    return None if parsed is None else REFERENCE.get(method, {}).get(parsed.published_id)
+
+
 def reference(method: str, dataset_id: str) -> Ref | None:
-    """The published cell for ``method`` (our loss name) on ``dataset_id``, or ``None``."""
-    return REFERENCE.get(method, {}).get(dataset_id)
+    """The published cell for ``method`` (our loss name) on ``dataset_id``, or ``None`` (OGBench ids: as
+    :func:`ogbench_reference`)."""
+    found = REFERENCE.get(method, {}).get(dataset_id)
+    if found is None and "-singletask" in dataset_id:
+        found = ogbench_reference(method, dataset_id)
+    return found
 
 
 def reference_total(method: str, suite: str) -> float | None:
