@@ -253,9 +253,11 @@ def _any_score(runs, series) -> bool:
     return any(series[(r.group, r.seed)].get(SCORE) for r in runs)
 
 
-def _comparison(groups, series, labels, names: list[str], step: int) -> list[str]:
-    """Scores per seed, each method against ReBRAC, and the mechanism probe of ``names`` at ``step``."""
-    lines = ["| method | seeds | normalized score | per seed |", "|---|---|---:|---|"]
+def _comparison(groups, series, labels, names: list[str], step: int, mechanism=MECHANISM,
+                score_title: str = "normalized score") -> list[str]:
+    """Scores per seed, each method against ReBRAC, and the mechanism probe (``mechanism``: its ``(key, title)``
+    columns) of ``names`` at ``step``."""
+    lines = [f"| method | seeds | {score_title} | per seed |", "|---|---|---:|---|"]
     cells = {}
     for g in names:
         vals = [series[(r.group, r.seed)][SCORE][step] for r in groups[g]]
@@ -264,9 +266,9 @@ def _comparison(groups, series, labels, names: list[str], step: int) -> list[str
         lines.append(f"| {labels[g]} | {len(vals)} | {pm(*mean_std(vals))} | {', '.join(f'{v:.1f}' for v in vals)} |")
     lines += _versus_rebrac(cells, labels, names)
     lines += ["", "Mechanism at that step (probe set: 2048 dataset pairs; mean over seeds):", "",
-              "| method | " + " | ".join(t for _, t in MECHANISM) + " |", "|---|" + "---:|" * len(MECHANISM)]
+              "| method | " + " | ".join(t for _, t in mechanism) + " |", "|---|" + "---:|" * len(mechanism)]
     for g in names:
-        cols = [_fmt(_mean_at([series[(r.group, r.seed)] for r in groups[g]], key, step)) for key, _ in MECHANISM]
+        cols = [_fmt(_mean_at([series[(r.group, r.seed)] for r in groups[g]], key, step)) for key, _ in mechanism]
         lines.append(f"| {labels[g]} | " + " | ".join(cols) + " |")
     return lines
 

@@ -41,6 +41,13 @@ EVAL_EVERY = 25_000
 EVAL_EPISODES = 50     # FQL main.py --eval_episodes
 LAST_EVALUATIONS = 3   # FQL reports each seed's mean over its last three evaluations (800k, 900k, 1M there)
 NETWORK = {"model.hidden_dim": 256, "model.num_hidden": 3}
+#: the probe's columns here: OGBench data carry no efficient / inefficient labels, so f and the distance are on all
+#: probe pairs (``ppl_torchrl/training/probe.py``)
+MECHANISM = (
+    ("probe/q_policy", "Q(s,π(s))"), ("probe/q_data", "Q(s,a)"), ("probe/f_policy", "f(s,π(s))"),
+    ("probe/f_data", "f(s,a)"), ("probe/dist", "‖π(s)−a‖"), ("probe/term_bc", "BC term"),
+    ("probe/term_q", "λQ term"), ("probe/term_f", "f term"), ("probe/grad_share_f", "f's share of actor grad"),
+)
 SEEDS = (0, 1, 2)
 W = 8.0
 
@@ -123,8 +130,8 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path) -> str:
         lines += ["", "No step has been evaluated by every run yet."]
     else:
         lines += ["", f"#### At step **{step // 1000}k**, the largest evaluation step every run has reached", "",
-                  "Success rate x 100 on the default task (50 episodes per evaluation); mean ± std over seeds (ddof 0).",
-                  "", *_comparison(groups, series, labels, names, step)]
+                  "Success rate x 100 on the default task (one evaluation of 50 episodes); mean ± std over seeds (ddof 0).",
+                  "", *_comparison(groups, series, labels, names, step, MECHANISM, "success x 100")]
         evals = sorted(set.intersection(*[{s for s in series[(r.group, r.seed)].get(SCORE, {}) if s <= step}
                                           for r in runs]))[-LAST_EVALUATIONS:]
         if len(evals) == LAST_EVALUATIONS:
