@@ -231,7 +231,7 @@ def test_fql_settings_compose():
     assert (cfg.hparams.actor_bc_coef, cfg.hparams.critic_bc_coef) == (0.01, 0.01)  # FQL paper Table 6
     cfg = _recipe_cfg([])
     assert cfg.dataset.id == "cube-single-play-gen-singletask-v0" and cfg.optim.gamma == 0.99
-    assert (cfg.hparams.actor_bc_coef, cfg.hparams.critic_bc_coef) == (1.0, 0.0)
+    assert (cfg.hparams.actor_bc_coef, cfg.hparams.critic_bc_coef) == (1.0, 0.0)  # cube-single's
 
 
 @pytest.mark.parametrize("dataset, alphas", [
