@@ -110,13 +110,14 @@ def _published_lines() -> list[str]:
     return lines
 
 
-def write_report(runs: list[Run], root: Path, docs: Path, figures: Path) -> str:
+def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, readme: Path | None = None) -> str:
     from ppl_torchrl.reporting.aggregate import Cell
     from ppl_torchrl.reporting.figures import pyplot, save_figure
     from ppl_torchrl.reporting.markdown import write_section
     from ppl_torchrl.reporting.tables import mean_std, pm
 
     series = {(r.group, r.seed): read_series(r.run_dir(root)) for r in runs}
+    summary = "Not measured yet: `python benchmarks/ogbench_evidence.py`.\n"
     groups: dict[str, list[Run]] = {}
     for r in runs:
         groups.setdefault(r.group, []).append(r)
@@ -146,6 +147,7 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path) -> str:
                 lines.append(f"| {labels[g]} | {len(vals)} | {pm(*mean_std(vals))} | "
                              f"{', '.join(f'{v:.1f}' for v in vals)} |")
             lines += _versus_rebrac(cells, labels, names)
+            summary = _readme_summary(cells, evals, step, [reached(r, root) for r in runs])
         plt = pyplot()
         fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
         colors = {labels[g]: f"C{i}" for i, g in enumerate(names)}
@@ -164,7 +166,31 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path) -> str:
               "evaluations at 800k, 900k and 1M steps)", "", *_published_lines()]
     body = "\n".join(lines) + "\n"
     write_section(docs, "ogbench-cube-single", body)
+    if readme is not None:
+        write_section(readme, "ogbench-cube-single", summary)
     return body
+
+
+def _readme_summary(cells: dict, evals: list[int], step: int, reached_steps: list[int]) -> str:
+    """The README's table: our two methods as the FQL paper reports (mean of the last evaluations), beside the
+    paper's numbers, and the verdict."""
+    from ppl_torchrl.evaluation.published import ogbench_reference
+    from ppl_torchrl.reporting.verdict import compare
+
+    ours = f"regenerated (`-gen`), 3 x 256, {step // 1000}k steps, {len(SEEDS)} seeds"
+    theirs = "published, 4 x 512, 1M steps, 8 seeds"
+    rows = [f"| {cells[g].method} (ours) | {ours} | {cells[g].text()} |" for g in ("rebrac", "ppl")]
+    rows += [f"| {title} (FQL paper) | {theirs} | {ref.mean:g} ± {ref.std:g} |" for title, ref in
+             (("ReBRAC", ogbench_reference("rebrac", PUBLISHED_ID)), ("FQL", ogbench_reference("fql", PUBLISHED_ID)))]
+    v = compare(cells["ppl"], cells["rebrac"])
+    unfinished = "" if step >= STEPS else (f" **Unfinished**: the runs are at {', '.join(f'{s // 1000}k' for s in reached_steps)} "
+                                           f"of {STEPS // 1000}k; this compares them at {step // 1000}k.")
+    return "\n".join([
+        "| cube-single, default task: success x 100 | data, networks, budget, seeds | mean ± std over seeds |",
+        "|---|---|---:|", *rows, "",
+        f"Ours: each seed's mean of its evaluations at {', '.join(f'{s // 1000}k' for s in evals)} (50 episodes each), "
+        f"as the FQL paper averages 800k, 900k and 1M. PPL^R − ReBRAC = {v.diff:+.1f} ± {v.se:.1f} (Welch SE), "
+        f"{v.wins}/{v.paired} seeds higher: **{v.outcome}** by the 2-SE rule.{unfinished}"]) + "\n"
 
 
 def main(argv=None) -> int:
@@ -177,6 +203,7 @@ def main(argv=None) -> int:
     p.add_argument("--plan", action="store_true", help="print the grid and its progress; train nothing")
     p.add_argument("--docs", default=str(REPO / "docs" / "ogbench.md"))
     p.add_argument("--figures", default=str(REPO / "docs" / "figures"))
+    p.add_argument("--readme", default=str(REPO / "README.md"), help="where the short table goes ('' for nowhere)")
     args = p.parse_args(argv)
     root = Path(args.runs_dir).expanduser().resolve()
     runs = build_grid()
@@ -187,7 +214,7 @@ def main(argv=None) -> int:
             print(f"  {r.group:7s} seed{r.seed}  {reached(r, root):>7d}/{r.steps}")
         return 0
     failures = [] if args.report_only else run_jobs(jobs_to_run(runs, root), max(1, args.jobs), root / "logs", REPO)
-    write_report(runs, root, Path(args.docs), Path(args.figures))
+    write_report(runs, root, Path(args.docs), Path(args.figures), Path(args.readme) if args.readme else None)
     return 1 if failures else 0
 
 
