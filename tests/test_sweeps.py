@@ -99,7 +99,12 @@ def test_ogbench_table_prints_tasks_and_environment_means_beside_the_fql_paper(t
     for k, s in enumerate(scores, start=1):
         for seed in (0, 1):
             write_run(tmp_path, "rebrac", f"cube-single-play-gen-singletask-task{k}-v0", seed, s + 10 * seed, w=None)
+    write_run(tmp_path, "rebrac", "cube-single-play-gen-singletask-v0", 0, 0.0, w=None)  # the alias: not a 6th task
+    for k in (1, 2):  # 2 of scene's 5 tasks: no environment row
+        write_run(tmp_path, "rebrac", f"scene-play-singletask-task{k}-v0", 0, 50.0, w=None)
     md = markdown_tables(summarize(collect_local([tmp_path])))
+    assert "| cube-single-play-gen-singletask-v0 | 0.0 ± 0.0 (n=1) | 92.0 ± 4.0 (published data) |" in md
+    assert "| scene-play-singletask-task2-v0 | 50.0 ± 0.0 (n=1) | 50.0 ± 13.0 |" in md and "scene-play (5 tasks)" not in md
     assert "| cube-single-play-gen-singletask-task2-v0 | 95.0 ± 5.0 (n=2) | 92.0 ± 4.0 (published data) |" in md
     assert f"| **cube-single-play-gen (5 tasks)** | {sum(scores) / 5 + 5:.1f} | 91.0 ± 2.0 (published data) |" in md
     assert "**total**" not in md and "FQL paper" in md

@@ -148,14 +148,6 @@ for _env, _cells in _FQL_TABLE2.items():
         OGBENCH_ENVIRONMENTS[_method][_env] = _ref
 
 
-def ogbench_environment(dataset_id: str) -> str | None:
-    """The OGBench environment (``cube-single-play``) of a single-task id, published or regenerated; else ``None``."""
-    from ppl_torchrl.data.ogbench import parse_ogbench_id
-
-    parsed = parse_ogbench_id(dataset_id)
-    return None if parsed is None else f"{parsed.family}-{parsed.kind}"
-
-
 def ogbench_reference(method: str, dataset_id: str) -> Ref | None:
     """The FQL paper's cell for an OGBench single-task id: the default-task id (``...-singletask-v0``) is its task's
     row, and a regenerated id (``-gen``) gets the number measured on the **published** dataset it stands for."""

@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 
 from ppl_torchrl.atomic import atomic_write
 from ppl_torchrl.evaluation.published import (
-    OGBENCH_ENVIRONMENTS, PAPER_NAMES, SUITE_ORDER, ogbench_environment, reference, reference_total,
+    OGBENCH_ENVIRONMENTS, PAPER_NAMES, SUITE_ORDER, reference, reference_total,
 )
 from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
 from ppl_torchrl.reporting.tables import MISSING, pm
@@ -347,31 +347,39 @@ OGBENCH_NOTE = ("OGBench paper columns: the FQL paper (Tables 2-3; 8 seeds, 4 x 
                 "published dataset, not on the regenerated `-gen` one of this row.")
 
 
+def _ogbench_row(dataset_id: str) -> tuple[str, bool, bool] | None:
+    """(environment, regenerated, explicit task) of an OGBench single-task id; ``None`` for other ids."""
+    from ppl_torchrl.data.ogbench import parse_ogbench_id
+
+    parsed = parse_ogbench_id(dataset_id)
+    if parsed is None:
+        return None
+    return f"{parsed.family}-{parsed.kind}", parsed.generated, not dataset_id.endswith("-singletask-v0")
+
+
 def _published_data_mark(dataset_id: str) -> str:
-    return " (published data)" if "-gen-singletask" in dataset_id else ""
+    row = _ogbench_row(dataset_id)
+    return " (published data)" if row is not None and row[1] else ""
 
 
 def _ogbench_environment_rows(table: dict, metric: str) -> list[str]:
     """One row per OGBench environment where a method has all 5 tasks: the mean of its 5 task means (ours) beside
-    the FQL paper's Table 2."""
+    the FQL paper's Table 2 (the default-task alias ``...-singletask-v0`` is not a sixth task)."""
     by_env: dict[tuple[str, bool], list[str]] = defaultdict(list)
     for d in table["datasets"]:
-        env = ogbench_environment(d)
-        if env is not None:
-            by_env[(env, "-gen-" in d)].append(d)
+        row = _ogbench_row(d)
+        if row is not None and row[2]:
+            by_env[row[:2]].append(d)
     rows = []
     for (env, generated), ids in by_env.items():
-        tasks = {d.rsplit("-singletask-", 1)[1] for d in ids} & {f"task{k}-v0" for k in range(1, 6)}
-        if len(tasks) < 5:
-            continue
         row = [f"**{env}{'-gen' if generated else ''} (5 tasks)**"]
         for m in table["methods"]:
-            cells = [table["cells"].get((d, m)) for d in ids if not d.endswith("-singletask-v0")]
-            ours = [c.mean for c in cells if c is not None]
+            ours = [table["cells"][(d, m)].mean for d in ids if (d, m) in table["cells"]]
             ref = OGBENCH_ENVIRONMENTS.get(_base_method(m), {}).get(env) if metric == DEFAULT_METRIC else None
             row += [f"{sum(ours) / 5:.1f}" if len(ours) == 5 else MISSING,
                     MISSING if ref is None else pm(ref.mean, ref.std) + (" (published data)" if generated else "")]
-        rows.append("| " + " | ".join(row) + " |")
+        if any(cell != MISSING for cell in row[1::2]):
+            rows.append("| " + " | ".join(row) + " |")
     return rows
 
 
