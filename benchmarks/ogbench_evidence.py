@@ -147,7 +147,8 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, readme:
                 lines.append(f"| {labels[g]} | {len(vals)} | {pm(*mean_std(vals))} | "
                              f"{', '.join(f'{v:.1f}' for v in vals)} |")
             lines += _versus_rebrac(cells, labels, names)
-            summary = _readme_summary(cells, evals, step, [reached(r, root) for r in runs])
+            summary = _readme_summary(cells, evals, step, {labels[g]: [reached(r, root) for r in groups[g]]
+                                                           for g in names})
         plt = pyplot()
         fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
         colors = {labels[g]: f"C{i}" for i, g in enumerate(names)}
@@ -171,7 +172,7 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, readme:
     return body
 
 
-def _readme_summary(cells: dict, evals: list[int], step: int, reached_steps: list[int]) -> str:
+def _readme_summary(cells: dict, evals: list[int], step: int, reached_steps: dict[str, list[int]]) -> str:
     """The README's table: our two methods as the FQL paper reports (mean of the last evaluations), beside the
     paper's numbers, and the verdict."""
     from ppl_torchrl.evaluation.published import ogbench_reference
@@ -183,8 +184,9 @@ def _readme_summary(cells: dict, evals: list[int], step: int, reached_steps: lis
     rows += [f"| {title} (FQL paper) | {theirs} | {ref.mean:g} ± {ref.std:g} |" for title, ref in
              (("ReBRAC", ogbench_reference("rebrac", PUBLISHED_ID)), ("FQL", ogbench_reference("fql", PUBLISHED_ID)))]
     v = compare(cells["ppl"], cells["rebrac"])
-    unfinished = "" if step >= STEPS else (f" **Unfinished**: the runs are at {', '.join(f'{s // 1000}k' for s in reached_steps)} "
-                                           f"of {STEPS // 1000}k; this compares them at {step // 1000}k.")
+    progress = "; ".join(f"{label} {', '.join(f'{s // 1000}k' for s in steps)}" for label, steps in reached_steps.items())
+    unfinished = "" if step >= STEPS else (f" **Unfinished** (target {STEPS // 1000}k): the runs are at {progress} "
+                                           f"(seeds {', '.join(map(str, SEEDS))}); this compares them at {step // 1000}k.")
     return "\n".join([
         "| cube-single, default task: success x 100 | data, networks, budget, seeds | mean ± std over seeds |",
         "|---|---|---:|", *rows, "",
