@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
+
+from ppl_torchrl.machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = "pointmaze-medium-mixed-gen-v0"
@@ -67,15 +68,7 @@ def run(args) -> list[str]:
 
 
 def _cpu() -> str:
-    name = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()}-core {name}"
+    return f"{os.cpu_count()}-core {cpu_model()}"
 
 
 def report(args) -> str:

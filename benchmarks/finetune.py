@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     if not args.report_only:
         import os
 
-        from ppl_torchrl.gemm import cpu_model
+        from ppl_torchrl.machine import cpu_model
 
         history.append({"wall_s": wall, "jobs": args.jobs, "cpu": cpu_model(), "cores": os.cpu_count()})
         root.mkdir(parents=True, exist_ok=True)

@@ -8,13 +8,14 @@ Measures, in one run and interleaved (round-robin over variants, so a noisy mach
   :class:`ppl_torchrl.update.ReBRACUpdate` as the trainer runs it (TorchRL loss modules, TensorDict
   batches, input validation on, ``torch.func`` gradients, torch's functional Adam on the optimizers' state),
   plus a real TorchRL replay-buffer sample per step;
-* ``ppl_aten``: ``ppl`` with torch's own GEMMs during its blocks, where the plan in use routes any GEMM to oneDNN
-  (the plan is process-wide: set for the block, restored after it), so one run shows what the routing of
-  ``ppl_torchrl.gemm`` brings to the whole eager update;
 * ``ppl_compiled`` / ``rebrac_compiled``: the same with ``compile.enabled=true`` (the whole update one
   ``torch.compile`` graph, compiled during the warm-up), same buffer sample per step;
 * ``ppl_compiled_x2``: compiled, two consecutive updates per call through ``algorithm.run_updates``
   (``compile.updates_per_call=2``, as the authors' ``fori_loop``; ``--per-call N`` for another N, 1 skips it);
+* ``ppl_compiled_resident``: compiled, fed by batches indexed from device-resident tensors (``torch.randint`` on the
+  device, no replay buffer, no host-to-device copy), so the update and the data path are timed apart;
+* CUDA only: ``ppl_cudagraphs`` / ``ppl_cudagraphs_resident``: compiled with ``compile.cudagraphs=true`` (each call
+  replayed as a CUDA graph), fed by the replay buffer / by device-resident batches;
 * ``plain``: PPL^R written directly in PyTorch here (:class:`PlainPPL`: nn.Linear, batched critics,
   torch.optim.Adam with its defaults, in-memory tensors indexed with torch.randint): the reference a user would write;
 * ``jax``: the same PPL^R update in the authors' style (:func:`jax_ppl`: jit, ``lax.fori_loop`` over ``--steps``
@@ -23,14 +24,14 @@ Measures, in one run and interleaved (round-robin over variants, so a noisy mach
   step of each gives the library's losses and updated parameters (``ppl_torchrl.update.ReBRACUpdate``);
 * ``sample``: the replay-buffer ``sample()`` alone;
 * the GEMM limit: fp32 throughput of a 1024x256 @ 256x256 product through torch's default GEMM (``aten``)
-  and, on a CPU whose torch build has it, oneDNN (``ppl_torchrl.gemm.measure_gemm``), measured between the
+  and, on a CPU whose torch build has it, oneDNN's linear kernel (:func:`measure_gemm`), measured between the
   timed blocks; ``limit`` is the best of them, ``steps/s at limit = limit / FLOPs per update``, and
   ``/limit`` is the share of that limit a variant reaches.
 
-The library's networks route their GEMMs through ``ppl_torchrl.gemm`` (``--gemm auto|aten|onednn``; auto:
-the plan measured on this machine, oneDNN where it is >= 1.2x torch's GEMM). The report names the CPU, the
-torch and jax versions and the GEMM plan in use, on stdout and in the JSON. Timings from a machine shared
-with other work are noisy; compare columns of one run, not runs.
+Every timed block ends with a device synchronisation (:func:`device_synchronizer`: ``torch.cuda.synchronize`` on
+CUDA), so a GPU column times the work, not its launch. The report names the CPU (and GPU), the torch and jax
+versions, on stdout and in the JSON. Timings from a machine shared with other work are noisy; compare columns of
+one run, not runs.
 
 FLOPs per update are counted analytically from the layer shapes (GEMMs only; see :func:`update_flops`).
 """
@@ -52,14 +53,15 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from ppl_torchrl import gemm
 from ppl_torchrl.atomic import atomic_write
+from ppl_torchrl.machine import cpu_model
 
 os.environ.setdefault("RL_WARNINGS", "False")
 
 SHAPES = {"antmaze": (29, 8, 256), "mujoco": (17, 6, 1024)}
 # Table order; ``ppl_compiled_xN`` columns are listed right after ``ppl_compiled``.
-VARIANTS = ("ppl", "ppl_aten", "ppl_compiled", "rebrac", "rebrac_compiled", "plain", "jax", "sample")
+VARIANTS = ("ppl", "ppl_compiled", "ppl_compiled_resident", "ppl_cudagraphs", "ppl_cudagraphs_resident", "rebrac",
+            "rebrac_compiled", "plain", "jax", "sample")
 HIDDEN, DEPTH, NUM_Q = 256, 3, 2
 HP = dict(actor_lr=3e-4, critic_lr=5e-5, potential_lr_scale=0.01, tau=5e-3, policy_freq=2, gamma=0.99,
           actor_bc_coef=1e-3, critic_bc_coef=5e-4, w=8.0, policy_noise=0.2, noise_clip=0.5)
@@ -116,32 +118,35 @@ def make_buffer(path: Path, batch: int, root: Path, device):
                                       device=None if torch.device(device).type == "cpu" else device)
 
 
-def config(name: str, *, compiled: bool = False, per_call: int = 1, gemm_backend: str = "auto"):
+def config(name: str, *, compiled: bool = False, per_call: int = 1, cudagraphs: bool = False):
     """The recipe config ``make_algorithm`` reads: ``loss``, ``model``, ``optim`` and ``compile``."""
     loss = dict(name=name, actor_bc_coef=HP["actor_bc_coef"], critic_bc_coef=HP["critic_bc_coef"],
                 policy_noise=HP["policy_noise"], noise_clip=HP["noise_clip"], normalize_q=True,
                 critic_next_action="policy", validate_inputs=True)
     if name == "ppl":
-        loss.update(w=HP["w"], potential_uses_target_actor=True, use_potential=True)
+        loss.update(w=HP["w"], potential_uses_target_actor=True)
     optim = {k: HP[k] for k in ("actor_lr", "critic_lr", "potential_lr_scale", "tau", "policy_freq", "gamma")}
     optim["steps"] = 1_000_000  # a paper-length run; only read by compile.enabled=auto, which is not used here
     return OmegaConf.create(dict(
         loss=loss, model=dict(hidden_dim=HIDDEN, num_hidden=DEPTH, num_qvalue_nets=NUM_Q, activation="relu", init="corl"),
         optim=optim,
-        compile=dict(enabled=bool(compiled), mode=None, backend="inductor", cudagraphs=False,
-                     updates_per_call=int(per_call), gemm=gemm_backend)))
+        compile=dict(enabled=bool(compiled), mode=None, backend="inductor", cudagraphs=bool(cudagraphs),
+                     updates_per_call=int(per_call))))
 
 
 # ------------------------------------------------------------------------------------------ ours
 def ours_runner(name: str, obs: int, act: int, buffer, device, *, compiled: bool = False, per_call: int = 1,
-                gemm_backend: str = "auto"):
-    """``run(k)``: k updates of the library's algorithm, each on a fresh replay-buffer sample.
+                cudagraphs: bool = False, sample=None):
+    """``run(k)``: k updates of the library's algorithm, each on a fresh batch: ``sample()`` (default: the replay
+    buffer's ``sample``; :func:`resident_sampler` indexes device-resident tensors instead).
 
-    ``compiled``: ``compile.enabled=true`` (the update compiles at its first call, in the warm-up).
-    ``per_call > 1``: ``algorithm.run_updates`` does that many updates per call (``k`` must be a multiple)."""
+    ``compiled``: ``compile.enabled=true`` (the update compiles at its first call, in the warm-up); ``cudagraphs``:
+    ``compile.cudagraphs=true`` (CUDA). ``per_call > 1``: ``algorithm.run_updates`` does that many updates per call
+    (``k`` must be a multiple)."""
     from ppl_torchrl.training.algorithms import make_algorithm
 
-    alg = make_algorithm(config(name, compiled=compiled, per_call=per_call, gemm_backend=gemm_backend),
+    sample = buffer.sample if sample is None else sample
+    alg = make_algorithm(config(name, compiled=compiled, per_call=per_call, cudagraphs=cudagraphs),
                          obs, act, device=device)
     if alg.compiled != bool(compiled):
         raise RuntimeError(f"{name}: asked for compiled={compiled}, make_algorithm built compiled={alg.compiled}")
@@ -151,26 +156,25 @@ def ours_runner(name: str, obs: int, act: int, buffer, device, *, compiled: bool
         step = state["step"]
         if per_call > 1:
             for i in range(0, k, per_call):
-                alg.run_updates([buffer.sample() for _ in range(per_call)], step + i)
+                alg.run_updates([sample() for _ in range(per_call)], step + i)
         else:
             for i in range(k):
-                alg.update(buffer.sample(), step + i)
+                alg.update(sample(), step + i)
         state["step"] = step + k
     run.algorithm = alg
     return run
 
 
-def with_gemm(run, backend: str, device):
-    """``run`` with the networks' GEMMs on ``backend`` during its own calls only (the plan is process-wide)."""
-    def timed(k: int):
-        kept = gemm.gemm_plan(device)
-        gemm.set_gemm_plan(backend, device)
-        try:
-            run(k)
-        finally:
-            gemm.set_gemm_plan(kept, device)
-    timed.algorithm = run.algorithm
-    return timed
+def resident_sampler(buffer, batch: int, device):
+    """``sample()``: ``batch`` rows of the buffer's transitions, copied once to ``device`` and indexed there with
+    ``torch.randint`` on the device (no replay-buffer sampler, no host-to-device copy per batch)."""
+    dev = torch.device(device)
+    data = buffer.storage[:].to(dev)
+    n = data.shape[0]
+
+    def sample():
+        return data[torch.randint(0, n, (batch,), device=dev)]
+    return sample
 
 
 def sample_runner(buffer):
@@ -526,37 +530,69 @@ def jax_runner(obs: int, act: int, batch: int, data: dict, k: int, params: dict 
     return run
 
 
-# ------------------------------------------------------------------------------------------ GEMM
+# ------------------------------------------------------------------------------------------ device and GEMM
+def device_synchronizer(device):
+    """What ends a timed block: waiting for the device's queued work (``torch.cuda.synchronize``); on CPU nothing."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return lambda: torch.cuda.synchronize(dev)
+    return lambda: None
+
+
+def onednn_available() -> bool:
+    """Whether this torch build has oneDNN's fp32 linear kernel (CPU builds with MKLDNN)."""
+    return bool(torch.backends.mkldnn.is_available()) and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
 def gemm_backends(device) -> list[str]:
-    """The GEMM backends whose throughput bounds the update: ``aten``, and ``onednn`` on a CPU that has it."""
+    """The GEMM kernels whose throughput bounds the update: torch's (``aten``), and oneDNN's on a CPU that has it
+    (torch routes some CPU GEMMs there itself; the faster of the two is what a perfect update could run at)."""
     out = ["aten"]
-    if torch.device(device).type == "cpu" and gemm.onednn_available():
+    if torch.device(device).type == "cpu" and onednn_available():
         out.append("onednn")
     return out
 
 
+def measure_gemm(backend: str, m: int, k: int, n: int, *, device="cpu", min_time: float = 0.05,
+                 repeats: int = 5) -> float:
+    """GFLOP/s of ``x [m, k] @ w[n, k]^T`` in fp32 on ``backend`` (``aten``: ``F.linear``; ``onednn``: oneDNN's
+    linear kernel, a private torch op used only here): median of ``repeats`` timings of >= ``min_time`` s."""
+    dev = torch.device(device)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    x, w = torch.randn(m, k, generator=g).to(dev), torch.randn(n, k, generator=g).to(dev)
+    if backend == "onednn":
+        def gemm():
+            return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+    else:
+        def gemm():
+            return nn.functional.linear(x, w)
+    sync = device_synchronizer(dev)
+
+    def seconds(iters: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            gemm()
+        sync()
+        return (time.perf_counter() - t0) / iters
+    for _ in range(3):
+        gemm()
+    sync()
+    iters = max(1, int(min_time / max(seconds(1), 1e-7)))
+    times = sorted(seconds(iters) for _ in range(repeats))
+    return 2.0 * m * k * n / times[len(times) // 2] / 1e9
+
+
 def gemm_limits(device, *, min_time: float = 0.1, repeats: int = 7) -> dict:
     """fp32 GFLOP/s of a 1024x256 @ 256x256 forward GEMM per backend."""
-    return {b: gemm.measure_gemm(b, *GEMM_SHAPE, device=device, min_time=min_time, repeats=repeats)
+    return {b: measure_gemm(b, *GEMM_SHAPE, device=device, min_time=min_time, repeats=repeats)
             for b in gemm_backends(device)}
 
 
-def apply_gemm(choice: str, device) -> None:
-    """``auto``: forget any plan, so :func:`ppl_torchrl.gemm.gemm_plan` measures this machine's (or reads
-    ``PPL_TORCHRL_GEMM``); ``aten`` / ``onednn``: that backend for every GEMM."""
-    gemm.set_gemm_plan(None if choice == "auto" else choice, device)
-    gemm.gemm_plan(device)
-
-
-def machine_info(device, gemm_choice: str) -> dict:
-    plan = gemm.gemm_plan(device)
+def machine_info(device) -> dict:
     info = {
-        "cpu_model": gemm.cpu_model(), "platform": platform.platform(), "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(), "platform": platform.platform(), "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(device),
-        "gemm": gemm_choice, "gemm_plan": gemm.describe_plan(device),
-        "gemm_plan_backends": {"forward": plan.forward, "grad_input": plan.grad_input,
-                               "grad_weight": plan.grad_weight, "source": plan.source},
-        "onednn_available": gemm.onednn_available(),
+        "onednn_available": onednn_available(),
     }
     if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
@@ -570,7 +606,7 @@ def machine_info(device, gemm_choice: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ driver
-def warm_up(run, steps: int, *, max_blocks: int = 8, tol: float = 0.1) -> list[float]:
+def warm_up(run, steps: int, *, max_blocks: int = 8, tol: float = 0.1, sync=lambda: None) -> list[float]:
     """Runs blocks of ``steps`` updates until two blocks in a row agree within ``tol`` (at least three).
 
     One block is not enough: a jitted JAX loop runs its first two or three calls several times slower
@@ -581,6 +617,7 @@ def warm_up(run, steps: int, *, max_blocks: int = 8, tol: float = 0.1) -> list[f
     for _ in range(max_blocks):
         t0 = time.perf_counter()
         run(steps)
+        sync()
         speeds.append(steps / (time.perf_counter() - t0))
         if len(speeds) >= 3 and abs(speeds[-1] - speeds[-2]) <= tol * max(speeds[-2:]):
             break
@@ -588,8 +625,9 @@ def warm_up(run, steps: int, *, max_blocks: int = 8, tol: float = 0.1) -> list[f
 
 
 def time_interleaved(runners: dict, steps: int, repeats: int, warmup: int, progress: bool,
-                     probes: dict | None = None) -> dict:
-    """Median steps/s of each runner; blocks of ``steps`` updates, round-robin across runners.
+                     probes: dict | None = None, sync=lambda: None) -> dict:
+    """Median steps/s of each runner; blocks of ``steps`` updates, round-robin across runners, each block ended by
+    ``sync()`` (waiting for the device) before the clock stops.
 
     ``probes`` (name -> callable returning a number, e.g. GEMM GFLOP/s) run once per round too, so the
     hardware limit is measured under the same load as the updates; their medians are returned as well.
@@ -600,13 +638,14 @@ def time_interleaved(runners: dict, steps: int, repeats: int, warmup: int, progr
     probed = {name: [] for name in probes}
 
     for name, run in runners.items():
-        warm_up(run, warmup)
+        warm_up(run, warmup, sync=sync)
     times = {name: [] for name in runners}
     bar = tqdm(total=repeats * len(runners), desc="timing", disable=not progress, leave=False)
     for _ in range(repeats):
         for name, run in runners.items():
             t0 = time.perf_counter()
             run(steps)
+            sync()
             times[name].append(steps / (time.perf_counter() - t0))
             bar.update()
         for name, probe in probes.items():
@@ -627,19 +666,26 @@ def bench_shape(shape: str, args, tmp: Path) -> dict:
         "rew": np.asarray(td["next", "reward"]).reshape(-1), "next_obs": np.asarray(td["next", "observation"]),
         "next_act": np.asarray(td["next", "action"]), "term": np.asarray(td["next", "terminated"]).reshape(-1).astype(np.float32),
     }
-    ours = dict(device=args.device, gemm_backend=args.gemm)
+    ours = dict(device=args.device)
     runners = {"ppl": ours_runner("ppl", obs, act, buffer, **ours)}
-    if gemm.gemm_plan(args.device).uses_onednn:
-        runners["ppl_aten"] = with_gemm(ours_runner("ppl", obs, act, buffer, **ours), "aten", args.device)
     notes = []
     from ppl_torchrl.update import compiler_available
 
     compiling = args.compile and compiler_available(args.device)
+    resident = resident_sampler(buffer, batch, args.device)
     if compiling:
         runners["ppl_compiled"] = ours_runner("ppl", obs, act, buffer, compiled=True, **ours)
         if args.per_call > 1:
             runners[f"ppl_compiled_x{args.per_call}"] = ours_runner("ppl", obs, act, buffer, compiled=True,
                                                                     per_call=args.per_call, **ours)
+        runners["ppl_compiled_resident"] = ours_runner("ppl", obs, act, buffer, compiled=True, sample=resident, **ours)
+        if torch.device(args.device).type == "cuda":
+            runners["ppl_cudagraphs"] = ours_runner("ppl", obs, act, buffer, compiled=True, cudagraphs=True, **ours)
+            runners["ppl_cudagraphs_resident"] = ours_runner("ppl", obs, act, buffer, compiled=True, cudagraphs=True,
+                                                             sample=resident, **ours)
+        else:
+            notes.append("CUDA graphs need a CUDA device: the ppl_cudagraphs columns are skipped on "
+                         f"{args.device}.")
     runners["rebrac"] = ours_runner("rebrac", obs, act, buffer, **ours)
     if compiling:
         runners["rebrac_compiled"] = ours_runner("rebrac", obs, act, buffer, compiled=True, **ours)
@@ -658,9 +704,10 @@ def bench_shape(shape: str, args, tmp: Path) -> dict:
             notes.append("jax not importable: JAX column skipped (pip install 'ppl-torchrl[bench]').")
             print(notes[-1], file=sys.stderr)
     runners["sample"] = sample_runner(buffer)
-    probes = {f"gemm_{b}": (lambda b=b: gemm.measure_gemm(b, *GEMM_SHAPE, device=args.device, min_time=0.05, repeats=1))
+    probes = {f"gemm_{b}": (lambda b=b: measure_gemm(b, *GEMM_SHAPE, device=args.device, min_time=0.05, repeats=1))
               for b in gemm_backends(args.device)}
-    res = time_interleaved(runners, args.steps, args.repeats, args.steps, not args.no_progress, probes)
+    res = time_interleaved(runners, args.steps, args.repeats, args.steps, not args.no_progress, probes,
+                           sync=device_synchronizer(args.device))
     gemm_gflops = {name.split("_", 1)[1]: res.pop(name)["value"] for name in probes}
     limit_gflops = max(gemm_gflops.values())
     flops = {"ppl": update_flops(obs, act, batch), "rebrac": update_flops(obs, act, batch, potential=False)}
@@ -690,7 +737,7 @@ def title(machine: dict) -> str:
 
 def table(report: dict) -> str:
     m = report["machine"]
-    lines = [title(m), m["gemm_plan"] + f" [--gemm {m['gemm']}]"]
+    lines = [title(m)]
     lim = report["gemm_gflops"]
     gm, gk, gn = GEMM_SHAPE
     lines.append(f"fp32 GEMM {gm}x{gk}@{gk}x{gn} at start: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in lim.items())
@@ -716,7 +763,7 @@ def table(report: dict) -> str:
             + f" -> limit {sr['limit_gflops']:.0f} ({sr['limit_backend']})")
         lines.append(f"{shape:8} FLOPs/update: ppl {sr['flops']['ppl'] / 1e9:.2f} G, rebrac {sr['flops']['rebrac'] / 1e9:.2f} G;"
                      f" steps/s at limit: ppl {sr['steps_per_s_at_limit']['ppl']:.0f}, rebrac {sr['steps_per_s_at_limit']['rebrac']:.0f}")
-        best = [n for n in _order(res) if n.startswith("ppl_compiled")]
+        best = [n for n in _order(res) if n.startswith(("ppl_compiled", "ppl_cudagraphs"))]
         if best:
             top = max(best, key=lambda n: res[n]["steps_per_s"])
             lines.append(f"{shape:8} compiled PPL^R ({top}) reaches {100 * sr['share_of_limit'][top]:.0f} % of the GEMM limit")
@@ -731,8 +778,6 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=5, help="timed blocks per variant; the median is reported")
     parser.add_argument("--shape", choices=["antmaze", "mujoco", "both"], default="both")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--gemm", choices=["auto", "aten", "onednn"], default="auto",
-                        help="GEMM backend of the library's networks (auto: the plan measured on this machine)")
     parser.add_argument("--json", type=Path, default=None, help="write the report here (atomically)")
     parser.add_argument("--dataset-size", type=int, default=100_000, help="random transitions in the buffer")
     parser.add_argument("--no-jax", dest="jax", action="store_false", help="skip the JAX column")
@@ -750,13 +795,8 @@ def main(argv=None) -> dict:
         parser.error(f"--steps ({args.steps}) must be a multiple of --per-call ({args.per_call})")
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: CUDA is not available here; use --device cpu")
-    if args.gemm == "onednn" and not (torch.device(args.device).type == "cpu" and gemm.onednn_available()):
-        parser.error("--gemm onednn needs --device cpu and a torch build with oneDNN")
-
-    apply_gemm(args.gemm, args.device)
-    machine = machine_info(args.device, args.gemm)
+    machine = machine_info(args.device)
     print(title(machine))
-    print(machine["gemm_plan"])
     report = {
         "machine": machine,
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

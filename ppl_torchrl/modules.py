@@ -34,7 +34,7 @@ import torch
 from tensordict.nn import TensorDictModule
 from torch import nn
 
-from ppl_torchrl import gemm, keys
+from ppl_torchrl import keys
 
 STATE_ACTION_VALUE = "state_action_value"
 POTENTIAL = "potential"
@@ -93,14 +93,6 @@ def _init_layer_(weight: torch.Tensor, bias: torch.Tensor, fan_in: int, fan_out:
         raise ValueError(f"init must be one of {INITS}, got {init!r}.")
 
 
-class Linear(nn.Linear):
-    """``nn.Linear`` whose GEMMs run on the backend :mod:`ppl_torchrl.gemm` measured fastest for this machine
-    (torch's default everywhere, oneDNN on CPUs where MKL is slow); same parameters, same math."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return gemm.linear(x, self.weight, self.bias)
-
-
 def mlp(
     in_dim: int,
     out_dim: int,
@@ -115,7 +107,7 @@ def mlp(
     last_layer_scale: float = 1.0,
 ) -> nn.Sequential:
     """``num_hidden`` x (Linear, activation[, LayerNorm]) then a Linear; ``init`` picks the initialisation (module doc)."""
-    linear = Linear
+    linear = nn.Linear
     layers: list[nn.Module] = []
     d = in_dim
     for _ in range(num_hidden):
@@ -160,7 +152,9 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return gemm.ensemble_linear(x, self.weight, self.bias)
+        if x.dim() == 2:  # one input shared by every member
+            return torch.matmul(x, self.weight) + self.bias
+        return torch.baddbmm(self.bias, x, self.weight)
 
 
 class EnsembleLayerNorm(nn.Module):

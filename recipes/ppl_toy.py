@@ -9,7 +9,6 @@ Like every recipe it writes only into its own folder (``out_dir``); the docs' fi
 """
 from __future__ import annotations
 
-import platform
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ppl_torchrl.atomic import atomic_write
 from ppl_torchrl.errors import user_errors
+from ppl_torchrl.machine import cpu_model
 from ppl_torchrl.training.recipe import recipe_main
 from ppl_torchrl.toy import ToyConfig, metrics_markdown, plot_toy, run_toy, toy_metrics
 
@@ -33,13 +33,7 @@ def _command() -> str:
 
 def _cpu() -> str:
     """The CPU's model name (floating-point results of the toy differ slightly between CPUs)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
+    return cpu_model()
 
 
 @hydra.main(version_base=None, config_path="config", config_name="toy")

@@ -11,8 +11,6 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 # Generated datasets and imported memmaps go to a fresh folder per test session (this module is imported once per
 # process, however many conftest files import it), never ~/.cache.
 os.environ["PPL_TORCHRL_DATA"] = tempfile.mkdtemp(prefix="ppl_torchrl_test_data_")
-# The CPU GEMM plan is measured once per test session and shared by its subprocesses (as on a user's machine).
-os.environ["PPL_TORCHRL_GEMM_CACHE"] = os.path.join(os.environ["PPL_TORCHRL_DATA"], "gemm_plans.json")
 
 
 def pytest_sessionfinish(session, exitstatus):

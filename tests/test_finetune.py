@@ -186,8 +186,7 @@ def test_a_compiled_update_reads_the_changing_bc_coefficients_without_recompilin
             model=dict(hidden_dim=16, num_hidden=1, num_qvalue_nets=2, activation="relu", init="corl"),
             optim=dict(steps=10, actor_lr=1e-2, critic_lr=1e-2, potential_lr_scale=0.1, tau=0.05, policy_freq=1,
                        gamma=0.99),
-            compile=dict(enabled=compiled, mode=None, backend="aot_eager", cudagraphs=False, updates_per_call=1,
-                         gemm="auto")))
+            compile=dict(enabled=compiled, mode=None, backend="aot_eager", cudagraphs=False, updates_per_call=1)))
 
     g = torch.Generator().manual_seed(0)
     b = 32

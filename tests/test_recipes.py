@@ -130,6 +130,28 @@ def test_resume_after_stop_is_bit_identical(tmp_path, tiny, make_cfg, assert_sam
     assert_same_run(full, cut)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("cudagraphs", [False, True])
+def test_a_cuda_run_resumes_on_the_cpu(tmp_path, tiny, make_cfg, cudagraphs):
+    """A run trained on a GPU (eager, or compiled and replayed as CUDA graphs) stops, and the same run folder resumes
+    on a machine without one: the checkpoint's tensors and Adam's step counters come back to the CPU, the logs go on
+    from the stop, and the run ends with its evaluation."""
+    run = tmp_path / "run"
+    on_gpu = {"eval.every": 20, "eval.episodes": 1, "device": "cuda"}
+    if cudagraphs:
+        on_gpu.update({"compile.enabled": "true", "compile.cudagraphs": "true"})
+    assert train(make_cfg(tiny(run, steps=40, **on_gpu, **{"checkpoint.stop_after": 20}))) == {"stopped_at": 20}
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["config"]["device"] == "cuda"
+    on_cpu = {**on_gpu, "device": "cpu", "compile.enabled": "false", "compile.cudagraphs": "false", "resume": "true"}
+    train(make_cfg(tiny(run, steps=40, **on_cpu)))
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 40
+    assert all(v.device.type == "cpu" for v in state["algorithm"]["loss"].values())
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 40 and steps.count(10) == 1  # continued, not restarted
+    assert json.loads((run / "results.json").read_text())["final_eval"]["returns"]
+
+
 def _recipe_cmd(tiny, run_dir, steps):
     # one thread: two OpenMP threads on a shared 2-core machine slow these tiny networks down many-fold
     args = tiny(run_dir, steps=steps, **{"eval.every": steps, "eval.episodes": 1, "checkpoint.every": 50,

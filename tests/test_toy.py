@@ -57,16 +57,11 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
 
 @pytest.fixture
 def one_thread():
-    """One thread and torch's own GEMMs: the toy's numbers (and this claim at reduced steps, whose margin is
-    small on some seeds) are measured that way. Without pinning, the process's GEMM plan is whatever an earlier
-    test left or measured (under CPU contention a measurement can pick a mixed plan), and the rounding moves."""
-    from ppl_torchrl import gemm
-
+    """One thread: the toy's numbers (and this claim at reduced steps, whose margin is small on some seeds) are
+    measured that way."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
-    gemm.set_gemm_plan("aten", "cpu")
     yield
-    gemm.set_gemm_plan(None, "cpu")
     torch.set_num_threads(n)
 
 

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from ppl_torchrl import gemm
-
 
 def _speed():
     spec = importlib.util.spec_from_file_location("speed", Path(__file__).parents[1] / "speed.py")
@@ -29,20 +27,13 @@ def test_update_flops_hand_computed():
 
 def test_benchmark_config_builds_the_requested_update():
     speed = _speed()
-    cfg = speed.config("ppl", compiled=True, per_call=2, gemm_backend="aten")
-    assert cfg.compile.enabled is True and cfg.compile.updates_per_call == 2 and cfg.compile.gemm == "aten"
+    cfg = speed.config("ppl", compiled=True, per_call=2, cudagraphs=True)
+    assert cfg.compile.enabled is True and cfg.compile.updates_per_call == 2 and cfg.compile.cudagraphs is True
     assert cfg.optim.steps > 0 and cfg.loss.name == "ppl"
     assert speed.config("rebrac").compile.enabled is False
 
 
-@pytest.fixture
-def fresh_gemm_plan():
-    """The benchmark fixes the process's GEMM plan (--gemm auto measures it); forget it afterwards."""
-    yield
-    gemm.set_gemm_plan(None, "cpu")
-
-
-def test_speed_benchmark_runs_and_reports_same_run_ratios(tmp_path, fresh_gemm_plan):
+def test_speed_benchmark_runs_and_reports_same_run_ratios(tmp_path):
     speed = _speed()
     out = tmp_path / "speed.json"
     report = speed.main(["--shape", "antmaze", "--steps", "4", "--repeats", "1", "--no-jax", "--no-compile",
@@ -57,12 +48,9 @@ def test_speed_benchmark_runs_and_reports_same_run_ratios(tmp_path, fresh_gemm_p
     assert set(sr["share_of_limit"]) == set(res) - {"sample"} and all(v > 0 for v in sr["share_of_limit"].values())
 
     machine = report["machine"]
-    assert machine["cpu_model"] == gemm.cpu_model() and machine["torch"]
-    assert machine["gemm_plan"] == gemm.describe_plan("cpu")
-    assert machine["gemm_plan_backends"]["forward"] in gemm.BACKENDS
+    assert machine["cpu_model"] == speed.cpu_model() and machine["torch"]
     table = report["table"]
-    assert gemm.cpu_model() in table.splitlines()[0]  # the title line names the CPU
-    assert machine["gemm_plan"] in table
+    assert speed.cpu_model() in table.splitlines()[0]  # the title line names the CPU
     assert "/plain" in table and "/limit" in table
     for name in ("ppl", "rebrac", "plain", "buffer.sample"):
         assert any(line.split()[1:2] == [name] for line in table.splitlines()), name
@@ -77,7 +65,7 @@ def test_speed_benchmark_rejects_bad_arguments():
     with pytest.raises(SystemExit):
         speed.main(["--steps", "5", "--per-call", "2"])
     with pytest.raises(SystemExit):
-        speed.main(["--gemm", "mkl"])
+        speed.main(["--gemm", "aten"])  # the GEMM routing is gone: its option with it
 
 
 def _parity(speed, column: str, steps: int = 4, obs: int = 5, act: int = 3, batch: int = 32, tamper=None):
@@ -92,7 +80,7 @@ def _parity(speed, column: str, steps: int = 4, obs: int = 5, act: int = 3, batc
     from ppl_torchrl.training.algorithms import make_algorithm
 
     torch.manual_seed(0)
-    alg = make_algorithm(speed.config("ppl", gemm_backend="aten"), obs, act, device="cpu")
+    alg = make_algorithm(speed.config("ppl"), obs, act, device="cpu")
     start = speed.library_params(alg)
     if tamper is not None:
         tamper()
@@ -159,3 +147,73 @@ def test_the_parity_check_sees_a_different_algorithm():
     speed = _speed()
     loss_diff, param_diff = _parity(speed, "plain", tamper=lambda: speed.HP.update(w=3.0))
     assert loss_diff > 1e-2 and param_diff["potential"] > 1.0, (loss_diff, param_diff)
+
+
+def test_every_timed_block_waits_for_the_device(monkeypatch):
+    """A GPU column must time the work, not its launch: each warm-up and timed block, and each GEMM-limit
+    measurement, ends with the device's synchronisation before the clock stops (here a counting stand-in)."""
+    speed = _speed()
+    calls = []
+    order = []
+
+    def runner(name):
+        def run(k):
+            order.append(name)
+        return run
+    runners = {"a": runner("a"), "b": runner("b")}
+    speed.time_interleaved(runners, steps=3, repeats=2, warmup=3, progress=False,
+                           sync=lambda: calls.append(order[-1]))
+    assert calls == order  # one sync after every block, warm-up blocks included, and none elsewhere
+    assert len(order) >= 2 * 3 + 2 * 2  # warm-up (at least 3 blocks each) and 2 timed rounds
+
+    seen = []
+    monkeypatch.setattr(speed, "device_synchronizer", lambda device: (lambda: seen.append(str(device))))
+    assert speed.measure_gemm("aten", 8, 8, 8, device="cpu", min_time=1e-4, repeats=2) > 0
+    assert seen and set(seen) == {"cpu"}
+    # and on CUDA the synchronizer is torch.cuda.synchronize's
+    waited = []
+    monkeypatch.undo()
+    import torch
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: waited.append(device))
+    speed.device_synchronizer("cuda:0")()
+    assert waited == [torch.device("cuda:0")]
+
+
+def test_cuda_graph_columns_are_skipped_with_a_note_on_cpu(tmp_path, monkeypatch):
+    """The CUDA-graph columns exist only on CUDA; on CPU the report says why they are missing. The compiled
+    columns run here on aot_eager (the same trace, no kernel build) so the test stays quick; the
+    device-resident column is among them."""
+    speed = _speed()
+    real_config = speed.config
+    monkeypatch.setattr(speed, "config", lambda *a, **k: _aot_eager(real_config(*a, **k)))
+    report = speed.main(["--shape", "antmaze", "--steps", "2", "--repeats", "1", "--no-jax", "--per-call", "1",
+                         "--dataset-size", "1000", "--no-progress", "--device", "cpu"])
+    sr = report["shapes"]["antmaze"]
+    assert {"ppl_compiled", "ppl_compiled_resident"} <= set(sr["results"])
+    assert not any(name.startswith("ppl_cudagraphs") for name in sr["results"])
+    assert any("CUDA graphs" in note for note in sr["notes"])
+    assert "CUDA graphs need a CUDA device" in report["table"]
+
+
+def _aot_eager(cfg):
+    cfg.compile.backend = "aot_eager"
+    return cfg
+
+
+def test_resident_batches_hold_the_buffers_transitions(tmp_path):
+    """The device-resident column indexes the same transitions the replay buffer samples from, with its keys."""
+    import torch
+
+    speed = _speed()
+    path = speed.make_dataset(tmp_path, 5, 3, 500)
+    buffer = speed.make_buffer(path, 16, tmp_path / "cache", "cpu")
+    sample = speed.resident_sampler(buffer, 16, "cpu")
+    batch, ref = sample(), buffer.sample()
+    assert batch.shape == ref.shape
+    assert set(batch.keys(True, True)) == set(ref.keys(True, True)) - {"index"}  # the sampler's row index aside
+    rows = buffer.storage[:]
+    obs = rows["observation"]
+    for i, row in enumerate(batch["observation"]):  # every row is a whole stored transition
+        j = int((obs == row).all(-1).nonzero()[0, 0])
+        assert torch.equal(batch["next", "observation"][i], rows["next", "observation"][j])
+        assert torch.equal(batch["action"][i], rows["action"][j])

@@ -24,7 +24,7 @@ from torchrl.data import Bounded
 from torchrl.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator
 from torchrl.objectives import BCLoss, CQLLoss, IQLLoss, SoftUpdate, TD3BCLoss
 
-from ppl_torchrl import gemm, keys
+from ppl_torchrl import keys
 from ppl_torchrl.errors import ConfigError
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOT, PartialOTCQLLoss, PartialOTLoss, ReBRACLoss
@@ -211,8 +211,6 @@ def make_algorithm(cfg, obs_dim: int, act_dim: int, device: torch.device | str =
     if name not in LOSSES:
         raise ValueError(f"Unknown loss {name!r}; choose one of {LOSSES} (hydra: loss=<name>).")
     compiled = resolve_compile(cfg, device)
-    if cfg.compile.gemm != "auto":  # auto: measured once per machine at the first GEMM, cached on disk (ppl_torchrl.gemm)
-        gemm.set_gemm_plan(cfg.compile.gemm, device)
     common = dict(net=NetworkConfig.from_config(cfg.model), optim=OptimConfig.from_config(cfg.optim),
                   obs_dim=obs_dim, act_dim=act_dim, device=device)
     if bool(cfg.compile.cudagraphs) and not (compiled and name in ("ppl", "rebrac")):

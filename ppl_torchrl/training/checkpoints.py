@@ -65,15 +65,11 @@ def restore_algorithm(algorithm, state: dict, hint: str, weights_only: bool = Fa
     """The one way a run takes state from a checkpoint: resuming it (:meth:`Trainer.load_checkpoint`), starting from
     another run's weights (fine-tuning from its offline run, a one-step phase from the phase before).
 
-    The CPU GEMM backends the checkpoint was trained with are reused (a plan measured anew could differ, and so would
-    the rounding); then the algorithm's state: every weight, optimizer and the target updater, or with
-    ``weights_only`` the loss's weights alone (a run with other optimizers). ``hint`` ends the one-line error of a
-    checkpoint that does not fit (:func:`load_algorithm_state`).
+    Every weight, optimizer and the target updater, or with ``weights_only`` the loss's weights alone (a run with
+    other optimizers). ``hint`` ends the one-line error of a checkpoint that does not fit (:func:`load_algorithm_state`).
+    Checkpoints written before 2026-12 also hold a ``gemm_plan`` entry (the CPU GEMM backends of a routing layer since
+    deleted); it is ignored: such a run resumes on torch's own GEMMs.
     """
-    from ppl_torchrl import gemm
-
-    if state.get("gemm_plan") is not None:
-        gemm.set_gemm_plan(gemm.GemmPlan(*state["gemm_plan"], source="checkpoint"), "cpu")
     load_algorithm_state(algorithm, state, hint, weights_only=weights_only)
 
 

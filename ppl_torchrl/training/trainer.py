@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDictBase
 
-from ppl_torchrl import gemm, progress
+from ppl_torchrl import progress
 from ppl_torchrl.atomic import atomic_torch_save, atomic_write
 from ppl_torchrl.errors import ConfigError, DeviceError, ResumeError, RunExistsError, user_errors
 from ppl_torchrl.training.algorithms import Algorithm, make_algorithm
@@ -159,9 +159,6 @@ class Trainer:
                 "last_eval": self.last_eval,
                 "wall_time": self.wall_time,
                 "compile_time": self.compile_time,
-                # the CPU GEMM backends in use: a resumed process reuses them instead of measuring again
-                # (a plan measured anew could differ, and so would the rounding)
-                "gemm_plan": gemm.gemm_plan("cpu").backends if self.device.type == "cpu" else None,
                 "config": OmegaConf.to_container(self.cfg, resolve=True),
                 # what recipes/evaluate.py needs to rebuild and score the policy without the data
                 "dims": {"obs_dim": self.obs_dim, "act_dim": self.act_dim},
