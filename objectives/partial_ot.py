@@ -60,8 +60,9 @@ class PartialOTLoss(PartialOT):
 
     Keyword Args:
         w (float): unbalance coefficient, >= 1 (8 in the authors' code; 12 for antmaze-large-diverse).
-        potential_uses_target_actor (bool): f-step on the target actor's actions (authors' code) or the
-            online actor's.
+        potential_uses_target_actor (bool or None): f-step on the target actor's actions (authors' code) or the
+            online actor's; ``None`` (default): the target actor where there is one (``delay_actor=True``, the
+            default). ``True`` with ``delay_actor=False`` is an error, as for :class:`PartialOT`.
         critic_next_action (str): ``"policy"`` for PPL^R, ``"dataset"`` for the SARSA-style :math:`Q^\beta`
             of the paper's one-step setting and toy experiment.
         **kwargs: every other :class:`ReBRACLoss` argument.
@@ -82,13 +83,12 @@ class PartialOTLoss(PartialOT):
         potential_network: TensorDictModule,
         *,
         w: float = 8.0,
-        potential_uses_target_actor: bool = True,
+        potential_uses_target_actor: bool | None = None,
         **kwargs,
     ) -> None:
         check_w(w)
-        kwargs.setdefault("delay_actor", True)
         super().__init__(ReBRACLoss(actor_network, qvalue_network, **kwargs), potential_network, w=w,
-                         potential_uses_target_actor=potential_uses_target_actor and kwargs["delay_actor"])
+                         potential_uses_target_actor=potential_uses_target_actor)
 
 
 class PartialOTCQLLoss(PartialOT):

@@ -8,11 +8,15 @@ PPL's partial transport (Asadulaev et al., NeurIPS 2024, eq. 12; sign convention
   on the base loss's target actor :math:`\bar\pi` where it keeps one (the authors' code), else on its online
   actor (detached).
 
-:class:`PartialOT` wraps a base TorchRL loss (``TD3BCLoss``, ``CQLLoss``, ``IQLLoss``, our ``ReBRACLoss``, ...)
-without subclassing it: every term of the base loss is returned unchanged except ``loss_actor``; the base
-loss's parameters, target parameters and buffers are the composed loss's own (one set of tensors, the same
-``state_dict`` names), so ``SoftUpdate(composed)``, optimizers over ``composed.actor_network_params`` and
-checkpoints work as on the base loss.
+:class:`PartialOT` holds a base TorchRL loss (``TD3BCLoss``, ``CQLLoss``, ``IQLLoss``, our ``ReBRACLoss``, ...) as
+its submodule ``base``, without subclassing it: every term of the base loss is returned unchanged except
+``loss_actor``. The base's parameter groups (``actor_network_params``, ``target_actor_network_params``, ...) are
+also children of the composed loss under their own names, where TorchRL looks for a loss's networks: optimizers
+take ``composed.actor_network_params``, and ``SoftUpdate(composed)`` moves the base's targets (the same tensors).
+``state_dict`` names the base's entries as the base itself does, plus ``potential_network_params``. The settings
+the base's terms read (``reduction``, ``loss_mask_key``, ``actor_bc_coef``, ...) are properties that read and write
+the base's own; any other attribute of the base is ``loss.base.<name>`` (assigning it on the composed loss raises
+rather than leave a copy no term reads).
 
 **Which action** :math:`\pi(s)`: a deterministic actor's output; for a probabilistic actor (one with
 ``get_dist``, e.g. TorchRL's ``ProbabilisticActor`` with ``TanhNormal``) a reparameterised sample
@@ -27,14 +31,15 @@ the data in the transport sense, while AWR weights the data actions by their adv
 **Where the term enters.** If the base loss exposes per-sample actor terms (``actor_terms``, as
 :class:`~ppl_torchrl.objectives.ReBRACLoss` does), ``-f`` is added per sample before the reduction (priority
 weights apply to it too) and the functional methods ``actor_objective`` / ``potential_objective`` of the
-compiled update exist; otherwise it is added to the base's reduced ``loss_actor``.
+compiled update exist; otherwise it is added to the base's reduced ``loss_actor`` (weighted like it where the base
+weights by priority). Either way ``forward`` computes the base's actor term once.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, make_dataclass
 
 import torch
-from tensordict import TensorDict, TensorDictBase, TensorDictParams
+from tensordict import TensorDictBase, TensorDictParams
 from tensordict.nn import TensorDictModule, dispatch
 from tensordict.utils import NestedKey
 from torchrl.envs.utils import ExplorationType, set_exploration_type
@@ -71,6 +76,47 @@ def _accepted_keys(base_keys: type) -> type:
     return make_dataclass(f"{base_keys.__qualname__.split('.')[0]}PartialOTKeys", extra, bases=(base_keys,))
 
 
+def _on_base(name: str, doc: str, settable: bool = False) -> property:
+    """The base loss's attribute ``name`` as a property of the composed loss: read (and, if ``settable``, written)
+    on the base, where its terms read it. Where the base has none, an ``AttributeError`` (so ``hasattr`` tells)."""
+
+    def get(self):
+        return getattr(self.base, name)
+
+    def set_(self, value):
+        if not hasattr(self.base, name):
+            raise AttributeError(f"{type(self.base).__name__} has no {name!r}: there is nothing to set.")
+        setattr(self.base, name, value)
+
+    return property(get, set_ if settable else None, doc=doc)
+
+
+def _state_dict_flat(module: PartialOT, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    """``state_dict`` post-hook: the base's entries under the base's own names (``actor_network_params.*``, not
+    ``base.actor_network_params.*``), once each. A composed checkpoint is the base's plus the potential's, as it
+    was before the base became a submodule, so older checkpoints and the base's own keep loading."""
+    head = prefix + "base."
+    ours = [(key, state_dict.pop(key)) for key in list(state_dict) if key.startswith(prefix)]
+    for key, value in ours:
+        state_dict.setdefault(prefix + key[len(head):] if key.startswith(head) else key, value)
+
+
+def _state_dict_nested(module: PartialOT, state_dict: dict, prefix: str, *_) -> None:
+    """``load_state_dict`` pre-hook, the inverse of :func:`_state_dict_flat`: each entry of the base also under
+    ``base.`` (parameter groups, which are this module's children too) or only there (the base's other entries)."""
+    groups = set(module.base_parameter_groups)
+    own = {name for name, _ in module.named_children()} - groups - {"base"}
+    own |= {name for name, _ in module.named_parameters(recurse=False)}
+    own |= {name for name, _ in module.named_buffers(recurse=False)}
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        name = key[len(prefix):]
+        top = name.split(".", 1)[0]
+        if top == "base" or top in own:
+            continue
+        value = state_dict[key] if top in groups else state_dict.pop(key)
+        state_dict.setdefault(prefix + "base." + name, value)
+
+
 class PartialOT(LossModule):
     r"""A base loss with an actor, plus the partial-OT potential ``f`` (PPL), composed without subclassing.
 
@@ -94,6 +140,17 @@ class PartialOT(LossModule):
             or on its online actor (detached); ``None``: the target actor where the base keeps one
             (``TD3BCLoss``, ``ReBRACLoss``), else the online one (``CQLLoss``, ``IQLLoss``).
 
+    The base loss is ``loss.base``. Its parameter groups are children here too (``loss.actor_network_params``,
+    ``loss.target_qvalue_network_params``, ...; ``base_parameter_groups`` names them), and these of its attributes are properties of this loss, each
+    present where the base has it: the networks ``actor_network``, ``qvalue_network``, ``value_network``; CQL's
+    ``log_alpha`` and ``log_alpha_prime``; ``min_action``, ``max_action``, ``delay_actor``, ``delay_qvalue``;
+    ReBRAC's functional methods ``critic_objective``, ``qvalues``, ``target_noise``, ``check_actor_inputs``; and,
+    read and written on the base, the settings ``reduction``, ``use_prioritized_weights``, ``loss_mask_key``,
+    ``deterministic_sampling_mode``, ``actor_bc_coef``, ``critic_bc_coef``, ``policy_noise``, ``noise_clip``,
+    ``normalize_q``, ``critic_next_action``, ``validate_inputs`` and ``alpha``. ``qvalue_loss`` and
+    ``value_loss`` are the base's; ``vmap_randomness`` / ``set_vmap_randomness`` and
+    ``reset_parameters_recursive`` reach it.
+
     Keys: the base loss's ``_AcceptedKeys`` plus ``potential``; ``set_keys`` sets both (the base's keys on the
     base loss). ``make_value_estimator`` and ``value_estimator`` are the base loss's.
 
@@ -113,6 +170,7 @@ class PartialOT(LossModule):
 
     _AcceptedKeys = _PotentialKeys
     default_keys = _PotentialKeys
+    base: LossModule
     potential_network: TensorDictModule
     potential_network_params: TensorDictParams
     target_potential_network_params: TensorDictParams  # never created: f has no target (authors' code unused it)
@@ -122,11 +180,11 @@ class PartialOT(LossModule):
         w = check_w(w)
         if not isinstance(base_loss, LossModule):
             raise TypeError(f"base_loss must be a TorchRL LossModule, got {type(base_loss).__name__}.")
-        base_children = dict(base_loss.named_children())
-        if "actor_network_params" not in base_children or not hasattr(base_loss, "actor_loss"):
+        groups = {name: module for name, module in base_loss.named_children() if name.endswith("_params")}
+        if "actor_network_params" not in groups or not hasattr(base_loss, "actor_loss"):
             raise ValueError(f"{type(base_loss).__name__} has no actor (actor_network_params and actor_loss): the potential "
                              "adds to an actor's term, so the base loss must train one.")
-        has_target_actor = "target_actor_network_params" in base_children
+        has_target_actor = "target_actor_network_params" in groups
         if potential_uses_target_actor is None:
             potential_uses_target_actor = has_target_actor
         elif potential_uses_target_actor and not has_target_actor:
@@ -135,117 +193,169 @@ class PartialOT(LossModule):
         super().__init__()
         self.w = w
         self.potential_uses_target_actor = bool(potential_uses_target_actor)
-        # The base loss is held outside nn.Module's registry; its tensors are adopted below as this module's own.
-        object.__setattr__(self, "_base_loss", base_loss)
-        self._adopt()
-        # One "a target updater exists" flag per network for both modules, so that SoftUpdate(composed) tells the
-        # base loss its targets move (TorchRL has no public handle on these flags; SoftUpdate writes them itself).
-        self._has_update_associated = base_loss._has_update_associated
-        self.reduction = base_loss.reduction
-        self.use_prioritized_weights = getattr(base_loss, "use_prioritized_weights", "auto")
-        self._AcceptedKeys = _accepted_keys(type(base_loss.tensor_keys))
-        self.default_keys = self._AcceptedKeys
-        self._tensor_keys = self._AcceptedKeys(**{f.name: getattr(base_loss.tensor_keys, f.name)
-                                                  for f in fields(type(base_loss.tensor_keys))})
+        self.base_parameter_groups = tuple(groups)
+        # TorchRL finds a loss's networks among its direct children named <net>_params / target_<net>_params
+        # (SoftUpdate its targets, by those names): the base's groups are children here too, the same modules.
+        # Registered before the base, so named_parameters() keeps the base's own names for them.
+        for name, module in groups.items():
+            setattr(self, name, module)
+        self.base = base_loss
         self.convert_to_functional(potential_network, "potential_network", create_target_params=False)
+        # SoftUpdate(loss) and TorchRL's target-parameter reads share one record per loss of which networks a
+        # target updater moves: LossModule's private _has_update_associated, with no public accessor. The composed
+        # loss uses the base's record, so SoftUpdate(composed) tells the base its targets move (else every read of
+        # them warns that nothing updates them). The one use of a TorchRL private attribute in objectives/.
+        self._has_update_associated = base_loss._has_update_associated
+        # TorchRL's reduction reads the mask setting of the module that reduces: the potential's terms reduce here.
+        LossModule.loss_mask_key.fset(self, base_loss.loss_mask_key)
+        self._selected_out_keys = None
+        self.default_keys = _accepted_keys(type(base_loss.tensor_keys))
+        self._composed_keys = self.default_keys(**{f.name: getattr(base_loss.tensor_keys, f.name)
+                                                   for f in fields(type(base_loss.tensor_keys))})
+        self.register_state_dict_post_hook(_state_dict_flat)
+        self.register_load_state_dict_pre_hook(_state_dict_nested)
 
-    # ------------------------------------------------------------------ the base loss
+    # ------------------------------------------------------------------ attributes of the base loss
+    # The base loss's terms read these on the base: each property reads (settings: and writes) the base's own.
+    actor_network = _on_base("actor_network", "The base's actor (stateless: its weights are actor_network_params).")
+    qvalue_network = _on_base("qvalue_network", "The base's critic (stateless: weights in qvalue_network_params).")
+    value_network = _on_base("value_network", "IQL's state-value network (weights in value_network_params).")
+    log_alpha = _on_base("log_alpha", "CQL's entropy coefficient, log scale (a parameter of the base).")
+    log_alpha_prime = _on_base("log_alpha_prime", "CQL's Lagrange multiplier, log scale (with_lagrange=True).")
+    min_action = _on_base("min_action", "The action bounds' lower end (a buffer of the base).")
+    max_action = _on_base("max_action", "The action bounds' upper end (a buffer of the base).")
+    delay_actor = _on_base("delay_actor", "Whether the base keeps a target actor.")
+    delay_qvalue = _on_base("delay_qvalue", "Whether the base keeps target critics.")
+    critic_objective = _on_base("critic_objective", "ReBRAC's critic objective on explicit parameters.")
+    qvalues = _on_base("qvalues", "ReBRAC's ensemble values Q_i(s, action) on explicit parameters.")
+    target_noise = _on_base("target_noise", "ReBRAC's target-policy smoothing noise (one global-RNG draw).")
+    check_actor_inputs = _on_base("check_actor_inputs", "ReBRAC's check of what its actor term reads.")
+    reduction = _on_base("reduction", "How every term is reduced: 'mean', 'sum' or 'none'.", settable=True)
+    use_prioritized_weights = _on_base(
+        "use_prioritized_weights", "Whether the terms weight samples by priority_weight ('auto', True, False).",
+        settable=True)
+    deterministic_sampling_mode = _on_base(
+        "deterministic_sampling_mode", "The exploration type the loss's terms run under.", settable=True)
+    actor_bc_coef = _on_base("actor_bc_coef", "ReBRAC's actor BC weight (fine-tuning decays it).", settable=True)
+    critic_bc_coef = _on_base("critic_bc_coef", "ReBRAC's critic next-action penalty weight.", settable=True)
+    policy_noise = _on_base("policy_noise", "Target-policy smoothing noise scale (ReBRAC, TD3+BC).", settable=True)
+    noise_clip = _on_base("noise_clip", "Target-policy smoothing noise clip (ReBRAC, TD3+BC).", settable=True)
+    normalize_q = _on_base("normalize_q", "ReBRAC's lambda = 1 / mean |Q| (True) or 1.", settable=True)
+    critic_next_action = _on_base("critic_next_action", "ReBRAC's next action: 'policy' or 'dataset'.", settable=True)
+    validate_inputs = _on_base("validate_inputs", "ReBRAC's per-batch input checks (the potential's too).",
+                               settable=True)
+    alpha = _on_base("alpha", "TD3+BC's Q weight (CQL's entropy coefficient, read only there).", settable=True)
+
     @property
-    def base(self) -> LossModule:
-        """The loss the potential adds to (its tensors are this module's own). Not ``base_loss``: TorchRL wraps
-        every public ``*loss`` attribute of a loss class as a loss method."""
-        return self._base_loss
+    def loss_mask_key(self):
+        """Which input entry marks the positions that count (TorchRL's ``"auto"``, a key, or ``None``): the base's."""
+        return self.base.loss_mask_key
 
-    def _adopt(self) -> None:
-        """Registers the base loss's sub-modules (networks, parameters, target parameters), parameters and
-        buffers under their own names here: the same tensors, so updating either updates both."""
-        base = self._base_loss
-        self._adopted = []
-        for name, module in base.named_children():
-            self.__dict__.pop(name, None)  # e.g. LossModule's ``_value_estimator = None`` placeholder
-            self._modules[name] = module
-            self._adopted.append(name)
-        for name, param in base.named_parameters(recurse=False):
-            self._parameters[name] = param
-        for name, buf in base.named_buffers(recurse=False):
-            self._buffers[name] = buf
+    @loss_mask_key.setter
+    def loss_mask_key(self, value) -> None:
+        self.base.loss_mask_key = value
+        LossModule.loss_mask_key.fset(self, value)  # the potential's terms reduce here (see __init__)
 
-    def _apply(self, fn, *args, **kwargs):
-        # Device / dtype moves go through the base loss (which also drops its cached detached parameters),
-        # then the adopted tensors are re-read from it and the potential moved.
-        self._base_loss._apply(fn, *args, **kwargs)
-        for name, module in list(self._modules.items()):
-            if name not in self._adopted:
-                module._apply(fn, *args, **kwargs)
-        self._adopt()
-        self._erase_cache()
-        return self
+    def qvalue_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
+        """The base loss's critic term, unchanged."""
+        return self.base.qvalue_loss(tensordict)
 
-    def __getattr__(self, item):
+    def value_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
+        """The base loss's state-value term (IQL), unchanged."""
+        return self.base.value_loss(tensordict)
+
+    def __getattr__(self, name: str):
         try:
-            return super().__getattr__(item)
-        except AttributeError:
-            base = self.__dict__.get("_base_loss")
-            if base is None:
-                raise
-            # The base loss's methods and settings (qvalue_loss, critic_objective, target_noise, ...).
-            return getattr(base, item)
+            return super().__getattr__(name)
+        except AttributeError as missing:
+            try:
+                base = super().__getattr__("base")
+            except AttributeError:
+                raise missing from None
+            if name.startswith("_") or not hasattr(base, name):
+                raise missing
+            raise AttributeError(f"{type(self).__name__} does not present {type(base).__name__}'s {name!r}: "
+                                 f"read loss.base.{name}.") from None
 
-    def __setattr__(self, name, value):
-        # A setting that lives on the base loss (actor_bc_coef, critic_bc_coef, target_noise, ...) is set there:
-        # the base's methods read it from the base (fine-tuning's BC decay sets loss.actor_bc_coef). Without this,
-        # the assignment would create a shadow attribute here that no term ever reads.
-        base = self.__dict__.get("_base_loss")
-        if (base is not None and not name.startswith("_") and name not in self.__dict__
-                and not hasattr(type(self), name) and name not in self._modules and name not in self._parameters
-                and name not in self._buffers and hasattr(base, name)):
-            setattr(base, name, value)
-            return
+    def __setattr__(self, name: str, value) -> None:
+        # A setting of the base that this loss does not present would become a copy here that no term reads (how
+        # fine-tuning's BC decay was once lost): refused, with where to set it.
+        if not name.startswith("_") and name not in self.__dict__ and not hasattr(type(self), name):
+            base = getattr(self, "base", None)
+            if base is not None and hasattr(base, name):
+                raise AttributeError(f"{name!r} is {type(base).__name__}'s and its terms read it there: set "
+                                     f"loss.base.{name} instead.")
         super().__setattr__(name, value)
 
+    # ------------------------------------------------------------------ TorchRL's loss conventions, on the base
+    @property
+    def tensor_keys(self):
+        """The base loss's keys and the potential's (set with :meth:`set_keys`)."""
+        return self._composed_keys
+
     def set_keys(self, **kwargs) -> None:
-        base_fields = {f.name for f in fields(type(self._base_loss.tensor_keys))}
-        unknown = [k for k in kwargs if k not in self._AcceptedKeys.__dataclass_fields__]
+        base_fields = {f.name for f in fields(type(self.base.tensor_keys))}
+        unknown = [k for k in kwargs if k not in self.default_keys.__dataclass_fields__]
         if unknown:
             raise ValueError(f"{unknown[0]} is not an accepted tensordict key. Accepted keys are: "
-                             f"{sorted(self._AcceptedKeys.__dataclass_fields__)}.")
+                             f"{sorted(self.default_keys.__dataclass_fields__)}.")
         base_kwargs = {k: v for k, v in kwargs.items() if k in base_fields}
         if base_kwargs:
-            self._base_loss.set_keys(**base_kwargs)
+            self.base.set_keys(**base_kwargs)
         for key, value in kwargs.items():
             if key in base_fields:
-                value = getattr(self._base_loss.tensor_keys, key)
+                value = getattr(self.base.tensor_keys, key)
             elif value is None:
                 value = getattr(self.default_keys(), key)
             setattr(self.tensor_keys, key, value)
 
     @property
     def in_keys(self):
-        return list(dict.fromkeys([*self._base_loss.in_keys, *self.potential_network.in_keys]))
+        return list(dict.fromkeys([*self.base.in_keys, *self.potential_network.in_keys]))
 
     @property
     def out_keys(self):
-        return list(dict.fromkeys([*self._base_loss.out_keys, *POTENTIAL_OUT_KEYS]))
+        """The base's out keys and the potential's, or those chosen with ``select_out_keys``."""
+        if self._selected_out_keys is not None:
+            return self._selected_out_keys
+        return list(dict.fromkeys([*self.base.out_keys, *POTENTIAL_OUT_KEYS]))
+
+    @out_keys.setter
+    def out_keys(self, values) -> None:
+        self._selected_out_keys = list(values)
 
     def make_value_estimator(self, value_type=None, **hyperparams):
         """The base loss's value estimator (the potential needs none)."""
-        self._base_loss.make_value_estimator(value_type, **hyperparams)
-        self._adopt()  # the estimator is a sub-module of the base: in this module's state_dict too
+        self.base.make_value_estimator(value_type, **hyperparams)
+        self.value_type = self.base.value_type
         return self
 
     @property
     def value_estimator(self):
-        return self._base_loss.value_estimator
+        return self.base.value_estimator
 
     @value_estimator.setter
-    def value_estimator(self, value):
-        self._base_loss.value_estimator = value
+    def value_estimator(self, value) -> None:
+        self.base.value_estimator = value
+
+    @property
+    def vmap_randomness(self):
+        """The base's vmap randomness mode (the base vmaps its networks; the potential is never vmapped)."""
+        return self.base.vmap_randomness
+
+    def set_vmap_randomness(self, value) -> None:
+        self.base.set_vmap_randomness(value)
+
+    def reset_parameters_recursive(self) -> None:
+        """Re-initialises every network: the base's, their targets, and the potential."""
+        self.base.reset_parameters_recursive()
+        super().reset_parameters_recursive()
 
     # ------------------------------------------------------------------ network calls
     def policy_action(self, tensordict: TensorDictBase, actor_params) -> torch.Tensor:
         """The actor's action ``pi(s)`` with ``actor_params``: a deterministic actor's output, or a
         reparameterised sample of a probabilistic actor's distribution."""
-        actor = self._base_loss.actor_network
+        actor = self.actor_network
         td = tensordict.select(*actor.in_keys, strict=False)
         with actor_params.to_module(actor, preserve_module_state=False):
             if hasattr(actor, "get_dist"):
@@ -271,7 +381,7 @@ class PartialOT(LossModule):
                     potential_params) -> tuple[dict, torch.Tensor, dict]:
         """The base's per-sample signed actor terms plus ``"f"``: ``-f(s, pi(s))`` (their sum is the per-sample
         actor objective), the policy action and diagnostics. Needs a base with ``actor_terms``."""
-        terms, policy_action, metadata = self._base_loss.actor_terms(tensordict, actor_params, critic_params)
+        terms, policy_action, metadata = self.base.actor_terms(tensordict, actor_params, critic_params)
         f_actor = self.potential(tensordict, policy_action, potential_params)
         terms["f"] = -f_actor
         metadata["potential_actor"] = f_actor.detach().mean()
@@ -308,36 +418,40 @@ class PartialOT(LossModule):
 
     # ------------------------------------------------------------------ losses
     def _potential_required_keys(self):
-        return [self.tensor_keys.action, *self._base_loss.actor_network.in_keys, *self.potential_network.in_keys]
+        return [self.tensor_keys.action, *self.actor_network.in_keys, *self.potential_network.in_keys]
 
     def _check(self, tensordict: TensorDictBase, name: str) -> None:
-        if getattr(self._base_loss, "validate_inputs", True):
+        if getattr(self.base, "validate_inputs", True):
             check_batch(f"{type(self).__name__}.{name}", tensordict, self._potential_required_keys())
 
     def check_inputs(self, tensordict: TensorDictBase) -> None:
         """The base loss's checks (where it has them) and the potential's keys, shapes and finiteness."""
-        if hasattr(self._base_loss, "check_inputs"):
-            self._base_loss.check_inputs(tensordict)
+        if hasattr(self.base, "check_inputs"):
+            self.base.check_inputs(tensordict)
         self._check(tensordict, "potential_loss")
 
     def actor_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
         """The base's actor loss minus ``mean f(s, pi(s))`` (``f`` and the critics frozen)."""
         self._check(tensordict, "actor_loss")
         potential_params = self.potential_network_params.detach()
-        if hasattr(self._base_loss, "actor_terms"):
-            if hasattr(self._base_loss, "check_actor_inputs"):
-                self._base_loss.check_actor_inputs(tensordict)
+        if hasattr(self.base, "actor_terms"):
+            if hasattr(self.base, "check_actor_inputs"):
+                self.base.check_actor_inputs(tensordict)
             return self.actor_objective(tensordict, self.actor_network_params,
                                         self.qvalue_network_params.detach(), potential_params)
-        loss, metadata = self._base_loss.actor_loss(tensordict)
+        loss, metadata = self.base.actor_loss(tensordict)
         return self._add_actor_potential(loss, metadata, tensordict, potential_params)
 
     def _add_actor_potential(self, loss, metadata, tensordict, potential_params):
+        """The base's reduced actor loss plus ``-f(s, pi(s))``, reduced like it (priority weights where the base
+        has a priority_weight key)."""
         f_actor = self.potential(tensordict, self.policy_action(tensordict, self.actor_network_params),
                                  potential_params)
+        weights = (self._maybe_get_priority_weight(tensordict)
+                   if hasattr(self.tensor_keys, "priority_weight") else None)
         metadata = dict(metadata)
         metadata["potential_actor"] = f_actor.detach().mean()
-        return loss + self._reduce_loss(-f_actor, tensordict=tensordict), metadata
+        return loss + self._reduce_loss(-f_actor, tensordict=tensordict, weights=weights), metadata
 
     def potential_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
         """f-step ``mean f(s, pi_bar(s)) - w mean f(s, a)``; gradients reach only the potential."""
@@ -350,14 +464,14 @@ class PartialOT(LossModule):
         """Every term of the base loss, ``loss_actor`` with the potential term, ``loss_potential`` and the
         potential diagnostics."""
         self._check(tensordict, "forward")  # before the base loss reads the batch: our error, not a deep one
-        out = self._base_loss(tensordict)
-        if hasattr(self._base_loss, "actor_terms"):
-            loss_actor, metadata = self.actor_loss(tensordict)
-        else:
+        if hasattr(self.base, "forward_with"):  # the base's terms with our actor term in place of its own
+            out = self.base.forward_with(tensordict, self.actor_loss)
+        else:  # a TorchRL loss computes its actor term in forward: the potential's is added to it
+            out = self.base(tensordict)
             loss_actor, metadata = self._add_actor_potential(out.get("loss_actor"), {}, tensordict,
                                                              self.potential_network_params.detach())
-        out.set("loss_actor", loss_actor)
-        out.set("potential_actor", metadata["potential_actor"])
+            out.set("loss_actor", loss_actor)
+            out.set("potential_actor", metadata["potential_actor"])
         loss_potential, metadata = self.potential_loss(tensordict)
         out.set("loss_potential", loss_potential)
         out.update(metadata)

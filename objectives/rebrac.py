@@ -9,7 +9,7 @@ from tensordict.nn import TensorDictModule, dispatch
 from tensordict.utils import NestedKey
 from torchrl.data.tensor_specs import Bounded, Composite, TensorSpec
 from torchrl.objectives.common import LossModule
-from torchrl.objectives.utils import ValueEstimators, _cache_values, dispatch_value_estimator
+from torchrl.objectives.utils import ValueEstimators, dispatch_value_estimator
 from torchrl.objectives.value import ValueEstimatorBase
 
 from ._checks import check_batch
@@ -227,12 +227,12 @@ class ReBRACLoss(LossModule):
         )
         return self
 
-    # ------------------------------------------------------------------ network calls
-    @property
-    @_cache_values
-    def _cached_detach_qvalue_network_params(self):
-        return self.qvalue_network_params.detach()
+    def _make_vmap(self) -> None:
+        # TorchRL's hook that set_vmap_randomness calls to rebuild a loss's vmapped network calls. ReBRAC vmaps
+        # none (the critic ensemble is batched inside its network), so the mode is only recorded.
+        pass
 
+    # ------------------------------------------------------------------ network calls
     def _check(self, tensordict: TensorDictBase, name: str, required) -> None:
         if self.validate_inputs:
             check_batch(
@@ -370,7 +370,7 @@ class ReBRACLoss(LossModule):
     def actor_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
         """``mean(actor_bc_coef ||pi(s) - a||^2 - lambda min_i Q_i(s, pi(s)))``; critics are detached."""
         self.check_actor_inputs(tensordict)
-        return self.actor_objective(tensordict, self.actor_network_params, self._cached_detach_qvalue_network_params)
+        return self.actor_objective(tensordict, self.actor_network_params, self.qvalue_network_params.detach())
 
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
@@ -379,7 +379,13 @@ class ReBRACLoss(LossModule):
         Writes the per-sample TD error to ``tensor_keys.priority`` of the input, as TorchRL losses do,
         for prioritized replay buffers.
         """
+        return self.forward_with(tensordict, self.actor_loss)
+
+    def forward_with(self, tensordict: TensorDictBase, actor_loss) -> TensorDictBase:
+        """:meth:`forward` with the actor term ``actor_loss(tensordict) -> (loss, metadata)`` in place of
+        :meth:`actor_loss`: how a composed loss (:class:`~ppl_torchrl.objectives.PartialOT`) adds to the actor's
+        term without this loss computing its own as well."""
         loss_qvalue, metadata = self.qvalue_loss(tensordict)
-        loss_actor, metadata_actor = self.actor_loss(tensordict)
+        loss_actor, metadata_actor = actor_loss(tensordict)
         tensordict.set(self.tensor_keys.priority, metadata.pop("td_error"))
         return TensorDict({"loss_actor": loss_actor, "loss_qvalue": loss_qvalue, **metadata, **metadata_actor})

@@ -151,6 +151,13 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(num_members, in_dim, out_dim))
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim))
 
+    def reset_parameters(self) -> None:
+        """Draws every member afresh as the default builders (``init="corl"``) draw a hidden layer: weights
+        ``U(+-1/sqrt(in))``, bias 0.1 (called by ``reset_parameters_recursive``). Like
+        ``nn.Linear.reset_parameters`` it knows only the layer: a builder's other draws (``U(+-3e-3)`` for the
+        critics' last layer, ``init="fan_avg"``) are not repeated."""
+        _init_hidden_(self.weight, self.bias, self.weight.shape[-2])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:  # one input shared by every member
             return torch.matmul(x, self.weight) + self.bias
@@ -165,6 +172,12 @@ class EnsembleLayerNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(num_members, 1, dim))
         self.bias = nn.Parameter(torch.zeros(num_members, 1, dim))
+
+    def reset_parameters(self) -> None:
+        """Weight 1 and bias 0 for every member, as built (called by ``reset_parameters_recursive``)."""
+        with torch.no_grad():
+            self.weight.fill_(1.0)
+            self.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = nn.functional.layer_norm(x, x.shape[-1:], eps=self.eps)

@@ -56,7 +56,7 @@ def bc_algorithm(loss, lr: float, name: str = "onestep_bc", optimizer: Callable 
     action_key = loss.tensor_keys.action
 
     def update(batch: TensorDict, step: int) -> TensorDict:
-        pred = loss._actor(batch, loss.actor_network_params)
+        pred = loss.policy_action(batch, loss.actor_network_params)
         bc = (pred - batch.get(action_key)).pow(2).sum(-1).mean()
         optimizer_step(opts["actor"], bc)
         return TensorDict({"loss_bc": bc.detach()})
