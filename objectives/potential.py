@@ -48,6 +48,25 @@ from torchrl.objectives.common import LossModule
 from ._checks import check_batch
 
 POTENTIAL_OUT_KEYS = ["loss_potential", "potential_policy", "potential_data", "potential_actor"]
+#: how ``f(s, pi(s))`` is weighted in the actor's term (docs/algorithm.md, "A potential that stays alive")
+ACTOR_SCALES = ("none", "q", "self")
+
+
+def _check_settings(potential_bound, potential_gp, potential_lipschitz, potential_actor_scale, potential_actor_coef,
+                    w_anneal_steps) -> None:
+    if potential_bound is not None and not potential_bound > 0:
+        raise ValueError(f"potential_bound must be > 0 (f lies in [-bound, 0]) or None (unbounded), got {potential_bound!r}.")
+    if not potential_gp >= 0:
+        raise ValueError(f"potential_gp (the gradient-penalty weight) must be >= 0 (0 turns it off), got {potential_gp!r}.")
+    if not potential_lipschitz > 0:
+        raise ValueError(f"potential_lipschitz (the action-gradient norm f may reach unpenalised) must be > 0, "
+                         f"got {potential_lipschitz!r}.")
+    if potential_actor_scale not in ACTOR_SCALES:
+        raise ValueError(f"potential_actor_scale must be one of {ACTOR_SCALES}, got {potential_actor_scale!r}.")
+    if not potential_actor_coef >= 0:
+        raise ValueError(f"potential_actor_coef must be >= 0, got {potential_actor_coef!r}.")
+    if not (isinstance(w_anneal_steps, int) and w_anneal_steps >= 0):
+        raise ValueError(f"w_anneal_steps must be an integer >= 0 (0: w from the first step), got {w_anneal_steps!r}.")
 
 
 def check_w(w: float) -> float:
@@ -140,6 +159,24 @@ class PartialOT(LossModule):
             or on its online actor (detached); ``None``: the target actor where the base keeps one
             (``TD3BCLoss``, ``ReBRACLoss``), else the online one (``CQLLoss``, ``IQLLoss``).
 
+    The switches below make the dual problem well-posed (derivations in docs/algorithm.md, "A potential that
+    stays alive"); their defaults are the authors' code, bit for bit:
+
+        potential_bound (float or None): ``f = bound * tanh(f_net / bound)``, so ``f`` lies in ``(-bound, 0]``
+            (``None``: unbounded, ``f = f_net``). The dual of an L1 penalty on the policy's excess mass.
+        potential_gp (float): weight of a one-sided penalty on ``f``'s action gradient in the f-step,
+            ``potential_gp * mean(relu(|grad_a f| - potential_lipschitz)^2)`` on the segment between the f-step's
+            policy and data actions (BRAC's dual-critic penalty; 0: off). Keeps ``f`` near
+            ``potential_lipschitz``-Lipschitz in the action.
+        potential_lipschitz (float): the action-gradient norm the penalty allows.
+        potential_actor_scale (str): the weight of ``f(s, pi(s))`` in the actor's term: ``"none"`` (1, the
+            authors'), ``"q"`` (the Q term's ``lambda = 1 / mean|Q|``: both terms of the Lagrangian ``-Q - f`` scaled
+            alike; ReBRAC-based losses only) or ``"self"`` (``1 / mean|f(s, pi(s))|``, detached: the f term is O(1)
+            whatever f's scale, as TD3+BC normalises Q).
+        potential_actor_coef (float): a multiplier of that weight.
+        w_anneal_steps (int): ``w`` grows linearly from 1 to ``w`` over this many training steps (extremal OT's
+            schedule; the update calls :meth:`set_training_step`); 0: ``w`` from the first step.
+
     The base loss is ``loss.base``. Its parameter groups are children here too (``loss.actor_network_params``,
     ``loss.target_qvalue_network_params``, ...; ``base_parameter_groups`` names them), and these of its attributes are properties of this loss, each
     present where the base has it: the networks ``actor_network``, ``qvalue_network``, ``value_network``; CQL's
@@ -176,8 +213,15 @@ class PartialOT(LossModule):
     target_potential_network_params: TensorDictParams  # never created: f has no target (authors' code unused it)
 
     def __init__(self, base_loss: LossModule, potential_network: TensorDictModule, *, w: float = 8.0,
-                 potential_uses_target_actor: bool | None = None) -> None:
+                 potential_uses_target_actor: bool | None = None, potential_bound: float | None = None,
+                 potential_gp: float = 0.0, potential_lipschitz: float = 1.0, potential_actor_scale: str = "none",
+                 potential_actor_coef: float = 1.0, w_anneal_steps: int = 0) -> None:
         w = check_w(w)
+        _check_settings(potential_bound, potential_gp, potential_lipschitz, potential_actor_scale, potential_actor_coef,
+                        w_anneal_steps)
+        if potential_actor_scale == "q" and not hasattr(base_loss, "actor_terms"):
+            raise ValueError(f"potential_actor_scale='q' scales f like the Q term of a ReBRAC-style actor loss; "
+                             f"{type(base_loss).__name__} has none: use 'none' or 'self'.")
         if not isinstance(base_loss, LossModule):
             raise TypeError(f"base_loss must be a TorchRL LossModule, got {type(base_loss).__name__}.")
         groups = {name: module for name, module in base_loss.named_children() if name.endswith("_params")}
@@ -193,6 +237,15 @@ class PartialOT(LossModule):
         super().__init__()
         self.w = w
         self.potential_uses_target_actor = bool(potential_uses_target_actor)
+        self.potential_bound = None if potential_bound is None else float(potential_bound)
+        self.potential_gp = float(potential_gp)
+        self.potential_lipschitz = float(potential_lipschitz)
+        self.potential_actor_scale = potential_actor_scale
+        self.potential_actor_coef = float(potential_actor_coef)
+        self.w_anneal_steps = int(w_anneal_steps)
+        # The w the f-step uses now: a tensor updated in place (set_training_step), so a compiled update reads the
+        # new value without recompiling; recomputed from the step, so not saved (resume recomputes it).
+        self.register_buffer("w_now", torch.tensor(1.0 if self.w_anneal_steps else w), persistent=False)
         self.base_parameter_groups = tuple(groups)
         # TorchRL finds a loss's networks among its direct children named <net>_params / target_<net>_params
         # (SoftUpdate its targets, by those names): the base's groups are children here too, the same modules.
@@ -364,12 +417,31 @@ class PartialOT(LossModule):
             return actor(td).get(self.tensor_keys.action)
 
     def potential(self, tensordict: TensorDictBase, action: torch.Tensor, potential_params) -> torch.Tensor:
-        """``f(s, action)`` with ``potential_params``, shape ``[*B]``."""
+        """``f(s, action)`` with ``potential_params``, shape ``[*B]``; in ``(-potential_bound, 0]`` when bounded."""
         td = tensordict.select(*self.potential_network.in_keys, strict=False)
         td.set(self.tensor_keys.action, action)
         with potential_params.to_module(self.potential_network, preserve_module_state=False):
             td = self.potential_network(td)
-        return td.get(self.tensor_keys.potential).squeeze(-1)
+        f = td.get(self.tensor_keys.potential).squeeze(-1)
+        if self.potential_bound is not None:
+            # tanh keeps f's slope where f is small (the unbounded head's) and flattens it only near the bound
+            f = self.potential_bound * torch.tanh(f / self.potential_bound)
+        return f
+
+    def set_training_step(self, step: int) -> None:
+        """The annealed ``w`` at training step ``step``: ``1 + (w - 1) min(1, step / w_anneal_steps)`` (a no-op
+        without annealing). The updates call it before each step."""
+        if self.w_anneal_steps:
+            self.w_now.fill_(1.0 + (self.w - 1.0) * min(1.0, step / self.w_anneal_steps))
+
+    def _actor_weight(self, f_actor: torch.Tensor, metadata: dict):
+        """The detached weight of ``f(s, pi(s))`` in the actor's term (``potential_actor_scale``)."""
+        coef = self.potential_actor_coef
+        if self.potential_actor_scale == "q":
+            return coef * metadata["lmbda"]  # the Q term's own lambda, already detached
+        if self.potential_actor_scale == "self":
+            return coef / f_actor.detach().abs().mean().clamp_min(1e-8)
+        return coef
 
     def _target_actor_params(self) -> TensorDictParams:
         if self.potential_uses_target_actor:
@@ -383,7 +455,8 @@ class PartialOT(LossModule):
         actor objective), the policy action and diagnostics. Needs a base with ``actor_terms``."""
         terms, policy_action, metadata = self.base.actor_terms(tensordict, actor_params, critic_params)
         f_actor = self.potential(tensordict, policy_action, potential_params)
-        terms["f"] = -f_actor
+        weight = self._actor_weight(f_actor, metadata)
+        terms["f"] = -f_actor if isinstance(weight, float) and weight == 1.0 else -weight * f_actor
         metadata["potential_actor"] = f_actor.detach().mean()
         return terms, policy_action, metadata
 
@@ -403,10 +476,37 @@ class PartialOT(LossModule):
                                policy_action: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """f-step of eq. 12 with ``f <= 0``: ``mean f(s, policy_action) - w mean f(s, a)`` (``policy_action``
         detached); gradients reach only ``potential_params``."""
-        f_policy = self.potential(tensordict, policy_action.detach(), potential_params)
-        f_data = self.potential(tensordict, tensordict.get(self.tensor_keys.action), potential_params)
-        loss = self._reduce_loss(f_policy - self.w * f_data, tensordict=tensordict)
-        return loss, {"potential_policy": f_policy.detach().mean(), "potential_data": f_data.detach().mean()}
+        policy_action = policy_action.detach()
+        data_action = tensordict.get(self.tensor_keys.action)
+        f_policy = self.potential(tensordict, policy_action, potential_params)
+        f_data = self.potential(tensordict, data_action, potential_params)
+        w = self.w_now if self.w_anneal_steps else self.w
+        objective = f_policy - w * f_data
+        metadata = {"potential_policy": f_policy.detach().mean(), "potential_data": f_data.detach().mean()}
+        if self.potential_gp > 0:
+            penalty = self.gradient_penalty(tensordict, potential_params, policy_action, data_action)
+            objective = objective + self.potential_gp * penalty
+            metadata["potential_gp"] = penalty.detach().mean()
+        return self._reduce_loss(objective, tensordict=tensordict), metadata
+
+    def gradient_penalty(self, tensordict: TensorDictBase, potential_params, policy_action: torch.Tensor,
+                         data_action: torch.Tensor) -> torch.Tensor:
+        """Per sample, ``relu(|grad_a f(s, a_t)| - potential_lipschitz)^2`` at ``a_t = t a + (1 - t) pi(s)``, a point
+        on the segment from the policy's action to the data's (where the actor's path back to the data runs; a
+        penalty at the two ends alone would let f drop steeply in between). One-sided: f is free below the allowed
+        slope. ``t`` is the fractional part of ``0.618.. * (i + 1)`` for sample ``i`` (a fixed low-discrepancy
+        sequence that covers [0, 1] over a batch), not a random draw, so eager, compiled and resumed runs follow
+        one random stream."""
+        index = torch.arange(1, policy_action[..., 0].numel() + 1, device=policy_action.device,
+                             dtype=policy_action.dtype).reshape(policy_action.shape[:-1] + (1,))
+        t = torch.frac(index * 0.6180339887498949)
+        between = t * data_action + (1 - t) * policy_action
+
+        def f_sum(action):
+            return self.potential(tensordict, action, potential_params).sum()
+
+        grad = torch.func.grad(f_sum)(between)  # per sample: f(s_i, a_i) depends on a_i only
+        return (grad.norm(dim=-1) - self.potential_lipschitz).clamp_min(0.0).pow(2)
 
     def potential_objective(self, tensordict: TensorDictBase, potential_params, actor_params,
                             target_actor_params) -> tuple[torch.Tensor, dict]:
@@ -451,7 +551,8 @@ class PartialOT(LossModule):
                    if hasattr(self.tensor_keys, "priority_weight") else None)
         metadata = dict(metadata)
         metadata["potential_actor"] = f_actor.detach().mean()
-        return loss + self._reduce_loss(-f_actor, tensordict=tensordict, weights=weights), metadata
+        weight = self._actor_weight(f_actor, metadata)
+        return loss + self._reduce_loss(-weight * f_actor, tensordict=tensordict, weights=weights), metadata
 
     def potential_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
         """f-step ``mean f(s, pi_bar(s)) - w mean f(s, a)``; gradients reach only the potential."""

@@ -100,7 +100,7 @@ def _critic_step(loss, params, targets, adam, batch, noise) -> dict:
             "target_value": metadata["target_value"]}
 
 
-def _delayed_step(loss, tau, params, targets, adam, batch) -> dict:
+def _delayed_step(loss, tau, params, targets, adam, batch, potential_steps: int = 1) -> dict:
     potential = params.get("potential")
     actor_args = (batch, params["actor"], params["critic"]) + (() if potential is None else (potential,))
     grads, (value, metadata) = torch.func.grad_and_value(loss.actor_objective, argnums=1, has_aux=True)(*actor_args)
@@ -110,22 +110,23 @@ def _delayed_step(loss, tau, params, targets, adam, batch) -> dict:
     _adam_step(params["actor"], grads, adam["actor"])
     out = {"loss_actor": value.detach(), **metadata}
     if potential is not None:
-        grads, (value, metadata) = torch.func.grad_and_value(loss.potential_objective, argnums=1, has_aux=True)(
-            batch, potential, params["actor"], targets["actor"])
-        _adam_step(potential, grads, adam["potential"])
+        for _ in range(potential_steps):  # several f-steps per actor step, on the same batch
+            grads, (value, metadata) = torch.func.grad_and_value(loss.potential_objective, argnums=1, has_aux=True)(
+                batch, potential, params["actor"], targets["actor"])
+            _adam_step(potential, grads, adam["potential"])
         out.update(loss_potential=value.detach(), **metadata)
     return out
 
 
 def _schedule(loss, tau: float, params: dict, targets: dict, adam: dict, batches: Sequence, noises: Sequence,
-              delayed: tuple) -> dict:
+              delayed: tuple, potential_steps: int = 1) -> dict:
     """Consecutive updates, one per batch: the critic, then on delayed steps actor, targets and potential.
     Returns the latest value of each diagnostic (actor terms only exist after a delayed step)."""
     out: dict = {}
     for batch, noise, is_delayed in zip(batches, noises, delayed):
         out.update(_critic_step(loss, params, targets, adam, batch, noise))
         if is_delayed:
-            out.update(_delayed_step(loss, tau, params, targets, adam, batch))
+            out.update(_delayed_step(loss, tau, params, targets, adam, batch, potential_steps))
     return out
 
 
@@ -157,15 +158,19 @@ class ReBRACUpdate:
             parameters and optimizer state are marked as static addresses. Not run on a GPU by us yet.
         fallback: if compiling fails, warn once and run eagerly (the state is untouched: a failed compilation
             fails before the graph runs). Without it the error is raised.
+        potential_steps: f-steps per actor step (PPL^R), each on the same batch (BRAC's several dual steps).
     """
 
     def __init__(self, loss, optimizers: dict, *, tau: float, policy_freq: int = 2, compile: bool = False,
                  mode: str | None = None, backend: str = "inductor", cudagraphs: bool = False,
-                 fallback: bool = False):
+                 fallback: bool = False, potential_steps: int = 1):
         if not 0 < tau <= 1:
             raise ValueError(f"tau must lie in (0, 1], got {tau}.")
         if int(policy_freq) < 1:
             raise ValueError(f"policy_freq must be a positive integer, got {policy_freq}.")
+        if int(potential_steps) < 1:
+            raise ValueError(f"potential_steps (f-steps per actor step) must be a positive integer, got {potential_steps}.")
+        self.potential_steps = int(potential_steps)
         if ("potential" in optimizers) != hasattr(loss, "potential_objective"):
             raise ValueError("Pass a 'potential' optimizer exactly when the loss has a potential (PartialOTLoss).")
         self.loss, self.optimizers = loss, optimizers
@@ -214,7 +219,10 @@ class ReBRACUpdate:
         next_action = self.loss.tensor_keys.next_action
         noises = [self.loss.target_noise(b.get(next_action)) for b in batches]
         delayed = tuple((start_step + i) % self.policy_freq == 0 for i in range(len(batches)))
-        args = (self.loss, self.tau, self.params, self.targets, self._adam(), list(batches), noises, delayed)
+        if hasattr(self.loss, "set_training_step"):  # the annealed w, fixed over one call's updates
+            self.loss.set_training_step(start_step)
+        args = (self.loss, self.tau, self.params, self.targets, self._adam(), list(batches), noises, delayed,
+                self.potential_steps)
         if self.compiled and getattr(self, "_mark_static", False):
             self._mark_static = False
             for ts in (*self.params.values(), *self.targets.values()):

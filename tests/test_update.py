@@ -31,7 +31,14 @@ OBS, ACT, BATCH = 5, 3, 16
 SWITCHES = {
     "normalize_q": [True, False],
     "critic_next_action": ["policy", "dataset"],
-    "potential_uses_target_actor": [True, False],  # ppl only
+    "potential_uses_target_actor": [True, False],  # ppl only, as every potential_* switch and w_anneal_steps
+    "potential_bound": [None, 0.5],
+    "potential_gp": [0.0, 5.0],
+    "potential_lipschitz": [1.0, 0.5],
+    "potential_actor_scale": ["none", "q", "self"],
+    "potential_actor_coef": [1.0, 0.5],
+    "potential_steps": [1, 2],
+    "w_anneal_steps": [0, 3],
     "validate_inputs": [True, False],
 }
 
@@ -82,6 +89,8 @@ def _torchrl_loop(cfg, batches):
     updater = SoftUpdate(loss, tau=cfg.optim.tau)
     torch.manual_seed(7)
     for step, batch in enumerate(batches):
+        if "potential" in opts:
+            loss.set_training_step(step)
         for name, term in [("critic", loss.qvalue_loss)] + (
                 [("actor", loss.actor_loss)] if step % cfg.optim.policy_freq == 0 else []):
             value, _ = term(batch)
@@ -91,10 +100,11 @@ def _torchrl_loop(cfg, batches):
                 updater.step()  # targets move towards the pre-update actor
             opts[name].step()
         if step % cfg.optim.policy_freq == 0 and "potential" in opts:
-            value, _ = loss.potential_loss(batch)
-            opts["potential"].zero_grad()
-            value.backward()
-            opts["potential"].step()
+            for _ in range(cfg.loss.get("potential_steps", 1)):
+                value, _ = loss.potential_loss(batch)
+                opts["potential"].zero_grad()
+                value.backward()
+                opts["potential"].step()
     return alg
 
 
@@ -114,7 +124,7 @@ def _assert_same_state(a, b, atol=0.0, rtol=0.0):
 
 def _switch_grid(name):
     """The defaults, then each switch flipped to each of its other values alone."""
-    names = [k for k in SWITCHES if name == "ppl" or k != "potential_uses_target_actor"]
+    names = [k for k in SWITCHES if name == "ppl" or not k.startswith(("potential_", "w_anneal"))]
     return [{}] + [{k: v} for k in names for v in SWITCHES[k][1:]]
 
 
@@ -124,7 +134,8 @@ def test_switch_table_covers_every_documented_switch():
         for base in documented.pop("defaults", []):  # ppl.yaml builds on rebrac.yaml
             if base != "_self_":
                 documented = {**yaml.safe_load((CONFIG / "loss" / f"{base}.yaml").read_text()), **documented}
-        boolean_or_choice = {k for k, v in documented.items() if isinstance(v, bool) or k == "critic_next_action"}
+        boolean_or_choice = {k for k, v in documented.items() if isinstance(v, bool) or k == "critic_next_action"
+                             or k.startswith(("potential_", "w_anneal"))}
         assert boolean_or_choice <= set(SWITCHES), f"loss/{name}.yaml has a switch without a parity test"
 
 

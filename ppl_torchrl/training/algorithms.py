@@ -111,11 +111,13 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None
     optimizer.step()
 
 
-def _joint_update(loss, optimizers: dict, updater: SoftUpdate, terms: tuple) -> Callable:
+def _joint_update(loss, optimizers: dict, updater: SoftUpdate, terms: tuple, potential_steps: int = 1) -> Callable:
     """TorchRL's CQL and IQL recipe step: the loss's forward, one step of every optimizer on the sum of its
     ``terms`` (each network's gradient comes from its own terms) plus ``loss_potential`` where the loss composes
-    the potential, then the soft target update."""
+    the potential (and ``potential_steps - 1`` more f-steps after it), then the soft target update."""
     def update(batch: TensorDictBase, step: int) -> TensorDictBase:
+        if "potential" in optimizers:
+            loss.set_training_step(step)
         out = loss(batch)
         present = set(out.keys())
         total = None
@@ -127,16 +129,42 @@ def _joint_update(loss, optimizers: dict, updater: SoftUpdate, terms: tuple) -> 
         total.backward()
         for opt in optimizers.values():
             opt.step()
+        if "potential" in optimizers and potential_steps > 1:
+            out.update(_f_steps(loss, optimizers, batch, step, potential_steps - 1))
         updater.step()
         return out.detach()
 
     return update
 
 
-def _delayed_actor_update(loss, optimizers: dict, updater: SoftUpdate, policy_freq: int) -> Callable:
+POTENTIAL_SWITCHES = ("potential_bound", "potential_gp", "potential_lipschitz", "potential_actor_scale",
+                      "potential_actor_coef", "w_anneal_steps")
+
+
+def potential_settings(loss_cfg) -> dict:
+    """The potential's switches set in a loss config section (those absent keep :class:`PartialOT`'s defaults, the
+    authors' code)."""
+    return {k: loss_cfg[k] for k in POTENTIAL_SWITCHES if loss_cfg.get(k, None) is not None}
+
+
+def _f_steps(loss, optimizers: dict, batch, step: int, n: int) -> dict:
+    """``n`` f-steps on ``batch`` (the potential's optimizer on ``loss.potential_loss``); their last diagnostics."""
+    out = {}
+    for _ in range(n):
+        loss_f, metadata = loss.potential_loss(batch)
+        optimizer_step(optimizers["potential"], loss_f)
+        out = dict(loss_potential=loss_f.detach(), **metadata)
+    return out
+
+
+def _delayed_actor_update(loss, optimizers: dict, updater: SoftUpdate, policy_freq: int,
+                          potential_steps: int = 1) -> Callable:
     """TorchRL's TD3+BC recipe step: the critic every step; every ``policy_freq``-th step the actor, the soft
-    target update and (where the loss composes the potential) the f-step on the updated target actor."""
+    target update and (where the loss composes the potential) ``potential_steps`` f-steps on the updated target
+    actor."""
     def update(batch: TensorDictBase, step: int) -> TensorDictBase:
+        if "potential" in optimizers:
+            loss.set_training_step(step)
         loss_q, _ = loss.qvalue_loss(batch)
         optimizer_step(optimizers["critic"], loss_q)
         out = {"loss_qvalue": loss_q.detach()}
@@ -146,9 +174,7 @@ def _delayed_actor_update(loss, optimizers: dict, updater: SoftUpdate, policy_fr
             updater.step()
             out["loss_actor"] = loss_a.detach()
             if "potential" in optimizers:
-                loss_f, metadata = loss.potential_loss(batch)
-                optimizer_step(optimizers["potential"], loss_f)
-                out.update(loss_potential=loss_f.detach(), **metadata)
+                out.update(_f_steps(loss, optimizers, batch, step, potential_steps))
         return TensorDict(out)
 
     return update
@@ -159,7 +185,8 @@ def _compose_potential(loss, loss_cfg, net: NetworkConfig, obs_dim: int, act_dim
     ``loss.potential_uses_target_actor`` where set (default: the base's target actor where it keeps one)."""
     potential = make_potential(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device)
     return PartialOT(loss, potential, w=loss_cfg.w,
-                     potential_uses_target_actor=loss_cfg.get("potential_uses_target_actor", None))
+                     potential_uses_target_actor=loss_cfg.get("potential_uses_target_actor", None),
+                     **potential_settings(loss_cfg))
 
 
 def _tanh_normal_actor(obs_dim, act_dim, hidden, depth, device):
@@ -251,7 +278,8 @@ def _make_rebrac_family(name: str, loss_cfg, *, net: NetworkConfig, optim: Optim
         potential = make_potential(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden,
                                    device=device, **style)
         loss = PartialOTLoss(actor, qvalue, potential, w=lc.w,
-                             potential_uses_target_actor=lc.potential_uses_target_actor, **common)
+                             potential_uses_target_actor=lc.potential_uses_target_actor, **potential_settings(lc),
+                             **common)
     else:
         loss = ReBRACLoss(actor, qvalue, **common)
     loss.make_value_estimator(gamma=optim.gamma)
@@ -262,7 +290,8 @@ def _make_rebrac_family(name: str, loss_cfg, *, net: NetworkConfig, optim: Optim
     if name == "ppl":
         opts["potential"] = _update_adam(loss.potential_network_params.values(True, True), optim.potential_lr)
     update = ReBRACUpdate(loss, opts, tau=optim.tau, policy_freq=optim.policy_freq, compile=compile,
-                          mode=compile_mode, backend=compile_backend, cudagraphs=cudagraphs, fallback=fallback)
+                          mode=compile_mode, backend=compile_backend, cudagraphs=cudagraphs, fallback=fallback,
+                          potential_steps=int(lc.get("potential_steps", 1)))
     return Algorithm(name, loss, opts, actor, update, None, compiled=compile, update_many=update.run)
 
 
@@ -281,7 +310,7 @@ def _make_cql_family(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimCon
     if name == "ppl_cql":
         potential = make_potential(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden,
                                    device=device)
-        loss = PartialOTCQLLoss(actor, qvalue, potential, w=lc.w, **kwargs)
+        loss = PartialOTCQLLoss(actor, qvalue, potential, w=lc.w, **potential_settings(lc), **kwargs)
     else:
         loss = CQLLoss(actor, qvalue, **kwargs)
     # CORL's CQL learning rates and discount: recipes/config/loss/cql.yaml sets them in optim, like any other loss
@@ -298,7 +327,7 @@ def _make_cql_family(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimCon
         opts["potential"] = _adam(loss.potential_network_params.values(True, True), optim.potential_lr)
 
     update = _joint_update(loss, opts, updater, ("loss_qvalue", "loss_cql", "loss_actor", "loss_alpha",
-                                                 "loss_alpha_prime"))
+                                                 "loss_alpha_prime"), int(lc.get("potential_steps", 1)))
     return Algorithm(name, loss, opts, actor, update, updater)
 
 
@@ -320,7 +349,7 @@ def _make_td3_bc(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimConfig,
 
     if name == "ppl_td3_bc":
         opts["potential"] = _adam(loss.potential_network_params.values(True, True), optim.potential_lr)
-    update = _delayed_actor_update(loss, opts, updater, optim.policy_freq)
+    update = _delayed_actor_update(loss, opts, updater, optim.policy_freq, int(lc.get("potential_steps", 1)))
     return Algorithm(name, loss, opts, actor, update, updater)
 
 
@@ -344,7 +373,8 @@ def _make_iql(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimConfig, ob
 
     if name == "ppl_iql":
         opts["potential"] = _adam(loss.potential_network_params.values(True, True), optim.potential_lr)
-    update = _joint_update(loss, opts, updater, ("loss_actor", "loss_qvalue", "loss_value"))
+    update = _joint_update(loss, opts, updater, ("loss_actor", "loss_qvalue", "loss_value"),
+                           int(lc.get("potential_steps", 1)))
     return Algorithm(name, loss, opts, actor, update, updater)
 
 
