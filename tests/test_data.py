@@ -442,3 +442,34 @@ def test_concurrent_first_imports_of_one_file_all_succeed(tmp_path):
     assert sum(out.count("imported") for out, _ in outs) == 1  # one imported, the others reused its import
     loaded = {out.replace("imported", "").strip() for out, _ in outs}
     assert len(loaded) == 1 and int(loaded.pop().split()[0]) == int((~data["timeouts"][: n - 1]).sum())
+
+
+# ----------------------------------------------------------------------------------------------
+# Atomic writes and the one cache rule (ppl_torchrl.atomic, ppl_torchrl.data.cache)
+# ----------------------------------------------------------------------------------------------
+def test_atomic_writes_take_the_mode_asked_and_leave_nothing_half_written(tmp_path):
+    import os
+
+    from ppl_torchrl.atomic import UMASK, atomic_folder, atomic_path, atomic_write
+
+    old = os.umask(0o027)
+    try:
+        assert atomic_write(tmp_path / "out.json", "{}").stat().st_mode & 0o777 == 0o644  # an output
+        data = write_d4rl_hdf5(tmp_path / "data" / "gen.hdf5", hand_made())  # a data file: the umask's mode
+        assert data.stat().st_mode & 0o777 == 0o640
+        assert atomic_write(tmp_path / "x.bin", b"1", mode=UMASK).stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "out.json") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert (tmp_path / "out.json").read_text() == "{}"  # the old file stays, the temporary is gone
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "old").write_text("old")
+    with atomic_folder(tmp_path / "folder") as tmp:
+        (tmp / "new").write_text("new")
+    assert [p.name for p in (tmp_path / "folder").iterdir()] == ["new"]
+    with pytest.raises(RuntimeError), atomic_folder(tmp_path / "folder") as tmp:
+        raise RuntimeError("killed")
+    assert [p.name for p in (tmp_path / "folder").iterdir()] == ["new"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -141,6 +141,27 @@ def test_one_home_for_each_shared_helper():
     assert _files_using("def pm(") == {"ppl_torchrl.reporting.tables"} and not _files_using("def _pm(")
 
 
+def _sources() -> dict[str, str]:
+    """Every Python file of the library, its recipes and its benchmarks (their tests aside): path -> text."""
+    folders = ("ppl_torchrl", "objectives", "recipes", "benchmarks")
+    return {path.relative_to(ROOT).as_posix(): path.read_text() for folder in folders
+            for path in (ROOT / folder).rglob("*.py") if "tests" not in path.relative_to(ROOT).parts}
+
+
+#: files that still write through their own temporary file, with the reason
+OWN_ATOMIC_WRITES = {
+    "ppl_torchrl/gemm.py": "its GEMM-plan cache table; the file is outside this change (to move to atomic_write)",
+}
+
+
+def test_one_home_for_atomic_writes():
+    """Only ppl_torchrl/atomic.py renames a temporary file into place (os.replace / mkstemp): every writer goes
+    through it."""
+    pattern = re.compile(r"\bos\.(?:replace|rename)\(|\bmkstemp\(|\bNamedTemporaryFile\(")
+    writers = {path for path, text in _sources().items() if pattern.search(text)}
+    assert writers - set(OWN_ATOMIC_WRITES) == {"ppl_torchrl/atomic.py"}
+
+
 def test_the_package_holds_no_experiment_report_and_one_verdict_rule():
     """This project's evidence grids report from benchmarks/; the 2-SE verdict they use lives once, in the library."""
     assert not [m for m in _modules() if "evidence" in m]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -30,7 +29,7 @@ from torchrl.data.datasets.d4rl_infos import D4RL_DATASETS
 from ppl_torchrl.progress import progress_bar
 
 from ppl_torchrl.data.hdf5 import D4RLFileError, validate_d4rl_hdf5
-from ppl_torchrl.atomic import exclusive
+from ppl_torchrl.atomic import UMASK, atomic_path, exclusive
 from ppl_torchrl.data.transitions import DatasetStats, load_stats, write_transitions
 
 __all__ = [
@@ -93,9 +92,9 @@ def download_d4rl_hdf5(dataset_id: str, dest_dir: str | Path, *, progress: bool 
     if final.is_file():
         validate_d4rl_hdf5(final)
         return final
-    fd, part = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=dest_dir)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    # the bytes go to a ".part" beside the file, renamed only once complete and valid (removed on any failure)
+    with atomic_path(final, mode=UMASK, suffix=".part") as part:
+        with open(part, "wb") as out:
             try:
                 response = urllib.request.urlopen(url, timeout=60)
             except (urllib.error.URLError, OSError) as err:
@@ -108,7 +107,7 @@ def download_d4rl_hdf5(dataset_id: str, dest_dir: str | Path, *, progress: bool 
                 expected = int(expected) if expected else None
                 written = 0
                 with progress_bar(total=expected, unit="B", unit_scale=True, desc=f"download {final.name}",
-                          disable=not progress) as bar:
+                                  disable=not progress) as bar:
                     while chunk := response.read(1 << 20):
                         out.write(chunk)
                         written += len(chunk)
@@ -125,10 +124,6 @@ def download_d4rl_hdf5(dataset_id: str, dest_dir: str | Path, *, progress: bool 
                 f"The file downloaded for {dataset_id!r} from {url} is not a valid D4RL HDF5 ({err}). "
                 "It was removed; call again to retry."
             ) from err
-        os.replace(part, final)
-    except BaseException:
-        Path(part).unlink(missing_ok=True)
-        raise
     return final
 
 

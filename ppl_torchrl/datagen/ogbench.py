@@ -25,13 +25,13 @@ mistaken for the published files.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ppl_torchrl.atomic import UMASK, atomic_path, atomic_write
 
 __all__ = ["OGBENCH_GENERATED", "GenerationReport", "generate_ogbench_dataset", "ogbench_generated_path"]
 
@@ -184,17 +184,9 @@ _DTYPES = {"terminals": bool, "button_states": np.int64}
 def _save_npz(path: Path, episodes: list[dict]) -> None:
     arrays = {k: np.concatenate([e[k] for e in episodes]).astype(_DTYPES.get(k, np.float32))
               for k in episodes[0]}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path, mode=UMASK) as tmp:  # mkstemp's 0600 would make a shared data folder unreadable to others
+        with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make a shared data folder unreadable to others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _rng_state(env) -> dict:
@@ -222,7 +214,6 @@ def generate_ogbench_dataset(name: str, folder: str | Path | None = None, *, see
     import ogbench  # noqa: F401  (registers the envs)
     from tqdm.auto import tqdm
 
-    from ppl_torchrl.atomic import atomic_write
     from ppl_torchrl.errors import ConfigError
 
     if name not in OGBENCH_GENERATED:
