@@ -162,6 +162,13 @@ def test_one_home_for_atomic_writes():
     assert writers - set(OWN_ATOMIC_WRITES) == {"ppl_torchrl/atomic.py"}
 
 
+def test_one_home_for_the_import_cache_rule():
+    """The D4RL, Minari and OGBench imports are reused by one rule (ppl_torchrl/data/cache.py): no other module reads
+    an import's marker to decide."""
+    deciders = {path for path, text in _sources().items() if "load_stats(" in text or "hashlib.sha1(" in text}
+    assert deciders == {"ppl_torchrl/data/cache.py", "ppl_torchrl/data/transitions.py"}, deciders
+
+
 def test_the_package_holds_no_experiment_report_and_one_verdict_rule():
     """This project's evidence grids report from benchmarks/; the 2-SE verdict they use lives once, in the library."""
     assert not [m for m in _modules() if "evidence" in m]

@@ -30,7 +30,6 @@ Semantics (``docs/data.md``, "OGBench"), decided here and nowhere else:
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import zipfile
@@ -40,8 +39,8 @@ from pathlib import Path
 import numpy as np
 from torchrl.data.datasets import D4RLExperienceReplay
 
-from ppl_torchrl.atomic import exclusive
-from ppl_torchrl.data.transitions import DatasetStats, load_stats, write_transitions
+from ppl_torchrl.data.cache import cache_name, cached_import, file_state
+from ppl_torchrl.data.transitions import DatasetStats, write_transitions
 from ppl_torchrl.errors import UserError
 
 __all__ = [
@@ -267,9 +266,8 @@ def _fingerprint(path: Path, action_clip_eps: float) -> dict:
     import ogbench  # noqa: F401  (the relabelling's version is part of the import)
     from importlib.metadata import version
 
-    st = path.stat()
-    return {"file": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-            "action_clip_eps": action_clip_eps, "ogbench": version("ogbench")}
+    return {"file": str(path.resolve()), **file_state(path), "action_clip_eps": action_clip_eps,
+            "ogbench": version("ogbench")}
 
 
 def import_ogbench_dataset(parsed: OGBenchId, path: str | Path, dest: str | Path, *,
@@ -319,14 +317,10 @@ class OGBenchExperienceReplay(D4RLExperienceReplay):
                             "'cube-single-play-singletask-task2-v0').")
         file = ogbench_file(parsed, split, path, download)
         sub = (Path(root).expanduser() if root is not None else default_root()) / "ogbench"
-        digest = hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:8]
-        name = f"{parsed.canonical_id}{'-val' if split == 'val' else ''}-{digest}"
-        with exclusive(sub):  # concurrent first runs of a sweep: one imports, the others reuse it
-            stats = load_stats(sub / name)
-            fp = _fingerprint(file, action_clip_eps)
-            if stats is None or any(stats.fingerprint.get(k) != v for k, v in fp.items()):
-                stats = import_ogbench_dataset(parsed, file, sub / name, action_clip_eps=action_clip_eps,
-                                               progress=progress)
+        name = cache_name(f"{parsed.canonical_id}{'-val' if split == 'val' else ''}", file)
+        stats = cached_import(sub / name, lambda: import_ogbench_dataset(
+            parsed, file, sub / name, action_clip_eps=action_clip_eps, progress=progress),
+            match=_fingerprint(file, action_clip_eps))
         super().__init__(name, batch_size, root=sub, download=False, direct_download=True,
                          use_truncated_as_done=False, **kwargs)
         self.dataset_stats = stats
