@@ -44,7 +44,6 @@ an unfinished grid.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,23 +121,12 @@ def build_grid() -> list[Run]:
 
 
 # ------------------------------------------------------------------------------------------ progress of a run
-def read_rows(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line being written right now
-            break
-    return rows
-
-
 def run_state(run: Run, root: Path) -> tuple[int, bool]:
     """(last logged step, finished: the run wrote its results or logged its last step)."""
+    from ppl_torchrl.training.run_logger import read_metrics
+
     d = run.run_dir(root)
-    step = max((r["step"] for r in read_rows(d)), default=0)
+    step = max((r["step"] for r in read_metrics(d)), default=0)
     return step, (d / "results.json").exists() or step >= run.steps
 
 

@@ -20,6 +20,7 @@ from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
 from ppl_torchrl.reporting.markdown import write_section
 from ppl_torchrl.reporting.tables import mean_std, pm
 from ppl_torchrl.reporting.verdict import compare
+from ppl_torchrl.training.run_logger import read_metrics
 
 SCORE = "eval/normalized_score_mean"
 #: a main run's final policy scored on many episodes (``recipes/evaluate.py`` ``output=``), in its run folder
@@ -73,16 +74,9 @@ SWEEP_COLUMNS = (
 
 
 def read_series(run_dir: Path) -> dict[str, dict[int, float]]:
-    """Every logged key -> {step: value} (the last complete line wins; a line being written is skipped)."""
-    path = Path(run_dir) / "metrics.jsonl"
+    """Every logged key -> {step: value} (the last row of a step wins; a line being written is skipped)."""
     out: dict[str, dict[int, float]] = {}
-    if not path.exists():
-        return out
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for row in read_metrics(run_dir):
         for k, v in row.items():
             if k != "step" and isinstance(v, (int, float)):
                 out.setdefault(k, {})[int(row["step"])] = float(v)

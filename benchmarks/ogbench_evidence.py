@@ -27,7 +27,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from long_evidence import read_rows
 from long_evidence_report import SCORE, _band, _comparison, _link, _steps_in_thousands, _versus_rebrac, common_step, \
     read_series
 
@@ -79,7 +78,9 @@ def build_grid() -> list[Run]:
 
 
 def reached(run: Run, root: Path) -> int:
-    return max((r["step"] for r in read_rows(run.run_dir(root))), default=0)
+    from ppl_torchrl.training.run_logger import read_metrics
+
+    return max((r["step"] for r in read_metrics(run.run_dir(root))), default=0)
 
 
 def jobs_to_run(runs: list[Run], root: Path) -> list:

@@ -169,6 +169,21 @@ def test_one_home_for_the_import_cache_rule():
     assert deciders == {"ppl_torchrl/data/cache.py", "ppl_torchrl/data/transitions.py"}, deciders
 
 
+def test_one_reader_of_metrics_jsonl():
+    """A run's metrics.jsonl is named (and so opened) only by its writer, ppl_torchrl/training/run_logger.py, whose
+    read_metrics every other reader calls."""
+    def names_the_file(text: str) -> bool:
+        tree = ast.parse(text)
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body
+                      and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+        return any(isinstance(node, ast.Constant) and node.value == "metrics.jsonl" and id(node) not in docstrings
+                   for node in ast.walk(tree))
+
+    assert {path for path, text in _sources().items() if names_the_file(text)} == {
+        "ppl_torchrl/training/run_logger.py"}
+
+
 def test_the_package_holds_no_experiment_report_and_one_verdict_rule():
     """This project's evidence grids report from benchmarks/; the 2-SE verdict they use lives once, in the library."""
     assert not [m for m in _modules() if "evidence" in m]

@@ -346,3 +346,15 @@ def test_submitit_local_multirun_aggregate_and_relaunch(tmp_path):
     drop = "train/steps_per_second"
     assert [{k: v for k, v in r.items() if k != drop} for r in rows] == \
            [{k: v for k, v in r.items() if k != drop} for r in uninterrupted]  # exact resume on CPU
+
+
+def test_metrics_jsonl_has_one_reader_that_skips_a_line_being_written(tmp_path):
+    from ppl_torchrl.training.run_logger import read_metrics
+
+    assert read_metrics(tmp_path) == []
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps({"step": 1}) + "\n\n" + json.dumps({"step": 2}) + '\n{"step": 3, "eval/')
+    assert read_metrics(tmp_path) == [{"step": 1}, {"step": 2}]  # the last line is still being written
+    path.write_text(json.dumps({"step": 1}) + "\nnot json\n" + json.dumps({"step": 2}) + "\n")
+    with pytest.raises(ValueError, match="metrics.jsonl:2 is not a JSON line"):
+        read_metrics(tmp_path)

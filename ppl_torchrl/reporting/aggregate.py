@@ -30,9 +30,9 @@ from ppl_torchrl.evaluation.published import (
 )
 from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
 from ppl_torchrl.reporting.tables import MISSING, pm
+from ppl_torchrl.training.run_logger import read_metrics
 
 RESULTS = "results.json"
-METRICS = "metrics.jsonl"
 DEFAULT_METRIC = "normalized_score_mean"
 
 
@@ -400,17 +400,8 @@ def csv_table(cells: Sequence[Cell]) -> str:
 # ------------------------------------------------------------------------------------------ curves
 def read_curve(run_dir: Path, key: str = f"eval/{DEFAULT_METRIC}") -> tuple[list[int], list[float]]:
     """(steps, values) of ``key`` in ``run_dir/metrics.jsonl`` (rows without the key are skipped)."""
-    path = Path(run_dir) / METRICS
-    if not path.exists():
-        return [], []
     steps, values = [], []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise ValueError(f"{path}:{n} is not a JSON line; the file is damaged.") from None
+    for row in read_metrics(run_dir):
         if key in row and row[key] is not None:
             steps.append(int(row["step"]))
             values.append(float(row[key]))

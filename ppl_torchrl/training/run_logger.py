@@ -1,4 +1,5 @@
-"""Run logging that needs no service (JSON lines + CSV, both written as the run goes) plus optional wandb."""
+"""Run logging that needs no service (JSON lines + CSV, both written as the run goes) plus optional wandb, and the one
+reader of a run's ``metrics.jsonl`` (:func:`read_metrics`: the reports, the benchmarks and a resumed run read it)."""
 from __future__ import annotations
 
 import csv
@@ -89,9 +90,7 @@ class RunLogger:
         self.start(state)
 
     def rows(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return read_metrics(self.run_dir)
 
     def close(self, results: dict | None = None) -> None:
         self.write_csv()
@@ -106,6 +105,30 @@ class RunLogger:
     def write_csv(self) -> Path:
         """``metrics.csv``: one row per step (train and eval rows of a step merged), one column per metric."""
         return atomic_write(self.csv_path, csv_text(self._rows))
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The rows of ``run_dir/metrics.jsonl`` in order (``[]`` without the file): the one reader of that file.
+
+    A live run may be writing its last line: a last line without its newline that is not JSON yet is left out.
+    Any other line that is not JSON raises ``ValueError`` naming it (``path:line``): the file is damaged.
+    """
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    text = path.read_text()
+    lines = text.splitlines()
+    rows = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n == len(lines) and not text.endswith("\n"):
+                break  # being written
+            raise ValueError(f"{path}:{n} is not a JSON line; the file is damaged.") from None
+    return rows
 
 
 def csv_text(rows: list[dict]) -> str:

@@ -31,7 +31,7 @@ from ppl_torchrl.errors import ConfigError, DeviceError, ResumeError, RunExistsE
 from ppl_torchrl.training.algorithms import Algorithm, make_algorithm
 from ppl_torchrl.training.checkpoints import CHECKPOINT, read_checkpoint, restore_algorithm
 from ppl_torchrl.training.config import validate_config
-from ppl_torchrl.training.run_logger import RunLogger
+from ppl_torchrl.training.run_logger import METRICS, RunLogger
 
 RESULTS = "results.json"
 COMPILE_MESSAGE = ("compiling the update (torch.compile; about 30 s on a small CPU, once per process); "
@@ -375,7 +375,7 @@ def resume_mode(cfg: DictConfig, run_dir: Path) -> bool:
             cadence = f"every checkpoint.every={ckpt.every} steps"
             if ckpt.get("every_minutes"):
                 cadence += f" and every checkpoint.every_minutes={ckpt.every_minutes} minutes"
-            started = (run_dir / "metrics.jsonl").exists()
+            started = (run_dir / METRICS).exists()
             raise ResumeError(
                 f"resume=true but {path} does not exist: "
                 + ("the run stopped before its first checkpoint" if started else f"there is no run in {run_dir}")
