@@ -106,7 +106,7 @@ def report(args) -> str:
               f"{_cpu()} (shared with other jobs)")
     return (f"Command: `python benchmarks/compose_evidence.py{' ' + ' '.join(args.cli) if args.cli else ''}`.\n\n"
             f"Budget: {budget}.\n\n" + "\n".join(rows) + "\n\nScores are normalized (0 = random, 100 = the "
-            "planner's return; `ppl_torchrl.evaluation.registry`), mean ± std over seeds; the verdict is the "
+            "planner's return; `ppl_torchrl.registry`), mean ± std over seeds; the verdict is the "
             "difference of means against 2 Welch standard errors (`compare` in `ppl_torchrl/reporting/verdict.py`).\n")
 
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ppl_torchrl.reporting.aggregate import Cell, RunResult, read_curve, seed_band
+from ppl_torchrl.reporting.aggregate import Cell, RunResult
+from ppl_torchrl.reporting.metrics import read_curve, seed_band
 from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
 from ppl_torchrl.reporting.verdict import Verdict
 

@@ -35,7 +35,7 @@ def overrides(loss: str, seed: int, root: Path, offline_steps: int, online_steps
 
 
 def report(root: Path, seeds, docs: Path, figures: Path, command: str, history: list[dict]) -> str:
-    from ppl_torchrl.reporting.aggregate import read_curve, seed_band
+    from ppl_torchrl.reporting.metrics import read_curve, seed_band
     from ppl_torchrl.reporting.markdown import write_section
     from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
     from ppl_torchrl.reporting.tables import mean_std, pm

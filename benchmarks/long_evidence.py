@@ -123,7 +123,7 @@ def build_grid() -> list[Run]:
 # ------------------------------------------------------------------------------------------ progress of a run
 def run_state(run: Run, root: Path) -> tuple[int, bool]:
     """(last logged step, finished: the run wrote its results or logged its last step)."""
-    from ppl_torchrl.training.run_logger import read_metrics
+    from ppl_torchrl.reporting.metrics import read_metrics
 
     d = run.run_dir(root)
     step = max((r["step"] for r in read_metrics(d)), default=0)

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ppl_torchrl.reporting.aggregate import Cell, seed_band
+from ppl_torchrl.reporting.aggregate import Cell
 from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
 from ppl_torchrl.reporting.markdown import write_section
 from ppl_torchrl.reporting.tables import mean_std, pm
 from ppl_torchrl.reporting.verdict import compare
-from ppl_torchrl.training.run_logger import read_metrics
+from ppl_torchrl.reporting.metrics import read_metrics, seed_band
 
 SCORE = "eval/normalized_score_mean"
 #: a main run's final policy scored on many episodes (``recipes/evaluate.py`` ``output=``), in its run folder

@@ -78,7 +78,7 @@ def build_grid() -> list[Run]:
 
 
 def reached(run: Run, root: Path) -> int:
-    from ppl_torchrl.training.run_logger import read_metrics
+    from ppl_torchrl.reporting.metrics import read_metrics
 
     return max((r["step"] for r in read_metrics(run.run_dir(root))), default=0)
 

@@ -107,7 +107,7 @@ def run(cfg: DictConfig) -> dict:
     from ppl_torchrl.atomic import atomic_write
     from ppl_torchrl.datagen._behavior_net import save_actor
     from ppl_torchrl.datagen.locomotion import LOCOMOTION_ENVS
-    from ppl_torchrl.evaluation.registry import get_dataset_spec
+    from ppl_torchrl.registry import get_dataset_spec
     from ppl_torchrl.progress import progress_bar
     from ppl_torchrl.training.trainer import setup_process
 
@@ -228,7 +228,7 @@ def select_checkpoints(run_dir: str | Path, env_name: str, target: float, policy
 @recipe_main
 def main(cfg: DictConfig) -> None:
     if cfg.select_to:
-        from ppl_torchrl.evaluation.registry import get_dataset_spec
+        from ppl_torchrl.registry import get_dataset_spec
 
         target = float(cfg.medium_fraction) * get_dataset_spec(f"{cfg.env}-medium-v2").ref_max
         print(json.dumps(select_checkpoints(cfg.out_dir, cfg.env, target, cfg.select_to), indent=1))

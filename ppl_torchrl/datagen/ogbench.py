@@ -289,7 +289,8 @@ def _ogbench_version() -> str:
 def dataset_statistics(path: str | Path, family: str) -> dict:
     """What can be compared with a published file without having it: sizes, per-episode statistics and, per task,
     how many transitions are solved states and how many episodes pass through one (ogbench's relabelling)."""
-    from ppl_torchrl.data.ogbench import DATASET_TYPES, TASKS, OGBenchId, read_ogbench_file, relabel
+    from ppl_torchrl.data.ogbench import read_ogbench_file, relabel
+    from ppl_torchrl.registry.ogbench_ids import DATASET_TYPES, TASKS, OGBenchId
 
     table = read_ogbench_file(path, family)
     valid = table["valid"]

@@ -1,5 +1,7 @@
-"""Run logging that needs no service (JSON lines + CSV, both written as the run goes) plus optional wandb, and the one
-reader of a run's ``metrics.jsonl`` (:func:`read_metrics`: the reports, the benchmarks and a resumed run read it)."""
+"""Run logging that needs no service (JSON lines + CSV, both written as the run goes) plus optional wandb.
+
+The file's name and its one reader are :mod:`ppl_torchrl.reporting.metrics` (a resumed run reads its log back there,
+as the reports do)."""
 from __future__ import annotations
 
 import csv
@@ -12,8 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ppl_torchrl.atomic import atomic_write
 from ppl_torchrl.errors import UserError
+from ppl_torchrl.reporting.metrics import METRICS, read_metrics
 
-METRICS = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 
 
@@ -105,30 +107,6 @@ class RunLogger:
     def write_csv(self) -> Path:
         """``metrics.csv``: one row per step (train and eval rows of a step merged), one column per metric."""
         return atomic_write(self.csv_path, csv_text(self._rows))
-
-
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The rows of ``run_dir/metrics.jsonl`` in order (``[]`` without the file): the one reader of that file.
-
-    A live run may be writing its last line: a last line without its newline that is not JSON yet is left out.
-    Any other line that is not JSON raises ``ValueError`` naming it (``path:line``): the file is damaged.
-    """
-    path = Path(run_dir) / METRICS
-    if not path.exists():
-        return []
-    text = path.read_text()
-    lines = text.splitlines()
-    rows = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            if n == len(lines) and not text.endswith("\n"):
-                break  # being written
-            raise ValueError(f"{path}:{n} is not a JSON line; the file is damaged.") from None
-    return rows
 
 
 def csv_text(rows: list[dict]) -> str:

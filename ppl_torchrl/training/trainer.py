@@ -28,10 +28,11 @@ from tensordict import TensorDictBase
 from ppl_torchrl import gemm, progress
 from ppl_torchrl.atomic import atomic_torch_save, atomic_write
 from ppl_torchrl.errors import ConfigError, DeviceError, ResumeError, RunExistsError, user_errors
+from ppl_torchrl.reporting.metrics import METRICS
 from ppl_torchrl.training.algorithms import Algorithm, make_algorithm
 from ppl_torchrl.training.checkpoints import CHECKPOINT, read_checkpoint, restore_algorithm
 from ppl_torchrl.training.config import validate_config
-from ppl_torchrl.training.run_logger import METRICS, RunLogger
+from ppl_torchrl.training.run_logger import RunLogger
 
 RESULTS = "results.json"
 COMPILE_MESSAGE = ("compiling the update (torch.compile; about 30 s on a small CPU, once per process); "
