@@ -30,7 +30,7 @@ from ppl_torchrl.evaluation.published import (
 )
 from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
 from ppl_torchrl.registry import get_dataset_spec, parse_ogbench_id
-from ppl_torchrl.reporting.tables import MISSING, pm
+from ppl_torchrl.reporting.tables import MISSING, mean_std, pm
 from ppl_torchrl.reporting.metrics import read_curve, seed_band
 
 RESULTS = "results.json"
@@ -213,12 +213,12 @@ class Cell:
 
     @property
     def mean(self) -> float:
-        return sum(self.values) / len(self.values)
+        return mean_std(self.values)[0]
 
     @property
     def std(self) -> float:
-        m = self.mean
-        return math.sqrt(sum((v - m) ** 2 for v in self.values) / len(self.values))
+        """Over seeds, ddof 0 (the project's convention: :func:`~ppl_torchrl.reporting.tables.mean_std`)."""
+        return mean_std(self.values)[1]
 
     def text(self, scale: float = 1.0) -> str:
         """``mean ± std`` (times ``scale``) as every table writes it; :data:`~ppl_torchrl.reporting.tables.MISSING`
