@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,7 +24,7 @@ from benchmarks.toy_report import metrics_markdown, plot_toy, report_header  # n
 from ppl_torchrl.atomic import atomic_write  # noqa: E402
 from ppl_torchrl.errors import user_errors  # noqa: E402
 from ppl_torchrl.toy import ToyConfig, run_toy, toy_metrics  # noqa: E402
-from ppl_torchrl.training.recipe import recipe_main  # noqa: E402
+from ppl_torchrl.training.recipe import hydra_recipe  # noqa: E402
 
 
 def _command() -> str:
@@ -47,8 +46,7 @@ def _cpu() -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-@hydra.main(version_base=None, config_path="config", config_name="toy")
-@recipe_main
+@hydra_recipe("toy", version_base=None)
 def main(cfg: DictConfig) -> None:
     torch.set_num_threads(cfg.output.num_threads)
     with user_errors(ValueError, TypeError):  # unknown or impossible toy settings

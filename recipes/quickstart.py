@@ -12,13 +12,12 @@ benchmarks/toy_report.py).
 import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import OmegaConf
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks/ is not installed
 
 from ppl_torchrl.reporting.tables import format_scores
-from ppl_torchrl.training.recipe import compose_variant, recipe_main, train
+from ppl_torchrl.training.recipe import compose_variant, hydra_recipe, train
 
 TOY_CONFIG = Path(__file__).resolve().parent / "config" / "toy.yaml"
 
@@ -50,8 +49,7 @@ def run_toy_demo(cfg) -> None:
     print(f"  figure: {figure}")
 
 
-@hydra.main(config_path="config", config_name="quickstart", version_base="1.3")
-@recipe_main
+@hydra_recipe("quickstart")
 def main(cfg):
     results = [train(compose_variant(f"loss={name}")) for name in cfg.quickstart.losses]
     print("\nFinal evaluation (deterministic actor):")

@@ -17,13 +17,12 @@ import logging
 import time
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
 from ppl_torchrl.errors import ConfigError, user_error
-from ppl_torchrl.training.recipe import recipe_main
+from ppl_torchrl.training.recipe import hydra_recipe
 
 log = logging.getLogger("train_behavior")
 
@@ -224,8 +223,7 @@ def select_checkpoints(run_dir: str | Path, env_name: str, target: float, policy
     return out
 
 
-@hydra.main(version_base="1.3", config_path="config", config_name="train_behavior")
-@recipe_main
+@hydra_recipe("train_behavior")
 def main(cfg: DictConfig) -> None:
     if cfg.select_to:
         from ppl_torchrl.registry import get_dataset_spec
