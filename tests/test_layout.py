@@ -3,7 +3,7 @@
 The import graph is read from the source with ``ast``: every ``import`` / ``from ... import`` of a
 ``ppl_torchrl`` module, at module level or inside a function, in ``ppl_torchrl/`` and in ``objectives/``
 (installed as ``ppl_torchrl.objectives``). An import names the deepest module it reaches
-(``from ppl_torchrl.evaluation.registry import X`` -> ``ppl_torchrl.evaluation.registry``); a module
+(``from ppl_torchrl.registry.datasets import X`` -> ``ppl_torchrl.registry.datasets``); a module
 importing a package that contains it is not an edge (the package is initialised first anyway).
 """
 from __future__ import annotations
