@@ -7,23 +7,26 @@
 Pairs (``ppl_torchrl.objectives.PartialOT`` on the base): ``ppl_td3_bc`` vs ``td3_bc``, ``ppl_cql`` vs ``cql``,
 ``ppl_iql`` vs ``iql``, on ``pointmaze-medium-mixed-gen-v0`` (generated here on first use), the same seeds,
 networks, batch and evaluation for both sides of a pair; the potential's ``w`` is the dataset config's (8).
-Every run is a recipe command (``recipes/ppl_antmaze.py``, ``resume=auto``, one torch thread) launched by
-:func:`ppl_torchrl.training.launch.run_jobs`, so a relaunch skips finished runs. The verdict is the evidence
-grid's (``compare`` of ``ppl_torchrl/reporting/verdict.py``): the difference of the final normalized-score means
-against 2 Welch standard errors; inside that band the pair is "matched".
+Every run is a recipe command (``recipes/ppl_antmaze.py``, ``resume=auto``, one torch thread) launched by the grid
+driver (:mod:`benchmarks.grid`), so a relaunch skips finished runs. The verdict is the evidence grid's (``compare``
+of ``benchmarks/verdict.py``): the difference of the final normalized-score means against 2 Welch standard errors;
+inside that band the pair is "matched".
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
-from ppl_torchrl.machine import cpu_model
+if not __package__:  # `python benchmarks/compose_evidence.py`: the repository root instead of this folder
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.grid import (REPO, RECIPES, GridRun, add_grid_arguments, command_line,  # noqa: E402
+                             read_invocations, record_invocation, run_jobs, segment_jobs)
+from ppl_torchrl.machine import cpu_model  # noqa: E402
+
 DATASET = "pointmaze-medium-mixed-gen-v0"
 PAIRS = (("td3_bc", "ppl_td3_bc"), ("cql", "ppl_cql"), ("iql", "ppl_iql"))
 NAMES = {"td3_bc": "TD3+BC", "cql": "CQL", "iql": "IQL"}
@@ -54,16 +57,12 @@ def overrides(args, loss: str, seed: int) -> list[str]:
 
 
 def run(args) -> list[str]:
-    from ppl_torchrl.training.launch import Job, run_jobs
-
-    jobs = [Job(f"{loss}-seed{seed}", (sys.executable, str(REPO / "recipes" / "ppl_antmaze.py"),
-                                       *overrides(args, loss, seed)))
+    runs = [GridRun(f"{loss}-seed{seed}", RECIPES / "ppl_antmaze.py", run_dir_of(args.runs_dir, loss, seed),
+                    tuple(overrides(args, loss, seed)), steps_of(args, loss))
             for seed in args.seeds for pair in PAIRS for loss in pair]
     start = time.time()
-    failures = run_jobs(jobs, parallel=1, log_dir=args.runs_dir / "logs", cwd=REPO)
-    timing = args.runs_dir / "timing.json"
-    spent = json.loads(timing.read_text())["wall_s"] if timing.exists() else 0.0
-    timing.write_text(json.dumps({"wall_s": spent + time.time() - start}))
+    failures = run_jobs(segment_jobs((r, r.steps) for r in runs), parallel=1, log_dir=args.runs_dir / "logs")
+    record_invocation(args.runs_dir, {"wall_s": time.time() - start})
     return failures
 
 
@@ -72,9 +71,9 @@ def _cpu() -> str:
 
 
 def report(args) -> str:
+    from benchmarks.evidence_report import SCORE, SUCCESS, make_cell
+    from benchmarks.verdict import compare
     from ppl_torchrl.reporting.aggregate import load_results
-    from evidence_report import SCORE, SUCCESS, make_cell
-    from ppl_torchrl.reporting.verdict import compare
 
     rows = ["| base loss | steps | base | base + potential (w = 8) | difference (± SE) | seeds higher | verdict | "
             "success rate (%) base / + potential |", "|---|---:|---:|---:|---:|---:|---|---|"]
@@ -89,18 +88,18 @@ def report(args) -> str:
         sb, sc = make_cell(runs[base], SUCCESS), make_cell(runs[composed], SUCCESS)
         rows.append(f"| {NAMES[base]} (`{base}` vs `{composed}`) | {steps_of(args, base)} | {b.text()} | {c.text()} | {v.diff:+.1f} ± {v.se:.1f} "
                     f"| {v.wins}/{v.paired} | {v.outcome} | {sb.text(100.0)} / {sc.text(100.0)} |")
-    timing = args.runs_dir / "timing.json"
-    wall = json.loads(timing.read_text())["wall_s"] / 60 if timing.exists() else float("nan")
+    invocations = read_invocations(args.runs_dir)
+    wall = sum(i["wall_s"] for i in invocations) / 60 if invocations else float("nan")
     budget = (f"`{DATASET}`, seeds {list(args.seeds)}, {args.steps} gradient steps per run ({args.cql_steps} for the "
               f"CQL pair, whose step costs ~4x), batch {args.batch_size}, "
               f"networks {args.num_hidden} x {args.hidden_dim} (ReLU MLPs), eager updates, one torch thread per run, "
               f"one run at a time; final evaluation {args.eval_episodes} episodes (eval seed 42); CQL with 4 sampled "
               f"actions and a {args.num_hidden}-layer critic (both sides); {wall:.1f} min of wall time in all on "
               f"{_cpu()} (shared with other jobs)")
-    return (f"Command: `python benchmarks/compose_evidence.py{' ' + ' '.join(args.cli) if args.cli else ''}`.\n\n"
+    return (f"Command: `{args.command}`.\n\n"
             f"Budget: {budget}.\n\n" + "\n".join(rows) + "\n\nScores are normalized (0 = random, 100 = the "
-            "planner's return; `ppl_torchrl.evaluation.registry`), mean ± std over seeds; the verdict is the "
-            "difference of means against 2 Welch standard errors (`compare` in `ppl_torchrl/reporting/verdict.py`).\n")
+            "planner's return; `ppl_torchrl.registry`), mean ± std over seeds; the verdict is the "
+            "difference of means against 2 Welch standard errors (`compare` in `benchmarks/verdict.py`).\n")
 
 
 def main(argv=None) -> int:
@@ -113,15 +112,14 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--eval-episodes", type=int, default=5)
     p.add_argument("--evals", type=int, default=1, help="evaluations per run (the last at the end)")
-    p.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "compose_evidence")
+    add_grid_arguments(p, runs_dir=REPO / "runs" / "compose_evidence", jobs=None, plan=False)
     p.add_argument("--docs", type=Path, default=REPO / "docs" / "evidence.md")
     p.add_argument("--section", default=SECTION, help="the generated section of --docs to (re)write")
-    p.add_argument("--report-only", action="store_true")
     args = p.parse_args(argv)
-    args.cli = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
+    args.command = command_line("compose_evidence.py", argv)
     args.runs_dir = args.runs_dir.resolve()
     failures = [] if args.report_only else run(args)
-    from ppl_torchrl.reporting.markdown import write_section
+    from benchmarks.markdown import write_section
 
     body = report(args)
     print(body)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ppl_torchrl.envs import get_eval_env_factory, make_eval_env
-from ppl_torchrl.evaluation.registry import get_dataset_spec
+from ppl_torchrl.registry import get_dataset_spec
 
 FAMILIES = {
     "mujoco (hopper)": "hopper-medium-v2",

@@ -18,10 +18,10 @@ What it does, in order:
    ``docs/figures/evidence_curves.png`` and ``docs/figures/evidence_w_ablation.png``.
 
 Every run goes through the same harness as the recipes (``ppl_torchrl.training.recipe.train``), composed from
-``recipes/config/ppl_antmaze.yaml`` with overrides, each in its own folder with ``resume=auto``: a
-relaunch skips finished runs and continues interrupted ones. Runs are ordered seed by seed, so an
-interrupted grid still has whole seeds. The wall time of each invocation is kept in
-``<runs-dir>/timing.json`` and the report states their sum.
+``recipes/config/ppl_antmaze.yaml`` with overrides, each in its own folder with ``resume=auto``, trained in this
+process by the grid driver (:func:`benchmarks.grid.train_in_process`): a relaunch skips finished runs and continues
+interrupted ones. Runs are ordered seed by seed, so an interrupted grid still has whole seeds. The wall time of each
+invocation is kept in ``<runs-dir>/timing.json`` and the report states their sum.
 """
 from __future__ import annotations
 
@@ -29,18 +29,20 @@ import argparse
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO / "recipes" / "config"
-TOY_RECIPE = REPO / "recipes" / "ppl_toy.py"
+if not __package__:  # `python benchmarks/evidence.py`: the repository root instead of this folder, for benchmarks.*
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from benchmarks.grid import REPO, RECIPES, GridRun, command_line, record_invocation, train_in_process  # noqa: E402
+
+RECIPE = RECIPES / "ppl_antmaze.py"
+TOY_RECIPE = RECIPES / "ppl_toy.py"
 DEFAULT_NAME = "evidence"  # section "<name>-results" of the docs file, figures "<name>_curves.png", ...
 
 ALGORITHMS = ("ppl", "rebrac", "td3_bc", "bc", "iql", "cql")
@@ -142,6 +144,10 @@ class RunSpec:
             ov["hparams.w"] = float(self.w)
         return [f"{k}={v}" for k, v in ov.items()] + list(budget.per_loss.get(self.algorithm, ()))
 
+    def grid_run(self, budget: Budget) -> GridRun:
+        name = f"{self.algorithm} {self.dataset} seed{self.seed}" + (f" w{self.w:g}" if self.w else "")
+        return GridRun(name, RECIPE, self.run_dir, tuple(self.overrides(budget)), budget.steps)
+
 
 def run_dir_of(root: Path, algorithm: str, dataset: str, seed: int, w: float | None) -> Path:
     sub = Path(algorithm) / dataset
@@ -177,42 +183,17 @@ def build_grid(budget: Budget, root: Path) -> list[RunSpec]:
 
 
 # ------------------------------------------------------------------------------------------ running
-def compose_config(overrides: Sequence[str]):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="ppl_antmaze", overrides=list(overrides))
-
-
 def run_grid(specs: Sequence[RunSpec], budget: Budget, extra: Sequence[str] = (),
              progress: bool = True) -> tuple[int, list[str]]:
     """Trains every unfinished run (in-process, one after another); returns (trained, failures).
 
-    ``extra`` are Hydra overrides appended to every run (e.g. ``device=cuda``, ``dataset.path=...``).
-
-    A failing run is reported and skipped so the rest of the grid still runs; rerun the command to
-    retry it (finished runs are not retrained).
+    ``extra`` are Hydra overrides appended to every run (e.g. ``device=cuda``, ``dataset.path=...``). A finished run
+    of another budget is refused; a failing run is reported and skipped (rerun the command to retry it).
     """
-    from tqdm import tqdm
-
-    from ppl_torchrl.training.recipe import train
-    from ppl_torchrl.training.trainer import finished_results
-
-    trained, failures = 0, []
-    bar = tqdm(specs, desc="evidence grid", disable=not progress)
-    for spec in bar:
-        bar.set_postfix_str(f"{spec.algorithm} {spec.dataset} seed{spec.seed}" + (f" w{spec.w:g}" if spec.w else ""))
-        done = finished_results(spec.run_dir)
-        if done is not None:
-            check_same_budget(done, spec, budget)
-            continue
-        try:
-            train(compose_config([*spec.overrides(budget), *extra]))
-            trained += 1
-        except Exception:  # keep going: one broken run must not lose the hours spent on the others
-            failures.append(f"{spec.run_dir}: {traceback.format_exc(limit=3)}")
-            print(f"FAILED {spec.run_dir}\n{failures[-1]}", file=sys.stderr)
-    return trained, failures
+    by_dir = {s.run_dir: s for s in specs}
+    return train_in_process([s.grid_run(budget) for s in specs], "ppl_antmaze", extra=extra, progress=progress,
+                            desc="evidence grid",
+                            check_finished=lambda done, run: check_same_budget(done, by_dir[run.run_dir], budget))
 
 
 def check_same_budget(results: dict, spec: RunSpec, budget: Budget) -> None:
@@ -245,22 +226,6 @@ def run_toy(timeout: float | None = None) -> tuple[float | None, str | None]:
     return wall, None
 
 
-def record_timing(root: Path, entry: dict) -> list[dict]:
-    """Appends this invocation to ``root/timing.json`` (atomically) and returns all invocations."""
-    from ppl_torchrl.atomic import atomic_write
-
-    path = Path(root) / "timing.json"
-    history = []
-    if path.exists():
-        try:
-            history = json.loads(path.read_text())["invocations"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            print(f"warning: {path} is unreadable; starting a new timing history.", file=sys.stderr)
-    history.append(entry)
-    atomic_write(path, json.dumps({"invocations": history}, indent=2))
-    return history
-
-
 # ------------------------------------------------------------------------------------------ report
 def load_runs(specs: Sequence[RunSpec]) -> dict[Path, object]:
     """``results.json`` of every finished run of the grid, by run folder."""
@@ -276,7 +241,7 @@ def _label(algorithm: str, w: float | None) -> str:
 
 def make_groups(budget: Budget, specs: Sequence[RunSpec], runs: dict):
     """(benchmark groups by dataset, ablation w groups, ablation reference group or None)."""
-    from evidence_report import Group
+    from benchmarks.evidence_report import Group
 
     def group(algorithm, dataset, w=None, key=None):
         members = [runs[s.run_dir] for s in specs if s.algorithm == algorithm and s.dataset == dataset
@@ -299,9 +264,9 @@ def build_report(budget: Budget, specs: Sequence[RunSpec], docs: Path, figures: 
                  timing: Sequence[dict], toy_png: Path | None = None,
                  name: str = DEFAULT_NAME) -> tuple[str, list[Path]]:
     """The generated Markdown section and the figures it links (written to ``figures``)."""
-    from evidence_report import (SCORE, ablation_table, plot_learning_curves, plot_w_ablation, results_table,
-                                 verdict_table)
-    from ppl_torchrl.reporting.verdict import compare
+    from benchmarks.evidence_report import (SCORE, ablation_table, plot_learning_curves, plot_w_ablation,
+                                            results_table, verdict_table)
+    from benchmarks.verdict import compare
 
     runs = load_runs(specs)
     bench, w_groups, reference = make_groups(budget, specs, runs)
@@ -426,8 +391,7 @@ def main(argv=None) -> int:
     root = Path(args.runs_dir or REPO / "runs" / "evidence" / budget.name.rstrip("*")).expanduser().resolve()
     docs, figures = Path(args.docs).expanduser().resolve(), Path(args.figures).expanduser().resolve()
     specs = build_grid(budget, root)
-    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
-    command = "python benchmarks/evidence.py " + " ".join(shlex.quote(a) for a in shown)  # what reproduces it
+    command = command_line("evidence.py", argv)  # what reproduces it
     started, start = time.strftime("%Y-%m-%dT%H:%M:%S"), time.perf_counter()
     toy_wall, toy_error, trained, failures = None, None, 0, []
     if not args.report_only:
@@ -438,14 +402,14 @@ def main(argv=None) -> int:
         print(f"{len(specs)} runs in {root} ({budget.name} budget)")
         trained, failures = run_grid(specs, budget, extra=args.override, progress=not args.no_progress)
     wall = time.perf_counter() - start
-    timing = record_timing(root, {"started": started, "wall_s": wall,
+    timing = record_invocation(root, {"started": started, "wall_s": wall,
                                   "trained": trained, "toy_s": toy_wall, "report_only": args.report_only,
                                   "failures": len(failures)})
     toy_png = REPO / "docs" / "figures" / "toy.png"  # written by recipes/ppl_toy.py at its defaults
     toy_png = toy_png if budget.toy and not args.no_toy and TOY_RECIPE.exists() and toy_png.exists() else None
     body, written = build_report(budget, specs, docs, figures, command,
                                  [t for t in timing if not t.get("report_only")] or timing, toy_png, args.name)
-    from ppl_torchrl.reporting.markdown import write_section
+    from benchmarks.markdown import write_section
 
     write_section(docs, f"{args.name}-results", body, title="Evidence: PPL on generated data")
     print(body)

@@ -7,9 +7,9 @@ different views of the same ``results.json`` / ``metrics.jsonl`` files:
 
 * a results table with normalized score **and** success rate, mean ± std over seeds, per dataset;
 * a verdict per dataset: did PPL^R beat, match or lose to its base algorithm ReBRAC (the rule:
-  :func:`ppl_torchrl.reporting.verdict.compare`);
+  :func:`benchmarks.verdict.compare`);
 * learning curves per dataset and a score-vs-w plot with ReBRAC (no potential) as a flat reference;
-* a Markdown section that can be replaced in place between markers (:mod:`ppl_torchrl.reporting.markdown`), so
+* a Markdown section that can be replaced in place between markers (:mod:`benchmarks.markdown`), so
   re-running the script rewrites the numbers in ``docs/evidence.md`` and leaves the hand-written text around them.
 
 Reading runs and the mean ± std convention (population std over seeds, ``ddof=0``) come from
@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ppl_torchrl.reporting.aggregate import Cell, RunResult, read_curve, seed_band
+from ppl_torchrl.reporting.aggregate import Cell, RunResult
+from ppl_torchrl.reporting.metrics import read_curve, seed_band
 from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
-from ppl_torchrl.reporting.verdict import Verdict
+from benchmarks.verdict import Verdict
 
 SCORE = "normalized_score_mean"
 SUCCESS = "success_rate"

@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RECIPE = REPO / "recipes" / "ppl_finetune.py"
+if not __package__:  # `python benchmarks/finetune.py`: the repository root instead of this folder
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from benchmarks.grid import (REPO, RECIPES, GridRun, add_grid_arguments, command_line,  # noqa: E402
+                             read_invocations, record_invocation, run_jobs, segment_jobs)
+
+RECIPE = RECIPES / "ppl_finetune.py"
 DATASET = "pointmaze-medium-mixed-gen-v0"
 LOSSES = {"ppl": "PPL^R (w=8)", "rebrac": "ReBRAC"}
 SCORE = "eval/normalized_score_mean"
@@ -35,8 +41,8 @@ def overrides(loss: str, seed: int, root: Path, offline_steps: int, online_steps
 
 
 def report(root: Path, seeds, docs: Path, figures: Path, command: str, history: list[dict]) -> str:
-    from ppl_torchrl.reporting.aggregate import read_curve, seed_band
-    from ppl_torchrl.reporting.markdown import write_section
+    from ppl_torchrl.reporting.metrics import read_curve, seed_band
+    from benchmarks.markdown import write_section
     from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
     from ppl_torchrl.reporting.tables import mean_std, pm
 
@@ -100,39 +106,28 @@ def report(root: Path, seeds, docs: Path, figures: Path, command: str, history: 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs-dir", default=str(REPO / "runs" / "finetune_bench"))
+    add_grid_arguments(p, runs_dir=REPO / "runs" / "finetune_bench", plan=False)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--offline-steps", type=int, default=25_000)
     p.add_argument("--online-steps", type=int, default=20_000)
     p.add_argument("--eval-every", type=int, default=5_000)
-    p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--report-only", action="store_true")
     p.add_argument("--docs", default=str(REPO / "docs" / "finetune.md"))
     p.add_argument("--figures", default=str(REPO / "docs" / "figures"))
     args = p.parse_args(argv)
     root = Path(args.runs_dir).expanduser().resolve()
     seeds = list(range(args.seeds))
-    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
-    command = " ".join(["python benchmarks/finetune.py", *shown])
+    command = command_line("finetune.py", argv)
     start, failures = time.perf_counter(), []
     if not args.report_only:
-        from ppl_torchrl.training.launch import Job, run_jobs
-
-        jobs = [Job(f"{loss}-seed{seed}", (sys.executable, str(RECIPE), *overrides(
-            loss, seed, root, args.offline_steps, args.online_steps, args.eval_every)))
+        runs = [GridRun(f"{loss}-seed{seed}", RECIPE, root / loss / f"seed{seed}", tuple(overrides(
+            loss, seed, root, args.offline_steps, args.online_steps, args.eval_every)), args.online_steps)
             for seed in seeds for loss in LOSSES]
-        failures = run_jobs(jobs, args.jobs, root / "logs", REPO)
-    wall = time.perf_counter() - start
-    timing = root / "timing.json"
-    history = json.loads(timing.read_text()) if timing.exists() else []
-    if not args.report_only:
-        import os
-
+        failures = run_jobs(segment_jobs((r, r.steps) for r in runs), args.jobs, root / "logs")
         from ppl_torchrl.machine import cpu_model
 
-        history.append({"wall_s": wall, "jobs": args.jobs, "cpu": cpu_model(), "cores": os.cpu_count()})
-        root.mkdir(parents=True, exist_ok=True)
-        timing.write_text(json.dumps(history))
+        record_invocation(root, {"wall_s": time.perf_counter() - start, "jobs": args.jobs, "cpu": cpu_model(),
+                                 "cores": os.cpu_count()})
+    history = read_invocations(root)
     print(report(root, seeds, Path(args.docs), Path(args.figures), command, history))
     return 1 if failures else 0
 

@@ -44,14 +44,19 @@ an unfinished grid.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RECIPE = REPO / "recipes" / "ppl_antmaze.py"
-EVALUATE = REPO / "recipes" / "evaluate.py"
+if not __package__:  # `python benchmarks/long_evidence.py`: the repository root instead of this folder
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from benchmarks.grid import (REPO, RECIPES, GridRun, Job, add_grid_arguments, in_segments, plan,  # noqa: E402
+                             run_jobs, segment_jobs)
+from benchmarks.long_evidence_report import FINAL_EVAL, SWEEPS, read_final_eval  # noqa: E402
+
+RECIPE = RECIPES / "ppl_antmaze.py"
+EVALUATE = RECIPES / "evaluate.py"
 DATASET = "pointmaze-medium-mixed-gen-v0"
 MAIN_STEPS, SWEEP_STEPS = 300_000, 100_000
 # The variant stops at 100k: on every seed its potential is dead on the data's and the policy's actions by then
@@ -82,8 +87,6 @@ class Run:
         return root / self.group / f"seed{self.seed}"
 
     def final_eval_path(self, root: Path) -> Path:
-        from long_evidence_report import FINAL_EVAL
-
         return self.run_dir(root) / FINAL_EVAL
 
     def overrides(self, root: Path) -> list[str]:
@@ -99,6 +102,10 @@ class Run:
             ov["optim.potential_lr_scale"] = self.potential_lr_scale
         return [f"{k}={v}" for k, v in ov.items()]
 
+    def grid_run(self, root: Path) -> GridRun:
+        return GridRun(f"{self.group}-seed{self.seed}", RECIPE, self.run_dir(root), tuple(self.overrides(root)),
+                       self.steps)
+
 
 def build_grid() -> list[Run]:
     runs = []
@@ -108,9 +115,7 @@ def build_grid() -> list[Run]:
     for seed in SEEDS:
         runs.append(Run("ppl_trainable_f", "PPL^R, trainable potential (f lr = critic lr)", "ppl", seed, VARIANT_STEPS,
                         DEFAULT_W, potential_lr_scale=1.0))
-    from long_evidence_report import SWEEPS  # the sweeps' group names: one place, for the report
-
-    trainable, authors_lr = SWEEPS
+    trainable, authors_lr = SWEEPS  # the sweeps' group names: one place, for the report
     for seed in SWEEP_SEEDS:
         for w in SWEEP_WS:
             runs.append(Run(f"{trainable.prefix}{w:g}", f"PPL^R, trainable potential (w={w:g})", "ppl", seed,
@@ -121,28 +126,13 @@ def build_grid() -> list[Run]:
     return runs
 
 
-# ------------------------------------------------------------------------------------------ progress of a run
-def read_rows(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line being written right now
-            break
-    return rows
-
-
+# ------------------------------------------------------------------------------------------ progress and training
 def run_state(run: Run, root: Path) -> tuple[int, bool]:
     """(last logged step, finished: the run wrote its results or logged its last step)."""
-    d = run.run_dir(root)
-    step = max((r["step"] for r in read_rows(d)), default=0)
-    return step, (d / "results.json").exists() or step >= run.steps
+    g = run.grid_run(root)
+    return g.reached(), g.finished()
 
 
-# ------------------------------------------------------------------------------------------ training
 SEGMENT = 50_000
 
 
@@ -150,33 +140,18 @@ def schedule(runs: list[Run]) -> list[tuple[Run, int]]:
     """(run, step to stop at) in the order they are trained: runs advance in segments of :data:`SEGMENT` steps, so
     that an unfinished grid holds every seed of a comparison at one step. First the main PPL^R and ReBRAC runs to
     100k, then the variant (100k), then the w sweeps (100k), then the main runs to their end."""
-    from long_evidence_report import SWEEPS
-
     main = [r for r in runs if r.group in ("ppl", "rebrac")]
     variant = [r for r in runs if r.group == "ppl_trainable_f"]
     sweep, authors_lr_sweep = ([r for r in runs if r.group.startswith(sw.prefix)] for sw in SWEEPS)
-    order = [(r, b) for b in range(SEGMENT, SWEEP_STEPS + 1, SEGMENT) for r in main]
-    order += [(r, b) for b in range(SEGMENT, VARIANT_STEPS + 1, SEGMENT) for r in variant]
-    order += [(r, b) for b in range(SEGMENT, SWEEP_STEPS + 1, SEGMENT) for r in sweep]
-    order += [(r, b) for b in range(SEGMENT, SWEEP_STEPS + 1, SEGMENT) for r in authors_lr_sweep]
-    order += [(r, b) for b in range(SWEEP_STEPS + SEGMENT, MAIN_STEPS + 1, SEGMENT) for r in main]
-    return [(r, min(b, r.steps)) for r, b in order]
+    return (in_segments(main, SEGMENT, end=SWEEP_STEPS) + in_segments(variant, SEGMENT, end=VARIANT_STEPS)
+            + in_segments(sweep, SEGMENT, end=SWEEP_STEPS) + in_segments(authors_lr_sweep, SEGMENT, end=SWEEP_STEPS)
+            + in_segments(main, SEGMENT, start=SWEEP_STEPS, end=MAIN_STEPS))
 
 
-def jobs_to_run(runs: list[Run], root: Path) -> list:
+def jobs_to_run(runs: list[Run], root: Path) -> list[Job]:
     """The segments not reached yet, in :func:`schedule`'s order, then each main run's final evaluation that is
     missing (on :data:`FINAL_EPISODES` episodes; queued behind the run's last segment, with its key)."""
-    from long_evidence_report import read_final_eval
-    from ppl_torchrl.training.launch import Job
-
-    todo = []
-    for r, stop in schedule(runs):
-        step, finished = run_state(r, root)
-        if finished or step >= stop:
-            continue
-        extra = [] if stop >= r.steps else [f"checkpoint.stop_after={stop}"]
-        todo.append(Job(f"{r.group}-seed{r.seed} to {stop // 1000}k", (sys.executable, str(RECIPE),
-                        *r.overrides(root), *extra), key=f"{r.group}-seed{r.seed}"))
+    todo = segment_jobs((r.grid_run(root), stop) for r, stop in schedule(runs))
     for r in runs:
         if r.group in ("ppl", "rebrac") and read_final_eval(r.run_dir(root), r.steps) is None:
             todo.append(Job(f"{r.group}-seed{r.seed} final evaluation", (
@@ -186,16 +161,9 @@ def jobs_to_run(runs: list[Run], root: Path) -> list:
     return todo
 
 
-def train(runs: list[Run], root: Path, jobs: int) -> list[str]:
-    """Runs :func:`jobs_to_run`, ``jobs`` at a time; returns the failures."""
-    from ppl_torchrl.training.launch import run_jobs
-
-    return run_jobs(jobs_to_run(runs, root), jobs, root / "logs", REPO)
-
-
 def print_potential_units(runs: list[Run], root: Path) -> None:
     """The dead-ReLU check behind the docs' reading of the trainable potential (a constant f on every data action)."""
-    from ppl_torchrl.training.probe import checkpoint_potential_units
+    from benchmarks.potential_units import checkpoint_potential_units
 
     print("alive units of the potential's last hidden layer, on the probe pairs with the data's / the policy's / "
           "uniform actions")
@@ -209,10 +177,7 @@ def print_potential_units(runs: list[Run], root: Path) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs-dir", default=str(REPO / "runs" / "evidence_long"))
-    p.add_argument("--jobs", type=int, default=2, help="runs at a time (each uses one CPU core)")
-    p.add_argument("--report-only", action="store_true")
-    p.add_argument("--plan", action="store_true", help="print the grid and its progress; train nothing")
+    add_grid_arguments(p, runs_dir=REPO / "runs" / "evidence_long")
     p.add_argument("--potential-units", action="store_true",
                    help="print, from each PPL^R run's latest checkpoint, how many units of the potential's last "
                         "hidden layer are alive on the data's, the policy's and uniform actions; train nothing")
@@ -226,17 +191,13 @@ def main(argv=None) -> int:
     print(f"{len(runs)} runs, {total / 1e6:.2f}M gradient steps; {done / 1e6:.2f}M done "
           f"({sum(run_state(r, root)[1] for r in runs)} runs finished) in {root}")
     if args.plan:
-        for r in runs:
-            step, finished = run_state(r, root)
-            print(f"  {r.group:18s} seed{r.seed}  {step:>7d}/{r.steps}" + ("  finished" if finished else ""))
+        print("\n".join(plan([r.grid_run(root) for r in runs])))
         return 0
     if args.potential_units:
         print_potential_units(runs, root)
         return 0
-    failures = []
-    if not args.report_only:
-        failures = train(runs, root, max(1, args.jobs))
-    from long_evidence_report import write_report
+    failures = [] if args.report_only else run_jobs(jobs_to_run(runs, root), max(1, args.jobs), root / "logs")
+    from benchmarks.long_evidence_report import write_report
 
     write_report(runs, root, Path(args.docs), Path(args.figures))
     return 1 if failures else 0

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ppl_torchrl.reporting.aggregate import Cell, seed_band
+from ppl_torchrl.reporting.aggregate import Cell
 from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
-from ppl_torchrl.reporting.markdown import write_section
+from benchmarks.markdown import write_section
 from ppl_torchrl.reporting.tables import mean_std, pm
-from ppl_torchrl.reporting.verdict import compare
+from benchmarks.verdict import compare
+from ppl_torchrl.reporting.metrics import read_metrics, seed_band
 
 SCORE = "eval/normalized_score_mean"
 #: a main run's final policy scored on many episodes (``recipes/evaluate.py`` ``output=``), in its run folder
@@ -73,16 +74,9 @@ SWEEP_COLUMNS = (
 
 
 def read_series(run_dir: Path) -> dict[str, dict[int, float]]:
-    """Every logged key -> {step: value} (the last complete line wins; a line being written is skipped)."""
-    path = Path(run_dir) / "metrics.jsonl"
+    """Every logged key -> {step: value} (the last row of a step wins; a line being written is skipped)."""
     out: dict[str, dict[int, float]] = {}
-    if not path.exists():
-        return out
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for row in read_metrics(run_dir):
         for k, v in row.items():
             if k != "step" and isinstance(v, (int, float)):
                 out.setdefault(k, {})[int(row["step"])] = float(v)
@@ -106,7 +100,7 @@ def _mean_at(runs: Sequence[dict], key: str, step: int) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def _steps_in_thousands(ax) -> None:
+def steps_in_thousands(ax) -> None:
     from matplotlib.ticker import FuncFormatter
 
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
@@ -147,14 +141,14 @@ def write_report(runs, root: Path, docs: Path, figures: Path) -> str:
                       "at its own last step below." if groups[variant][0].steps < step else
                       "The trainable-potential variant has not reached this step on every seed yet.", ""]
         lines += [f"All values at step **{step // 1000}k**, the largest evaluation step every run of these groups has "
-                  "reached; mean ± std over seeds (ddof 0).", "", *_comparison(groups, series, labels, main, step)]
+                  "reached; mean ± std over seeds (ddof 0).", "", *comparison(groups, series, labels, main, step)]
         lines += _last_evaluations_section(groups, series, labels, base, step)
         lines += _final_section(groups, root, labels, base)
         if variant and variant not in main and groups[variant][0].steps < step:
             own = common_step([series[(r.group, r.seed)] for r in groups[variant]], at_most=groups[variant][0].steps)
             if own is not None:
                 lines += ["", f"#### The trainable-potential variant at its last step, **{own // 1000}k**", "",
-                          *_comparison(groups, series, labels, [*base, variant], own)]
+                          *comparison(groups, series, labels, [*base, variant], own)]
         figure_groups = main + ([variant] if variant and variant not in main and _any_score(groups[variant], series)
                                 else [])
         lines += ["", _figures(groups, series, labels, figure_groups, Path(figures), docs)]
@@ -205,10 +199,10 @@ def _last_evaluations_section(groups, series, labels, names: list[str], step: in
         cells[g] = Cell(suite="", dataset="", method=labels[g], values=vals, seeds=[r.seed for r in groups[g]],
                         run_dirs=[])
         lines.append(f"| {labels[g]} | {len(vals)} | {pm(*mean_std(vals))} | {', '.join(f'{v:.1f}' for v in vals)} |")
-    return lines + _versus_rebrac(cells, labels, names)
+    return lines + versus_rebrac(cells, labels, names)
 
 
-def _versus_rebrac(cells, labels, names: list[str]) -> list[str]:
+def versus_rebrac(cells, labels, names: list[str]) -> list[str]:
     """The comparison table of every method in ``names`` against ReBRAC (Welch SE, 2-SE rule)."""
     if "rebrac" not in cells:
         return []
@@ -240,7 +234,7 @@ def _final_section(groups, root: Path, labels, names: list[str]) -> list[str]:
                         run_dirs=[])
         lines.append(f"| {labels[g]} | {len(vals)} | {pm(*mean_std(vals))} | {', '.join(f'{v:.1f}' for v in vals)} | "
                      + ", ".join("–" if x is None else f"{x:.2f}" for x in success) + " |")
-    return lines + _versus_rebrac(cells, labels, names)
+    return lines + versus_rebrac(cells, labels, names)
 
 
 def _all_reached(runs, series, step: int) -> bool:
@@ -253,7 +247,7 @@ def _any_score(runs, series) -> bool:
     return any(series[(r.group, r.seed)].get(SCORE) for r in runs)
 
 
-def _comparison(groups, series, labels, names: list[str], step: int, mechanism=MECHANISM,
+def comparison(groups, series, labels, names: list[str], step: int, mechanism=MECHANISM,
                 score_title: str = "normalized score") -> list[str]:
     """Scores per seed, each method against ReBRAC, and the mechanism probe (``mechanism``: its ``(key, title)``
     columns) of ``names`` at ``step``."""
@@ -264,7 +258,7 @@ def _comparison(groups, series, labels, names: list[str], step: int, mechanism=M
         cells[g] = Cell(suite="", dataset="", method=labels[g], values=vals, seeds=[r.seed for r in groups[g]],
                         run_dirs=[])
         lines.append(f"| {labels[g]} | {len(vals)} | {pm(*mean_std(vals))} | {', '.join(f'{v:.1f}' for v in vals)} |")
-    lines += _versus_rebrac(cells, labels, names)
+    lines += versus_rebrac(cells, labels, names)
     lines += ["", "Mechanism at that step (probe set: 2048 dataset pairs; mean over seeds):", "",
               "| method | " + " | ".join(t for _, t in mechanism) + " |", "|---|" + "---:|" * len(mechanism)]
     for g in names:
@@ -302,18 +296,18 @@ def _sweep_section(groups, series, sweep: Sweep, figures: Path, docs: Path) -> l
                                                         lambda v: math.log10(max(-v, 1e-12))),
               ("probe/grad_share_f", "f's share of the actor gradient", lambda v: v)]
     for ax, (key, title, tf) in zip(axes, panels):
-        _band(ax, series, names, key, tf)
+        band(ax, series, names, key, tf)
         ax.set_title(title)
         ax.set_xlabel("gradient steps")
-        _steps_in_thousands(ax)
+        steps_in_thousands(ax)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     path = save_figure(fig, figures / sweep.figure)
-    return lines + ["", _link(path, docs, "w sweep curves", "Mean ± std band over the sweep's seeds at every "
+    return lines + ["", figure_link(path, docs, "w sweep curves", "Mean ± std band over the sweep's seeds at every "
                               f"evaluation (w = 8: the same seeds of {sweep.w8_from}).")]
 
 
-def _band(ax, series, curves: dict[str, list], key: str, transform=lambda v: v, colors=None) -> None:
+def band(ax, series, curves: dict[str, list], key: str, transform=lambda v: v, colors=None) -> None:
     """One mean ± std band per ``{label: runs}`` entry, of ``transform(key)`` at the steps every run has
     (``colors``: ``{label: color}``, so that a method keeps its color on panels that leave some out)."""
     for label, runs in curves.items():
@@ -326,7 +320,7 @@ def _band(ax, series, curves: dict[str, list], key: str, transform=lambda v: v, 
             draw_band(ax, steps, mean, std, label, color=(colors or {}).get(label))
 
 
-def _link(path: Path, docs: Path, alt: str, caption: str) -> str:
+def figure_link(path: Path, docs: Path, alt: str, caption: str) -> str:
     """Markdown for a figure written at ``path``, relative to the doc, with its caption."""
     rel = Path(os.path.relpath(path, Path(docs).parent)).as_posix()
     return f"![{alt}]({rel})\n\n*{caption}*"
@@ -341,12 +335,12 @@ def _figures(groups, series, labels, main, figures: Path, docs: Path) -> str:
               ("probe/grad_share_f", "f's share of the actor gradient", [g for g in main if g != "rebrac"])]
     colors = {labels[g]: f"C{i}" for i, g in enumerate(main)}
     for i, (ax, (key, title, names)) in enumerate(zip(axes.flat, panels)):
-        _band(ax, series, {labels[g]: groups[g] for g in names}, key, colors=colors)
+        band(ax, series, {labels[g]: groups[g] for g in names}, key, colors=colors)
         ax.set_title(title)
-        _steps_in_thousands(ax)
+        steps_in_thousands(ax)
         if i >= 2:
             ax.set_xlabel("gradient steps")
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
     path = save_figure(fig, figures / "long_budget.png")
-    return _link(path, docs, "long-budget curves", "Mean ± std band over seeds at every evaluation.")
+    return figure_link(path, docs, "long-budget curves", "Mean ± std band over seeds at every evaluation.")

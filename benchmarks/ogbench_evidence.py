@@ -18,7 +18,7 @@ compares every seed at one step; a relaunch continues where the last one stopped
 
 The report (section ``ogbench-cube-single`` of ``docs/ogbench.md``, figure ``docs/figures/ogbench_cube_single.png``)
 compares at the largest step every run reached, and as the FQL paper reports (each seed's mean of its last three
-evaluations), with the 2-SE rule of ``ppl_torchrl/reporting/verdict.py`` and the published numbers beside.
+evaluations), with the 2-SE rule of ``benchmarks/verdict.py`` and the published numbers beside.
 """
 from __future__ import annotations
 
@@ -27,12 +27,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from long_evidence import read_rows
-from long_evidence_report import SCORE, _band, _comparison, _link, _steps_in_thousands, _versus_rebrac, common_step, \
-    read_series
+if not __package__:  # `python benchmarks/ogbench_evidence.py`: the repository root instead of this folder
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-REPO = Path(__file__).resolve().parents[1]
-RECIPE = REPO / "recipes" / "ppl_ogbench.py"
+from benchmarks.grid import REPO, RECIPES, GridRun, Job, add_grid_arguments, in_segments, plan, run_jobs, \
+    segment_jobs  # noqa: E402
+from benchmarks.long_evidence_report import SCORE, band, common_step, comparison, figure_link, read_series, \
+    steps_in_thousands, versus_rebrac  # noqa: E402
+
+RECIPE = RECIPES / "ppl_ogbench.py"
 DATASET = "cube-single-play-gen-singletask-v0"
 PUBLISHED_ID = "cube-single-play-singletask-v0"  # the published dataset's default task (task2), the FQL table's row
 STEPS = 200_000
@@ -72,6 +75,10 @@ class Run:
             ov["hparams.w"] = W
         return [f"{k}={v}" for k, v in ov.items()]
 
+    def grid_run(self, root: Path) -> GridRun:
+        return GridRun(f"{self.group}-seed{self.seed}", RECIPE, self.run_dir(root), tuple(self.overrides(root)),
+                       self.steps)
+
 
 def build_grid() -> list[Run]:
     return [Run(g, label, g, seed) for seed in SEEDS
@@ -79,22 +86,12 @@ def build_grid() -> list[Run]:
 
 
 def reached(run: Run, root: Path) -> int:
-    return max((r["step"] for r in read_rows(run.run_dir(root))), default=0)
+    return run.grid_run(root).reached()
 
 
-def jobs_to_run(runs: list[Run], root: Path) -> list:
+def jobs_to_run(runs: list[Run], root: Path) -> list[Job]:
     """Every run to each segment's end before any run goes further (one job per run and segment not reached)."""
-    from ppl_torchrl.training.launch import Job
-
-    todo = []
-    for stop in range(SEGMENT, STEPS + 1, SEGMENT):
-        for r in runs:
-            if reached(r, root) >= stop:
-                continue
-            extra = [] if stop >= r.steps else [f"checkpoint.stop_after={stop}"]
-            todo.append(Job(f"{r.group}-seed{r.seed} to {stop // 1000}k",
-                            (sys.executable, str(RECIPE), *r.overrides(root), *extra), key=f"{r.group}-seed{r.seed}"))
-    return todo
+    return segment_jobs((r.grid_run(root), stop) for r, stop in in_segments(runs, SEGMENT))
 
 
 # ------------------------------------------------------------------------------------------------------ report
@@ -113,7 +110,7 @@ def _published_lines() -> list[str]:
 def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, readme: Path | None = None) -> str:
     from ppl_torchrl.reporting.aggregate import Cell
     from ppl_torchrl.reporting.figures import pyplot, save_figure
-    from ppl_torchrl.reporting.markdown import write_section
+    from benchmarks.markdown import write_section
     from ppl_torchrl.reporting.tables import mean_std, pm
 
     series = {(r.group, r.seed): read_series(r.run_dir(root)) for r in runs}
@@ -132,7 +129,7 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, readme:
     else:
         lines += ["", f"#### At step **{step // 1000}k**, the largest evaluation step every run has reached", "",
                   "Success rate x 100 on the default task (one evaluation of 50 episodes); mean ± std over seeds (ddof 0).",
-                  "", *_comparison(groups, series, labels, names, step, MECHANISM, "success x 100")]
+                  "", *comparison(groups, series, labels, names, step, MECHANISM, "success x 100")]
         evals = sorted(set.intersection(*[{s for s in series[(r.group, r.seed)].get(SCORE, {}) if s <= step}
                                           for r in runs]))[-LAST_EVALUATIONS:]
         if len(evals) == LAST_EVALUATIONS:
@@ -146,7 +143,7 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, readme:
                                 seeds=[r.seed for r in groups[g]], run_dirs=[])
                 lines.append(f"| {labels[g]} | {len(vals)} | {pm(*mean_std(vals))} | "
                              f"{', '.join(f'{v:.1f}' for v in vals)} |")
-            lines += _versus_rebrac(cells, labels, names)
+            lines += versus_rebrac(cells, labels, names)
             summary = _readme_summary(cells, evals, step, {labels[g]: [reached(r, root) for r in groups[g]]
                                                            for g in names})
         plt = pyplot()
@@ -155,14 +152,14 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, readme:
         for ax, (key, title, gs) in zip(axes, [(SCORE, "success rate x 100 (default task)", names),
                                                ("probe/q_policy", "Q(s, π(s)) on the probe pairs", names),
                                                ("probe/dist", "‖π(s) − a‖ on the probe pairs", names)]):
-            _band(ax, series, {labels[g]: groups[g] for g in gs}, key, colors=colors)
+            band(ax, series, {labels[g]: groups[g] for g in gs}, key, colors=colors)
             ax.set_title(title)
             ax.set_xlabel("gradient steps")
-            _steps_in_thousands(ax)
+            steps_in_thousands(ax)
         axes[0].legend(fontsize=8)
         fig.tight_layout()
         path = save_figure(fig, Path(figures) / "ogbench_cube_single.png")
-        lines += ["", _link(path, docs, "cube-single curves", "Mean ± std band over the 3 seeds at every evaluation.")]
+        lines += ["", figure_link(path, docs, "cube-single curves", "Mean ± std band over the 3 seeds at every evaluation.")]
     lines += ["", "#### Published (FQL paper, Tables 2-3: mean ± std over 8 seeds, each seed's mean of its "
               "evaluations at 800k, 900k and 1M steps)", "", *_published_lines()]
     body = "\n".join(lines) + "\n"
@@ -176,7 +173,7 @@ def _readme_summary(cells: dict, evals: list[int], step: int, reached_steps: dic
     """The README's table: our two methods as the FQL paper reports (mean of the last evaluations), beside the
     paper's numbers, and the verdict."""
     from ppl_torchrl.evaluation.published import ogbench_reference
-    from ppl_torchrl.reporting.verdict import compare
+    from benchmarks.verdict import compare
 
     ours = f"regenerated (`-gen`), 3 x 256, {step // 1000}k steps, {len(SEEDS)} seeds"
     theirs = "published, 4 x 512, 1M steps, 8 seeds"
@@ -196,13 +193,8 @@ def _readme_summary(cells: dict, evals: list[int], step: int, reached_steps: dic
 
 
 def main(argv=None) -> int:
-    from ppl_torchrl.training.launch import run_jobs
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs-dir", default=str(REPO / "runs" / "ogbench_cube_single"))
-    p.add_argument("--jobs", type=int, default=2, help="runs at a time (each uses one CPU core)")
-    p.add_argument("--report-only", action="store_true")
-    p.add_argument("--plan", action="store_true", help="print the grid and its progress; train nothing")
+    add_grid_arguments(p, runs_dir=REPO / "runs" / "ogbench_cube_single")
     p.add_argument("--docs", default=str(REPO / "docs" / "ogbench.md"))
     p.add_argument("--figures", default=str(REPO / "docs" / "figures"))
     p.add_argument("--readme", default=str(REPO / "README.md"), help="where the short table goes ('' for nowhere)")
@@ -212,10 +204,9 @@ def main(argv=None) -> int:
     done = sum(min(reached(r, root), r.steps) for r in runs)
     print(f"{len(runs)} runs, {len(runs) * STEPS / 1e6:.2f}M gradient steps; {done / 1e6:.2f}M done in {root}")
     if args.plan:
-        for r in runs:
-            print(f"  {r.group:7s} seed{r.seed}  {reached(r, root):>7d}/{r.steps}")
+        print("\n".join(plan([r.grid_run(root) for r in runs])))
         return 0
-    failures = [] if args.report_only else run_jobs(jobs_to_run(runs, root), max(1, args.jobs), root / "logs", REPO)
+    failures = [] if args.report_only else run_jobs(jobs_to_run(runs, root), max(1, args.jobs), root / "logs")
     write_report(runs, root, Path(args.docs), Path(args.figures), Path(args.readme) if args.readme else None)
     return 1 if failures else 0
 

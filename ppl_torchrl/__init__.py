@@ -16,7 +16,7 @@ import importlib
 __version__ = "0.1.0"
 
 # Public names and the submodule that defines them. Imported on first access, so that
-# ``import ppl_torchrl.evaluation.registry`` (used by data tools) does not pull in torchrl's losses.
+# ``import ppl_torchrl.registry`` (used by data tools) does not pull in torchrl's losses.
 _LAZY = {
     "PartialOT": "ppl_torchrl.objectives",
     "PartialOTLoss": "ppl_torchrl.objectives",
@@ -25,8 +25,8 @@ _LAZY = {
     "make_actor": "ppl_torchrl.modules",
     "make_qvalue_ensemble": "ppl_torchrl.modules",
     "make_potential": "ppl_torchrl.modules",
-    "normalized_score": "ppl_torchrl.evaluation.registry",
-    "get_dataset_spec": "ppl_torchrl.evaluation.registry",
+    "normalized_score": "ppl_torchrl.registry",
+    "get_dataset_spec": "ppl_torchrl.registry",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

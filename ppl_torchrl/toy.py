@@ -26,12 +26,11 @@ initialisation, no sampling.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from contextlib import nullcontext
 from types import SimpleNamespace
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping
 
 import torch
 from tensordict import TensorDict
@@ -41,7 +40,6 @@ from ppl_torchrl import keys
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTLoss, ReBRACLoss
 from ppl_torchrl.objectives.partial_ot import check_w
-from ppl_torchrl.reporting.figures import pyplot, save_figure
 from ppl_torchrl.training.onestep import fixed_q_algorithm, sarsa_algorithm
 
 # ---------------------------------------------------------------------------------------- config
@@ -453,53 +451,9 @@ def toy_metrics(result: ToyResult) -> list[dict]:
     return rows
 
 
-def metrics_markdown(rows: Sequence[Mapping]) -> str:
-    """The metrics as a Markdown table."""
-    lines = ["| path | return (sum of rewards) | mean abs(y - y_beta*) | mean abs(y - y_pi*) |",
-             "|---|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['path']} | {r['return']:.3f} | {r['gap_stitched']:.4f} | {r['gap_optimal']:.4f} |")
-    return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------------------- outputs
-
-
-def plot_toy(result: ToyResult, path: str | os.PathLike, dpi: int = 90) -> Path:
-    """Fig. 1-like PNG: (a) the dataset, (b) beta* and pi*, (c) the baseline and PPL; written atomically."""
-    plt = pyplot()
-
-    xs = result.problem.xs.numpy()
-    p = {k: v.numpy() for k, v in result.paths.items()}
-    (x0, xT), yT = (xs[0], xs[-1]), result.problem.target[1]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
-    panels = [
-        ("(a) dataset: 3 sub-optimal experts", []),
-        ("(b) best stitched beta* and optimum pi*", [("stitched", "tab:green", "-"), ("optimal", "tab:gray", "--")]),
-        ("(c) TD3+BC-like beta vs PPL", [("baseline", "tab:blue", "-"), ("ppl", "tab:red", "-"),
-                                         ("stitched", "tab:green", ":")]),
-    ]
-    for ax, (title, lines) in zip(axes, panels):
-        for k in range(result.problem.curves.shape[0]):
-            ax.plot(xs, p[f"dataset {k + 1}"], color="black", lw=1.2, alpha=1.0 if not lines else 0.25,
-                    label="dataset" if k == 0 else None)
-        for key, color, style in lines:
-            ax.plot(xs, p[key], color=color, ls=style, lw=2.2,
-                    label=PATH_LABELS[key].format(w=result.config.w))
-        ax.scatter([x0, xT], [yT, yT], color="black", zorder=5, s=25)
-        ax.annotate("$S_0$", (x0, yT), textcoords="offset points", xytext=(2, -14))
-        ax.annotate("$S_T$", (xT, yT), textcoords="offset points", xytext=(-16, -14))
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("x (state)")
-        ax.legend(fontsize=7, loc="upper center")
-    axes[0].set_ylabel("y (action)")
-    fig.tight_layout()
-    return save_figure(fig, path, dpi)
-
-
 __all__ = [
     "CurveSpec", "DEFAULT_CURVES", "ToyConfig", "ToyProblem", "ToyResult", "curve_heights", "make_toy_problem",
     "toy_reward", "path_rewards", "make_toy_dataset", "returns_to_go", "stitched_behaviour", "optimal_path",
     "train_q_beta", "train_policy", "train_toy_phase", "FullBatch", "policy_path", "q_values_at_data", "run_toy",
-    "mean_abs_gap", "toy_metrics", "metrics_markdown", "plot_toy",
+    "mean_abs_gap", "toy_metrics",
 ]

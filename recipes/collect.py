@@ -17,11 +17,10 @@ import logging
 import time
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from ppl_torchrl.errors import ConfigError
-from ppl_torchrl.training.recipe import recipe_main
+from ppl_torchrl.training.recipe import hydra_recipe
 
 log = logging.getLogger("collect")
 
@@ -110,8 +109,7 @@ def run(cfg: DictConfig) -> list[dict]:
     return reports
 
 
-@hydra.main(version_base="1.3", config_path="config", config_name="collect")
-@recipe_main
+@hydra_recipe("collect")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -10,18 +10,16 @@ import json
 from types import SimpleNamespace
 from pathlib import Path
 
-import hydra
 
 from ppl_torchrl.atomic import atomic_write
 from ppl_torchrl.errors import user_errors
 from ppl_torchrl.reporting.tables import format_scores
 from ppl_torchrl.training.checkpoints import load_trained_run
-from ppl_torchrl.training.recipe import recipe_main
+from ppl_torchrl.training.recipe import hydra_recipe
 from ppl_torchrl.training.trainer import make_evaluator, resolve_device, to_jsonable
 
 
-@hydra.main(config_path="config", config_name="evaluate", version_base="1.3")
-@recipe_main
+@hydra_recipe("evaluate")
 def main(cfg):
     device = resolve_device(cfg.device)
     path = Path(str(cfg.checkpoint)).expanduser()

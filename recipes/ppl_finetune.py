@@ -10,13 +10,11 @@ TorchRL collector on the current actor with exploration noise, an online replay 
 offline data, the same update as offline, evaluation, logs, checkpoints at episode ends, exact resume) is
 ppl_torchrl.training.finetune; this script only picks the config.
 """
-import hydra
 
-from ppl_torchrl.training.recipe import recipe_main, train_finetune
+from ppl_torchrl.training.recipe import hydra_recipe, train_finetune
 
 
-@hydra.main(config_path="config", config_name="ppl_finetune", version_base="1.3")
-@recipe_main
+@hydra_recipe("ppl_finetune")
 def main(cfg):
     return train_finetune(cfg)
 

@@ -8,13 +8,11 @@ Config: recipes/config/ppl_mujoco.yaml (+ base.yaml, dataset/<id>.yaml, loss/<na
 The pipeline (data -> networks/loss/optimizers -> loop -> eval/log/checkpoints) is
 ppl_torchrl.training.trainer.build_trainer; this script only picks the config.
 """
-import hydra
 
-from ppl_torchrl.training.recipe import recipe_main, train
+from ppl_torchrl.training.recipe import hydra_recipe, train
 
 
-@hydra.main(config_path="config", config_name="ppl_mujoco", version_base="1.3")
-@recipe_main
+@hydra_recipe("ppl_mujoco")
 def main(cfg):
     return train(cfg)
 

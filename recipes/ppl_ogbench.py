@@ -10,13 +10,11 @@ loss/<name>.yaml). Data semantics: ppl_torchrl/data/ogbench.py and docs/ogbench.
 rate x 100 on the id's own task (FQL's protocol: deterministic actor, 50 episodes). The pipeline is
 ppl_torchrl.training.trainer.build_trainer; this script only picks the config.
 """
-import hydra
 
-from ppl_torchrl.training.recipe import recipe_main, train
+from ppl_torchrl.training.recipe import hydra_recipe, train
 
 
-@hydra.main(config_path="config", config_name="ppl_ogbench", version_base="1.3")
-@recipe_main
+@hydra_recipe("ppl_ogbench")
 def main(cfg):
     return train(cfg)
 

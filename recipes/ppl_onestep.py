@@ -9,13 +9,11 @@ Each phase is a run of the same trainer as every recipe (logs, checkpoints, exac
 (every ``dataset`` setting applies): BC in ``phases_dir/bc``, Q^beta in ``phases_dir/qbeta`` (``phases_dir``
 defaults to ``run_dir``), the policy in ``run_dir``. Budgets are in recipes/config/onestep.yaml.
 """
-import hydra
 
-from ppl_torchrl.training.recipe import recipe_main, train_onestep
+from ppl_torchrl.training.recipe import hydra_recipe, train_onestep
 
 
-@hydra.main(config_path="config", config_name="onestep", version_base="1.3")
-@recipe_main
+@hydra_recipe("onestep")
 def main(cfg):
     return train_onestep(cfg)
 

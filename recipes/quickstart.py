@@ -6,15 +6,18 @@ toy experiment, where the potential's effect is visible.
 
 Config: recipes/config/quickstart.yaml. Each loss of `quickstart.losses` is trained by the same
 pipeline as the other recipes (ppl_torchrl.training.trainer.build_trainer), then the final scores are tabled. The
-toy runs at recipes/config/toy.yaml's settings (ppl_torchrl.toy, as recipes/ppl_toy.py).
+toy runs at recipes/config/toy.yaml's settings (ppl_torchrl.toy, as recipes/ppl_toy.py; its figure:
+benchmarks/toy_report.py).
 """
+import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import OmegaConf
 
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks/ is not installed
+
 from ppl_torchrl.reporting.tables import format_scores
-from ppl_torchrl.training.recipe import compose_variant, recipe_main, train
+from ppl_torchrl.training.recipe import compose_variant, hydra_recipe, train
 
 TOY_CONFIG = Path(__file__).resolve().parent / "config" / "toy.yaml"
 
@@ -24,7 +27,8 @@ def run_toy_demo(cfg) -> None:
     averages three crossing experts. Prints the distance of each policy to that behaviour and saves the figure."""
     import torch
 
-    from ppl_torchrl.toy import ToyConfig, plot_toy, run_toy, toy_metrics
+    from benchmarks.toy_report import plot_toy
+    from ppl_torchrl.toy import ToyConfig, run_toy, toy_metrics
 
     toy = OmegaConf.to_container(OmegaConf.load(TOY_CONFIG).toy, resolve=True)
     if cfg.quickstart.toy_steps:
@@ -45,8 +49,7 @@ def run_toy_demo(cfg) -> None:
     print(f"  figure: {figure}")
 
 
-@hydra.main(config_path="config", config_name="quickstart", version_base="1.3")
-@recipe_main
+@hydra_recipe("quickstart")
 def main(cfg):
     results = [train(compose_variant(f"loss={name}")) for name in cfg.quickstart.losses]
     print("\nFinal evaluation (deterministic actor):")

@@ -17,13 +17,12 @@ import logging
 import time
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
 from ppl_torchrl.errors import ConfigError, user_error
-from ppl_torchrl.training.recipe import recipe_main
+from ppl_torchrl.training.recipe import hydra_recipe
 
 log = logging.getLogger("train_behavior")
 
@@ -107,7 +106,7 @@ def run(cfg: DictConfig) -> dict:
     from ppl_torchrl.atomic import atomic_write
     from ppl_torchrl.datagen._behavior_net import save_actor
     from ppl_torchrl.datagen.locomotion import LOCOMOTION_ENVS
-    from ppl_torchrl.evaluation.registry import get_dataset_spec
+    from ppl_torchrl.registry import get_dataset_spec
     from ppl_torchrl.progress import progress_bar
     from ppl_torchrl.training.trainer import setup_process
 
@@ -224,11 +223,10 @@ def select_checkpoints(run_dir: str | Path, env_name: str, target: float, policy
     return out
 
 
-@hydra.main(version_base="1.3", config_path="config", config_name="train_behavior")
-@recipe_main
+@hydra_recipe("train_behavior")
 def main(cfg: DictConfig) -> None:
     if cfg.select_to:
-        from ppl_torchrl.evaluation.registry import get_dataset_spec
+        from ppl_torchrl.registry import get_dataset_spec
 
         target = float(cfg.medium_fraction) * get_dataset_spec(f"{cfg.env}-medium-v2").ref_max
         print(json.dumps(select_checkpoints(cfg.out_dir, cfg.env, target, cfg.select_to), indent=1))

@@ -442,3 +442,85 @@ def test_concurrent_first_imports_of_one_file_all_succeed(tmp_path):
     assert sum(out.count("imported") for out, _ in outs) == 1  # one imported, the others reused its import
     loaded = {out.replace("imported", "").strip() for out, _ in outs}
     assert len(loaded) == 1 and int(loaded.pop().split()[0]) == int((~data["timeouts"][: n - 1]).sum())
+
+
+# ----------------------------------------------------------------------------------------------
+# Atomic writes and the one cache rule (ppl_torchrl.atomic, ppl_torchrl.data.cache)
+# ----------------------------------------------------------------------------------------------
+def test_atomic_writes_take_the_mode_asked_and_leave_nothing_half_written(tmp_path):
+    import os
+
+    from ppl_torchrl.atomic import UMASK, atomic_folder, atomic_path, atomic_write
+
+    old = os.umask(0o027)
+    try:
+        assert atomic_write(tmp_path / "out.json", "{}").stat().st_mode & 0o777 == 0o644  # an output
+        data = write_d4rl_hdf5(tmp_path / "data" / "gen.hdf5", hand_made())  # a data file: the umask's mode
+        assert data.stat().st_mode & 0o777 == 0o640
+        assert atomic_write(tmp_path / "x.bin", b"1", mode=UMASK).stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "out.json") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert (tmp_path / "out.json").read_text() == "{}"  # the old file stays, the temporary is gone
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "old").write_text("old")
+    with atomic_folder(tmp_path / "folder") as tmp:
+        (tmp / "new").write_text("new")
+    assert [p.name for p in (tmp_path / "folder").iterdir()] == ["new"]
+    with pytest.raises(RuntimeError), atomic_folder(tmp_path / "folder") as tmp:
+        raise RuntimeError("killed")
+    assert [p.name for p in (tmp_path / "folder").iterdir()] == ["new"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_cached_import_reuses_only_a_complete_matching_import(tmp_path):
+    from ppl_torchrl.data.cache import cached_import
+    from ppl_torchrl.data.transitions import write_transitions
+
+    folder, built = tmp_path / "cache" / "x", []
+
+    def build(version=1):
+        built.append(version)
+        return write_transitions(hand_made(), folder, name="x", source="s", fingerprint={"v": version, "other": 0},
+                                 progress=False)
+
+    assert cached_import(folder, build, match={"v": 1}).fingerprint["v"] == 1 and built == [1]
+    assert cached_import(folder, build, match={"v": 1}) and built == [1]  # reused
+    assert cached_import(folder, build) and built == [1]  # nothing asked to match: any complete import
+    cached_import(folder, lambda: build(2), match={"v": 2})  # a changed source: imported again
+    assert built == [1, 2]
+    cached_import(folder, build, match={"v": 2}, needs=("extra.json",))  # a file the source adds is missing
+    assert built == [1, 2, 1]
+    (folder / "ppl_dataset.json").write_text("{")  # a damaged marker is no import
+    cached_import(folder, build, match={"v": 1})
+    assert built == [1, 2, 1, 1]
+
+
+def test_caches_keep_the_folder_names_and_fingerprints_of_earlier_versions(tmp_path):
+    """A cache built before the shared rule (ppl_torchrl/data/cache.py) is found and reused: the folder names and
+    the recorded fingerprint entries are the ones those versions wrote and compared."""
+    import hashlib
+    import json
+
+    from ppl_torchrl.data import ogbench
+
+    path = write_d4rl_hdf5(tmp_path / "toy.hdf5", hand_made())
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    make_offline_replay_buffer(path, batch_size=2, progress=False)
+    folder = tmp_path / "cache" / "hdf5" / f"toy-{digest}"
+    marker = folder / "ppl_dataset.json"
+    recorded = json.loads(marker.read_text())["fingerprint"]
+    assert set(recorded) == {"path", "size", "mtime_ns"} and recorded["path"] == str(path.resolve())
+    # an import written by an earlier version (another path recorded: a moved cache) is still reused
+    marker.write_text(marker.read_text().replace(json.dumps(str(path.resolve())), json.dumps("/elsewhere")))
+    mtime = marker.stat().st_mtime_ns
+    make_offline_replay_buffer(path, batch_size=2, progress=False)
+    assert marker.stat().st_mtime_ns == mtime
+    # OGBench: <canonical id>[-val]-<digest of the file's path>, and the entries compared
+    assert set(ogbench._fingerprint(path, 1e-5)) == {"file", "size", "mtime_ns", "action_clip_eps", "ogbench"}
+    from ppl_torchrl.data.cache import cache_name
+
+    assert cache_name("cube-single-play-singletask-task2-v0-val", path) == \
+        f"cube-single-play-singletask-task2-v0-val-{digest}"

@@ -16,7 +16,7 @@ from ppl_torchrl.datagen.planner import BEHAVIORS, MazeGraph, WaypointPlanner  #
 from ppl_torchrl.datagen.pointmaze import POINTMAZE_DATASETS, episode_behaviors, generate_pointmaze  # noqa: E402
 from ppl_torchrl.datagen.writers import array_digest, file_digest  # noqa: E402
 from ppl_torchrl.envs.pointmaze import GOAL_RADIUS, MAZES, make_pointmaze_env  # noqa: E402
-from ppl_torchrl.evaluation.registry import POINTMAZE_REFERENCE, get_dataset_spec  # noqa: E402
+from ppl_torchrl.registry.datasets import POINTMAZE_REFERENCE, get_dataset_spec  # noqa: E402
 
 MAZE2D_STEPS = {"umaze": 300, "medium": 600, "large": 800}  # D4RL maze2d's time limits
 UMAZE = POINTMAZE_DATASETS["pointmaze-umaze-gen-v0"]

@@ -15,7 +15,7 @@ from ppl_torchrl.envs.antmaze import (
     find_cells,
 )
 from ppl_torchrl.envs.replay import replay_check
-from ppl_torchrl.evaluation.registry import DATASETS
+from ppl_torchrl.registry import DATASETS
 
 # (dataset id, obs dim, action dim): one dataset per eval task, dims from D4RL's files.
 ONE_PER_TASK = [

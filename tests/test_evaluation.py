@@ -9,7 +9,7 @@ from tensordict.nn import TensorDictModule
 
 from ppl_torchrl.envs import make_env, make_eval_env, register_eval_env
 from ppl_torchrl.evaluation import evaluate_policy
-from ppl_torchrl.evaluation.registry import DatasetSpec, register_dataset
+from ppl_torchrl.registry import DatasetSpec, register_dataset
 
 
 class CountingEnv(gym.Env):

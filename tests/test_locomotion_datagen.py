@@ -22,7 +22,7 @@ from ppl_torchrl.datagen.locomotion import (
     generate_locomotion,
 )
 from ppl_torchrl.datagen.writers import array_digest
-from ppl_torchrl.evaluation.registry import get_dataset_spec
+from ppl_torchrl.registry import get_dataset_spec
 
 KINDS = ("random", "medium", "medium-replay", "medium-expert")
 ENVS = {"hopper": (11, 3, 6, 6), "halfcheetah": (17, 6, 9, 9), "walker2d": (17, 6, 9, 9)}  # obs, act, nq, nv

@@ -14,7 +14,8 @@ ogbench = pytest.importorskip("ogbench")
 from ppl_torchrl import keys  # noqa: E402
 from ppl_torchrl.data import make_offline_replay_buffer  # noqa: E402
 from ppl_torchrl.data.buffer import OGBenchSource  # noqa: E402
-from ppl_torchrl.data.ogbench import OGBenchFileError, parse_ogbench_id  # noqa: E402
+from ppl_torchrl.data.ogbench import OGBenchFileError  # noqa: E402
+from ppl_torchrl.registry import parse_ogbench_id  # noqa: E402
 
 TASK_ID = "cube-single-play-singletask-task2-v0"
 EPISODES, STEPS = 4, 6  # rows per episode (the last row of each is not a transition)
@@ -172,7 +173,8 @@ def test_truncated_and_missing_files_give_one_line(data_dir):
 
 def test_eval_specs_and_success_scored_env():
     from ppl_torchrl.envs import make_eval_env
-    from ppl_torchrl.evaluation import evaluate_policy, get_dataset_spec
+    from ppl_torchrl.evaluation import evaluate_policy
+    from ppl_torchrl.registry import get_dataset_spec
 
     spec = get_dataset_spec("cube-single-play-gen-singletask-v0@post")
     assert (spec.env_name, spec.max_episode_steps, spec.score) == \

@@ -9,14 +9,12 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from tensordict import TensorDict
 from hydra import compose, initialize_config_dir
 
 from ppl_torchrl import keys
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTLoss, ReBRACLoss
-from ppl_torchrl.training.probe import (MechanismProbe, ProbeData, active_units, checkpoint_potential_units,
-                                        load_probe_data)
+from ppl_torchrl.training.probe import MechanismProbe, ProbeData, load_probe_data
 from ppl_torchrl.training.trainer import build_trainer
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "recipes" / "config"
@@ -105,26 +103,6 @@ def test_a_constant_potential_has_no_share_of_the_actor_gradient():
     assert out["grad_norm_q"] > 0 and out["grad_norm_bc"] > 0
 
 
-def test_a_potential_with_dead_last_hidden_units_is_constant_and_only_its_last_bias_learns():
-    ppl, *_ = _losses()
-    net = ppl.potential_network.module.net
-    data = _data()
-    inputs = torch.cat([data.observation, data.action], -1)
-    assert active_units(net, inputs).any()  # at initialisation
-    with torch.no_grad():
-        ppl.potential_network_params["module", "net", "0", "bias"].fill_(-1e3)  # the one hidden layer's bias
-    with ppl.potential_network_params.to_module(ppl.potential_network):
-        assert not active_units(net, inputs).any()
-    td = TensorDict({keys.OBSERVATION: data.observation, keys.ACTION: data.action}, [N])
-    f = ppl.potential(td, data.action, ppl.potential_network_params)
-    last_bias = ppl.potential_network_params["module", "net", "2", "bias"]
-    assert torch.allclose(f, -last_bias.abs().expand(N))
-    loss, _ = ppl.potential_loss(td)
-    grads = dict(zip(ppl.potential_network_params.keys(True, True),
-                     torch.autograd.grad(loss, list(ppl.potential_network_params.values(True, True)))))
-    assert {k for k, g in grads.items() if g.abs().sum() > 0} == {("module", "net", "2", "bias")}
-
-
 def test_rebrac_has_no_potential_terms_and_unlabelled_data_no_groups():
     _, rebrac, *_ = _losses()
     out = MechanismProbe(_data(labels=False))(rebrac)
@@ -187,13 +165,6 @@ def test_a_probed_run_trains_exactly_as_an_unprobed_one_and_logs_the_labelled_gr
         torch.set_num_threads(threads)
     for k, v in states[0].items():
         assert torch.equal(v, states[64][k]), k
-    # the dead-unit count read back from the checkpoint is the live network's on the same probe pairs
-    counts = checkpoint_potential_units(tmp_path / "p64" / "checkpoint.pt")
-    loss, data = trainer.algorithm.loss, trainer.probe.data
-    with loss.potential_network_params.to_module(loss.potential_network):
-        live = active_units(loss.potential_network.module.net, torch.cat([data.observation, data.action], -1))
-    assert counts["units"] == 16 and counts["step"] == 30 and counts["data"] == int(live.sum())
-    assert 0 <= counts["policy"] <= 16 and 0 <= counts["random"] <= 16
     rows = [json.loads(line) for line in (tmp_path / "p64" / "metrics.jsonl").read_text().splitlines()]
     probed = [r for r in rows if "probe/f_data" in r]
     assert [r["step"] for r in probed] == [10, 20, 30]

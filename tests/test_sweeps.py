@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from ppl_torchrl.reporting.aggregate import (
-    collect_local, csv_table, load_results, markdown_tables, read_curve, run_from_wandb, seed_band,
+    collect_local, csv_table, load_results, markdown_tables, run_from_wandb,
     suite_tables, summarize, write_outputs,
 )
 from ppl_torchrl.evaluation.published import REFERENCE, REFERENCE_TOTALS, SUITE_ORDER, reference
+from ppl_torchrl.reporting.metrics import read_curve, seed_band
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "recipes" / "config"
@@ -66,7 +67,7 @@ def test_reference_cells_sum_to_the_printed_totals():
 
 
 def test_reference_ids_are_registered_datasets():
-    from ppl_torchrl.evaluation.registry import get_dataset_spec
+    from ppl_torchrl.registry import get_dataset_spec
 
     for method, cells in REFERENCE.items():
         for dataset_id in cells:
@@ -346,3 +347,15 @@ def test_submitit_local_multirun_aggregate_and_relaunch(tmp_path):
     drop = "train/steps_per_second"
     assert [{k: v for k, v in r.items() if k != drop} for r in rows] == \
            [{k: v for k, v in r.items() if k != drop} for r in uninterrupted]  # exact resume on CPU
+
+
+def test_metrics_jsonl_has_one_reader_that_skips_a_line_being_written(tmp_path):
+    from ppl_torchrl.reporting.metrics import read_metrics
+
+    assert read_metrics(tmp_path) == []
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps({"step": 1}) + "\n\n" + json.dumps({"step": 2}) + '\n{"step": 3, "eval/')
+    assert read_metrics(tmp_path) == [{"step": 1}, {"step": 2}]  # the last line is still being written
+    path.write_text(json.dumps({"step": 1}) + "\nnot json\n" + json.dumps({"step": 2}) + "\n")
+    with pytest.raises(ValueError, match="metrics.jsonl:2 is not a JSON line"):
+        read_metrics(tmp_path)

@@ -223,6 +223,31 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkey
     assert is_user_error(info.value)
 
 
+def test_a_mistyped_config_group_choice_is_one_line_naming_the_closest_ids(tmp_path):
+    """Hydra resolves `dataset=<id>` before the recipe's function runs and answers a missing option with its list of
+    every one (150+ dataset ids); the recipes' entry point answers in one line with the closest ids, exit status 2."""
+    res = _recipe(["dataset=cube-single-play-singletask-task9-v0"], cwd=tmp_path, timeout=120, script="ppl_ogbench.py")
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: dataset=cube-single-play-singletask-task9-v0: there is no such option in ")
+    assert "Did you mean 'cube-single-play-singletask-task5-v0'" in lines[0] and not res.stdout
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_group_choices_are_checked_in_sweeps_and_left_to_hydra_where_it_knows_more():
+    from ppl_torchrl.errors import ConfigError
+    from ppl_torchrl.training.recipe import check_group_choices
+
+    config = ROOT / "recipes" / "config"
+    check_group_choices(config, ["-m", "--cfg", "job", "loss=ppl,rebrac", "+sweep=smoke", "dataset=null", "~loss",
+                                 "dataset=glob(antmaze-*)", "hydra/launcher=basic", "optim.steps=3", "x=${a"])
+    with pytest.raises(ConfigError, match="loss=rebrax: .* Did you mean 'rebrac'"):
+        check_group_choices(config, ["-m", "loss=ppl,rebrax"])
+    with pytest.raises(ConfigError, match="The options are the files of"):
+        check_group_choices(config, ["dataset=zzzz"])
+    check_group_choices(config, ["dataset=zzzz", "--config-dir=/elsewhere"])  # hydra looks there too
+
+
 # ------------------------------------------------------------------------------ 4. CUDA
 def test_cuda_message_says_how_to_get_a_cuda_build(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -1,32 +1,22 @@
 """benchmarks/evidence.py end to end at the smoke budget, and the report pieces it is built from."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-from evidence_report import make_cell
+from benchmarks.evidence_report import make_cell
+from benchmarks.markdown import replace_section
+from benchmarks.verdict import compare
 from ppl_torchrl.reporting.aggregate import Cell, RunResult
-from ppl_torchrl.reporting.markdown import replace_section
-from ppl_torchrl.reporting.verdict import compare
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_evidence():
-    """benchmarks/ is not a package: import the script by path (registered, as dataclasses need)."""
-    if "evidence_script" in sys.modules:
-        return sys.modules["evidence_script"]
-    spec = importlib.util.spec_from_file_location("evidence_script", ROOT / "benchmarks" / "evidence.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    import benchmarks.evidence
+
+    return benchmarks.evidence
 
 
 @pytest.fixture(scope="module")

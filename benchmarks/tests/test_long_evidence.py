@@ -2,23 +2,17 @@
 (the runs' metrics.jsonl rows are written here in the trainer's format: step, eval/..., probe/...)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def le():
-    spec = importlib.util.spec_from_file_location("long_evidence_script", ROOT / "benchmarks" / "long_evidence.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    import benchmarks.long_evidence
+
+    return benchmarks.long_evidence
 
 
 def test_the_grid_is_the_issue_s(le):
@@ -82,7 +76,7 @@ def test_the_report_compares_at_the_step_every_run_reached(le, tmp_path):
                          "probe/f_data/efficient": -0.5, "probe/f_data/inefficient": -2.0})
             rows.append({"step": step, "eval/normalized_score_mean": scores[(r.group, r.seed)] + step / 10_000})
         _write(r.run_dir(tmp_path), rows)
-    from long_evidence_report import write_report
+    from benchmarks.long_evidence_report import write_report
 
     body = write_report(runs, tmp_path, tmp_path / "doc.md", tmp_path)
     assert "step **30k**" in body
@@ -114,7 +108,7 @@ def test_a_variant_with_a_shorter_budget_is_compared_at_its_own_last_step(le, tm
         rows = [{"step": s, "eval/normalized_score_mean": base + s / 10_000, "eval/num_episodes": 10,
                  "probe/dist/inefficient": 0.5} for s in range(10_000, last + 1, 10_000)]
         _write(r.run_dir(tmp_path), rows)
-    from long_evidence_report import write_report
+    from benchmarks.long_evidence_report import write_report
 
     body = write_report(runs, tmp_path, tmp_path / "doc.md", tmp_path)
     head, own = body.split(f"#### The trainable-potential variant at its last step, **{variant_steps // 1000}k**")
@@ -145,7 +139,7 @@ def test_the_w_sweep_table_takes_w8_from_the_trainable_potential_variant(le, tmp
                          "probe/grad_share_f": 0.0 if w >= 8 else 0.1})
             rows.append({"step": step, "eval/normalized_score_mean": 10 * w + r.seed})
         _write(r.run_dir(tmp_path), rows)
-    from long_evidence_report import write_report
+    from benchmarks.long_evidence_report import write_report
 
     body = write_report(runs, tmp_path, tmp_path / "doc.md", tmp_path)
     sweep = body.split("### w sweep")[1]
@@ -172,7 +166,7 @@ def test_the_authors_lr_sweep_takes_w8_from_the_main_ppl_runs(le, tmp_path):
                          "probe/dist/efficient": 0.3, "probe/dist/inefficient": 0.6, "probe/grad_share_f": w / 100})
             rows.append({"step": step, "eval/normalized_score_mean": w + r.seed + step / 1e4})
         _write(r.run_dir(tmp_path), rows)
-    from long_evidence_report import write_report
+    from benchmarks.long_evidence_report import write_report
 
     body = write_report(runs, tmp_path, tmp_path / "doc.md", tmp_path)
     sweep = body.split("### w sweep (PPL^R at the authors' potential lr")[1]
@@ -216,7 +210,7 @@ def test_the_report_adds_the_final_policies_once_every_main_run_has_one(le, tmp_
     main = [r for r in runs if r.group in ("ppl", "rebrac")]
     for r in main:
         _write(r.run_dir(tmp_path), [{"step": s, "eval/normalized_score_mean": 10.0} for s in (10_000, r.steps)])
-    from long_evidence_report import write_report
+    from benchmarks.long_evidence_report import write_report
 
     finals = {("ppl", 0): 60, ("ppl", 1): 70, ("ppl", 2): 80, ("rebrac", 0): 40, ("rebrac", 1): 50, ("rebrac", 2): 60}
     for r in main[:-1]:
@@ -235,11 +229,11 @@ def test_a_method_keeps_its_color_on_a_panel_that_leaves_others_out():
     from types import SimpleNamespace
 
     from ppl_torchrl.reporting.figures import pyplot
-    from long_evidence_report import _band
+    from benchmarks.long_evidence_report import band
 
     run = SimpleNamespace(group="ppl_trainable_f", seed=0)
     series = {("ppl_trainable_f", 0): {"probe/f_data": {10: -1.0, 20: -2.0}}}
     fig, ax = pyplot().subplots()
-    _band(ax, series, {"variant": [run]}, "probe/f_data", colors={"ppl": "C0", "variant": "C2"})
+    band(ax, series, {"variant": [run]}, "probe/f_data", colors={"ppl": "C0", "variant": "C2"})
     assert [line.get_color() for line in ax.lines] == ["C2"]
     pyplot().close(fig)

@@ -11,10 +11,10 @@ from torchrl.envs.transforms import DeviceCastTransform
 
 from ppl_torchrl.data.d4rl import D4RL_URLS, CORLD4RLExperienceReplay, is_d4rl_id
 from ppl_torchrl.data.minari import CORLMinariExperienceReplay, local_minari_ids, minari_root
-from ppl_torchrl.data.ogbench import OGBenchExperienceReplay, is_ogbench_id
+from ppl_torchrl.data.ogbench import OGBenchExperienceReplay
 from ppl_torchrl.data.transforms import reward_transform, state_norm_transform
 from ppl_torchrl.errors import did_you_mean
-from ppl_torchrl.evaluation.registry import DATASETS
+from ppl_torchrl.registry import DATASETS, is_ogbench_id
 
 __all__ = ["OGBenchSource", "make_offline_replay_buffer", "resolve_dataset"]
 
@@ -38,7 +38,7 @@ def resolve_dataset(dataset: str | Path) -> DatasetKind:
     """Says how ``dataset`` will be loaded; raises a ``KeyError`` naming close ids if it is unknown.
 
     * ``"hdf5"``: a ``Path``, an existing file, or a string ending in ``.hdf5``/``.h5``;
-    * ``"d4rl"``: an id of TorchRL's D4RL URL table (all ids of :mod:`ppl_torchrl.evaluation.registry` with
+    * ``"d4rl"``: an id of TorchRL's D4RL URL table (all ids of :mod:`ppl_torchrl.registry` with
       ``source="d4rl"`` are in it);
     * ``"minari"``: a Minari id present under ``MINARI_DATASETS_PATH`` (or any id with a ``/``);
     * ``"ogbench"``: an OGBench single-task id (``cube-single-play-singletask-task2-v0``; :mod:`ppl_torchrl.data.ogbench`).
@@ -57,7 +57,7 @@ def resolve_dataset(dataset: str | Path) -> DatasetKind:
     if spec is not None and spec.source != "d4rl":
         hint = f" {dataset!r} is a registered {spec.source} dataset: generate it and pass the HDF5 path."
     raise KeyError(
-        f"Unknown dataset {dataset!r}.{hint} Pass a D4RL id (ppl_torchrl.evaluation.registry.DATASETS, e.g. "
+        f"Unknown dataset {dataset!r}.{hint} Pass a D4RL id (ppl_torchrl.registry.DATASETS, e.g. "
         f"'hopper-medium-v2'), the path of a local D4RL-format .hdf5 file, or a Minari id available "
         f"under {minari_root()} (set MINARI_DATASETS_PATH)."
     )

@@ -18,9 +18,7 @@ filled:
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -30,8 +28,9 @@ from torchrl.data.datasets.d4rl_infos import D4RL_DATASETS
 from ppl_torchrl.progress import progress_bar
 
 from ppl_torchrl.data.hdf5 import D4RLFileError, validate_d4rl_hdf5
-from ppl_torchrl.atomic import exclusive
-from ppl_torchrl.data.transitions import DatasetStats, load_stats, write_transitions
+from ppl_torchrl.atomic import UMASK, atomic_path
+from ppl_torchrl.data.cache import cache_name, cached_import, file_state
+from ppl_torchrl.data.transitions import DatasetStats, write_transitions
 
 __all__ = [
     "D4RL_URLS",
@@ -93,9 +92,9 @@ def download_d4rl_hdf5(dataset_id: str, dest_dir: str | Path, *, progress: bool 
     if final.is_file():
         validate_d4rl_hdf5(final)
         return final
-    fd, part = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=dest_dir)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    # the bytes go to a ".part" beside the file, renamed only once complete and valid (removed on any failure)
+    with atomic_path(final, mode=UMASK, suffix=".part") as part:
+        with open(part, "wb") as out:
             try:
                 response = urllib.request.urlopen(url, timeout=60)
             except (urllib.error.URLError, OSError) as err:
@@ -108,7 +107,7 @@ def download_d4rl_hdf5(dataset_id: str, dest_dir: str | Path, *, progress: bool 
                 expected = int(expected) if expected else None
                 written = 0
                 with progress_bar(total=expected, unit="B", unit_scale=True, desc=f"download {final.name}",
-                          disable=not progress) as bar:
+                                  disable=not progress) as bar:
                     while chunk := response.read(1 << 20):
                         out.write(chunk)
                         written += len(chunk)
@@ -125,16 +124,11 @@ def download_d4rl_hdf5(dataset_id: str, dest_dir: str | Path, *, progress: bool 
                 f"The file downloaded for {dataset_id!r} from {url} is not a valid D4RL HDF5 ({err}). "
                 "It was removed; call again to retry."
             ) from err
-        os.replace(part, final)
-    except BaseException:
-        Path(part).unlink(missing_ok=True)
-        raise
     return final
 
 
 def _fingerprint(path: Path) -> dict:
-    st = path.stat()
-    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"path": str(path.resolve()), **file_state(path)}
 
 
 def import_d4rl_hdf5(
@@ -163,11 +157,6 @@ def import_d4rl_hdf5(
             metadata=info.metadata,
             progress=progress,
         )
-
-
-def _local_cache_name(path: Path) -> str:
-    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
-    return f"{path.stem}-{digest}"
 
 
 class CORLD4RLExperienceReplay(D4RLExperienceReplay):
@@ -204,15 +193,16 @@ class CORLD4RLExperienceReplay(D4RLExperienceReplay):
         base = Path(root).expanduser() if root is not None else default_root()
         if hdf5_path is not None:
             hdf5_path = Path(hdf5_path).expanduser()
-            sub, name = base / "hdf5", _local_cache_name(hdf5_path)
-            with exclusive(sub):  # concurrent first runs of a sweep: one imports, the others reuse it
-                stats = self._ensure_local(hdf5_path, sub / name, progress)
+            sub, name = base / "hdf5", cache_name(hdf5_path.stem, hdf5_path)
+            # a file that changed is imported again; a file that is gone leaves its import in use
+            stats = cached_import(sub / name, lambda: import_d4rl_hdf5(hdf5_path, sub / name, progress=progress),
+                                  match=file_state(hdf5_path) if hdf5_path.is_file() else {})
         else:
             if dataset_id is None or not is_d4rl_id(dataset_id):
                 raise KeyError(f"{dataset_id!r} is not a D4RL id known to TorchRL; pass hdf5_path for a local file.")
             sub, name = base / "d4rl", dataset_id
-            with exclusive(sub):
-                stats = self._ensure_d4rl(dataset_id, sub / name, base, download, keep_hdf5, progress)
+            stats = cached_import(sub / name, lambda: self._import_d4rl(dataset_id, sub / name, base, download,
+                                                                        keep_hdf5, progress))
         super().__init__(
             name, batch_size, root=sub, download=False, direct_download=True, use_truncated_as_done=False, **kwargs
         )
@@ -220,25 +210,10 @@ class CORLD4RLExperienceReplay(D4RLExperienceReplay):
         self.metadata = dict(stats.metadata)
 
     @staticmethod
-    def _ensure_local(path: Path, folder: Path, progress: bool) -> DatasetStats:
-        stats = load_stats(folder)
-        if path.is_file():
-            fp = _fingerprint(path)
-            if stats is not None and all(stats.fingerprint.get(k) == fp[k] for k in ("size", "mtime_ns")):
-                return stats
-            return import_d4rl_hdf5(path, folder, progress=progress)
-        if stats is not None:
-            return stats  # imported earlier; the file is no longer needed
-        validate_d4rl_hdf5(path)  # raises FileNotFoundError with what to do
-        raise AssertionError("unreachable")
-
-    @staticmethod
-    def _ensure_d4rl(
+    def _import_d4rl(
         dataset_id: str, folder: Path, base: Path, download: bool, keep_hdf5: bool, progress: bool
     ) -> DatasetStats:
-        stats = load_stats(folder)
-        if stats is not None:
-            return stats
+        """Imports ``dataset_id`` from D4RL's own cache, else from a download."""
         filename = _url_basename(D4RL_URLS[dataset_id])
         for d in _d4rl_cache_dirs():
             if (d / filename).is_file():

@@ -24,14 +24,14 @@ checked; scalar entries are returned as :attr:`D4RLFileInfo.metadata`. ``docs/da
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import h5py
 import numpy as np
+
+from ppl_torchrl.atomic import UMASK, atomic_path
 
 #: Keys a D4RL-format file must have.
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
@@ -315,9 +315,9 @@ def write_d4rl_hdf5(
     ``"infos/<name>"`` arrays with T rows. Floats are stored as float32 and flags as bool, the
     dtypes of most D4RL files. ``attrs`` become root attributes (provenance: generator, seed...).
 
-    The file is written to a temporary file in the same folder and moved into place with
-    ``os.replace``, so a crash never leaves a half-written file under ``path``; the written file
-    is re-validated before the move.
+    The file is written through :func:`ppl_torchrl.atomic.atomic_path` (a temporary file moved into place once
+    complete, with the permissions of the user's umask), so a crash never leaves a half-written file under
+    ``path``; the written file is re-validated before the move.
     """
     path = Path(path).expanduser()
     missing = [k for k in REQUIRED_KEYS if k not in data]
@@ -327,10 +327,7 @@ def write_d4rl_hdf5(
     bad = {k: np.shape(v) for k, v in data.items() if not np.ndim(v) or len(v) != n}
     if bad:
         raise ValueError(f"write_d4rl_hdf5: every array needs {n} rows (len of 'rewards'); got {bad}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, mode=UMASK) as tmp:  # a data file: the permissions of the user's umask
         with h5py.File(tmp, "w") as h5:
             for key, value in data.items():
                 value = np.asarray(value)
@@ -342,8 +339,4 @@ def write_d4rl_hdf5(
             for key, value in (attrs or {}).items():
                 h5.attrs[key] = value
         validate_d4rl_hdf5(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

@@ -23,10 +23,14 @@ import numpy as np
 from torchrl.data.datasets import MinariExperienceReplay
 from ppl_torchrl.progress import progress_bar
 
-from ppl_torchrl.atomic import atomic_write, exclusive
-from ppl_torchrl.data.transitions import DatasetStats, load_stats, write_transitions
+from ppl_torchrl.atomic import atomic_write
+from ppl_torchrl.data.cache import cached_import
+from ppl_torchrl.data.transitions import DatasetStats, write_transitions
 
 __all__ = ["CORLMinariExperienceReplay", "import_minari_dataset", "local_minari_ids", "minari_root"]
+
+#: the spaces of the dataset, beside its transitions: what TorchRL's ``MinariExperienceReplay`` reads back
+ENV_METADATA = "env_metadata.json"
 
 
 def minari_root() -> Path:
@@ -163,7 +167,7 @@ def import_minari_dataset(
                               "dtype": "float32", "shape": [obs_dim]},
         "action_space": _box_to_dict(ds.action_space),
     }
-    atomic_write(Path(dest) / "env_metadata.json", json.dumps(metadata))
+    atomic_write(Path(dest) / ENV_METADATA, json.dumps(metadata))
     return stats
 
 
@@ -190,11 +194,10 @@ class CORLMinariExperienceReplay(MinariExperienceReplay):
         sub = (Path(root).expanduser() if root is not None else default_root()) / "minari"
         folder = sub / dataset_id
         requested = _requested(observation_keys)
-        with exclusive(folder.parent):  # concurrent first runs of a sweep: one imports, the others reuse it
-            stats = load_stats(folder)
-            if (stats is None or not (folder / "env_metadata.json").is_file()
-                    or stats.fingerprint.get("observation_keys") != requested):
-                stats = import_minari_dataset(dataset_id, folder, observation_keys=observation_keys,
-                                              progress=progress)
+        # the import depends on the observation keys asked for: another request imports again
+        stats = cached_import(
+            folder, lambda: import_minari_dataset(dataset_id, folder, observation_keys=observation_keys,
+                                                  progress=progress),
+            match={"observation_keys": requested}, needs=(ENV_METADATA,))
         super().__init__(dataset_id, batch_size, root=sub, download=False, **kwargs)
         self.dataset_stats = stats

@@ -1,10 +1,8 @@
 """OGBench single-task datasets (Park et al., ICLR 2025) as TorchRL replay buffers.
 
-A single-task id names a dataset file and a task: ``cube-single-play-singletask-task2-v0`` is the file
-``cube-single-play-v0.npz`` relabelled for task 2 of ``cube-single`` (``...-singletask-v0`` is the
-environment's default task). Ids with ``-gen`` before the version (``cube-single-play-gen-singletask-task2-v0``,
-file ``cube-single-play-gen-v0.npz``) name the datasets this project regenerates with OGBench's own
-environments and oracles (``recipes/collect.py``); the two are never confused.
+A single-task id (its grammar: :mod:`ppl_torchrl.registry.ogbench_ids`) names a dataset file and a task:
+``cube-single-play-singletask-task2-v0`` is the file ``cube-single-play-v0.npz`` relabelled for task 2 of
+``cube-single``; ``-gen`` before the version names the file this project regenerates (``recipes/collect.py``).
 
 Files are looked for in ``dataset.path`` (given), ``$OGBENCH_DATASET_DIR``, then ``~/.ogbench/data``
 (OGBench's default); a missing published file is downloaded with ``ogbench.download_datasets`` when
@@ -30,113 +28,31 @@ Semantics (``docs/data.md``, "OGBench"), decided here and nowhere else:
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from torchrl.data.datasets import D4RLExperienceReplay
 
-from ppl_torchrl.atomic import exclusive
-from ppl_torchrl.data.transitions import DatasetStats, load_stats, write_transitions
+from ppl_torchrl.data.cache import cache_name, cached_import, file_state
+from ppl_torchrl.data.transitions import DatasetStats, write_transitions
 from ppl_torchrl.errors import UserError
+from ppl_torchrl.registry.ogbench_ids import OGBenchId, parse_ogbench_id
 
 __all__ = [
     "OGBenchExperienceReplay",
     "OGBenchFileError",
-    "OGBenchId",
     "import_ogbench_dataset",
-    "is_ogbench_id",
     "ogbench_data_dir",
     "ogbench_file",
-    "ogbench_single_task_ids",
-    "parse_ogbench_id",
     "read_ogbench_file",
     "relabel",
 ]
 
-#: environment family -> dataset types OGBench publishes for it (OGBench README, "Datasets").
-DATASET_TYPES: dict[str, tuple[str, ...]] = {
-    **{f"pointmaze-{m}": ("navigate", "stitch") for m in ("medium", "large", "giant", "teleport")},
-    **{f"antmaze-{m}": ("navigate", "stitch", "explore") for m in ("medium", "large", "giant", "teleport")},
-    **{f"humanoidmaze-{m}": ("navigate", "stitch") for m in ("medium", "large", "giant")},
-    **{f"antsoccer-{m}": ("navigate", "stitch") for m in ("arena", "medium")},
-    **{f"cube-{m}": ("play", "noisy") for m in ("single", "double", "triple", "quadruple")},
-    "scene": ("play", "noisy"),
-    **{f"puzzle-{m}": ("play", "noisy") for m in ("3x3", "4x4", "4x5", "4x6")},
-}
-#: default task of each family (OGBench's ``...-singletask-v0``; FQL README, "Reproducing the main results").
-DEFAULT_TASK = {"cube": 2, "scene": 2, "puzzle": 4, "antsoccer": 4}
-TASKS = (1, 2, 3, 4, 5)
-SUCCESS_TIMINGS = ("pre", "post")
-
-_ID = re.compile(
-    r"^(?P<family>scene|[a-z0-9x]+-[a-z0-9x]+)-(?P<kind>[a-z]+)(?P<gen>-gen)?-singletask(?:-task(?P<task>\d))?-v0$"
-)
-
 
 class OGBenchFileError(UserError, ValueError):
     """An OGBench file that cannot be read as a dataset (missing key, wrong lengths, NaN, truncated)."""
-
-
-@dataclass(frozen=True)
-class OGBenchId:
-    """A parsed single-task id. ``task`` is the explicit task number (the default task when the id has none)."""
-
-    dataset_id: str
-    family: str  # "cube-single"
-    kind: str  # "play"
-    generated: bool
-    task: int
-
-    @property
-    def dataset_name(self) -> str:
-        """The file stem: ``cube-single-play-v0`` (published) or ``cube-single-play-gen-v0`` (made here)."""
-        return f"{self.family}-{self.kind}{'-gen' if self.generated else ''}-v0"
-
-    @property
-    def env_id(self) -> str:
-        """OGBench's single-task environment id (gymnasium registry): ``cube-single-singletask-task2-v0``."""
-        return f"{self.family}-singletask-task{self.task}-v0"
-
-    @property
-    def published_id(self) -> str:
-        """The OGBench dataset id this one stands for (itself for a published id)."""
-        return f"{self.family}-{self.kind}-singletask-task{self.task}-v0"
-
-    @property
-    def canonical_id(self) -> str:
-        """The id with an explicit task (``...-singletask-v0`` -> ``...-singletask-task2-v0``)."""
-        return f"{self.family}-{self.kind}{'-gen' if self.generated else ''}-singletask-task{self.task}-v0"
-
-
-def default_task(family: str) -> int:
-    return DEFAULT_TASK.get(family.split("-")[0], 1)
-
-
-def parse_ogbench_id(dataset_id: str) -> OGBenchId | None:
-    """The parsed id, or ``None`` if ``dataset_id`` is not an OGBench single-task id of a known family/type."""
-    m = _ID.match(str(dataset_id))
-    if m is None or m["family"] not in DATASET_TYPES or m["kind"] not in DATASET_TYPES[m["family"]]:
-        return None
-    task = int(m["task"]) if m["task"] else default_task(m["family"])
-    if task not in TASKS:
-        return None
-    return OGBenchId(str(dataset_id), m["family"], m["kind"], bool(m["gen"]), task)
-
-
-def is_ogbench_id(dataset_id) -> bool:
-    return isinstance(dataset_id, str) and parse_ogbench_id(dataset_id) is not None
-
-
-def ogbench_single_task_ids(generated: bool = False) -> list[str]:
-    """Every single-task id with an explicit task (``generated``: the ``-gen`` ids instead of the published ones)."""
-    gen = "-gen" if generated else ""
-    return [f"{fam}-{kind}{gen}-singletask-task{t}-v0" for fam, kinds in DATASET_TYPES.items() for kind in kinds
-            for t in TASKS]
 
 
 def ogbench_data_dir() -> Path:
@@ -267,9 +183,8 @@ def _fingerprint(path: Path, action_clip_eps: float) -> dict:
     import ogbench  # noqa: F401  (the relabelling's version is part of the import)
     from importlib.metadata import version
 
-    st = path.stat()
-    return {"file": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-            "action_clip_eps": action_clip_eps, "ogbench": version("ogbench")}
+    return {"file": str(path.resolve()), **file_state(path), "action_clip_eps": action_clip_eps,
+            "ogbench": version("ogbench")}
 
 
 def import_ogbench_dataset(parsed: OGBenchId, path: str | Path, dest: str | Path, *,
@@ -319,14 +234,10 @@ class OGBenchExperienceReplay(D4RLExperienceReplay):
                             "'cube-single-play-singletask-task2-v0').")
         file = ogbench_file(parsed, split, path, download)
         sub = (Path(root).expanduser() if root is not None else default_root()) / "ogbench"
-        digest = hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:8]
-        name = f"{parsed.canonical_id}{'-val' if split == 'val' else ''}-{digest}"
-        with exclusive(sub):  # concurrent first runs of a sweep: one imports, the others reuse it
-            stats = load_stats(sub / name)
-            fp = _fingerprint(file, action_clip_eps)
-            if stats is None or any(stats.fingerprint.get(k) != v for k, v in fp.items()):
-                stats = import_ogbench_dataset(parsed, file, sub / name, action_clip_eps=action_clip_eps,
-                                               progress=progress)
+        name = cache_name(f"{parsed.canonical_id}{'-val' if split == 'val' else ''}", file)
+        stats = cached_import(sub / name, lambda: import_ogbench_dataset(
+            parsed, file, sub / name, action_clip_eps=action_clip_eps, progress=progress),
+            match=_fingerprint(file, action_clip_eps))
         super().__init__(name, batch_size, root=sub, download=False, direct_download=True,
                          use_truncated_as_done=False, **kwargs)
         self.dataset_stats = stats

@@ -19,9 +19,6 @@ straight into a memory-mapped TensorDict, so an import never holds the dataset i
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,8 +26,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 from tensordict import TensorDict
-from ppl_torchrl.progress import progress_bar
 
+from ppl_torchrl.atomic import atomic_folder
 from ppl_torchrl.keys import (
     ACTION,
     DONE,
@@ -41,6 +38,7 @@ from ppl_torchrl.keys import (
     TERMINATED,
     TRUNCATED,
 )
+from ppl_torchrl.progress import progress_bar
 
 #: Version of the on-disk layout and semantics; a cache written with another version is rebuilt.
 FORMAT_VERSION = "ppl-corl-v1"
@@ -155,8 +153,8 @@ def write_transitions(
         arrays: row-aligned arrays (numpy arrays, h5py datasets or CPU tensors; anything that
             slices) with keys ``observations``, ``actions``, ``rewards``, ``terminals``,
             ``timeouts`` and, if ``use_next_observations``, ``next_observations``.
-        dest: folder of the result; written to a temporary sibling folder and moved into place
-            with ``os.replace`` once complete, so a crash never leaves a half-built dataset.
+        dest: folder of the result; written to a temporary sibling folder and moved into place once complete
+            (:func:`ppl_torchrl.atomic.atomic_folder`), so a crash never leaves a half-built dataset.
         name, source, fingerprint, metadata: recorded in the :class:`DatasetStats` marker file
             (``metadata`` must be JSON-serialisable: the file's scalar entries).
         use_next_observations: take s' from ``next_observations[i]`` instead of
@@ -179,9 +177,7 @@ def write_transitions(
     obs_dim = int(arrays["observations"].shape[1])
     act_dim = int(arrays["actions"].shape[1])
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-    try:
+    with atomic_folder(dest) as tmp:  # moved into place once complete
         td = TensorDict(batch_size=[k]).memmap_(tmp)
         spec = {
             OBSERVATION: ([k, obs_dim], torch.float32),
@@ -240,12 +236,6 @@ def write_transitions(
         )
         del out, td
         stats.to_json(tmp / MARKER)  # written last: its presence marks a complete import
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return stats
 
 

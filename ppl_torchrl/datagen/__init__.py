@@ -1,7 +1,7 @@
 """Datasets the project makes itself (ids ending in ``-gen-v0``), so that users without network
 access still have real offline data, including data whose share of inefficient behaviour is known.
 
-The ids, their eval tasks and reference returns are declared in :mod:`ppl_torchrl.evaluation.registry`;
+The ids, their eval tasks and reference returns are declared in :mod:`ppl_torchrl.registry`;
 this package says how each one is made. :func:`ensure_generated_dataset` returns the D4RL-format HDF5 file of an id,
 generating it on first use (well under a minute on 2 CPU cores, see ``docs/datagen.md``)::
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ppl_torchrl.atomic import exclusive
 from ppl_torchrl.datagen import locomotion, pointmaze
-from ppl_torchrl.evaluation.registry import get_dataset_spec
+from ppl_torchrl.registry import get_dataset_spec
 
 __all__ = [
     "GENERATED_IDS",

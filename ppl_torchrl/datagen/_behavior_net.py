@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ppl_torchrl.atomic import UMASK, atomic_torch_save
+
 __all__ = ["load_actor", "make_actor_mlp", "save_actor"]
 
 
@@ -29,24 +31,11 @@ def make_actor_mlp(obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (128, 1
 
 def save_actor(path: str | Path, net: nn.Sequential, obs_dim: int, act_dim: int,
                hidden: tuple[int, ...], meta: dict) -> Path:
-    """Writes a CPU float32 copy of ``net`` atomically (temp file in the same folder + os.replace)."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Writes a CPU float32 copy of ``net`` atomically (:func:`ppl_torchrl.atomic.atomic_torch_save`)."""
     state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in net.state_dict().items()}
     blob = {"state_dict": state, "obs_dim": int(obs_dim), "act_dim": int(act_dim),
             "hidden": [int(h) for h in hidden], "meta": dict(meta)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_torch_save(blob, path, mode=UMASK)  # a data file, like the datasets made from it
 
 
 def load_actor(path: str | Path) -> tuple[nn.Sequential, dict]:

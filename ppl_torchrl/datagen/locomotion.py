@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ppl_torchrl.evaluation.registry import DATASETS
+from ppl_torchrl.registry import DATASETS
 
 __all__ = [
     "GENERATOR_VERSION",

@@ -25,13 +25,13 @@ mistaken for the published files.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ppl_torchrl.atomic import UMASK, atomic_path, atomic_write
 
 __all__ = ["OGBENCH_GENERATED", "GenerationReport", "generate_ogbench_dataset", "ogbench_generated_path"]
 
@@ -184,17 +184,9 @@ _DTYPES = {"terminals": bool, "button_states": np.int64}
 def _save_npz(path: Path, episodes: list[dict]) -> None:
     arrays = {k: np.concatenate([e[k] for e in episodes]).astype(_DTYPES.get(k, np.float32))
               for k in episodes[0]}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path, mode=UMASK) as tmp:  # mkstemp's 0600 would make a shared data folder unreadable to others
+        with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make a shared data folder unreadable to others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _rng_state(env) -> dict:
@@ -222,7 +214,6 @@ def generate_ogbench_dataset(name: str, folder: str | Path | None = None, *, see
     import ogbench  # noqa: F401  (registers the envs)
     from tqdm.auto import tqdm
 
-    from ppl_torchrl.atomic import atomic_write
     from ppl_torchrl.errors import ConfigError
 
     if name not in OGBENCH_GENERATED:
@@ -293,26 +284,3 @@ def _ogbench_version() -> str:
     from importlib.metadata import version
 
     return version("ogbench")
-
-
-def dataset_statistics(path: str | Path, family: str) -> dict:
-    """What can be compared with a published file without having it: sizes, per-episode statistics and, per task,
-    how many transitions are solved states and how many episodes pass through one (ogbench's relabelling)."""
-    from ppl_torchrl.data.ogbench import DATASET_TYPES, TASKS, OGBenchId, read_ogbench_file, relabel
-
-    table = read_ogbench_file(path, family)
-    valid = table["valid"]
-    ends = np.flatnonzero(~valid)
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    act = table["actions"][valid]
-    out = {"file": str(path), "file_mb": Path(path).stat().st_size / 2**20, "rows": int(len(valid)),
-           "transitions": int(valid.sum()), "episodes": int(len(ends)),
-           "episode_length": float(np.mean(ends - starts + 1)), "obs_dim": int(table["observations"].shape[1]),
-           "action_abs_mean": float(np.abs(act).mean()), "action_std": act.std(0).round(3).tolist(), "tasks": {}}
-    episode_of_row = np.repeat(np.arange(len(ends)), ends - starts + 1)
-    for task in TASKS:
-        _, masks = relabel(OGBenchId("", family, DATASET_TYPES[family][0], False, task), table)
-        solved = masks < 0.5
-        out["tasks"][task] = {"solved_transitions": float(solved[valid].mean()),
-                              "episodes_reaching": float(np.isin(np.arange(len(ends)), episode_of_row[solved]).mean())}
-    return out

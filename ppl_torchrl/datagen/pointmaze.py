@@ -24,7 +24,7 @@ from ppl_torchrl.progress import progress_bar
 
 from ppl_torchrl.datagen.planner import BEHAVIORS, MazeGraph, WaypointPlanner
 from ppl_torchrl.envs.pointmaze import MAZES, PointMazeGoalEnv, make_pointmaze_env
-from ppl_torchrl.evaluation.registry import DATASETS
+from ppl_torchrl.registry import DATASETS
 from ppl_torchrl.keys import ACTION, NEXT_OBSERVATION, OBSERVATION, REWARD
 
 __all__ = [

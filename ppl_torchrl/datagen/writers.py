@@ -21,6 +21,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ppl_torchrl.atomic import replace_folder
 from ppl_torchrl.data.hdf5 import write_d4rl_hdf5
 
 __all__ = ["write_hdf5", "write_minari", "array_digest", "file_digest", "minari_dataset_id"]
@@ -125,8 +126,9 @@ def write_minari(
         start = end + 1
 
     root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".ppl-staging-", dir=root))
-    try:
+    # Minari builds the dataset in a scratch root beside the final one (same file system), moved into place whole
+    with tempfile.TemporaryDirectory(prefix=".ppl-staging-", dir=root) as scratch:
+        staging = Path(scratch)
         with _minari_root(staging), warnings.catch_warnings():
             # Minari warns about optional metadata we do not have (author e-mail, code permalink).
             warnings.filterwarnings("ignore", category=UserWarning, module="minari")
@@ -139,9 +141,5 @@ def write_minari(
         ns_meta = staging / mid.split("/")[0] / "namespace_metadata.json"
         if ns_meta.exists() and not (final.parent / ns_meta.name).exists():
             shutil.copy2(ns_meta, final.parent / ns_meta.name)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging / mid, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        replace_folder(staging / mid, final)
     return final

@@ -2,7 +2,7 @@
 
 One registry maps an eval task name (``DatasetSpec.env_name``: ``"hopper"``, ``"pen"``,
 ``"antmaze-umaze"``, ``"pointmaze-..."``) to a factory returning a plain ``gymnasium.Env``.
-:func:`make_eval_env` looks up a dataset id in :mod:`ppl_torchrl.evaluation.registry`, builds that task and
+:func:`make_eval_env` looks up a dataset id in :mod:`ppl_torchrl.registry`, builds that task and
 wraps it the same way for every suite, so that what a policy sees at evaluation time is exactly
 the dataset's observation layout:
 
@@ -38,7 +38,7 @@ from ppl_torchrl.envs.gym_suites import (
 )
 from ppl_torchrl.errors import did_you_mean
 from ppl_torchrl.keys import OBSERVATION
-from ppl_torchrl.evaluation.registry import get_dataset_spec
+from ppl_torchrl.registry import get_dataset_spec
 
 __all__ = [
     "EVAL_ENVS",
@@ -220,7 +220,7 @@ def make_eval_env(
     """The TorchRL eval env of ``dataset_id``: its task, time limit and observation layout.
 
     Args:
-        dataset_id: a registered id (``ppl_torchrl.evaluation.registry``); unknown ids raise ``KeyError``.
+        dataset_id: a registered id (``ppl_torchrl.registry``); unknown ids raise ``KeyError``.
         num_envs: >1 batches copies in a ``SerialEnv`` (or ``ParallelEnv`` with ``parallel=True``).
         seed: seeds every copy (copy ``i`` gets a seed derived from ``seed`` by TorchRL).
         device: device of the returned tensors.

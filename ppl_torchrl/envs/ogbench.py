@@ -10,8 +10,8 @@ Episodes end on success (``terminated``) or at the time limit; the score is the 
 from __future__ import annotations
 
 
-from ppl_torchrl.data.ogbench import DATASET_TYPES, TASKS, OGBenchId
 from ppl_torchrl.envs import register_eval_env
+from ppl_torchrl.registry.ogbench_ids import DATASET_TYPES, TASKS, OGBenchId
 
 
 def make_ogbench_env(env_name: str):

@@ -27,7 +27,7 @@ from functools import partial
 import gymnasium as gym
 import numpy as np
 
-from ppl_torchrl.evaluation.registry import get_dataset_spec
+from ppl_torchrl.registry import get_dataset_spec
 
 __all__ = [
     "GOAL_RADIUS",

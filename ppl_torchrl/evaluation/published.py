@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ppl_torchrl.registry.ogbench_ids import parse_ogbench_id
+
 
 class Ref(NamedTuple):
     """One published cell: mean and (if printed) std over seeds of the normalized score."""
@@ -151,8 +153,6 @@ for _env, _cells in _FQL_TABLE2.items():
 def ogbench_reference(method: str, dataset_id: str) -> Ref | None:
     """The FQL paper's cell for an OGBench single-task id: the default-task id (``...-singletask-v0``) is its task's
     row, and a regenerated id (``-gen``) gets the number measured on the **published** dataset it stands for."""
-    from ppl_torchrl.data.ogbench import parse_ogbench_id
-
     parsed = parse_ogbench_id(dataset_id)
     return None if parsed is None else REFERENCE.get(method, {}).get(parsed.published_id)
 

@@ -15,8 +15,9 @@ import torch
 from tensordict import TensorDictBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from ppl_torchrl.evaluation.registry import get_dataset_spec, normalized_score
+from ppl_torchrl.envs import SUCCESS_ENVS
 from ppl_torchrl.keys import DONE, REWARD
+from ppl_torchrl.registry import get_dataset_spec, normalized_score
 
 SUCCESS = ("next", "success")
 
@@ -85,8 +86,6 @@ def evaluate_policy(
     batched = len(env.batch_size) == 1
     per_round = env.batch_size[0] if batched else 1
     rounds = math.ceil(num_episodes / per_round)
-
-    from ppl_torchrl.envs import SUCCESS_ENVS
 
     success_from_return = spec is not None and spec.env_name in SUCCESS_ENVS
     all_returns, all_lengths, all_success = [], [], []

@@ -29,10 +29,11 @@ from ppl_torchrl.evaluation.published import (
     OGBENCH_ENVIRONMENTS, PAPER_NAMES, SUITE_ORDER, reference, reference_total,
 )
 from ppl_torchrl.reporting.figures import draw_band, pyplot, save_figure
-from ppl_torchrl.reporting.tables import MISSING, pm
+from ppl_torchrl.registry import get_dataset_spec, parse_ogbench_id
+from ppl_torchrl.reporting.tables import MISSING, mean_std, pm
+from ppl_torchrl.reporting.metrics import read_curve, seed_band
 
 RESULTS = "results.json"
-METRICS = "metrics.jsonl"
 DEFAULT_METRIC = "normalized_score_mean"
 
 
@@ -212,12 +213,12 @@ class Cell:
 
     @property
     def mean(self) -> float:
-        return sum(self.values) / len(self.values)
+        return mean_std(self.values)[0]
 
     @property
     def std(self) -> float:
-        m = self.mean
-        return math.sqrt(sum((v - m) ** 2 for v in self.values) / len(self.values))
+        """Over seeds, ddof 0 (the project's convention: :func:`~ppl_torchrl.reporting.tables.mean_std`)."""
+        return mean_std(self.values)[1]
 
     def text(self, scale: float = 1.0) -> str:
         """``mean ± std`` (times ``scale``) as every table writes it; :data:`~ppl_torchrl.reporting.tables.MISSING`
@@ -231,8 +232,6 @@ def suite_of(dataset_id: str) -> str:
         if dataset_id in ids:
             return suite
     try:
-        from ppl_torchrl.evaluation.registry import get_dataset_spec
-
         return get_dataset_spec(dataset_id).suite
     except KeyError:
         return "other"
@@ -349,8 +348,6 @@ OGBENCH_NOTE = ("OGBench paper columns: the FQL paper (Tables 2-3; 8 seeds, 4 x 
 
 def _ogbench_row(dataset_id: str) -> tuple[str, bool, bool] | None:
     """(environment, regenerated, explicit task) of an OGBench single-task id; ``None`` for other ids."""
-    from ppl_torchrl.data.ogbench import parse_ogbench_id
-
     parsed = parse_ogbench_id(dataset_id)
     if parsed is None:
         return None
@@ -395,41 +392,6 @@ def csv_table(cells: Sequence[Cell]) -> str:
         writer.writerow([c.suite, c.dataset, c.method, c.n, " ".join(map(str, c.seeds)), repr(c.mean), repr(c.std),
                          "" if c.ref_mean is None else c.ref_mean, "" if c.ref_std is None else c.ref_std])
     return buf.getvalue()
-
-
-# ------------------------------------------------------------------------------------------ curves
-def read_curve(run_dir: Path, key: str = f"eval/{DEFAULT_METRIC}") -> tuple[list[int], list[float]]:
-    """(steps, values) of ``key`` in ``run_dir/metrics.jsonl`` (rows without the key are skipped)."""
-    path = Path(run_dir) / METRICS
-    if not path.exists():
-        return [], []
-    steps, values = [], []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise ValueError(f"{path}:{n} is not a JSON line; the file is damaged.") from None
-        if key in row and row[key] is not None:
-            steps.append(int(row["step"]))
-            values.append(float(row[key]))
-    return steps, values
-
-
-def seed_band(curves: Sequence[tuple[list[int], list[float]]]) -> tuple[list[int], list[float], list[float]]:
-    """Mean and std over seeds at the steps every seed evaluated (steps, mean, std)."""
-    maps = [dict(zip(s, v)) for s, v in curves if s]
-    if not maps:
-        return [], [], []
-    common = sorted(set.intersection(*(set(m) for m in maps)))
-    means, stds = [], []
-    for s in common:
-        vals = [m[s] for m in maps]
-        mu = sum(vals) / len(vals)
-        means.append(mu)
-        stds.append(math.sqrt(sum((v - mu) ** 2 for v in vals) / len(vals)))
-    return common, means, stds
 
 
 # ------------------------------------------------------------------------------------------ output

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ppl_torchrl.evaluation.registry import get_dataset_spec
+from ppl_torchrl.registry import get_dataset_spec, is_ogbench_id
 
 
 def resolve_training_data(dataset_cfg) -> tuple[str, str | None]:
@@ -20,8 +20,6 @@ def resolve_training_data(dataset_cfg) -> tuple[str, str | None]:
       (``pre``: ogbench >= 1.2.0, ``post``: the FQL paper's 1.1.0).
     """
     dataset_id = str(dataset_cfg.id)
-    from ppl_torchrl.data.ogbench import is_ogbench_id
-
     if is_ogbench_id(dataset_id):
         return _ogbench_source(dataset_id, dataset_cfg)
     path = dataset_cfg.get("path")

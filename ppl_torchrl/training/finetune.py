@@ -302,7 +302,7 @@ def _make_finetuner(parts: RunParts) -> FineTuner:
 
     from ppl_torchrl.data.transforms import reward_transform
     from ppl_torchrl.envs import make_env as make_task_env
-    from ppl_torchrl.evaluation.registry import get_dataset_spec
+    from ppl_torchrl.registry import get_dataset_spec
 
     cfg, buffer, device, eval_id = parts.cfg, parts.buffer, parts.device, parts.eval_id
     if eval_id is None:

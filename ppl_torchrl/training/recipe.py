@@ -1,25 +1,26 @@
 """The body of every training recipe, and how every recipe reports errors.
 
-:func:`train` builds the trainer from the config, runs it and prints the result. :func:`recipe_main`
-wraps each recipe's ``main``: an error the user can fix (a bad config value, an unknown id, a missing or
-corrupt file, no network, no CUDA) prints as one line, ``error: <message>``, on stderr and exits with
-status 2; any other exception is a bug and keeps its traceback. ``HYDRA_FULL_ERROR=1`` shows the
-traceback of user errors too.
+:func:`train` builds the trainer from the config, runs it and prints the result. :func:`hydra_recipe` is every
+recipe's entry point (``@hydra.main`` with :func:`recipe_main`): an error the user can fix (a bad config value, an
+unknown id, a config-group option that does not exist, a missing or corrupt file, no network, no CUDA) prints as
+one line, ``error: <message>``, on stderr and exits with status 2; any other exception is a bug and keeps its
+traceback. ``HYDRA_FULL_ERROR=1`` shows the traceback of user errors too.
 """
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import re
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
 from ppl_torchrl.atomic import atomic_write
-from ppl_torchrl.errors import UserError, error_line, is_user_error
+from ppl_torchrl.errors import ConfigError, UserError, did_you_mean, error_line, is_user_error
 from ppl_torchrl.reporting.tables import format_scores
 from ppl_torchrl.training.config import validate_config
 
@@ -89,13 +90,88 @@ def recipe_main(fn: Callable) -> Callable:
             _remove_empty_job_dir()
             if not is_user_error(err) or _debug():
                 raise
-            sys.stdout.flush()
-            print(f"error: {error_line(err)}", file=sys.stderr, flush=True)
+            _print_error(err)
             if _in_multirun():
                 raise
             sys.exit(USER_ERROR_STATUS)
 
     return main
+
+
+def _print_error(err: BaseException) -> None:
+    sys.stdout.flush()
+    print(f"error: {error_line(err)}", file=sys.stderr, flush=True)
+
+
+def hydra_recipe(config_name: str, *, version_base: str | None = "1.3") -> Callable:
+    """The entry point of every hydra recipe: ``@hydra.main`` on ``config/<config_name>.yaml`` beside the recipe,
+    around :func:`recipe_main`.
+
+    Hydra resolves the command line's config-group choices (``dataset=<id>``, ``loss=<name>``) before the recipe's
+    function runs, and answers a choice it cannot find with the list of every option (150+ dataset ids). They are
+    checked first here (:func:`check_group_choices`), so that a mistyped choice is one line naming the closest
+    options, with the exit status of every other user error.
+    """
+
+    def decorate(fn: Callable) -> Callable:
+        import hydra
+
+        config_dir = Path(inspect.getfile(inspect.unwrap(fn))).resolve().parent / "config"
+        launch = hydra.main(config_path="config", config_name=config_name, version_base=version_base)(recipe_main(fn))
+
+        @functools.wraps(launch)
+        def main(cfg: DictConfig | None = None):
+            if cfg is not None:  # called with a config (tests): no command line to check
+                return launch(cfg)
+            if not _debug():  # HYDRA_FULL_ERROR=1: hydra's own report, as for every user error
+                try:
+                    check_group_choices(config_dir, sys.argv[1:])
+                except ConfigError as err:
+                    _print_error(err)
+                    sys.exit(USER_ERROR_STATUS)
+            return launch()
+
+        return main
+
+    return decorate
+
+
+def check_group_choices(config_dir: str | Path, argv: Sequence[str]) -> None:
+    """Raises :class:`~ppl_torchrl.errors.ConfigError` for a command-line override that picks an option of one of
+    ``config_dir``'s config groups (``dataset=...``, also in a multirun sweep ``dataset=a,b``) that has no file there.
+
+    Overrides hydra cannot parse, hydra's own groups (``hydra/launcher=...``) and command lines that add config folders
+    (``--config-dir``, ``hydra.searchpath``) are left to hydra.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    config_dir = Path(config_dir)
+    if any(a.startswith(("-cd", "--config-dir", "hydra.searchpath")) for a in argv):
+        return
+    parser = OverridesParser.create()
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:  # hydra's flags and their values
+            continue
+        try:
+            override = parser.parse_override(arg)
+        except HydraException:
+            continue
+        folder = config_dir / override.key_or_group
+        # hydra's own groups (hydra/launcher=...) also take their options from its plugins
+        if override.is_delete() or not folder.is_dir() or override.key_or_group.split("/")[0] == "hydra":
+            continue
+        try:
+            values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
+                      else [override.get_value_element_as_str()])
+        except HydraException:  # a glob or range sweep: hydra expands it against the folder itself
+            continue
+        options = sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml"))
+        for value in values:
+            if value != "null" and value not in options:
+                shown = folder.relative_to(Path.cwd()) if folder.is_relative_to(Path.cwd()) else folder
+                hint = did_you_mean(value, options) or f" The options are the files of {shown}/."
+                raise ConfigError(f"{override.key_or_group}={value}: there is no such option in {shown}/.{hint}")
 
 
 def record_hydra_config(run_dir: Path, cfg: DictConfig) -> None:

@@ -1,4 +1,7 @@
-"""Run logging that needs no service (JSON lines + CSV, both written as the run goes) plus optional wandb."""
+"""Run logging that needs no service (JSON lines + CSV, both written as the run goes) plus optional wandb.
+
+The file's name and its one reader are :mod:`ppl_torchrl.reporting.metrics` (a resumed run reads its log back there,
+as the reports do)."""
 from __future__ import annotations
 
 import csv
@@ -11,8 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ppl_torchrl.atomic import atomic_write
 from ppl_torchrl.errors import UserError
+from ppl_torchrl.reporting.metrics import METRICS, read_metrics
 
-METRICS = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 
 
@@ -89,9 +92,7 @@ class RunLogger:
         self.start(state)
 
     def rows(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return read_metrics(self.run_dir)
 
     def close(self, results: dict | None = None) -> None:
         self.write_csv()

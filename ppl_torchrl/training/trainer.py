@@ -28,6 +28,7 @@ from tensordict import TensorDictBase
 from ppl_torchrl import progress
 from ppl_torchrl.atomic import atomic_torch_save, atomic_write
 from ppl_torchrl.errors import ConfigError, DeviceError, ResumeError, RunExistsError, user_errors
+from ppl_torchrl.reporting.metrics import METRICS
 from ppl_torchrl.training.algorithms import Algorithm, make_algorithm
 from ppl_torchrl.training.checkpoints import CHECKPOINT, read_checkpoint, restore_algorithm
 from ppl_torchrl.training.config import validate_config
@@ -372,7 +373,7 @@ def resume_mode(cfg: DictConfig, run_dir: Path) -> bool:
             cadence = f"every checkpoint.every={ckpt.every} steps"
             if ckpt.get("every_minutes"):
                 cadence += f" and every checkpoint.every_minutes={ckpt.every_minutes} minutes"
-            started = (run_dir / "metrics.jsonl").exists()
+            started = (run_dir / METRICS).exists()
             raise ResumeError(
                 f"resume=true but {path} does not exist: "
                 + ("the run stopped before its first checkpoint" if started else f"there is no run in {run_dir}")

@@ -2,7 +2,7 @@
 errors (Welch). The one home of this rule: the evidence grids (``benchmarks/``) and any comparison of two groups of
 seeds use it.
 
-    from ppl_torchrl.reporting.verdict import compare
+    from benchmarks.verdict import compare
     v = compare(ppl_cell, rebrac_cell, dataset="pointmaze-umaze-mixed-gen-v0")   # Cells of ppl_torchrl.reporting.aggregate
     v.outcome, v.diff, v.se                                                       # "matched", -2.4, 11.2
 """

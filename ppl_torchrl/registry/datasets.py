@@ -1,4 +1,4 @@
-"""Every dataset id the project knows, with its reference scores, in one table.
+"""Every dataset id the project knows, with its evaluation task and reference scores, in one table.
 
 D4RL's reference returns (``ref_min``/``ref_max``) come from D4RL's ``infos.py``,
 ``gym_mujoco/__init__.py`` and ``locomotion/__init__.py`` (MuJoCo v2 datasets use the
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ppl_torchrl.errors import did_you_mean
+from ppl_torchrl.registry.ogbench_ids import parse_ogbench_id
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def get_dataset_spec(dataset_id: str) -> DatasetSpec:
             return register_dataset(spec)
         raise KeyError(
             f"Unknown dataset id {dataset_id!r}.{did_you_mean(dataset_id, DATASETS)} "
-            "Known ids: see ppl_torchrl.evaluation.registry.DATASETS "
+            "Known ids: see ppl_torchrl.registry.DATASETS "
             "(D4RL AntMaze-v2, Gym-MuJoCo-v2, Adroit-v1 and the generated '*-gen-v0' datasets) and every "
             "OGBench single-task id (e.g. 'cube-single-play-singletask-task2-v0', '-gen' before '-singletask' for "
             "the data regenerated here, '@post' after it for ogbench < 1.2's success timing). "
@@ -87,8 +88,6 @@ def _ogbench_spec(dataset_id: str) -> DatasetSpec | None:
     base, _, timing = dataset_id.partition("@")
     if timing not in ("", "pre", "post"):
         return None
-    from ppl_torchrl.data.ogbench import parse_ogbench_id
-
     parsed = parse_ogbench_id(base)
     if parsed is None:
         return None

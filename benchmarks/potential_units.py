@@ -1,0 +1,56 @@
+"""How many units of a PPL^R run's potential are alive: the dead-ReLU check behind the long-budget report's reading
+of the trainable potential (``python benchmarks/long_evidence.py --potential-units``).
+
+Where no unit of the potential's last hidden layer is active, its output is the last bias and a loss sends no
+gradient to any other weight: the potential is a constant, on the data's actions and on the policy's.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from tensordict import TensorDict
+
+from ppl_torchrl import keys
+from ppl_torchrl.training.checkpoints import load_trained_run
+from ppl_torchrl.training.data_source import resolve_training_data
+from ppl_torchrl.training.probe import load_probe_data
+
+
+def active_units(mlp: torch.nn.Sequential, inputs: torch.Tensor) -> torch.Tensor:
+    """Which units of ``mlp``'s last hidden layer are active (ReLU output > 0) on at least one row of ``inputs``.
+
+    Where none is, the network's output on those inputs is its last bias, and a loss on them sends no gradient to
+    any other weight: the dead units stay dead as long as the inputs stay in that region (a dead-ReLU collapse)."""
+    last_relu = max(i for i, m in enumerate(mlp) if isinstance(m, torch.nn.ReLU))
+    with torch.no_grad():
+        hidden = mlp[: last_relu + 1](inputs)
+    return (hidden > 0).reshape(-1, hidden.shape[-1]).any(0)
+
+
+def checkpoint_potential_units(path) -> dict[str, int] | None:
+    """How many units of the potential's last hidden layer are alive in a PPL^R run's checkpoint (``Trainer``'s
+    ``checkpoint.pt``), on the run's probe pairs ``(s, a)``, on ``(s, pi(s))`` and on ``(s, u)`` with ``u`` uniform in
+    the action box [-1, 1]; ``{"units": N, "data": ., "policy": ., "random": ., "step": .}``, or ``None`` for a
+    checkpoint without a potential (ReBRAC). The dataset must be a D4RL-format HDF5 file (a generated id is)."""
+    state, cfg, algorithm = load_trained_run(path)
+    loss = algorithm.loss
+    if not hasattr(loss, "potential_network_params"):
+        return None
+    source, _ = resolve_training_data(cfg.dataset)
+    if Path(source).suffix not in (".hdf5", ".h5"):
+        raise ValueError(f"{path}: its dataset {source!r} is not a D4RL-format HDF5 file; the unit count reads the "
+                         "probe pairs from one (set dataset.path to a local copy).")
+    probe_cfg = cfg.get("probe") or {}
+    data = load_probe_data(source, SimpleNamespace(state_mean=state["state_mean"], state_std=state["state_std"]),
+                           int(probe_cfg.get("size", 0) or 2048), seed=int(probe_cfg.get("seed", 1234)))
+    td = TensorDict({keys.OBSERVATION: data.observation}, batch_size=[data.observation.shape[0]])
+    with torch.no_grad():
+        policy_action = algorithm.policy(td)[keys.ACTION]  # the deterministic actor recipes/evaluate.py scores
+    uniform = torch.rand(data.action.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    net = loss.potential_network.module.net
+    with loss.potential_network_params.to_module(loss.potential_network):
+        count = {name: int(active_units(net, torch.cat([data.observation, a], -1)).sum())
+                 for name, a in (("data", data.action), ("policy", policy_action), ("random", uniform))}
+    return {"step": int(state["step"]), "units": int(net[-1].in_features), **count}

@@ -1,0 +1,75 @@
+"""benchmarks/potential_units.py: the dead-ReLU count of a PPL^R run's potential (``long_evidence.py
+--potential-units``), on a hand-made dead layer and read back from a real run's checkpoint."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from tensordict import TensorDict
+
+from benchmarks.potential_units import active_units, checkpoint_potential_units
+from ppl_torchrl import keys
+from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
+from ppl_torchrl.objectives import PartialOTLoss
+from ppl_torchrl.training.probe import ProbeData
+from ppl_torchrl.training.trainer import build_trainer
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "recipes" / "config"
+OBS, ACT, N = 3, 2, 12
+
+
+def _loss():
+    torch.manual_seed(0)
+    actor = make_actor(OBS, ACT, hidden_dim=8, num_hidden=1)
+    critic = make_qvalue_ensemble(OBS, ACT, hidden_dim=8, num_hidden=1)
+    potential = make_potential(OBS, ACT, hidden_dim=8, num_hidden=1)
+    return PartialOTLoss(actor, critic, potential, w=4.0, actor_bc_coef=0.3)
+
+
+def _data():
+    g = torch.Generator().manual_seed(1)
+    return ProbeData(torch.randn(N, OBS, generator=g), torch.rand(N, ACT, generator=g) * 2 - 1)
+
+
+def test_a_potential_with_dead_last_hidden_units_is_constant_and_only_its_last_bias_learns():
+    ppl = _loss()
+    net = ppl.potential_network.module.net
+    data = _data()
+    inputs = torch.cat([data.observation, data.action], -1)
+    assert active_units(net, inputs).any()  # at initialisation
+    with torch.no_grad():
+        ppl.potential_network_params["module", "net", "0", "bias"].fill_(-1e3)  # the one hidden layer's bias
+    with ppl.potential_network_params.to_module(ppl.potential_network):
+        assert not active_units(net, inputs).any()
+    td = TensorDict({keys.OBSERVATION: data.observation, keys.ACTION: data.action}, [N])
+    f = ppl.potential(td, data.action, ppl.potential_network_params)
+    last_bias = ppl.potential_network_params["module", "net", "2", "bias"]
+    assert torch.allclose(f, -last_bias.abs().expand(N))
+    loss, _ = ppl.potential_loss(td)
+    grads = dict(zip(ppl.potential_network_params.keys(True, True),
+                     torch.autograd.grad(loss, list(ppl.potential_network_params.values(True, True)))))
+    assert {k for k, g in grads.items() if g.abs().sum() > 0} == {("module", "net", "2", "bias")}
+
+
+def test_the_count_read_back_from_a_checkpoint_is_the_live_network_s(tmp_path):
+    overrides = {
+        "dataset": "pointmaze-umaze-mixed-gen-v0", "optim.steps": 30, "optim.batch_size": 32, "model.hidden_dim": 16,
+        "model.num_hidden": 1, "eval.episodes": 0, "eval.every": 10, "logger.backend": "", "logger.progress": "false",
+        "logger.log_every": 10, "checkpoint.every": 10, "checkpoint.every_minutes": "null", "threads": 1,
+        "run_dir": str(tmp_path), "probe.size": 64, "compile.enabled": "false",
+    }
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="ppl_antmaze", overrides=[f"{k}={v}" for k, v in overrides.items()])
+    threads = torch.get_num_threads()
+    try:
+        trainer = build_trainer(cfg)
+        trainer.run()
+    finally:
+        torch.set_num_threads(threads)
+    counts = checkpoint_potential_units(tmp_path / "checkpoint.pt")
+    loss, data = trainer.algorithm.loss, trainer.probe.data
+    with loss.potential_network_params.to_module(loss.potential_network):
+        live = active_units(loss.potential_network.module.net, torch.cat([data.observation, data.action], -1))
+    assert counts["units"] == 16 and counts["step"] == 30 and counts["data"] == int(live.sum())
+    assert 0 <= counts["policy"] <= 16 and 0 <= counts["random"] <= 16
