@@ -31,7 +31,11 @@ from ppl_torchrl.objectives import PartialOT, PartialOTCQLLoss, PartialOTLoss, R
 from ppl_torchrl.training.config import NetworkConfig, OptimConfig
 from ppl_torchrl.update import ReBRACUpdate
 
-LOSSES = ("ppl", "rebrac", "ppl_cql", "td3_bc", "ppl_td3_bc", "iql", "ppl_iql", "cql", "bc")
+LOSSES = ("ppl", "ppl_stable", "rebrac", "ppl_cql", "td3_bc", "ppl_td3_bc", "iql", "ppl_iql", "cql", "bc")
+#: PPL^R's losses: loss=ppl (the authors' code) and its preset loss=ppl_stable (a potential that stays alive)
+PPL_R = ("ppl", "ppl_stable")
+#: the losses ReBRACUpdate trains: PPL^R's and ReBRAC
+REBRAC_FAMILY = (*PPL_R, "rebrac")
 
 
 @dataclass
@@ -223,7 +227,7 @@ def resolve_compile(cfg, device: torch.device | str = "cpu") -> bool:
         from ppl_torchrl.update import compiler_available
 
         steps = int(cfg.optim.steps)
-        return cfg.loss.name in ("ppl", "rebrac") and steps >= COMPILE_AUTO_MIN_STEPS and compiler_available(device)
+        return cfg.loss.name in REBRAC_FAMILY and steps >= COMPILE_AUTO_MIN_STEPS and compiler_available(device)
     return bool(value)
 
 
@@ -240,11 +244,11 @@ def make_algorithm(cfg, obs_dim: int, act_dim: int, device: torch.device | str =
     compiled = resolve_compile(cfg, device)
     common = dict(net=NetworkConfig.from_config(cfg.model), optim=OptimConfig.from_config(cfg.optim),
                   obs_dim=obs_dim, act_dim=act_dim, device=device)
-    if bool(cfg.compile.cudagraphs) and not (compiled and name in ("ppl", "rebrac")):
+    if bool(cfg.compile.cudagraphs) and not (compiled and name in REBRAC_FAMILY):
         raise ConfigError(f"compile.cudagraphs=true replays the compiled PPL^R/ReBRAC update; this run (loss={name}, "
                           f"compile.enabled={cfg.compile.enabled} -> {'compiled' if compiled else 'eager'}) has none. "
                           "Set compile.enabled=true with loss=ppl or rebrac, or compile.cudagraphs=false.")
-    if name in ("ppl", "rebrac"):
+    if name in REBRAC_FAMILY:
         cc = cfg.compile
         # compile.enabled=auto: a failed compilation falls back to the eager update with a warning; true raises.
         return _make_rebrac_family(name, cfg.loss, compile=compiled, compile_mode=cc.mode, compile_backend=cc.backend,
@@ -274,7 +278,7 @@ def _make_rebrac_family(name: str, loss_cfg, *, net: NetworkConfig, optim: Optim
         noise_clip=lc.noise_clip, normalize_q=lc.normalize_q, critic_next_action=lc.get("critic_next_action", "policy"),
         validate_inputs=lc.get("validate_inputs", True),
     )
-    if name == "ppl":
+    if name in PPL_R:
         potential = make_potential(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden,
                                    device=device, **style)
         loss = PartialOTLoss(actor, qvalue, potential, w=lc.w,
@@ -287,7 +291,7 @@ def _make_rebrac_family(name: str, loss_cfg, *, net: NetworkConfig, optim: Optim
         "actor": _update_adam(loss.actor_network_params.values(True, True), optim.actor_lr),
         "critic": _update_adam(loss.qvalue_network_params.values(True, True), optim.critic_lr),
     }
-    if name == "ppl":
+    if name in PPL_R:
         opts["potential"] = _update_adam(loss.potential_network_params.values(True, True), optim.potential_lr)
     update = ReBRACUpdate(loss, opts, tau=optim.tau, policy_freq=optim.policy_freq, compile=compile,
                           mode=compile_mode, backend=compile_backend, cudagraphs=cudagraphs, fallback=fallback,

@@ -29,6 +29,7 @@ from tensordict import TensorDict
 
 from ppl_torchrl import keys, progress
 from ppl_torchrl.errors import ConfigError
+from ppl_torchrl.training.algorithms import REBRAC_FAMILY
 from ppl_torchrl.training.checkpoints import restore_algorithm
 from ppl_torchrl.training.trainer import RunParts, Trainer, build_run
 
@@ -242,8 +243,8 @@ class FineTuner(Trainer):
 
 def validate_finetune(cfg) -> None:
     ft = cfg.finetune
-    if cfg.loss.name not in ("ppl", "rebrac"):
-        raise ConfigError(f"fine-tuning runs PPL^R or ReBRAC (loss=ppl or loss=rebrac), got loss={cfg.loss.name}.")
+    if cfg.loss.name not in REBRAC_FAMILY:
+        raise ConfigError(f"fine-tuning runs PPL^R or ReBRAC (loss=ppl, ppl_stable or rebrac), got loss={cfg.loss.name}.")
     if not 0.0 <= float(ft.mixing_ratio) <= 1.0:
         raise ConfigError(f"finetune.mixing_ratio is the online share of each batch, in [0, 1]; got {ft.mixing_ratio}.")
     if int(ft.env_steps) < 1:

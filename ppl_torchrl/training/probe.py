@@ -10,6 +10,9 @@ training's random stream and its exact resume are untouched) and logs, under ``p
   ``term_q`` (``lambda * Q(s, pi(s))``, about 1 in size when ``normalize_q``) and ``term_f`` (``f(s, pi(s))``);
 * the norm of each term's gradient with respect to the actor's parameters, and ``grad_share_f``:
   ``|g_f| / (|g_bc| + |g_q| + |g_f|)``, the share of the actor's gradient that comes from the potential;
+* ``f_active_share`` (PPL only): the share of the probe's data actions on which f is active, below a tenth of its
+  mean at the policy's actions; complementary slackness puts it near ``1/w`` (f < 0 only where the policy's mass
+  reaches ``w`` times the data's);
 * where the data labels its behaviours (``infos/behavior`` of the generated ``-mixed`` datasets), per behaviour
   ``b``: ``dist/<b>``, the mean ``||pi(s) - a||`` over the probe pairs of that behaviour, and ``f_data/<b>``;
   with the ``efficient`` (planner / expert) and ``inefficient`` (all others) groups beside them. Partial
@@ -142,9 +145,13 @@ class MechanismProbe:
             }
             if has_f:
                 f_data = loss.potential(td, data_action, potential_params)
-                out["f_policy"] = terms["f"].item()
+                f_policy = metadata["potential_actor"]  # f itself (term_f carries the actor term's weight)
+                out["f_policy"] = f_policy.item()
                 out["f_data"] = f_data.mean().item()
                 out["grad_share_f"] = norms["f"] / max(sum(norms.values()), 1e-30)
+                # complementary slackness: f < 0 only where the constraint binds, i.e. on the ~1/w share of the data
+                # the policy maps onto; "active" = deeper than a tenth of f's mean depth at the policy's actions
+                out["f_active_share"] = (f_data < 0.1 * f_policy).float().mean().item()
             dist = (action - data_action).norm(dim=-1)
             for name, mask in self.groups().items():
                 out[f"dist/{name}"] = dist[mask].mean().item()

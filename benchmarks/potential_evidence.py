@@ -1,0 +1,182 @@
+"""One command for issue 34's measurement: does a well-posed potential (loss=ppl_stable) stay alive and move the
+policy, at every w, and does it beat ReBRAC?
+
+    python benchmarks/potential_evidence.py                 # train what is missing (2 runs at a time), then report
+    python benchmarks/potential_evidence.py --group mechanism   # only the mechanism grid
+    python benchmarks/potential_evidence.py --report-only   # the tables from the runs as they are now
+    python benchmarks/potential_evidence.py --plan          # the grid and how far each run got
+
+The grid is fixed here, before any run (no setting is chosen on the evaluation seeds). Every run is
+``recipes/ppl_antmaze.py`` on ``pointmaze-medium-mixed-gen-v0`` (70 % of its episodes inefficient on purpose, labelled
+per step) at its dataset config's settings (lr 3e-4, batch 256, beta_1 = 0.003, beta_2 = 0.001), compiled, one torch
+thread, with the mechanism probe (``ppl_torchrl/training/probe.py``) at every evaluation:
+
+* ``mechanism`` (seed 0, 100k steps, 3 x 64 networks: the CPU budget of one session; the authors' setting was
+  measured at 3 x 256): ``ppl_stable`` (gradient penalty 5, f about 1-Lipschitz, f at the critic's lr) at
+  w in {1, 3, 8, 16}; its scale, ``loss.potential_lipschitz = 0.3``, at w in {3, 8}; the authors' PPL^R (``ppl``,
+  w = 8) and ReBRAC on the same networks and budget;
+* ``comparison`` (seeds 0-2, 300k steps, 3 x 256 networks, as docs/evidence.md's long budget): ``ppl_stable``
+  (w = 8) against ReBRAC and the authors' PPL^R. About 1.5 CPU-hours per 100k steps each on a 2-core CPU: a job for
+  several sessions or a GPU; it resumes where it stopped.
+
+Runs advance in segments of 25k steps (``checkpoint.stop_after``, then a resume) so that an unfinished grid
+still compares every run at one step; each run is its own folder under ``--runs-dir`` with ``resume=auto``, so a
+relaunch (or a kill) costs only the unfinished segment. The report is section ``potential-evidence`` of
+docs/evidence.md.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+if not __package__:  # `python benchmarks/potential_evidence.py`: the repository root instead of this folder
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from benchmarks.grid import (REPO, RECIPES, GridRun, add_grid_arguments, in_segments, plan,  # noqa: E402
+                             run_jobs, segment_jobs)
+
+RECIPE = RECIPES / "ppl_antmaze.py"
+DATASET = "pointmaze-medium-mixed-gen-v0"
+SEGMENT = 25_000
+EVAL_EVERY = 10_000
+EVAL_EPISODES = 5
+SECTION = "potential-evidence"
+
+
+@dataclass(frozen=True)
+class Run:
+    group: str          # mechanism | comparison
+    name: str           # the run's folder and label, e.g. "ppl_stable-w3"
+    loss: str
+    seed: int
+    steps: int
+    hidden: int
+    settings: tuple = ()  # extra overrides, (key, value) pairs
+
+    def run_dir(self, root: Path) -> Path:
+        return root / self.group / self.name / f"seed{self.seed}"
+
+    def grid_run(self, root: Path) -> GridRun:
+        ov = {"loss": self.loss, "dataset": DATASET, "seed": self.seed, "run_dir": str(self.run_dir(root)),
+              "resume": "auto", "optim.steps": self.steps, "model.hidden_dim": self.hidden, "model.num_hidden": 3,
+              "eval.every": EVAL_EVERY, "eval.episodes": EVAL_EPISODES, "checkpoint.every": EVAL_EVERY,
+              "compile.enabled": "true", "threads": 1, "logger.backend": "", "logger.progress": "false",
+              "logger.log_every": 1000, **dict(self.settings)}
+        return GridRun(f"{self.group}-{self.name}-seed{self.seed}", RECIPE, self.run_dir(root),
+                       tuple(f"{k}={v}" for k, v in ov.items()), self.steps)
+
+
+def build_grid() -> list[Run]:
+    runs = []
+    for w in (1, 3, 8, 16):
+        runs.append(Run("mechanism", f"ppl_stable-w{w}", "ppl_stable", 0, 100_000, 64, (("hparams.w", w),)))
+    for w in (3, 8):
+        runs.append(Run("mechanism", f"ppl_stable-K0.3-w{w}", "ppl_stable", 0, 100_000, 64,
+                        (("hparams.w", w), ("loss.potential_lipschitz", 0.3))))
+    runs.append(Run("mechanism", "ppl-w8", "ppl", 0, 100_000, 64, (("hparams.w", 8),)))
+    runs.append(Run("mechanism", "rebrac", "rebrac", 0, 100_000, 64))
+    for seed in (0, 1, 2):
+        for name, loss in (("ppl_stable-w8", "ppl_stable"), ("rebrac", "rebrac"), ("ppl-w8", "ppl")):
+            runs.append(Run("comparison", name, loss, seed, 300_000, 256, (("hparams.w", 8),) if "w8" in name else ()))
+    return runs
+
+
+# ------------------------------------------------------------------------------------------ report
+def _rows(run_dir: Path) -> list[dict]:
+    from ppl_torchrl.reporting.metrics import read_metrics
+
+    return read_metrics(run_dir)
+
+
+def _fmt(v, digits=2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if abs(v) >= 1e3 or (v != 0 and abs(v) < 1e-2):
+        return f"{v:.1e}"
+    return f"{v:.{digits}f}"
+
+
+def mechanism_row(run: Run, root: Path) -> dict:
+    """The mechanism at every probe of a run: f's share of the actor's gradient (min and max over probes), f's largest
+    magnitude, whether f stayed non-constant, and, at the last probe, f on efficient vs inefficient data actions,
+    the policy's distance to each, the share of data actions where f is active, and the score."""
+    rows = _rows(run.run_dir(root))
+    probes = [r for r in rows if "probe/grad_share_f" in r or "probe/q_policy" in r]
+    evals = [r for r in rows if "eval/normalized_score_mean" in r]
+    out = {"run": run.name, "w": dict(run.settings).get("hparams.w"), "steps": max((r["step"] for r in rows), default=0),
+           "probes": len(probes)}
+    if probes:
+        shares = [r["probe/grad_share_f"] for r in probes if "probe/grad_share_f" in r]
+        f_mags = [max(abs(r.get("probe/f_policy", 0.0)), abs(r.get("probe/f_data", 0.0))) for r in probes]
+        last = probes[-1]
+        out.update(share_min=min(shares) if shares else None, share_max=max(shares) if shares else None,
+                   f_max=max(f_mags) if shares else None,
+                   f_eff=last.get("probe/f_data/efficient"), f_ineff=last.get("probe/f_data/inefficient"),
+                   d_eff=last.get("probe/dist/efficient"), d_ineff=last.get("probe/dist/inefficient"),
+                   active=last.get("probe/f_active_share"))
+        # "constant": f's spread between efficient and inefficient data actions below 1 % of its magnitude
+        if out["f_eff"] is not None and out["f_ineff"] is not None and out["f_max"]:
+            out["alive"] = abs(out["f_eff"] - out["f_ineff"]) > 0.01 * out["f_max"]
+    if evals:
+        out["score"] = evals[-1]["eval/normalized_score_mean"]
+    return out
+
+
+def report(runs: list[Run], root: Path) -> str:
+    lines = [f"Grid: `benchmarks/potential_evidence.py` (fixed before running). Dataset `{DATASET}`; probe on 2048 fixed "
+             "data pairs at every evaluation; compiled update, one torch thread per run.", ""]
+    mech = [r for r in runs if r.group == "mechanism"]
+    lines += ["**Mechanism** (seed 0, 100k steps, 3 x 64 networks). f's share of the actor's gradient over all probes "
+              "(the goal: between 5 % and 80 % at every probe), |f|'s largest value, f on efficient / inefficient "
+              "data actions and the policy's distance to each at the last probe, the share of data actions where f is "
+              "active beside 1/w (complementary slackness), and the last evaluation's score (5 episodes).", "",
+              "| run | steps | probes | grad share of f (min - max) | max abs f | f eff / ineff | dist eff / ineff "
+              "| f active share (1/w) | f separates | score |",
+              "|---|---:|---:|---|---:|---|---|---|---|---:|"]
+    for run in mech:
+        m = mechanism_row(run, root)
+        w = m["w"]
+        lines.append(
+            f"| {m['run']} | {m['steps']} | {m['probes']} | {_fmt(m.get('share_min'))} - {_fmt(m.get('share_max'))} "
+            f"| {_fmt(m.get('f_max'))} | {_fmt(m.get('f_eff'))} / {_fmt(m.get('f_ineff'))} "
+            f"| {_fmt(m.get('d_eff'))} / {_fmt(m.get('d_ineff'))} "
+            f"| {_fmt(m.get('active'))} ({_fmt(1 / w) if w else '-'}) "
+            f"| {'-' if 'alive' not in m else ('yes' if m['alive'] else 'no')} | {_fmt(m.get('score'), 1)} |")
+    comp = [r for r in runs if r.group == "comparison"]
+    reached = {r: max((row["step"] for row in _rows(r.run_dir(root))), default=0) for r in comp}
+    lines += ["", f"**Comparison** (seeds 0-2, 300k steps, 3 x 256 networks): {sum(v >= r.steps for r, v in reached.items())}"
+              f" of {len(comp)} runs finished; steps reached: "
+              + ", ".join(f"{r.name}/seed{r.seed} {v // 1000}k" for r, v in reached.items()) + "."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_grid_arguments(p, runs_dir=REPO / "runs" / "potential_evidence")
+    p.add_argument("--group", choices=("mechanism", "comparison", "all"), default="all",
+                   help="which part of the grid to train (the report covers both)")
+    p.add_argument("--docs", default=str(REPO / "docs" / "evidence.md"))
+    args = p.parse_args(argv)
+    root = Path(args.runs_dir).expanduser().resolve()
+    runs = build_grid()
+    chosen = [r for r in runs if args.group in ("all", r.group)]
+    if args.plan:
+        print("\n".join(plan([r.grid_run(root) for r in runs])))
+        return 0
+    failures = []
+    if not args.report_only:
+        order = in_segments([r.grid_run(root) for r in chosen], SEGMENT)
+        failures = run_jobs(segment_jobs(order), max(1, args.jobs), root / "logs")
+    from benchmarks.markdown import write_section
+
+    text = report(runs, root)
+    write_section(args.docs, SECTION, text, title="## A potential that stays alive (issue 34)")
+    print(text)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
