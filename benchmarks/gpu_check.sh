@@ -18,7 +18,7 @@ if [ -d .whl ]; then
     || { echo "wheel install failed"; exit 1; }
   export PYTHONPATH=/tmp/site
 fi
-export PYTHONUNBUFFERED=1 RL_WARNINGS=False WANDB_MODE=disabled MUJOCO_GL=egl PPL_TORCHRL_DATA=/tmp/ppl_data
+export PYTHONUNBUFFERED=1 RL_WARNINGS=False WANDB_MODE=disabled MUJOCO_GL=disable PPL_TORCHRL_DATA=/tmp/ppl_data
 export XLA_PYTHON_CLIENT_PREALLOCATE=false   # JAX and torch share the GPU in the speed run
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
