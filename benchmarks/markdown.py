@@ -1,6 +1,6 @@
 """Generated sections of a hand-written Markdown file: the part between a section's two markers is replaced on every
 run, the text around it is left alone (the evidence grids write docs/evidence.md, docs/finetune.md, docs/ogbench.md
-and the README's OGBench table this way)."""
+and docs/results.md's OGBench table this way)."""
 from __future__ import annotations
 
 import re

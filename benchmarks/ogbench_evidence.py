@@ -18,7 +18,8 @@ compares every seed at one step; a relaunch continues where the last one stopped
 
 The report (section ``ogbench-cube-single`` of ``docs/ogbench.md``, figure ``docs/figures/ogbench_cube_single.png``)
 compares at the largest step every run reached, and as the FQL paper reports (each seed's mean of its last three
-evaluations), with the 2-SE rule of ``benchmarks/verdict.py`` and the published numbers beside.
+evaluations), with the 2-SE rule of ``benchmarks/verdict.py`` and the published numbers beside; its short table is
+section ``ogbench-cube-single`` of :data:`SUMMARY` (docs/results.md).
 """
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ MECHANISM = (
     ("probe/term_q", "λQ term"), ("probe/term_f", "f term"), ("probe/grad_share_f", "f's share of actor grad"),
 )
 SEEDS = (0, 1, 2)
+SUMMARY = REPO / "docs" / "results.md"  # where the short table goes (the README links it)
 W = 8.0
 
 
@@ -107,7 +109,7 @@ def _published_lines() -> list[str]:
     return lines
 
 
-def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, readme: Path | None = None) -> str:
+def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, summary_doc: Path | None = None) -> str:
     from ppl_torchrl.reporting.aggregate import Cell
     from ppl_torchrl.reporting.figures import pyplot, save_figure
     from benchmarks.markdown import write_section
@@ -144,8 +146,8 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, readme:
                 lines.append(f"| {labels[g]} | {len(vals)} | {pm(*mean_std(vals))} | "
                              f"{', '.join(f'{v:.1f}' for v in vals)} |")
             lines += versus_rebrac(cells, labels, names)
-            summary = _readme_summary(cells, evals, step, {labels[g]: [reached(r, root) for r in groups[g]]
-                                                           for g in names})
+            summary = _short_summary(cells, evals, step, {labels[g]: [reached(r, root) for r in groups[g]]
+                                                          for g in names})
         plt = pyplot()
         fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
         colors = {labels[g]: f"C{i}" for i, g in enumerate(names)}
@@ -164,14 +166,14 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, readme:
               "evaluations at 800k, 900k and 1M steps)", "", *_published_lines()]
     body = "\n".join(lines) + "\n"
     write_section(docs, "ogbench-cube-single", body)
-    if readme is not None:
-        write_section(readme, "ogbench-cube-single", summary)
+    if summary_doc is not None:
+        write_section(summary_doc, "ogbench-cube-single", summary)
     return body
 
 
-def _readme_summary(cells: dict, evals: list[int], step: int, reached_steps: dict[str, list[int]]) -> str:
-    """The README's table: our two methods as the FQL paper reports (mean of the last evaluations), beside the
-    paper's numbers, and the verdict."""
+def _short_summary(cells: dict, evals: list[int], step: int, reached_steps: dict[str, list[int]]) -> str:
+    """The short table of docs/results.md: our two methods as the FQL paper reports (mean of the last evaluations),
+    beside the paper's numbers, and the verdict."""
     from ppl_torchrl.evaluation.published import ogbench_reference
     from benchmarks.verdict import compare
 
@@ -197,7 +199,7 @@ def main(argv=None) -> int:
     add_grid_arguments(p, runs_dir=REPO / "runs" / "ogbench_cube_single")
     p.add_argument("--docs", default=str(REPO / "docs" / "ogbench.md"))
     p.add_argument("--figures", default=str(REPO / "docs" / "figures"))
-    p.add_argument("--readme", default=str(REPO / "README.md"), help="where the short table goes ('' for nowhere)")
+    p.add_argument("--summary", default=str(SUMMARY), help="where the short table goes ('' for nowhere)")
     args = p.parse_args(argv)
     root = Path(args.runs_dir).expanduser().resolve()
     runs = build_grid()
@@ -207,7 +209,7 @@ def main(argv=None) -> int:
         print("\n".join(plan([r.grid_run(root) for r in runs])))
         return 0
     failures = [] if args.report_only else run_jobs(jobs_to_run(runs, root), max(1, args.jobs), root / "logs")
-    write_report(runs, root, Path(args.docs), Path(args.figures), Path(args.readme) if args.readme else None)
+    write_report(runs, root, Path(args.docs), Path(args.figures), Path(args.summary) if args.summary else None)
     return 1 if failures else 0
 
 

@@ -293,8 +293,8 @@ def test_nothing_in_the_package_is_there_only_for_benchmarks():
 
 
 def test_where_to_change_what_names_files_that_exist():
-    """The README's map of the code names real files and folders."""
-    section = (ROOT / "README.md").read_text().split("## Where to change what", 1)[1].split("\n## ", 1)[0]
+    """The map of the code (docs/layout.md) names real files and folders."""
+    section = (ROOT / "docs" / "layout.md").read_text().split("## Where to change what", 1)[1].split("\n## ", 1)[0]
     paths = set(re.findall(r"`((?:ppl_torchrl|objectives|recipes|docs|benchmarks)/[\w./<>-]*)`", section))
     assert len(paths) >= 10
     missing = [p for p in paths if "<" not in p and not (ROOT / p).exists()]
