@@ -9,7 +9,7 @@ still compares every seed at one step. How the runs are executed:
 * :func:`train_in_process`: one after another in this process (the small evidence grid, with a progress bar).
 
 Every invocation's wall time goes to ``<runs-dir>/timing.json`` (:func:`record_invocation`). For a cluster, use
-the recipes' hydra multirun with the submitit launcher instead (README, "Scaling out").
+the recipes' hydra multirun with the submitit launcher instead (docs/usage.md, "Scaling out").
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ the repository); networks in :mod:`ppl_torchrl.modules`; the PPL^R / ReBRAC upda
 data in :mod:`ppl_torchrl.data` (generated data in :mod:`ppl_torchrl.datagen`); evaluation environments in
 :mod:`ppl_torchrl.envs`; dataset ids, reference scores and policy evaluation in :mod:`ppl_torchrl.evaluation`;
 the recipes' training harness in :mod:`ppl_torchrl.training`; results tables and figures in
-:mod:`ppl_torchrl.reporting`. The README's "Where to change what" says which file holds what.
+:mod:`ppl_torchrl.reporting`. docs/layout.md ("Where to change what") says which file holds what.
 """
 from __future__ import annotations
 
