@@ -92,9 +92,27 @@ def _adam_step(params: TensorDictBase, grads: TensorDictBase, state: tuple) -> N
 
 
 # ----------------------------------------------------------------------------------------- the schedule
+#: eagerly, differentiate with autograd (what a plain TorchRL loop's ``backward()`` does) instead of torch.func: the
+#: same objective, the same gradients, without functorch's per-operation wrapping (the eager update's main cost)
+EAGER_AUTOGRAD = True
+
+
+def _grad_and_value(objective, *args) -> tuple:
+    """``(d objective / d args[1], (value, metadata))``: ``args[1]`` is a TensorDict of plain tensors (the
+    parameters being trained). Under torch.compile it is ``torch.func.grad_and_value`` (what dynamo traces);
+    eagerly, autograd on a requires-grad view of the same tensors."""
+    if torch.compiler.is_compiling() or not EAGER_AUTOGRAD:
+        return torch.func.grad_and_value(objective, argnums=1, has_aux=True)(*args)
+    params = args[1].detach().requires_grad_()
+    value, metadata = objective(args[0], params, *args[2:])
+    leaves = list(params.values(True, True))
+    grads = torch.autograd.grad(value, leaves)
+    return params.empty().update(dict(zip(params.keys(True, True), grads))), (value.detach(), metadata)
+
+
 def _critic_step(loss, params, targets, adam, batch, noise) -> dict:
-    grads, (value, metadata) = torch.func.grad_and_value(loss.critic_objective, argnums=1, has_aux=True)(
-        batch, params["critic"], targets["actor"], targets["critic"], noise)
+    grads, (value, metadata) = _grad_and_value(loss.critic_objective, batch, params["critic"], targets["actor"],
+                                               targets["critic"], noise)
     _adam_step(params["critic"], grads, adam["critic"])
     return {"loss_qvalue": value.detach(), "pred_value": metadata["pred_value"],
             "target_value": metadata["target_value"]}
@@ -103,7 +121,7 @@ def _critic_step(loss, params, targets, adam, batch, noise) -> dict:
 def _delayed_step(loss, tau, params, targets, adam, batch, potential_steps: int = 1) -> dict:
     potential = params.get("potential")
     actor_args = (batch, params["actor"], params["critic"]) + (() if potential is None else (potential,))
-    grads, (value, metadata) = torch.func.grad_and_value(loss.actor_objective, argnums=1, has_aux=True)(*actor_args)
+    grads, (value, metadata) = _grad_and_value(loss.actor_objective, *actor_args)
     # Targets move towards the pre-update actor (and the just-updated critic), then the actor steps.
     targets["actor"].lerp_(params["actor"], tau)
     targets["critic"].lerp_(params["critic"], tau)
@@ -111,8 +129,8 @@ def _delayed_step(loss, tau, params, targets, adam, batch, potential_steps: int 
     out = {"loss_actor": value.detach(), **metadata}
     if potential is not None:
         for _ in range(potential_steps):  # several f-steps per actor step, on the same batch
-            grads, (value, metadata) = torch.func.grad_and_value(loss.potential_objective, argnums=1, has_aux=True)(
-                batch, potential, params["actor"], targets["actor"])
+            grads, (value, metadata) = _grad_and_value(loss.potential_objective, batch, potential, params["actor"],
+                                                       targets["actor"])
             _adam_step(potential, grads, adam["potential"])
         out.update(loss_potential=value.detach(), **metadata)
     return out
