@@ -7,6 +7,6 @@
 """
 from .partial_ot import PartialOTCQLLoss, PartialOTLoss
 from .potential import PartialOT
-from .rebrac import ReBRACLoss
+from .rebrac import ReBRACLoss, bc_distance
 
-__all__ = ["PartialOT", "PartialOTLoss", "PartialOTCQLLoss", "ReBRACLoss"]
+__all__ = ["PartialOT", "PartialOTLoss", "PartialOTCQLLoss", "ReBRACLoss", "bc_distance"]

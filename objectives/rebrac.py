@@ -17,6 +17,13 @@ from ._checks import check_batch
 CRITIC_NEXT_ACTIONS = ("policy", "dataset")
 
 
+def bc_distance(policy_action: torch.Tensor, data_action: torch.Tensor) -> torch.Tensor:
+    """ReBRAC's behaviour-cloning distance per sample, ``||pi(s) - a||^2`` summed over action dimensions (TorchRL's
+    ``TD3BCLoss`` averages them instead): the one home of the BC term, for the actor, the critic's next-action penalty
+    and the one-step setting's behaviour cloning."""
+    return (policy_action - data_action).pow(2).sum(-1)
+
+
 class ReBRACLoss(LossModule):
     r"""ReBRAC: TD3+BC with an ensemble min, summed BC penalties on both actor and critic.
 
@@ -279,7 +286,7 @@ class ReBRACLoss(LossModule):
             if self.critic_next_action == "policy":
                 policy_next = self._actor(next_td, target_actor_params)
                 next_action = torch.maximum(torch.minimum(policy_next + noise, self.max_action), self.min_action)
-                next_penalty = (next_action - data_next_action).pow(2).sum(-1, keepdim=True)
+                next_penalty = bc_distance(next_action, data_next_action).unsqueeze(-1)
             else:  # SARSA-style Q^beta on the dataset's next action: the penalty vanishes
                 next_action = data_next_action
                 next_penalty = torch.zeros_like(next_action[..., :1])
@@ -315,7 +322,7 @@ class ReBRACLoss(LossModule):
         """
         policy_action = self._actor(tensordict, actor_params)
         q = self.qvalues(tensordict, policy_action, critic_params).min(-1).values
-        bc = (policy_action - tensordict.get(self.tensor_keys.action)).pow(2).sum(-1)
+        bc = bc_distance(policy_action, tensordict.get(self.tensor_keys.action))
         lmbda = 1.0 / q.abs().mean().detach() if self.normalize_q else torch.ones((), device=q.device)
         terms = {"bc": self.actor_bc_coef * bc, "q": -(lmbda * q)}
         metadata = {

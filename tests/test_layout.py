@@ -299,3 +299,16 @@ def test_where_to_change_what_names_files_that_exist():
     assert len(paths) >= 10
     missing = [p for p in paths if "<" not in p and not (ROOT / p).exists()]
     assert not missing, missing
+
+
+def test_one_home_for_the_bc_term():
+    """ReBRAC's behaviour-cloning distance (||pi(s) - a||^2 summed over action dimensions) is written once,
+    ``objectives.rebrac.bc_distance``; the actor term, the critic's penalty and the one-step BC phase call it."""
+    pattern = re.compile(r"\)\.pow\(2\)\.sum\(-1")
+    homes = []
+    for folder in ("ppl_torchrl", "objectives"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if pattern.search(line) and "action" in line:
+                    homes.append(f"{path.relative_to(ROOT)}:{n}")
+    assert len(homes) == 1 and homes[0].startswith("objectives/rebrac.py"), homes

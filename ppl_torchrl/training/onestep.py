@@ -25,7 +25,7 @@ from tensordict import TensorDict
 from torchrl.objectives import SoftUpdate
 
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
-from ppl_torchrl.objectives import PartialOTLoss
+from ppl_torchrl.objectives import PartialOTLoss, bc_distance
 from ppl_torchrl.training.algorithms import Algorithm, _adam, optimizer_step
 from ppl_torchrl.training.config import OptimConfig
 
@@ -57,7 +57,7 @@ def bc_algorithm(loss, lr: float, name: str = "onestep_bc", optimizer: Callable 
 
     def update(batch: TensorDict, step: int) -> TensorDict:
         pred = loss.policy_action(batch, loss.actor_network_params)
-        bc = (pred - batch.get(action_key)).pow(2).sum(-1).mean()
+        bc = bc_distance(pred, batch.get(action_key)).mean()
         optimizer_step(opts["actor"], bc)
         return TensorDict({"loss_bc": bc.detach()})
 

@@ -1,0 +1,95 @@
+"""How :class:`~ppl_torchrl.objectives.PartialOT` is put together around its base loss, apart from its math: the
+checks of its settings, its tensordict keys (the base's plus the potential's), the properties that present the
+base's attributes, and the state-dict hooks that keep checkpoints in the base's own names."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, make_dataclass
+
+from tensordict.utils import NestedKey
+
+#: how ``f(s, pi(s))`` is weighted in the actor's term (docs/algorithm.md, "A potential that stays alive")
+ACTOR_SCALES = ("none", "q", "self")
+
+
+def _check_settings(potential_bound, potential_gp, potential_lipschitz, potential_actor_scale, potential_actor_coef,
+                    w_anneal_steps) -> None:
+    if potential_bound is not None and not potential_bound > 0:
+        raise ValueError(f"potential_bound must be > 0 (f lies in [-bound, 0]) or None (unbounded), got {potential_bound!r}.")
+    if not potential_gp >= 0:
+        raise ValueError(f"potential_gp (the gradient-penalty weight) must be >= 0 (0 turns it off), got {potential_gp!r}.")
+    if not potential_lipschitz > 0:
+        raise ValueError(f"potential_lipschitz (the action-gradient norm f may reach unpenalised) must be > 0, "
+                         f"got {potential_lipschitz!r}.")
+    if potential_actor_scale not in ACTOR_SCALES:
+        raise ValueError(f"potential_actor_scale must be one of {ACTOR_SCALES}, got {potential_actor_scale!r}.")
+    if not potential_actor_coef >= 0:
+        raise ValueError(f"potential_actor_coef must be >= 0, got {potential_actor_coef!r}.")
+    if not (isinstance(w_anneal_steps, int) and w_anneal_steps >= 0):
+        raise ValueError(f"w_anneal_steps must be an integer >= 0 (0: w from the first step), got {w_anneal_steps!r}.")
+
+
+def check_w(w: float) -> float:
+    """``w`` as a float; a ``ValueError`` saying what it means unless it is a number >= 1."""
+    if not (isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 1.0):
+        raise ValueError(
+            f"w (the unbalance coefficient) must be >= 1 (a number), got {w!r}: the policy maps onto the best "
+            "1/w share of the data (w = 1 is behaviour cloning; the paper uses 3-12, 8 by default)."
+        )
+    return float(w)
+
+
+@dataclass
+class _PotentialKeys:
+    """The keys the potential adds: ``potential`` (what the potential network writes) and ``action`` (the
+    dataset action, also the key the actor writes and ``f`` reads)."""
+
+    action: NestedKey = "action"
+    potential: NestedKey = "potential"
+
+
+def _accepted_keys(base_keys: type) -> type:
+    """The base loss's ``_AcceptedKeys`` plus the potential's keys (one dataclass, so ``set_keys`` names all)."""
+    own = {f.name for f in fields(base_keys)}
+    extra = [(f.name, NestedKey, field(default=f.default)) for f in fields(_PotentialKeys) if f.name not in own]
+    return make_dataclass(f"{base_keys.__qualname__.split('.')[0]}PartialOTKeys", extra, bases=(base_keys,))
+
+
+def _on_base(name: str, doc: str, settable: bool = False) -> property:
+    """The base loss's attribute ``name`` as a property of the composed loss: read (and, if ``settable``, written)
+    on the base, where its terms read it. Where the base has none, an ``AttributeError`` (so ``hasattr`` tells)."""
+
+    def get(self):
+        return getattr(self.base, name)
+
+    def set_(self, value):
+        if not hasattr(self.base, name):
+            raise AttributeError(f"{type(self.base).__name__} has no {name!r}: there is nothing to set.")
+        setattr(self.base, name, value)
+
+    return property(get, set_ if settable else None, doc=doc)
+
+
+def _state_dict_flat(module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    """``state_dict`` post-hook: the base's entries under the base's own names (``actor_network_params.*``, not
+    ``base.actor_network_params.*``), once each. A composed checkpoint is the base's plus the potential's, as it
+    was before the base became a submodule, so older checkpoints and the base's own keep loading."""
+    head = prefix + "base."
+    ours = [(key, state_dict.pop(key)) for key in list(state_dict) if key.startswith(prefix)]
+    for key, value in ours:
+        state_dict.setdefault(prefix + key[len(head):] if key.startswith(head) else key, value)
+
+
+def _state_dict_nested(module, state_dict: dict, prefix: str, *_) -> None:
+    """``load_state_dict`` pre-hook, the inverse of :func:`_state_dict_flat`: each entry of the base also under
+    ``base.`` (parameter groups, which are this module's children too) or only there (the base's other entries)."""
+    groups = set(module.base_parameter_groups)
+    own = {name for name, _ in module.named_children()} - groups - {"base"}
+    own |= {name for name, _ in module.named_parameters(recurse=False)}
+    own |= {name for name, _ in module.named_buffers(recurse=False)}
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        name = key[len(prefix):]
+        top = name.split(".", 1)[0]
+        if top == "base" or top in own:
+            continue
+        value = state_dict[key] if top in groups else state_dict.pop(key)
+        state_dict.setdefault(prefix + "base." + name, value)
