@@ -19,8 +19,9 @@ thread, with the mechanism probe (``ppl_torchrl/training/probe.py``) at every ev
   (w = 8) against ReBRAC and the authors' PPL^R. About 1.5 CPU-hours per 100k steps each on a 2-core CPU: a job for
   several sessions or a GPU; it resumes where it stopped.
 
-Runs advance in segments of 25k steps (``checkpoint.stop_after``, then a resume) so that an unfinished grid
-still compares every run at one step; each run is its own folder under ``--runs-dir`` with ``resume=auto``, so a
+The mechanism runs go to their end in one process each (on a loaded 2-core CPU a compilation took 12 minutes,
+too much to pay every 25k steps); the comparison runs advance in segments of 25k steps (``checkpoint.stop_after``,
+then a resume) so that an unfinished grid still compares every run at one step. Each run is its own folder under ``--runs-dir`` with ``resume=auto``, so a
 relaunch (or a kill) costs only the unfinished segment. The report is section ``potential-evidence`` of
 docs/evidence.md.
 """
@@ -40,7 +41,8 @@ from benchmarks.grid import (REPO, RECIPES, GridRun, add_grid_arguments, in_segm
 
 RECIPE = RECIPES / "ppl_antmaze.py"
 DATASET = "pointmaze-medium-mixed-gen-v0"
-SEGMENT = 25_000
+#: steps per segment (each segment is one process: a compilation, then training to its end)
+SEGMENTS = {"mechanism": 100_000, "comparison": 25_000}
 EVAL_EVERY = 10_000
 EVAL_EPISODES = 5
 SECTION = "potential-evidence"
@@ -73,11 +75,11 @@ def build_grid() -> list[Run]:
     runs = []
     for w in (1, 3, 8, 16):
         runs.append(Run("mechanism", f"ppl_stable-w{w}", "ppl_stable", 0, 100_000, 64, (("hparams.w", w),)))
+    runs.append(Run("mechanism", "ppl-w8", "ppl", 0, 100_000, 64, (("hparams.w", 8),)))
+    runs.append(Run("mechanism", "rebrac", "rebrac", 0, 100_000, 64))
     for w in (3, 8):
         runs.append(Run("mechanism", f"ppl_stable-K0.3-w{w}", "ppl_stable", 0, 100_000, 64,
                         (("hparams.w", w), ("loss.potential_lipschitz", 0.3))))
-    runs.append(Run("mechanism", "ppl-w8", "ppl", 0, 100_000, 64, (("hparams.w", 8),)))
-    runs.append(Run("mechanism", "rebrac", "rebrac", 0, 100_000, 64))
     for seed in (0, 1, 2):
         for name, loss in (("ppl_stable-w8", "ppl_stable"), ("rebrac", "rebrac"), ("ppl-w8", "ppl")):
             runs.append(Run("comparison", name, loss, seed, 300_000, 256, (("hparams.w", 8),) if "w8" in name else ()))
@@ -168,7 +170,10 @@ def main(argv=None) -> int:
         return 0
     failures = []
     if not args.report_only:
-        order = in_segments([r.grid_run(root) for r in chosen], SEGMENT)
+        order = []
+        for group, segment in SEGMENTS.items():
+            group_runs = [r.grid_run(root) for r in chosen if r.group == group]
+            order += in_segments(group_runs, segment) if group_runs else []
         failures = run_jobs(segment_jobs(order), max(1, args.jobs), root / "logs")
     from benchmarks.markdown import write_section
 
