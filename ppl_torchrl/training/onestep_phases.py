@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from ppl_torchrl import progress
 from ppl_torchrl.errors import ConfigError
 from ppl_torchrl.training.checkpoints import CHECKPOINT
-from ppl_torchrl.training.onestep import PHASES, make_onestep_algorithm
+from ppl_torchrl.training.onestep import PHASES, onestep_algorithm_from_config
 
 
 def validate_onestep(cfg: DictConfig) -> None:
@@ -60,7 +60,7 @@ def build_onestep_phase(cfg: DictConfig, phase: str, start_from: Path | None = N
         def prepare(cfg, run_dir):
             return start_from
 
-    return build_run(cfg, check=validate_onestep, prepare=prepare, algorithm=partial(make_onestep_algorithm, phase),
+    return build_run(cfg, check=validate_onestep, prepare=prepare, algorithm=partial(onestep_algorithm_from_config, phase),
                      evaluation=phase != "qbeta", probe=phase == "policy")
 
 

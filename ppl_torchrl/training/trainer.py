@@ -29,7 +29,7 @@ from ppl_torchrl import progress
 from ppl_torchrl.atomic import atomic_torch_save, atomic_write
 from ppl_torchrl.errors import ConfigError, DeviceError, ResumeError, RunExistsError, user_errors
 from ppl_torchrl.reporting.metrics import METRICS
-from ppl_torchrl.training.algorithms import Algorithm, make_algorithm
+from ppl_torchrl.training.algorithms import Algorithm, algorithm_from_config
 from ppl_torchrl.training.checkpoints import CHECKPOINT, read_checkpoint, restore_algorithm
 from ppl_torchrl.training.config import validate_config
 from ppl_torchrl.training.run_logger import RunLogger
@@ -503,7 +503,7 @@ def build_run(cfg: DictConfig, run_dir: Path | None = None, *, check: Callable |
     * ``data(cfg, batch_size) -> (buffer, data_source, eval_id, (reward scale, bias))``: the data source (default
       :func:`load_training_data`, the ``dataset`` section's; the toy's full batch); ``batch_size``: the offline
       buffer's (default ``optim.batch_size``);
-    * ``algorithm(cfg, obs_dim, act_dim, device) -> Algorithm`` (default :func:`make_algorithm`);
+    * ``algorithm(cfg, obs_dim, act_dim, device) -> Algorithm`` (default :func:`~ppl_torchrl.training.algorithms.algorithm_from_config`);
     * ``evaluation`` / ``probe``: whether this run evaluates its policy / runs the mechanism probe;
     * ``trainer(parts: RunParts) -> Trainer``: the loop's data source and hooks (default :class:`Trainer`).
 
@@ -522,7 +522,7 @@ def build_run(cfg: DictConfig, run_dir: Path | None = None, *, check: Callable |
     buffer, data_source, eval_id, reward = (data or load_training_data)(cfg, batch_size)
     stats = buffer.dataset_stats
     with user_errors(ValueError):  # unknown loss, compile value
-        built = (algorithm or make_algorithm)(cfg, stats.obs_dim, stats.act_dim, device)
+        built = (algorithm or algorithm_from_config)(cfg, stats.obs_dim, stats.act_dim, device)
     evaluate = None
     if evaluation and eval_id is not None and int(cfg.eval.episodes) > 0:
         with user_errors(ImportError, KeyError):  # a missing simulator package, an unknown eval id
