@@ -284,11 +284,12 @@ def toy_run_config(name: str, steps: int, seed: int, run_dir: str | Path, progre
 def train_toy_phase(name: str, data: TensorDict, make: Callable, steps: int, seed: int, run_dir: str | Path | None,
                     progress: bool = True, device: str = "cpu", stop_after: int | None = None):
     """``steps`` full-batch updates of the algorithm ``make(cfg, obs_dim, act_dim, device)`` builds (after seeding
-    with ``seed``), as a run of the one trainer (:func:`~ppl_torchrl.training.trainer.build_run`) in
+    with ``seed``), as a run of the one trainer (:func:`~ppl_torchrl.training.build.build_run`) in
     ``run_dir/name`` (a temporary folder when ``run_dir`` is ``None``); returns the algorithm."""
     import tempfile
 
-    from ppl_torchrl.training.trainer import build_run, seed_everything
+    from ppl_torchrl.training.build import build_run
+    from ppl_torchrl.training.process import seed_everything
 
     if steps == 0:  # nothing to train: the networks as initialised
         seed_everything(seed)

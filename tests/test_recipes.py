@@ -14,7 +14,7 @@ from ppl_torchrl.errors import UserError, error_line, is_user_error
 from ppl_torchrl.training.algorithms import LOSSES
 from ppl_torchrl.training.checkpoints import load_trained_run
 from ppl_torchrl.training.recipe import train
-from ppl_torchrl.training.trainer import build_trainer
+from ppl_torchrl.training.build import build_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "pointmaze-umaze-gen-v0"

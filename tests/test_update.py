@@ -256,7 +256,7 @@ def test_failed_compilation_falls_back_to_the_eager_update_without_touching_the_
 
 @pytest.mark.skipif(not compiler_available("cpu"), reason="compile.enabled=auto compiles only where inductor works")
 def test_a_run_whose_compilation_fails_says_so_and_records_an_eager_run(tmp_path, capsys, tiny, make_cfg):
-    from ppl_torchrl.training.trainer import build_trainer
+    from ppl_torchrl.training.build import build_trainer
 
     over = {"compile.enabled": "auto", "checkpoint.stop_after": 4, "logger.log_every": 2, "eval.every": 10**6}
     trainer = build_trainer(make_cfg(tiny(tmp_path, steps=COMPILE_AUTO_MIN_STEPS, **over)))
@@ -298,7 +298,7 @@ def test_updates_per_call_uses_one_call_length_and_single_updates_for_remainders
     """A compiled call of a new length compiles a new graph (minutes on a small CPU): with updates_per_call=3
     and logs every 8 steps, the loop makes calls of 3 and single updates, never of 2, and never crosses a
     log, eval or checkpoint step."""
-    from ppl_torchrl.training.trainer import build_trainer
+    from ppl_torchrl.training.build import build_trainer
 
     over = {"compile.enabled": "false", "compile.updates_per_call": 3, "logger.log_every": 8, "eval.every": 16,
             "eval.episodes": 1, "checkpoint.every": 16}
@@ -394,7 +394,7 @@ def test_recipe_compiled_with_inductor_resumes_bit_identically_and_follows_the_e
 def test_compile_auto_at_paper_length_builds_and_trains_with_the_switches_flipped(tmp_path, tiny, make_cfg):
     """compile.enabled=auto with optim.steps >= 100k compiles with inductor, here with every documented switch
     away from its default (``critic_next_action=dataset`` once crashed every long run)."""
-    from ppl_torchrl.training.trainer import build_trainer
+    from ppl_torchrl.training.build import build_trainer
 
     switches = {"loss.critic_next_action": "dataset", "loss.normalize_q": "false",
                 "loss.potential_uses_target_actor": "false", "loss.validate_inputs": "false"}

@@ -2,7 +2,7 @@
 
 Three phases, each an :class:`~ppl_torchrl.training.algorithms.Algorithm` that the one
 :class:`~ppl_torchrl.training.trainer.Trainer` runs (logs, checkpoints, exact resume, progress), each built by the
-one set-up chain :func:`~ppl_torchrl.training.trainer.build_run` on the same data (every ``dataset`` setting:
+one set-up chain :func:`~ppl_torchrl.training.build.build_run` on the same data (every ``dataset`` setting:
 reward scale and bias, state normalisation, observation keys); :mod:`ppl_torchrl.training.onestep_phases` runs them:
 
 1. ``bc``: behaviour cloning of beta, ``min ||pi(s) - a||^2`` (summed over action dims) (:func:`bc_algorithm`).

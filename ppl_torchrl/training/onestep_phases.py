@@ -1,6 +1,6 @@
 """The one-step setting's phases as runs of the one trainer: BC in ``phases_dir/bc``, Q^beta in ``phases_dir/qbeta``
 (``phases_dir`` defaults to ``run_dir``; pointing several runs at one folder shares their beta and Q^beta), then the
-PPL policy in ``run_dir``. Each phase is :func:`~ppl_torchrl.training.trainer.build_run` with its algorithm
+PPL policy in ``run_dir``. Each phase is :func:`~ppl_torchrl.training.build.build_run` with its algorithm
 (:mod:`ppl_torchrl.training.onestep`) and starts from the weights of the one before; a relaunch continues an
 interrupted phase and skips a finished one.
 """
@@ -54,7 +54,7 @@ def phase_config(cfg: DictConfig, phase: str) -> DictConfig:
 def build_onestep_phase(cfg: DictConfig, phase: str, start_from: Path | None = None, prepare=None):
     """The :class:`~ppl_torchrl.training.trainer.Trainer` of one phase (``cfg`` as :func:`phase_config` gives it),
     starting from the weights in ``start_from`` (the phase before)."""
-    from ppl_torchrl.training.trainer import build_run
+    from ppl_torchrl.training.build import build_run
 
     if prepare is None:
         def prepare(cfg, run_dir):
@@ -66,7 +66,7 @@ def build_onestep_phase(cfg: DictConfig, phase: str, start_from: Path | None = N
 
 def run_earlier_phases(cfg: DictConfig, run_dir: Path | None = None) -> Path:
     """Trains (or continues, or skips when finished) the BC and Q^beta phases; returns Q^beta's checkpoint."""
-    from ppl_torchrl.training.trainer import finished_results
+    from ppl_torchrl.training.resume import finished_results
 
     start_from = None
     for phase in PHASES[:-1]:
