@@ -289,6 +289,7 @@ def train_toy_phase(name: str, data: TensorDict, make: Callable, steps: int, see
     import tempfile
 
     from ppl_torchrl.training.build import build_run
+    from ppl_torchrl.training.data_source import TrainingData
     from ppl_torchrl.training.process import seed_everything
 
     if steps == 0:  # nothing to train: the networks as initialised
@@ -296,8 +297,8 @@ def train_toy_phase(name: str, data: TensorDict, make: Callable, steps: int, see
         return make(None, 1, 1, device)
     with tempfile.TemporaryDirectory() if run_dir is None else nullcontext(run_dir) as root:
         cfg = toy_run_config(name, steps, seed, Path(root) / name, progress, device, stop_after)
-        trainer = build_run(cfg, data=lambda cfg, batch_size: (FullBatch(data), "toy", None, (1.0, 0.0)),
-                            algorithm=make, evaluation=False, probe=False)
+        trainer = build_run(cfg, data=TrainingData(FullBatch(data), "toy", eval_id=None), algorithm=make,
+                            evaluation=False, probe=False)
         trainer.run()
         return trainer.algorithm
 

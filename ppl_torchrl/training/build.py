@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from ppl_torchrl.errors import user_errors
 from ppl_torchrl.training.algorithms import Algorithm, algorithm_from_config
 from ppl_torchrl.training.config import validate_config
-from ppl_torchrl.training.data_source import load_training_data
+from ppl_torchrl.training.data_source import TrainingData, load_training_data
 from ppl_torchrl.training.evaluator import make_evaluator
 from ppl_torchrl.training.process import setup_process
 from ppl_torchrl.training.resume import resume_mode
@@ -30,17 +30,14 @@ class RunParts:
     cfg: DictConfig
     run_dir: Path
     device: torch.device
-    buffer: object  # the offline replay buffer (ppl_torchrl.data.make_offline_replay_buffer)
-    data_source: str
-    eval_id: str | None
-    reward: tuple[float, float]  # (scale, bias) of the buffer's reward transform
+    data: TrainingData
     algorithm: Algorithm
     evaluate: Callable | None
     probe: Callable | None
 
 
 def build_run(cfg: DictConfig, run_dir: Path | None = None, *, check: Callable | None = None,
-              prepare: Callable | None = None, data: Callable | None = None, batch_size: int | None = None,
+              prepare: Callable | None = None, data: TrainingData | None = None, batch_size: int | None = None,
               algorithm: Callable | None = None, evaluation: bool = True, probe: bool = True,
               trainer: Callable | None = None) -> Trainer:
     """Config -> data -> algorithm -> evaluation -> probe -> trainer: the one set-up chain of every training run
@@ -52,9 +49,9 @@ def build_run(cfg: DictConfig, run_dir: Path | None = None, *, check: Callable |
     * ``prepare(cfg, run_dir) -> Path | None``: the phases before this one (fine-tuning's offline run, the one-step
       BC and Q^beta phases), run before this process is seeded; returns the checkpoint this run starts from
       (:meth:`Trainer.initialise`), or ``None``;
-    * ``data(cfg, batch_size) -> (buffer, data_source, eval_id, (reward scale, bias))``: the data source (default
-      :func:`load_training_data`, the ``dataset`` section's; the toy's full batch); ``batch_size``: the offline
-      buffer's (default ``optim.batch_size``);
+    * ``data``: the data to train on (:class:`~ppl_torchrl.training.data_source.TrainingData`: the toy's full batch),
+      by default the ``dataset`` section's (:func:`~ppl_torchrl.training.data_source.load_training_data`, after the
+      process is seeded) in batches of ``batch_size`` (default ``optim.batch_size``);
     * ``algorithm(cfg, obs_dim, act_dim, device) -> Algorithm`` (default :func:`~ppl_torchrl.training.algorithms.algorithm_from_config`);
     * ``evaluation`` / ``probe``: whether this run evaluates its policy / runs the mechanism probe;
     * ``trainer(parts: RunParts) -> Trainer``: the loop's data source and hooks (default :class:`Trainer`).
@@ -71,16 +68,17 @@ def build_run(cfg: DictConfig, run_dir: Path | None = None, *, check: Callable |
     resume = resume_mode(cfg, run_dir)
     start_from = prepare(cfg, run_dir) if prepare is not None else None
     device = setup_process(cfg)
-    buffer, data_source, eval_id, reward = (data or load_training_data)(cfg, batch_size)
-    stats = buffer.dataset_stats
+    data = data if data is not None else load_training_data(cfg, batch_size)
+    buffer = data.buffer
     with user_errors(ValueError):  # unknown loss, compile value
-        built = (algorithm or algorithm_from_config)(cfg, stats.obs_dim, stats.act_dim, device)
+        built = (algorithm or algorithm_from_config)(cfg, data.obs_dim, data.act_dim, device)
     evaluate = None
-    if evaluation and eval_id is not None and int(cfg.eval.episodes) > 0:
+    if evaluation and data.eval_id is not None and int(cfg.eval.episodes) > 0:
         with user_errors(ImportError, KeyError):  # a missing simulator package, an unknown eval id
-            evaluate = make_evaluator(cfg, eval_id, buffer.state_mean, buffer.state_std, device, stats)
-    run_probe = make_probe(cfg, data_source, buffer, built, device) if probe else None
-    parts = RunParts(cfg, run_dir, device, buffer, data_source, eval_id, reward, built, evaluate, run_probe)
+            evaluate = make_evaluator(cfg, data.eval_id, buffer.state_mean, buffer.state_std, device,
+                                      buffer.dataset_stats)
+    run_probe = make_probe(cfg, data.source, buffer, built, device) if probe else None
+    parts = RunParts(cfg, run_dir, device, data, built, evaluate, run_probe)
     run = trainer(parts) if trainer is not None else Trainer(cfg, built, buffer, evaluate, run_dir, device, run_probe)
     run.start(resume, start_from)  # the run is accepted: only now is the run folder touched
     return run

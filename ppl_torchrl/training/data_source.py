@@ -1,14 +1,39 @@
-"""A recipe's training data: what its ``dataset`` config section points at (a file to load, an id to evaluate
-against), loaded as a seeded replay buffer (:func:`load_training_data`)."""
+"""A run's training data (:class:`TrainingData`): what a recipe's ``dataset`` config section points at (a file to load,
+an id to evaluate against), loaded as a seeded replay buffer (:func:`load_training_data`)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from ppl_torchrl.errors import ConfigError, user_errors
 from ppl_torchrl.registry import get_dataset_spec, is_ogbench_id
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The data a run trains on: what the set-up chain (:func:`~ppl_torchrl.training.build.build_run`) builds the
+    algorithm, the evaluation and the probe for, and the loop draws its batches from.
+
+    ``buffer`` samples a batch (``sample()``) and carries ``dataset_stats`` (``obs_dim``, ``act_dim``, ``name``,
+    ``metadata``), ``state_mean`` / ``state_std``: an offline replay buffer
+    (:func:`ppl_torchrl.data.make_offline_replay_buffer`), or the toy's full batch.
+    """
+
+    buffer: object
+    source: object  # what was loaded: a dataset id, a file path, or an OGBench source
+    eval_id: str | None  # the registered id the policy is evaluated on; None: no evaluation
+    reward: tuple[float, float] = (1.0, 0.0)  # (scale, bias) of the buffer's reward transform
+
+    @property
+    def obs_dim(self) -> int:
+        return self.buffer.dataset_stats.obs_dim
+
+    @property
+    def act_dim(self) -> int:
+        return self.buffer.dataset_stats.act_dim
 
 
 def resolve_training_data(dataset_cfg) -> tuple[str, str | None]:
@@ -109,8 +134,8 @@ def dataset_observation_keys(cfg: DictConfig, data_source: str) -> list[str] | N
     return [str(k) for k in observation_keys]
 
 
-def load_training_data(cfg: DictConfig, batch_size: int | None = None):
-    """The ``dataset`` section's data as a seeded replay buffer: ``(buffer, data_source, eval_id, (scale, bias))``.
+def load_training_data(cfg: DictConfig, batch_size: int | None = None) -> TrainingData:
+    """The ``dataset`` section's data as a seeded replay buffer of ``batch_size`` (default ``optim.batch_size``).
 
     User-fixable failures (unknown ids, missing files, no network) are user errors and leave no empty folder.
     """
@@ -134,4 +159,4 @@ def load_training_data(cfg: DictConfig, batch_size: int | None = None):
             reward_bias=float(bias), normalize_states=bool(cfg.dataset.normalize_states), seed=int(cfg.seed),
             observation_keys=observation_keys, progress=cfg.logger.progress,
         )
-    return buffer, data_source, eval_id, (float(scale), float(bias))
+    return TrainingData(buffer, data_source, eval_id, (float(scale), float(bias)))

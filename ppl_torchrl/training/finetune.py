@@ -308,14 +308,14 @@ def _make_finetuner(parts: RunParts) -> FineTuner:
     from ppl_torchrl.envs import make_env as make_task_env
     from ppl_torchrl.registry import get_dataset_spec
 
-    cfg, buffer, device, eval_id = parts.cfg, parts.buffer, parts.device, parts.eval_id
+    cfg, buffer, device, eval_id = parts.cfg, parts.data.buffer, parts.device, parts.data.eval_id
     if eval_id is None:
         raise ConfigError(f"fine-tuning needs an environment: dataset.id={cfg.dataset.id} has none registered; set "
                           "dataset.eval_id to the registered id whose task matches the data.")
     ft = cfg.finetune
     online = TensorDictReplayBuffer(storage=LazyTensorStorage(int(ft.buffer_size)), sampler=RandomSampler(),
                                     batch_size=max(1, batch_split(cfg)[1]))
-    transform = reward_transform(*parts.reward)
+    transform = reward_transform(*parts.data.reward)
     if transform is not None:
         online.append_transform(transform)
     online.set_rng(torch.Generator().manual_seed(int(cfg.seed) + 1))
