@@ -153,7 +153,7 @@ def train_in_process(runs: Sequence[GridRun], config_name: str, *, extra: Sequen
     from tqdm import tqdm
 
     from ppl_torchrl.training.recipe import train
-    from ppl_torchrl.training.trainer import finished_results
+    from ppl_torchrl.training.resume import finished_results
 
     trained, failures = 0, []
     bar = tqdm(runs, desc=desc, disable=not progress)

@@ -4,7 +4,7 @@
 
 Measures, in one run and interleaved (round-robin over variants, so a noisy machine slows all alike):
 
-* ``ppl`` / ``rebrac``: ``make_algorithm(cfg, ...)`` with ``compile.enabled=false``: the eager
+* ``ppl`` / ``rebrac``: ``make_algorithm(**settings(name), ...)``, not compiled: the eager
   :class:`ppl_torchrl.update.ReBRACUpdate` as the trainer runs it (TorchRL loss modules, TensorDict
   batches, input validation on, ``torch.func`` gradients, torch's functional Adam on the optimizers' state),
   plus a real TorchRL replay-buffer sample per step;
@@ -50,7 +50,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 from ppl_torchrl.atomic import atomic_write
@@ -118,20 +117,21 @@ def make_buffer(path: Path, batch: int, root: Path, device):
                                       device=None if torch.device(device).type == "cpu" else device)
 
 
-def config(name: str, *, compiled: bool = False, per_call: int = 1, cudagraphs: bool = False):
-    """The recipe config ``make_algorithm`` reads: ``loss``, ``model``, ``optim`` and ``compile``."""
-    loss = dict(name=name, actor_bc_coef=HP["actor_bc_coef"], critic_bc_coef=HP["critic_bc_coef"],
-                policy_noise=HP["policy_noise"], noise_clip=HP["noise_clip"], normalize_q=True,
-                critic_next_action="policy", validate_inputs=True)
+def settings(name: str, *, compiled: bool = False, cudagraphs: bool = False) -> dict:
+    """What ``make_algorithm`` takes besides the sizes: the loss's settings, the networks, the optimizers (the paper's
+    AntMaze values, :data:`HP`) and how the update runs (inductor; ``cudagraphs`` on CUDA)."""
+    from ppl_torchrl.training.config import CompileConfig, LossConfig, NetworkConfig, OptimConfig
+
+    loss = {k: HP[k] for k in ("actor_bc_coef", "critic_bc_coef", "policy_noise", "noise_clip")}
     if name == "ppl":
         loss.update(w=HP["w"], potential_uses_target_actor=True)
-    optim = {k: HP[k] for k in ("actor_lr", "critic_lr", "potential_lr_scale", "tau", "policy_freq", "gamma")}
-    optim["steps"] = 1_000_000  # a paper-length run; only read by compile.enabled=auto, which is not used here
-    return OmegaConf.create(dict(
-        loss=loss, model=dict(hidden_dim=HIDDEN, num_hidden=DEPTH, num_qvalue_nets=NUM_Q, activation="relu", init="corl"),
-        optim=optim,
-        compile=dict(enabled=bool(compiled), mode=None, backend="inductor", cudagraphs=bool(cudagraphs),
-                     updates_per_call=int(per_call))))
+    return dict(
+        loss=LossConfig(name, **loss),
+        network=NetworkConfig(hidden_dim=HIDDEN, num_hidden=DEPTH, num_qvalue_nets=NUM_Q, activation="relu",
+                              init="corl"),
+        optim=OptimConfig(**{k: HP[k] for k in ("actor_lr", "critic_lr", "potential_lr_scale", "tau", "policy_freq",
+                                                "gamma")}),
+        compile=CompileConfig(enabled=bool(compiled), backend="inductor", cudagraphs=bool(cudagraphs)))
 
 
 # ------------------------------------------------------------------------------------------ ours
@@ -146,8 +146,8 @@ def ours_runner(name: str, obs: int, act: int, buffer, device, *, compiled: bool
     from ppl_torchrl.training.algorithms import make_algorithm
 
     sample = buffer.sample if sample is None else sample
-    alg = make_algorithm(config(name, compiled=compiled, per_call=per_call, cudagraphs=cudagraphs),
-                         obs, act, device=device)
+    alg = make_algorithm(obs_dim=obs, act_dim=act, device=device,
+                         **settings(name, compiled=compiled, cudagraphs=cudagraphs))
     if alg.compiled != bool(compiled):
         raise RuntimeError(f"{name}: asked for compiled={compiled}, make_algorithm built compiled={alg.compiled}")
     state = {"step": 0}
@@ -197,7 +197,7 @@ _LIBRARY_PARAMS = {"actor": "actor_network_params", "critic": "qvalue_network_pa
 
 
 def library_params(algorithm) -> dict[str, list[torch.Tensor]]:
-    """Copies of a library PPL^R algorithm's parameters (``make_algorithm(config("ppl"))``), per network."""
+    """Copies of a library PPL^R algorithm's parameters (``make_algorithm(**settings("ppl"), ...)``), per network."""
     out = {}
     for name, attr in _LIBRARY_PARAMS.items():
         params = getattr(algorithm.loss, attr)

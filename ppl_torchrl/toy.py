@@ -284,19 +284,21 @@ def toy_run_config(name: str, steps: int, seed: int, run_dir: str | Path, progre
 def train_toy_phase(name: str, data: TensorDict, make: Callable, steps: int, seed: int, run_dir: str | Path | None,
                     progress: bool = True, device: str = "cpu", stop_after: int | None = None):
     """``steps`` full-batch updates of the algorithm ``make(cfg, obs_dim, act_dim, device)`` builds (after seeding
-    with ``seed``), as a run of the one trainer (:func:`~ppl_torchrl.training.trainer.build_run`) in
+    with ``seed``), as a run of the one trainer (:func:`~ppl_torchrl.training.build.build_run`) in
     ``run_dir/name`` (a temporary folder when ``run_dir`` is ``None``); returns the algorithm."""
     import tempfile
 
-    from ppl_torchrl.training.trainer import build_run, seed_everything
+    from ppl_torchrl.training.build import build_run
+    from ppl_torchrl.training.data_source import TrainingData
+    from ppl_torchrl.training.process import seed_everything
 
     if steps == 0:  # nothing to train: the networks as initialised
         seed_everything(seed)
         return make(None, 1, 1, device)
     with tempfile.TemporaryDirectory() if run_dir is None else nullcontext(run_dir) as root:
         cfg = toy_run_config(name, steps, seed, Path(root) / name, progress, device, stop_after)
-        trainer = build_run(cfg, data=lambda cfg, batch_size: (FullBatch(data), "toy", None, (1.0, 0.0)),
-                            algorithm=make, evaluation=False, probe=False)
+        trainer = build_run(cfg, data=TrainingData(FullBatch(data), "toy", eval_id=None), algorithm=make,
+                            evaluation=False, probe=False)
         trainer.run()
         return trainer.algorithm
 

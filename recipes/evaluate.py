@@ -16,7 +16,9 @@ from ppl_torchrl.errors import user_errors
 from ppl_torchrl.reporting.tables import format_scores
 from ppl_torchrl.training.checkpoints import load_trained_run
 from ppl_torchrl.training.recipe import hydra_recipe
-from ppl_torchrl.training.trainer import make_evaluator, resolve_device, to_jsonable
+from ppl_torchrl.training.evaluator import make_evaluator
+from ppl_torchrl.training.process import resolve_device
+from ppl_torchrl.training.trainer import to_jsonable
 
 
 @hydra_recipe("evaluate")

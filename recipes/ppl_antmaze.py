@@ -6,7 +6,7 @@
 
 Config: recipes/config/ppl_antmaze.yaml (+ base.yaml, dataset/<id>.yaml, loss/<name>.yaml).
 The pipeline (data -> networks/loss/optimizers -> loop -> eval/log/checkpoints) is
-ppl_torchrl.training.trainer.build_trainer; this script only picks the config.
+ppl_torchrl.training.build.build_trainer; this script only picks the config.
 """
 
 from ppl_torchrl.training.recipe import hydra_recipe, train

@@ -8,7 +8,7 @@
 Config: recipes/config/ppl_ogbench.yaml (+ base.yaml, dataset/<id>.yaml with its dataset_suite/ogbench_*.yaml,
 loss/<name>.yaml). Data semantics: ppl_torchrl/data/ogbench.py and docs/ogbench.md; the score is the success
 rate x 100 on the id's own task (FQL's protocol: deterministic actor, 50 episodes). The pipeline is
-ppl_torchrl.training.trainer.build_trainer; this script only picks the config.
+ppl_torchrl.training.build.build_trainer; this script only picks the config.
 """
 
 from ppl_torchrl.training.recipe import hydra_recipe, train

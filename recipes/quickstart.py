@@ -5,7 +5,7 @@ toy experiment, where the potential's effect is visible.
     python recipes/quickstart.py optim.steps=20000 seed=1 quickstart.toy=false
 
 Config: recipes/config/quickstart.yaml. Each loss of `quickstart.losses` is trained by the same
-pipeline as the other recipes (ppl_torchrl.training.trainer.build_trainer), then the final scores are tabled. The
+pipeline as the other recipes (ppl_torchrl.training.build.build_trainer), then the final scores are tabled. The
 toy runs at recipes/config/toy.yaml's settings (ppl_torchrl.toy, as recipes/ppl_toy.py; its figure:
 benchmarks/toy_report.py).
 """

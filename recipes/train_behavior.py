@@ -108,7 +108,7 @@ def run(cfg: DictConfig) -> dict:
     from ppl_torchrl.datagen.locomotion import LOCOMOTION_ENVS
     from ppl_torchrl.registry import get_dataset_spec
     from ppl_torchrl.progress import progress_bar
-    from ppl_torchrl.training.trainer import setup_process
+    from ppl_torchrl.training.process import setup_process
 
     if cfg.env not in LOCOMOTION_ENVS:
         raise ConfigError(f"env must be one of {sorted(LOCOMOTION_ENVS)}, got {cfg.env!r}.")

@@ -172,21 +172,18 @@ def test_a_compiled_update_reads_the_changing_bc_coefficients_without_recompilin
     """The online phase fills loss.actor_bc_coef / critic_bc_coef in place every step; a compiled update must use
     each new value (not a constant traced at the first call) and must not recompile for it."""
     import torch._dynamo.utils as dynamo_utils
-    from omegaconf import OmegaConf
     from tensordict import TensorDict
 
     from ppl_torchrl import keys
     from ppl_torchrl.training.algorithms import make_algorithm
+    from ppl_torchrl.training.config import CompileConfig, LossConfig, NetworkConfig, OptimConfig
 
-    def cfg(compiled):
-        return OmegaConf.create(dict(
-            loss=dict(name="ppl", actor_bc_coef=1e-2, critic_bc_coef=1e-2, policy_noise=0.2, noise_clip=0.5,
-                      normalize_q=True, critic_next_action="policy", validate_inputs=True, w=8.0,
-                      potential_uses_target_actor=True),
-            model=dict(hidden_dim=16, num_hidden=1, num_qvalue_nets=2, activation="relu", init="corl"),
-            optim=dict(steps=10, actor_lr=1e-2, critic_lr=1e-2, potential_lr_scale=0.1, tau=0.05, policy_freq=1,
-                       gamma=0.99),
-            compile=dict(enabled=compiled, mode=None, backend="aot_eager", cudagraphs=False, updates_per_call=1)))
+    def build(compiled):
+        return make_algorithm(
+            LossConfig("ppl", actor_bc_coef=1e-2, critic_bc_coef=1e-2, potential_uses_target_actor=True),
+            NetworkConfig(hidden_dim=16, num_hidden=1, num_qvalue_nets=2, activation="relu", init="corl"),
+            OptimConfig(actor_lr=1e-2, critic_lr=1e-2, potential_lr_scale=0.1, tau=0.05, policy_freq=1, gamma=0.99),
+            3, 2, compile=CompileConfig(enabled=compiled, backend="aot_eager"))
 
     g = torch.Generator().manual_seed(0)
     b = 32
@@ -202,7 +199,7 @@ def test_a_compiled_update_reads_the_changing_bc_coefficients_without_recompilin
     for compiled, schedule in ((False, "changing"), (True, "changing"), (False, "first values kept")):
         coefs = schedules[schedule]
         torch.manual_seed(0)
-        alg = make_algorithm(cfg(compiled), 3, 2)
+        alg = build(compiled)
         alg.loss.actor_bc_coef, alg.loss.critic_bc_coef = torch.tensor(0.0), torch.tensor(0.0)
         torch.manual_seed(7)
         for step, (batch, (actor_c, critic_c)) in enumerate(zip(batches, coefs)):

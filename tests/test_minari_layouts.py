@@ -109,7 +109,7 @@ def recipe_cfg(tmp_path, tiny, make_cfg):
 
 
 def test_a_recipe_on_dict_observations_checks_the_eval_env_before_training(tmp_path, recipe_cfg):
-    from ppl_torchrl.training.trainer import build_trainer
+    from ppl_torchrl.training.build import build_trainer
 
     _make_dict_minari()
     with pytest.raises(ConfigError, match="31-dim observations.*antmaze-umaze-v2 has 29.*observation_keys") as err:
@@ -121,7 +121,7 @@ def test_a_recipe_on_dict_observations_checks_the_eval_env_before_training(tmp_p
 
 
 def test_observation_keys_on_data_without_dict_observations_is_a_config_error(recipe_cfg):
-    from ppl_torchrl.training.trainer import build_trainer
+    from ppl_torchrl.training.build import build_trainer
 
     with pytest.raises(ConfigError, match="applies to Minari datasets"):
         build_trainer(recipe_cfg(**{"dataset.id": "pointmaze-umaze-gen-v0", "dataset.eval_id": "null",
@@ -130,7 +130,7 @@ def test_observation_keys_on_data_without_dict_observations_is_a_config_error(re
 
 def test_data_and_eval_env_of_different_sizes_fail_before_training(tmp_path, recipe_cfg):
     """A D4RL-format file evaluated on the wrong task: one clear error, not a matmul shape error at step 5000."""
-    from ppl_torchrl.training.trainer import build_trainer
+    from ppl_torchrl.training.build import build_trainer
 
     with pytest.raises(ConfigError, match="4-dim observations.*hopper-medium-v2 has 11.*dataset.eval_id") as err:
         build_trainer(recipe_cfg(**{"dataset.id": "pointmaze-umaze-gen-v0",

@@ -341,10 +341,10 @@ def test_fql_networks_are_module_options():
 def test_the_harness_builds_fql_networks_from_the_ogbench_suites(make_cfg):
     """model.activation / model.init reach every ReBRAC-family network: GELU with zero biases (fan_avg) on OGBench,
     ReLU with CORL's 0.1 biases everywhere else."""
-    from ppl_torchrl.training.algorithms import make_algorithm
+    from ppl_torchrl.training.algorithms import algorithm_from_config
 
     def layers(cfg):
-        alg = make_algorithm(cfg, 28, 5, device="cpu")
+        alg = algorithm_from_config(cfg, 28, 5, device="cpu")
         nets = (alg.loss.actor_network, alg.loss.qvalue_network, alg.loss.potential_network)
         return [{type(m).__name__ for m in net.modules()} for net in nets], alg.loss.actor_network_params
 

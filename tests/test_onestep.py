@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ppl_torchrl.training.config import LossConfig, NetworkConfig, OptimConfig
 from ppl_torchrl.training.onestep import fixed_q_algorithm, make_onestep_loss
 from ppl_torchrl.training.onestep_phases import build_onestep_phase, phase_config, phase_dir
 from ppl_torchrl.training.recipe import train_onestep
@@ -173,12 +174,15 @@ def test_bad_onestep_settings_fail_before_training(tmp_path, onestep_cfg):
     assert not tmp_path.joinpath("bc").exists() and not tmp_path.joinpath("checkpoint.pt").exists()
 
 
-def test_fixed_q_policy_steps_actor_then_potential_and_never_the_critic(onestep_cfg):
+def test_fixed_q_policy_steps_actor_then_potential_and_never_the_critic():
     """One update of the fixed-Q PPL algorithm (the one-step policy phase and the toy's): the actor's step is taken
     on the loss before the potential moves, the potential's after; the critic does not change."""
-    cfg = onestep_cfg("unused")
     torch.manual_seed(0)
-    loss = make_onestep_loss(cfg, 3, 2, "cpu")
+    loss = make_onestep_loss(LossConfig("ppl", actor_bc_coef=0.0),
+                             NetworkConfig(hidden_dim=16, num_hidden=1, num_qvalue_nets=2, activation="relu",
+                                           init="corl"),
+                             OptimConfig(actor_lr=1e-3, critic_lr=1e-3, potential_lr_scale=1.0, tau=5e-3,
+                                         policy_freq=2, gamma=0.99), 3, 2, "cpu")
     algorithm = fixed_q_algorithm(loss, actor_lr=1e-2, potential_lr=1e-2)
     from tensordict import TensorDict
 

@@ -15,7 +15,7 @@ from ppl_torchrl import keys
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTLoss, ReBRACLoss
 from ppl_torchrl.training.probe import MechanismProbe, ProbeData, load_probe_data
-from ppl_torchrl.training.trainer import build_trainer
+from ppl_torchrl.training.build import build_trainer
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "recipes" / "config"
 OBS, ACT, N = 3, 2, 12

@@ -14,7 +14,7 @@ from ppl_torchrl.errors import UserError, error_line, is_user_error
 from ppl_torchrl.training.algorithms import LOSSES
 from ppl_torchrl.training.checkpoints import load_trained_run
 from ppl_torchrl.training.recipe import train
-from ppl_torchrl.training.trainer import build_trainer
+from ppl_torchrl.training.build import build_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "pointmaze-umaze-gen-v0"
@@ -91,17 +91,35 @@ def test_dataset_configs_carry_the_paper_values(dataset_id, make_cfg):
     assert make_cfg([f"dataset={dataset_id}", "loss.w=5"], config_name=recipe).loss.w == 5
 
 
+@pytest.mark.parametrize("loss", LOSSES)
+def test_the_typed_loss_settings_default_to_the_loss_files(loss, make_cfg):
+    """``LossConfig(name)`` (what a test, a benchmark or a script builds an algorithm from) holds what ``loss=<name>``
+    gives a recipe, but the per-dataset hparams (the BC weights, w), and where a file says ``true`` for
+    ``potential_uses_target_actor`` the typed default ``None`` means the same: the base loss's target actor."""
+    from dataclasses import replace
+
+    from ppl_torchrl.training.config import LossConfig
+
+    typed = LossConfig(loss)
+    recipe = LossConfig.from_config(make_cfg(["dataset=hopper-medium-v2", f"loss={loss}"], "ppl_mujoco").loss)
+    per_dataset = {k: getattr(typed, k) for k in ("actor_bc_coef", "critic_bc_coef", "w")}
+    if recipe.potential_uses_target_actor:
+        assert loss in ("ppl", "ppl_stable", "ppl_td3_bc")  # bases that keep a target actor
+        per_dataset["potential_uses_target_actor"] = None
+    assert replace(recipe, **per_dataset) == (typed if loss != "ppl_stable" else replace(typed, potential_gp=5.0))
+
+
 @pytest.mark.parametrize("loss", ["cql", "ppl_cql"])
 @pytest.mark.parametrize("recipe, dataset_id", [("ppl_antmaze", "antmaze-umaze-v2"), ("ppl_mujoco", "hopper-medium-v2")])
 def test_cql_settings_have_one_home(recipe, dataset_id, loss, make_cfg):
     """CQL's learning rates and discount (CORL: policy_lr 1e-4, qf_lr 3e-4, discount 0.99) live in optim: they win
     over the dataset file's, and the command line wins over them; the built optimizers use what the config says."""
-    from ppl_torchrl.training.algorithms import make_algorithm
+    from ppl_torchrl.training.algorithms import algorithm_from_config
 
     def built(*extra):
         cfg = make_cfg([f"dataset={dataset_id}", f"loss={loss}", "model.hidden_dim=8", *extra], config_name=recipe)
         assert not ({"actor_lr", "critic_lr", "gamma"} & set(cfg.loss)), "a second home for optim settings"
-        alg = make_algorithm(cfg, obs_dim=3, act_dim=2)
+        alg = algorithm_from_config(cfg, obs_dim=3, act_dim=2)
         lrs = {name: opt.param_groups[0]["lr"] for name, opt in alg.optimizers.items()}
         return cfg, lrs, float(alg.loss.value_estimator.gamma)
 

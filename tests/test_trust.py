@@ -19,7 +19,8 @@ import torch
 
 from ppl_torchrl.errors import UserError, is_user_error
 from ppl_torchrl.training.recipe import recipe_main, train
-from ppl_torchrl.training.trainer import build_trainer, resolve_device
+from ppl_torchrl.training.build import build_trainer
+from ppl_torchrl.training.process import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "pointmaze-umaze-gen-v0"

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 import yaml
-from omegaconf import OmegaConf
 from tensordict import TensorDict
 from torchrl.objectives import SoftUpdate
 
 from ppl_torchrl import keys
-from ppl_torchrl.training.algorithms import COMPILE_AUTO_MIN_STEPS, make_algorithm, resolve_compile
+from ppl_torchrl.training.algorithms import (COMPILE_AUTO_MIN_STEPS, algorithm_from_config, make_algorithm,
+                                             resolve_compile)
+from ppl_torchrl.training.config import CompileConfig, LossConfig, NetworkConfig, OptimConfig
 from ppl_torchrl.update import ReBRACUpdate, compiler_available
 
 CONFIG = Path(__file__).parents[1] / "recipes" / "config"
@@ -43,17 +45,18 @@ SWITCHES = {
 }
 
 
-def _cfg(name, policy_freq=2, compile_enabled=False, steps=100, **loss):
-    lc = dict(name=name, actor_bc_coef=1e-2, critic_bc_coef=1e-2, policy_noise=0.2, noise_clip=0.5,
-              normalize_q=True, critic_next_action="policy", validate_inputs=True)
+NETWORK = NetworkConfig(hidden_dim=32, num_hidden=2, num_qvalue_nets=2, activation="relu", init="corl")
+
+
+def _cfg(name, policy_freq=2, compiled=False, **loss):
+    """What :func:`_build` builds: the loss's settings, the networks, the optimizers and the compile switches."""
     if name == "ppl":
-        lc.update(w=8.0, potential_uses_target_actor=True)
-    lc.update(loss)
-    return OmegaConf.create(dict(
-        loss=lc, model=dict(hidden_dim=32, num_hidden=2, num_qvalue_nets=2, activation="relu", init="corl"),
-        optim=dict(steps=steps, actor_lr=1e-3, critic_lr=1e-3, potential_lr_scale=0.1, tau=0.05,
-                   policy_freq=policy_freq, gamma=0.99),
-        compile=dict(enabled=compile_enabled, mode=None, backend="aot_eager", cudagraphs=False, updates_per_call=1)))
+        loss.setdefault("potential_uses_target_actor", True)
+    return SimpleNamespace(
+        loss=LossConfig(name, actor_bc_coef=1e-2, critic_bc_coef=1e-2, **loss), network=NETWORK,
+        optim=OptimConfig(actor_lr=1e-3, critic_lr=1e-3, potential_lr_scale=0.1, tau=0.05, policy_freq=policy_freq,
+                          gamma=0.99),
+        compile=CompileConfig(enabled=compiled, backend="aot_eager"))
 
 
 def _batch(g, b=BATCH):
@@ -71,9 +74,13 @@ def _batches(n, seed=1):
     return [_batch(g) for _ in range(n)]
 
 
+def _make(cfg, device="cpu"):
+    return make_algorithm(cfg.loss, cfg.network, cfg.optim, OBS, ACT, device, compile=cfg.compile)
+
+
 def _build(cfg):
     torch.manual_seed(0)
-    return make_algorithm(cfg, OBS, ACT)
+    return _make(cfg)
 
 
 def _train(alg, batches, start=0):
@@ -100,7 +107,7 @@ def _torchrl_loop(cfg, batches):
                 updater.step()  # targets move towards the pre-update actor
             opts[name].step()
         if step % cfg.optim.policy_freq == 0 and "potential" in opts:
-            for _ in range(cfg.loss.get("potential_steps", 1)):
+            for _ in range(cfg.loss.potential_steps):
                 value, _ = loss.potential_loss(batch)
                 opts["potential"].zero_grad()
                 value.backward()
@@ -196,7 +203,7 @@ def test_compiled_update_equals_eager_update(name, policy_freq, switches):
     batches = _batches(6)
     ref = _build(_cfg(name, policy_freq=policy_freq, **switches))
     ref_out = _train(ref, batches)
-    got = _build(_cfg(name, policy_freq=policy_freq, compile_enabled=True, **switches))
+    got = _build(_cfg(name, policy_freq=policy_freq, compiled=True, **switches))
     assert got.compiled and got.update.compiled
     got_out = _train(got, batches)
     assert got.update.compiled  # it did not fall back
@@ -249,7 +256,7 @@ def test_failed_compilation_falls_back_to_the_eager_update_without_touching_the_
 
 @pytest.mark.skipif(not compiler_available("cpu"), reason="compile.enabled=auto compiles only where inductor works")
 def test_a_run_whose_compilation_fails_says_so_and_records_an_eager_run(tmp_path, capsys, tiny, make_cfg):
-    from ppl_torchrl.training.trainer import build_trainer
+    from ppl_torchrl.training.build import build_trainer
 
     over = {"compile.enabled": "auto", "checkpoint.stop_after": 4, "logger.log_every": 2, "eval.every": 10**6}
     trainer = build_trainer(make_cfg(tiny(tmp_path, steps=COMPILE_AUTO_MIN_STEPS, **over)))
@@ -267,14 +274,14 @@ def test_a_run_whose_compilation_fails_says_so_and_records_an_eager_run(tmp_path
 
 
 def test_resolve_compile_and_bad_values():
-    assert resolve_compile(_cfg("ppl", compile_enabled=True)) is True
-    assert resolve_compile(_cfg("ppl", compile_enabled=False)) is False
-    auto_long = _cfg("ppl", compile_enabled="auto", steps=COMPILE_AUTO_MIN_STEPS)
-    assert resolve_compile(auto_long) is compiler_available("cpu")
-    assert resolve_compile(_cfg("ppl", compile_enabled="auto", steps=COMPILE_AUTO_MIN_STEPS - 1)) is False
-    assert resolve_compile(_cfg("iql", compile_enabled="auto", steps=COMPILE_AUTO_MIN_STEPS)) is False
+    long, short = COMPILE_AUTO_MIN_STEPS, COMPILE_AUTO_MIN_STEPS - 1
+    assert resolve_compile(True, "ppl", short) is True
+    assert resolve_compile(False, "ppl", long) is False
+    assert resolve_compile("auto", "ppl", long) is compiler_available("cpu")
+    assert resolve_compile("auto", "ppl", short) is False
+    assert resolve_compile("auto", "iql", long) is False
     with pytest.raises(ValueError, match="true, false or auto"):
-        resolve_compile(_cfg("ppl", compile_enabled="sometimes"))
+        resolve_compile("sometimes", "ppl", long)
     alg = _build(_cfg("ppl"))
     with pytest.raises(ValueError, match="policy_freq"):
         ReBRACUpdate(alg.loss, alg.optimizers, tau=0.05, policy_freq=0)
@@ -291,7 +298,7 @@ def test_updates_per_call_uses_one_call_length_and_single_updates_for_remainders
     """A compiled call of a new length compiles a new graph (minutes on a small CPU): with updates_per_call=3
     and logs every 8 steps, the loop makes calls of 3 and single updates, never of 2, and never crosses a
     log, eval or checkpoint step."""
-    from ppl_torchrl.training.trainer import build_trainer
+    from ppl_torchrl.training.build import build_trainer
 
     over = {"compile.enabled": "false", "compile.updates_per_call": 3, "logger.log_every": 8, "eval.every": 16,
             "eval.episodes": 1, "checkpoint.every": 16}
@@ -307,16 +314,16 @@ def test_updates_per_call_uses_one_call_length_and_single_updates_for_remainders
 
 
 @pytest.mark.parametrize("name", ["ppl", "iql"])
-def test_a_checkpoint_of_a_cuda_run_resumes_on_cpu_with_this_devices_optimizer_flags(name, tmp_path, tiny, make_cfg):
+def test_a_checkpoint_of_a_cuda_run_resumes_on_cpu_with_this_devices_optimizer_flags(name):
     """A CUDA run saves capturable (ReBRAC update) or fused (TorchRL losses) Adam groups with step counters on the
     GPU; loaded on a CPU machine they must step as this machine's optimizers do, and reach the numbers of a CPU
     resume."""
     import copy
 
-    cfg = _cfg(name) if name == "ppl" else make_cfg(tiny(tmp_path, loss=name, **{"model.hidden_dim": 32}))
+    cfg = _cfg(name)
     batches = _batches(4)
     torch.manual_seed(0)
-    alg = make_algorithm(cfg, OBS, ACT)
+    alg = _make(cfg)
     _train(alg, batches[:2])
     state = copy.deepcopy(alg.state_dict())
     as_cuda = copy.deepcopy(state)
@@ -325,7 +332,7 @@ def test_a_checkpoint_of_a_cuda_run_resumes_on_cpu_with_this_devices_optimizer_f
             group.update(capturable=True, foreach=None) if name == "ppl" else group.update(fused=True, foreach=None)
     resumed = {}
     for label, saved in (("cpu", state), ("cuda", as_cuda)):
-        alg = make_algorithm(cfg, OBS, ACT)
+        alg = _make(cfg)
         alg.load_state_dict(saved)
         for opt in alg.optimizers.values():
             group = opt.param_groups[0]
@@ -338,11 +345,13 @@ def test_a_checkpoint_of_a_cuda_run_resumes_on_cpu_with_this_devices_optimizer_f
 def test_cuda_graphs_on_an_update_that_has_none_is_a_config_error(tiny, make_cfg):
     from ppl_torchrl.errors import ConfigError
 
-    iql = make_cfg(tiny("unused", loss="iql", **{"compile.enabled": "true"}))
-    for cfg in (iql, _cfg("ppl", compile_enabled=False)):
-        cfg.compile.cudagraphs = True
-        with pytest.raises(ConfigError, match="compile.cudagraphs=true"):
-            make_algorithm(cfg, OBS, ACT)
+    iql = make_cfg(tiny("unused", loss="iql", **{"compile.enabled": "true", "compile.cudagraphs": "true"}))
+    with pytest.raises(ConfigError, match="compile.cudagraphs=true"):
+        algorithm_from_config(iql, OBS, ACT)
+    eager = _cfg("ppl")
+    eager.compile = CompileConfig(cudagraphs=True)
+    with pytest.raises(ConfigError, match="compile.cudagraphs=true"):
+        _make(eager)
 
 
 def test_the_update_checks_the_first_batch_and_names_the_missing_key():
@@ -385,7 +394,7 @@ def test_recipe_compiled_with_inductor_resumes_bit_identically_and_follows_the_e
 def test_compile_auto_at_paper_length_builds_and_trains_with_the_switches_flipped(tmp_path, tiny, make_cfg):
     """compile.enabled=auto with optim.steps >= 100k compiles with inductor, here with every documented switch
     away from its default (``critic_next_action=dataset`` once crashed every long run)."""
-    from ppl_torchrl.training.trainer import build_trainer
+    from ppl_torchrl.training.build import build_trainer
 
     switches = {"loss.critic_next_action": "dataset", "loss.normalize_q": "false",
                 "loss.potential_uses_target_actor": "false", "loss.validate_inputs": "false"}
@@ -460,7 +469,7 @@ def test_cuda_eager_update_follows_the_cpu_update():
     batches = _batches(6)
     cfg = _cfg("ppl", policy_freq=2, policy_noise=0.0)  # no smoothing noise: the CPU and CUDA streams differ
     ref = _build(cfg)
-    got = make_algorithm(cfg, OBS, ACT, device="cuda")
+    got = _make(cfg, device="cuda")
     got.loss.load_state_dict(ref.loss.state_dict())  # the CPU run's initial weights
     ref_out = _train(ref, batches)
     got_out = _train(got, _on("cuda", batches))
@@ -480,11 +489,10 @@ def test_cuda_compiled_update_follows_the_eager_update(cudagraphs):
     batches = _on("cuda", _batches(8))
 
     def build(compiled):
-        cfg = _cfg("ppl", policy_freq=2, compile_enabled=compiled)
-        cfg.compile.backend = "inductor"
-        cfg.compile.cudagraphs = bool(compiled and cudagraphs)
+        cfg = _cfg("ppl", policy_freq=2)
+        cfg.compile = CompileConfig(enabled=compiled, backend="inductor", cudagraphs=bool(compiled and cudagraphs))
         torch.manual_seed(0)
-        return make_algorithm(cfg, OBS, ACT, device="cuda")
+        return _make(cfg, device="cuda")
 
     ref, got = build(False), build(True)
     ref_out, got_out = _train(ref, batches), _train(got, batches)
@@ -507,7 +515,7 @@ def test_cuda_state_resumes_on_cpu():
     batches = _batches(6)
     cfg = _cfg("ppl", policy_freq=2, policy_noise=0.0)  # no smoothing noise: the CPU and CUDA streams differ
     torch.manual_seed(0)
-    gpu = make_algorithm(cfg, OBS, ACT, device="cuda")
+    gpu = _make(cfg, device="cuda")
     _train(gpu, _on("cuda", batches[:3]))
     cpu = _build(cfg)
     cpu.load_state_dict(gpu.state_dict())

@@ -13,7 +13,7 @@ from ppl_torchrl import keys
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTLoss
 from ppl_torchrl.training.probe import ProbeData
-from ppl_torchrl.training.trainer import build_trainer
+from ppl_torchrl.training.build import build_trainer
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "recipes" / "config"
 OBS, ACT, N = 3, 2, 12

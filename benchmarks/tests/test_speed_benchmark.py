@@ -25,12 +25,11 @@ def test_update_flops_hand_computed():
     assert speed.update_flops(1, 1, 4, hidden=2, depth=1, num_q=1) == 4 * speed.update_flops(1, 1, 1, hidden=2, depth=1, num_q=1)
 
 
-def test_benchmark_config_builds_the_requested_update():
+def test_benchmark_settings_build_the_requested_update():
     speed = _speed()
-    cfg = speed.config("ppl", compiled=True, per_call=2, cudagraphs=True)
-    assert cfg.compile.enabled is True and cfg.compile.updates_per_call == 2 and cfg.compile.cudagraphs is True
-    assert cfg.optim.steps > 0 and cfg.loss.name == "ppl"
-    assert speed.config("rebrac").compile.enabled is False
+    built = speed.settings("ppl", compiled=True, cudagraphs=True)
+    assert built["compile"].enabled is True and built["compile"].cudagraphs is True and built["loss"].name == "ppl"
+    assert speed.settings("rebrac")["compile"].enabled is False
 
 
 def test_speed_benchmark_runs_and_reports_same_run_ratios(tmp_path):
@@ -80,7 +79,7 @@ def _parity(speed, column: str, steps: int = 4, obs: int = 5, act: int = 3, batc
     from ppl_torchrl.training.algorithms import make_algorithm
 
     torch.manual_seed(0)
-    alg = make_algorithm(speed.config("ppl"), obs, act, device="cpu")
+    alg = make_algorithm(obs_dim=obs, act_dim=act, device="cpu", **speed.settings("ppl"))
     start = speed.library_params(alg)
     if tamper is not None:
         tamper()
@@ -184,8 +183,8 @@ def test_cuda_graph_columns_are_skipped_with_a_note_on_cpu(tmp_path, monkeypatch
     columns run here on aot_eager (the same trace, no kernel build) so the test stays quick; the
     device-resident column is among them."""
     speed = _speed()
-    real_config = speed.config
-    monkeypatch.setattr(speed, "config", lambda *a, **k: _aot_eager(real_config(*a, **k)))
+    real_settings = speed.settings
+    monkeypatch.setattr(speed, "settings", lambda *a, **k: _aot_eager(real_settings(*a, **k)))
     report = speed.main(["--shape", "antmaze", "--steps", "2", "--repeats", "1", "--no-jax", "--per-call", "1",
                          "--dataset-size", "1000", "--no-progress", "--device", "cpu"])
     sr = report["shapes"]["antmaze"]
@@ -195,9 +194,10 @@ def test_cuda_graph_columns_are_skipped_with_a_note_on_cpu(tmp_path, monkeypatch
     assert "CUDA graphs need a CUDA device" in report["table"]
 
 
-def _aot_eager(cfg):
-    cfg.compile.backend = "aot_eager"
-    return cfg
+def _aot_eager(settings):
+    import dataclasses
+
+    return {**settings, "compile": dataclasses.replace(settings["compile"], backend="aot_eager")}
 
 
 def test_resident_batches_hold_the_buffers_transitions(tmp_path):

@@ -1,7 +1,7 @@
 """Collect finished runs of a sweep and turn them into the paper's tables, CSV and plots.
 
 A sweep (``recipes/config/sweep/*.yaml``) leaves one folder per run with ``results.json`` and
-``metrics.jsonl`` (:mod:`ppl_torchrl.training.trainer`); with ``logger.backend=wandb`` in online mode the same
+``metrics.jsonl`` (:mod:`ppl_torchrl.training.run_logger`); with ``logger.backend=wandb`` in online mode the same
 numbers are in the wandb run's config and summary (``final/<metric>``). This module reads either,
 groups runs by (method, dataset), and reports mean ± std over seeds beside the published numbers of
 :mod:`ppl_torchrl.evaluation.published`, with totals per suite as the paper prints them.

@@ -6,6 +6,10 @@ so that baselines run in the same harness with the same data and evaluation. ``p
 with the partial-OT potential composed onto it (:class:`~ppl_torchrl.objectives.PartialOT`): the same builder,
 the same update, plus the potential's optimizer and f-step.
 
+:func:`make_algorithm` takes typed settings (:mod:`ppl_torchrl.training.config`: :class:`LossConfig`,
+:class:`NetworkConfig`, :class:`OptimConfig`, :class:`CompileConfig`); :func:`algorithm_from_config` reads them from a
+recipe's Hydra config.
+
 The PPL^R / ReBRAC update (its schedule and the ``compile`` switches) is :class:`ppl_torchrl.update.ReBRACUpdate`;
 the other losses' steps are the plain TorchRL ``loss -> backward -> optimizer.step`` loops below, one per
 schedule: the delayed-actor loop (TD3+BC) and the joint step (CQL, IQL), each with the f-step where the loss
@@ -28,7 +32,7 @@ from ppl_torchrl import keys
 from ppl_torchrl.errors import ConfigError
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOT, PartialOTCQLLoss, PartialOTLoss, ReBRACLoss
-from ppl_torchrl.training.config import NetworkConfig, OptimConfig
+from ppl_torchrl.training.config import CompileConfig, LossConfig, NetworkConfig, OptimConfig
 from ppl_torchrl.update import ReBRACUpdate
 
 LOSSES = ("ppl", "ppl_stable", "rebrac", "ppl_cql", "td3_bc", "ppl_td3_bc", "iql", "ppl_iql", "cql", "bc")
@@ -141,16 +145,6 @@ def _joint_update(loss, optimizers: dict, updater: SoftUpdate, terms: tuple, pot
     return update
 
 
-POTENTIAL_SWITCHES = ("potential_bound", "potential_gp", "potential_lipschitz", "potential_actor_scale",
-                      "potential_actor_coef", "w_anneal_steps")
-
-
-def potential_settings(loss_cfg) -> dict:
-    """The potential's switches set in a loss config section (those absent keep :class:`PartialOT`'s defaults, the
-    authors' code)."""
-    return {k: loss_cfg[k] for k in POTENTIAL_SWITCHES if loss_cfg.get(k, None) is not None}
-
-
 def _f_steps(loss, optimizers: dict, batch, step: int, n: int) -> dict:
     """``n`` f-steps on ``batch`` (the potential's optimizer on ``loss.potential_loss``); their last diagnostics."""
     out = {}
@@ -184,13 +178,11 @@ def _delayed_actor_update(loss, optimizers: dict, updater: SoftUpdate, policy_fr
     return update
 
 
-def _compose_potential(loss, loss_cfg, net: NetworkConfig, obs_dim: int, act_dim: int, device) -> PartialOT:
-    """``loss`` with the partial-OT potential added (the ``ppl_<base>`` losses): ``loss.w``, and
-    ``loss.potential_uses_target_actor`` where set (default: the base's target actor where it keeps one)."""
+def _compose_potential(loss, lc: LossConfig, net: NetworkConfig, obs_dim: int, act_dim: int, device) -> PartialOT:
+    """``loss`` with the partial-OT potential added (the ``ppl_<base>`` losses): ``lc.w``, ``lc.potential_*``."""
     potential = make_potential(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device)
-    return PartialOT(loss, potential, w=loss_cfg.w,
-                     potential_uses_target_actor=loss_cfg.get("potential_uses_target_actor", None),
-                     **potential_settings(loss_cfg))
+    return PartialOT(loss, potential, w=lc.w, potential_uses_target_actor=lc.potential_uses_target_actor,
+                     **lc.potential_settings())
 
 
 def _tanh_normal_actor(obs_dim, act_dim, hidden, depth, device):
@@ -216,73 +208,84 @@ def _single_critic(obs_dim, act_dim, hidden, depth, device, value=False):
 COMPILE_AUTO_MIN_STEPS = 100_000  # below this, compiling (~30-60 s on a small CPU) costs more than it saves
 
 
-def resolve_compile(cfg, device: torch.device | str = "cpu") -> bool:
+def resolve_compile(enabled: bool | str, loss_name: str, steps: int, device: torch.device | str = "cpu") -> bool:
     """Whether the update is compiled: ``compile.enabled`` true/false, or ``auto`` (true for PPL^R / ReBRAC runs
     of at least :data:`COMPILE_AUTO_MIN_STEPS` steps where inductor can build kernels: a C++ compiler on CPU,
     triton on CUDA)."""
-    value = cfg.compile.enabled
-    if isinstance(value, str):
-        if value.lower() != "auto":
-            raise ValueError(f"compile.enabled={value!r}: use true, false or auto.")
+    if isinstance(enabled, str):
+        if enabled.lower() != "auto":
+            raise ValueError(f"compile.enabled={enabled!r}: use true, false or auto.")
         from ppl_torchrl.update import compiler_available
 
-        steps = int(cfg.optim.steps)
-        return cfg.loss.name in REBRAC_FAMILY and steps >= COMPILE_AUTO_MIN_STEPS and compiler_available(device)
-    return bool(value)
+        return loss_name in REBRAC_FAMILY and int(steps) >= COMPILE_AUTO_MIN_STEPS and compiler_available(device)
+    return bool(enabled)
 
 
-def make_algorithm(cfg, obs_dim: int, act_dim: int, device: torch.device | str = "cpu") -> Algorithm:
-    """Builds the algorithm named ``cfg.loss.name`` from the recipe config.
+def compile_config(section, loss_name: str, steps: int, device: torch.device | str = "cpu") -> CompileConfig:
+    """The ``compile`` section resolved for a run of ``steps`` updates of ``loss_name`` on ``device``
+    (:func:`resolve_compile`); with ``enabled=auto`` a failed compilation falls back to the eager update with a
+    warning, with ``true`` it raises."""
+    return CompileConfig(enabled=resolve_compile(section.enabled, loss_name, steps, device), mode=section.mode,
+                         backend=section.backend, cudagraphs=bool(section.cudagraphs),
+                         fallback=isinstance(section.enabled, str))
 
-    Reads ``cfg.loss`` (loss hyper-parameters), ``cfg.model`` (:class:`~ppl_torchrl.training.config.NetworkConfig`),
-    ``cfg.optim`` (:class:`~ppl_torchrl.training.config.OptimConfig`: every learning rate, ``tau``,
-    ``policy_freq``, ``gamma``) and ``cfg.compile`` (the speed switches; :func:`resolve_compile`).
-    """
-    name = cfg.loss.name
+
+def algorithm_from_config(cfg, obs_dim: int, act_dim: int, device: torch.device | str = "cpu") -> Algorithm:
+    """The recipes' adapter: :func:`make_algorithm` from the Hydra config's ``loss``, ``model``, ``optim`` and
+    ``compile`` sections (``optim.steps`` only decides ``compile.enabled=auto``)."""
+    loss = LossConfig.from_config(cfg.loss)
+    return make_algorithm(loss, NetworkConfig.from_config(cfg.model), OptimConfig.from_config(cfg.optim), obs_dim,
+                          act_dim, device, compile=compile_config(cfg.compile, loss.name, cfg.optim.steps, device))
+
+
+def make_algorithm(loss: LossConfig, network: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
+                   device: torch.device | str = "cpu", compile: CompileConfig = CompileConfig()) -> Algorithm:
+    """Builds the algorithm ``loss.name``: its networks (``network``), loss (``loss``'s settings), optimizers, target
+    updater and update step (``optim``: every learning rate, ``tau``, ``policy_freq``, ``gamma``), run as
+    ``compile`` says (eager by default)."""
+    name = loss.name
     if name not in LOSSES:
         raise ValueError(f"Unknown loss {name!r}; choose one of {LOSSES} (hydra: loss=<name>).")
-    compiled = resolve_compile(cfg, device)
-    common = dict(net=NetworkConfig.from_config(cfg.model), optim=OptimConfig.from_config(cfg.optim),
-                  obs_dim=obs_dim, act_dim=act_dim, device=device)
-    if bool(cfg.compile.cudagraphs) and not (compiled and name in REBRAC_FAMILY):
+    compiled = bool(compile.enabled)
+    common = dict(net=network, optim=optim, obs_dim=obs_dim, act_dim=act_dim, device=device)
+    if compile.cudagraphs and not (compiled and name in REBRAC_FAMILY):
+        enabled = "auto" if compile.fallback else str(compiled).lower()
         raise ConfigError(f"compile.cudagraphs=true replays the compiled PPL^R/ReBRAC update; this run (loss={name}, "
-                          f"compile.enabled={cfg.compile.enabled} -> {'compiled' if compiled else 'eager'}) has none. "
+                          f"compile.enabled={enabled} -> {'compiled' if compiled else 'eager'}) has none. "
                           "Set compile.enabled=true with loss=ppl or rebrac, or compile.cudagraphs=false.")
     if name in REBRAC_FAMILY:
-        cc = cfg.compile
-        # compile.enabled=auto: a failed compilation falls back to the eager update with a warning; true raises.
-        return _make_rebrac_family(name, cfg.loss, compile=compiled, compile_mode=cc.mode, compile_backend=cc.backend,
-                                   cudagraphs=bool(cc.cudagraphs), fallback=isinstance(cc.enabled, str), **common)
+        return _make_rebrac_family(name, loss, compile=compiled, compile_mode=compile.mode,
+                                   compile_backend=compile.backend, cudagraphs=compile.cudagraphs,
+                                   fallback=compile.fallback, **common)
     builder = {"cql": _make_cql_family, "ppl_cql": _make_cql_family, "td3_bc": _make_td3_bc,
                "ppl_td3_bc": _make_td3_bc, "iql": _make_iql, "ppl_iql": _make_iql, "bc": _make_bc}[name]
-    algorithm = builder(name, cfg.loss, **common)
+    algorithm = builder(name, loss, **common)
     if compiled:  # TorchRL's own losses: torch.compile of their eager step, as TorchRL's recipes do
-        algorithm.update = torch.compile(algorithm.update, mode=cfg.compile.mode, backend=cfg.compile.backend)
+        algorithm.update = torch.compile(algorithm.update, mode=compile.mode, backend=compile.backend)
         algorithm.compiled = True
     return algorithm
 
 
-# Each builder: (loss name, the loss's config section, *, networks, optimizer settings, dimensions, device).
+# Each builder: (loss name, the loss's settings, *, networks, optimizer settings, dimensions, device).
 
 
-def _make_rebrac_family(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
+def _make_rebrac_family(name: str, lc: LossConfig, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
                         device, compile: bool = False, compile_mode=None, compile_backend: str = "inductor",
                         cudagraphs: bool = False, fallback: bool = False) -> Algorithm:
-    lc = loss_cfg
     style = dict(activation=net.activation, init=net.init)
     actor = make_actor(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device, **style)
     qvalue = make_qvalue_ensemble(obs_dim, act_dim, num_qvalue_nets=net.num_qvalue_nets,
                                   hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device, **style)
     common = dict(
         actor_bc_coef=lc.actor_bc_coef, critic_bc_coef=lc.critic_bc_coef, policy_noise=lc.policy_noise,
-        noise_clip=lc.noise_clip, normalize_q=lc.normalize_q, critic_next_action=lc.get("critic_next_action", "policy"),
-        validate_inputs=lc.get("validate_inputs", True),
+        noise_clip=lc.noise_clip, normalize_q=lc.normalize_q, critic_next_action=lc.critic_next_action,
+        validate_inputs=lc.validate_inputs,
     )
     if name in PPL_R:
         potential = make_potential(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden,
                                    device=device, **style)
         loss = PartialOTLoss(actor, qvalue, potential, w=lc.w,
-                             potential_uses_target_actor=lc.potential_uses_target_actor, **potential_settings(lc),
+                             potential_uses_target_actor=lc.potential_uses_target_actor, **lc.potential_settings(),
                              **common)
     else:
         loss = ReBRACLoss(actor, qvalue, **common)
@@ -295,15 +298,14 @@ def _make_rebrac_family(name: str, loss_cfg, *, net: NetworkConfig, optim: Optim
         opts["potential"] = _update_adam(loss.potential_network_params.values(True, True), optim.potential_lr)
     update = ReBRACUpdate(loss, opts, tau=optim.tau, policy_freq=optim.policy_freq, compile=compile,
                           mode=compile_mode, backend=compile_backend, cudagraphs=cudagraphs, fallback=fallback,
-                          potential_steps=int(lc.get("potential_steps", 1)))
+                          potential_steps=int(lc.potential_steps))
     return Algorithm(name, loss, opts, actor, update, None, compiled=compile, update_many=update.run)
 
 
-def _make_cql_family(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
+def _make_cql_family(name: str, lc: LossConfig, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
                      device) -> Algorithm:
-    lc = loss_cfg
     actor = _tanh_normal_actor(obs_dim, act_dim, net.hidden_dim, net.num_hidden, device)
-    qvalue = _single_critic(obs_dim, act_dim, net.hidden_dim, lc.get("q_num_hidden", net.num_hidden), device)
+    qvalue = _single_critic(obs_dim, act_dim, net.hidden_dim, lc.q_num_hidden, device)
     kwargs = dict(
         action_spec=Bounded(-torch.ones(act_dim), torch.ones(act_dim), (act_dim,)),
         loss_function="l2", num_random=lc.num_random, with_lagrange=lc.with_lagrange,
@@ -314,7 +316,7 @@ def _make_cql_family(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimCon
     if name == "ppl_cql":
         potential = make_potential(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden,
                                    device=device)
-        loss = PartialOTCQLLoss(actor, qvalue, potential, w=lc.w, **potential_settings(lc), **kwargs)
+        loss = PartialOTCQLLoss(actor, qvalue, potential, w=lc.w, **lc.potential_settings(), **kwargs)
     else:
         loss = CQLLoss(actor, qvalue, **kwargs)
     # CORL's CQL learning rates and discount: recipes/config/loss/cql.yaml sets them in optim, like any other loss
@@ -331,13 +333,12 @@ def _make_cql_family(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimCon
         opts["potential"] = _adam(loss.potential_network_params.values(True, True), optim.potential_lr)
 
     update = _joint_update(loss, opts, updater, ("loss_qvalue", "loss_cql", "loss_actor", "loss_alpha",
-                                                 "loss_alpha_prime"), int(lc.get("potential_steps", 1)))
+                                                 "loss_alpha_prime"), int(lc.potential_steps))
     return Algorithm(name, loss, opts, actor, update, updater)
 
 
-def _make_td3_bc(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
+def _make_td3_bc(name: str, lc: LossConfig, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
                  device) -> Algorithm:
-    lc = loss_cfg
     actor = make_actor(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device)
     qvalue = _single_critic(obs_dim, act_dim, net.hidden_dim, net.num_hidden, device)
     loss = TD3BCLoss(actor, qvalue, bounds=(-1.0, 1.0), num_qvalue_nets=net.num_qvalue_nets, alpha=lc.alpha,
@@ -353,13 +354,12 @@ def _make_td3_bc(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimConfig,
 
     if name == "ppl_td3_bc":
         opts["potential"] = _adam(loss.potential_network_params.values(True, True), optim.potential_lr)
-    update = _delayed_actor_update(loss, opts, updater, optim.policy_freq, int(lc.get("potential_steps", 1)))
+    update = _delayed_actor_update(loss, opts, updater, optim.policy_freq, int(lc.potential_steps))
     return Algorithm(name, loss, opts, actor, update, updater)
 
 
-def _make_iql(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
+def _make_iql(name: str, lc: LossConfig, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
               device) -> Algorithm:
-    lc = loss_cfg
     actor = _tanh_normal_actor(obs_dim, act_dim, net.hidden_dim, net.num_hidden, device)
     qvalue = _single_critic(obs_dim, act_dim, net.hidden_dim, net.num_hidden, device)
     value = _single_critic(obs_dim, act_dim, net.hidden_dim, net.num_hidden, device, value=True)
@@ -378,11 +378,11 @@ def _make_iql(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimConfig, ob
     if name == "ppl_iql":
         opts["potential"] = _adam(loss.potential_network_params.values(True, True), optim.potential_lr)
     update = _joint_update(loss, opts, updater, ("loss_actor", "loss_qvalue", "loss_value"),
-                           int(lc.get("potential_steps", 1)))
+                           int(lc.potential_steps))
     return Algorithm(name, loss, opts, actor, update, updater)
 
 
-def _make_bc(name: str, loss_cfg, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
+def _make_bc(name: str, lc: LossConfig, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
              device) -> Algorithm:
     actor = make_actor(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device)
     loss = BCLoss(actor, loss_function="l2")

@@ -34,8 +34,8 @@ def load_trained_run(path: str | Path, device: str | torch.device = "cpu") -> Tr
     config saved in it and loads their weights."""
     from functools import partial
 
-    from ppl_torchrl.training.algorithms import make_algorithm
-    from ppl_torchrl.training.onestep import PHASE_OF, make_onestep_algorithm
+    from ppl_torchrl.training.algorithms import algorithm_from_config
+    from ppl_torchrl.training.onestep import PHASE_OF, onestep_algorithm_from_config
 
     path = Path(path).expanduser()
     if path.is_dir():
@@ -51,9 +51,9 @@ def load_trained_run(path: str | Path, device: str | torch.device = "cpu") -> Tr
     # Nothing here runs the update: build it plain, whatever the training run's compile settings (a CUDA-graph
     # run's checkpoint is read on a CPU machine too).
     config.compile.enabled, config.compile.cudagraphs = False, False
-    build = make_algorithm
+    build = algorithm_from_config
     if state.get("algorithm_name") in PHASE_OF:  # a phase of the one-step setting: its own algorithm
-        build = partial(make_onestep_algorithm, PHASE_OF[state["algorithm_name"]])
+        build = partial(onestep_algorithm_from_config, PHASE_OF[state["algorithm_name"]])
     with user_errors(ValueError, KeyError):
         algorithm = build(config, state["dims"]["obs_dim"], state["dims"]["act_dim"], device)
     load_algorithm_state(algorithm, state, f"{path} does not match the networks its own config builds: was it written "

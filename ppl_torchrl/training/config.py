@@ -1,8 +1,10 @@
 """The recipe config as the training code reads it: checks of its values, and small typed views of its sections.
 
 :func:`validate_config` fails fast, before any data is loaded or any file written, on values that cannot be
-right. :class:`NetworkConfig` and :class:`OptimConfig` are what the algorithm builders
-(:mod:`ppl_torchrl.training.algorithms`) take instead of raw config sections.
+right. :class:`LossConfig`, :class:`NetworkConfig`, :class:`OptimConfig` and :class:`CompileConfig` are what the
+algorithm builders (:func:`ppl_torchrl.training.algorithms.make_algorithm`) take instead of the Hydra config: a test,
+a benchmark or a script builds an algorithm from the settings it uses, and the recipes go through one adapter
+(:func:`ppl_torchrl.training.algorithms.algorithm_from_config`).
 """
 from __future__ import annotations
 
@@ -117,3 +119,81 @@ class OptimConfig:
     @classmethod
     def from_config(cls, section) -> "OptimConfig":
         return _from_section(cls, section)
+
+
+#: the partial-OT potential's switches (:class:`~ppl_torchrl.objectives.PartialOT`'s keyword arguments beyond ``w``)
+POTENTIAL_SWITCHES = ("potential_bound", "potential_gp", "potential_lipschitz", "potential_actor_scale",
+                      "potential_actor_coef", "w_anneal_steps")
+#: the loss file's ``temperature`` of each loss that reads one (IQL's advantage temperature, CQL's entropy
+#: temperature): one key in the Hydra files, two meanings
+_TEMPERATURE = {"iql": 3.0, "ppl_iql": 3.0, "cql": 1.0, "ppl_cql": 1.0}
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The ``loss`` section: which loss (``name``, one of :data:`~ppl_torchrl.training.algorithms.LOSSES`) and its
+    settings, each read by the losses its comment names; every default is the loss file's
+    (``recipes/config/loss/<name>.yaml``), or for the potential's switches :class:`~ppl_torchrl.objectives.PartialOT`'s
+    (the authors' code). ``LossConfig("ppl", actor_bc_coef=1e-2)`` is PPL^R with that BC weight."""
+
+    name: str
+    # ReBRAC and PPL^R (loss/rebrac.yaml; the BC weights are per-dataset hparams); the noise also TD3+BC's
+    actor_bc_coef: float = 1e-3
+    critic_bc_coef: float = 5e-4
+    policy_noise: float = 0.2
+    noise_clip: float = 0.5
+    normalize_q: bool = True
+    critic_next_action: str = "policy"  # policy (ReBRAC, PPL^R) | dataset (SARSA-style Q^beta)
+    validate_inputs: bool = True
+    # the partial-OT potential: every ppl* loss (loss/ppl.yaml)
+    w: float = 8.0
+    potential_uses_target_actor: bool | None = None  # None: the base loss's target actor where it keeps one
+    potential_bound: float | None = None
+    potential_gp: float = 0.0
+    potential_lipschitz: float = 1.0
+    potential_actor_scale: str = "none"
+    potential_actor_coef: float = 1.0
+    potential_steps: int = 1  # f-steps per actor step
+    w_anneal_steps: int = 0
+    # TD3+BC (loss/td3_bc.yaml)
+    alpha: float = 2.5
+    # IQL (loss/iql.yaml) and CQL (loss/cql.yaml, CORL's AntMaze settings)
+    temperature: float | None = None  # None: the loss's own (IQL 3.0, CQL 1.0)
+    expectile: float = 0.7
+    q_num_hidden: int = 5  # CQL's critic depth
+    min_q_weight: float = 5.0
+    with_lagrange: bool = True
+    lagrange_thresh: float = 0.8
+    num_random: int = 10
+    max_q_backup: bool = True
+    deterministic_backup: bool = True
+    # the one-step setting's Q^beta (recipes/config/onestep.yaml)
+    conservative_weight: float = 0.0
+
+    def __post_init__(self):
+        if self.temperature is None and self.name in _TEMPERATURE:
+            object.__setattr__(self, "temperature", _TEMPERATURE[self.name])
+
+    def potential_settings(self) -> dict:
+        """The potential's switches, as :class:`~ppl_torchrl.objectives.PartialOT` takes them."""
+        return {k: getattr(self, k) for k in POTENTIAL_SWITCHES}
+
+    @classmethod
+    def from_config(cls, section) -> "LossConfig":
+        """From the ``loss`` section: its keys of the same names (those absent keep the defaults; the keys that are no
+        algorithm's, such as ``reward_family``, are the data's)."""
+        if "name" not in section:
+            raise ConfigError("the config lacks loss.name.")
+        return cls(**{f.name: section[f.name] for f in fields(cls) if f.name in section})
+
+
+@dataclass(frozen=True)
+class CompileConfig:
+    """How the update runs (``compile`` section, resolved: ``compile.enabled=auto`` has become ``enabled`` with
+    ``fallback``; :func:`~ppl_torchrl.training.algorithms.compile_config`). None of it changes the math."""
+
+    enabled: bool = False  # torch.compile the update
+    mode: str | None = None  # torch.compile mode
+    backend: str = "inductor"
+    cudagraphs: bool = False  # CUDA: replay the compiled PPL^R/ReBRAC update as a CUDA graph
+    fallback: bool = False  # a failed compilation falls back to the eager update with a warning (auto); else raises

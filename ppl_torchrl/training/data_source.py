@@ -1,9 +1,39 @@
-"""What a recipe's ``dataset`` config section points at: a file to load and an id to evaluate against."""
+"""A run's training data (:class:`TrainingData`): what a recipe's ``dataset`` config section points at (a file to load,
+an id to evaluate against), loaded as a seeded replay buffer (:func:`load_training_data`)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+from omegaconf import DictConfig
+
+from ppl_torchrl.errors import ConfigError, user_errors
 from ppl_torchrl.registry import get_dataset_spec, is_ogbench_id
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The data a run trains on: what the set-up chain (:func:`~ppl_torchrl.training.build.build_run`) builds the
+    algorithm, the evaluation and the probe for, and the loop draws its batches from.
+
+    ``buffer`` samples a batch (``sample()``) and carries ``dataset_stats`` (``obs_dim``, ``act_dim``, ``name``,
+    ``metadata``), ``state_mean`` / ``state_std``: an offline replay buffer
+    (:func:`ppl_torchrl.data.make_offline_replay_buffer`), or the toy's full batch.
+    """
+
+    buffer: object
+    source: object  # what was loaded: a dataset id, a file path, or an OGBench source
+    eval_id: str | None  # the registered id the policy is evaluated on; None: no evaluation
+    reward: tuple[float, float] = (1.0, 0.0)  # (scale, bias) of the buffer's reward transform
+
+    @property
+    def obs_dim(self) -> int:
+        return self.buffer.dataset_stats.obs_dim
+
+    @property
+    def act_dim(self) -> int:
+        return self.buffer.dataset_stats.act_dim
 
 
 def resolve_training_data(dataset_cfg) -> tuple[str, str | None]:
@@ -66,3 +96,67 @@ def _ogbench_source(dataset_id: str, dataset_cfg):
     clip = dataset_cfg.get("action_clip_eps")
     source = OGBenchSource(dataset_id, None if not path else str(path), split, 1e-5 if clip is None else float(clip))
     return source, str(eval_id)
+
+
+@contextmanager
+def _no_new_empty_folders(*folders: Path):
+    """On an error inside, removes those of ``folders`` (deepest first) that it created and left empty."""
+    new = [f for f in folders if not f.exists()]
+    try:
+        yield
+    except BaseException:
+        for folder in new:
+            try:
+                folder.rmdir()  # only an empty folder
+            except OSError:
+                pass
+        raise
+
+
+#: appended to data-loading errors that a local file or dataset would fix (no network, missing file)
+DATA_HINT = ("In a recipe: dataset.path=/path/to/<file>.hdf5 trains on a local D4RL-format file of dataset.id, "
+             "or dataset.id=<minari id> dataset.eval_id=<registered id> on a local Minari dataset.")
+
+
+def dataset_observation_keys(cfg: DictConfig, data_source: str) -> list[str] | None:
+    """``dataset.observation_keys`` as a list, checked: only Minari datasets (with dict observations) take it."""
+    observation_keys = cfg.dataset.get("observation_keys")
+    if observation_keys is None:
+        return None
+    from ppl_torchrl.data import resolve_dataset
+
+    with user_errors(KeyError):  # an unknown id: the same message as without observation_keys
+        kind = resolve_dataset(data_source)
+    if isinstance(observation_keys, str) or kind != "minari":
+        raise ConfigError(f"dataset.observation_keys={observation_keys} applies to Minari datasets with dict "
+                          "observations, given as a list (dataset.observation_keys=[achieved_goal,observation]); "
+                          f"dataset {data_source} is not one: leave it unset.")
+    return [str(k) for k in observation_keys]
+
+
+def load_training_data(cfg: DictConfig, batch_size: int | None = None) -> TrainingData:
+    """The ``dataset`` section's data as a seeded replay buffer of ``batch_size`` (default ``optim.batch_size``).
+
+    User-fixable failures (unknown ids, missing files, no network) are user errors and leave no empty folder.
+    """
+    from ppl_torchrl.data import make_offline_replay_buffer
+    from ppl_torchrl.data.d4rl import default_root
+    from ppl_torchrl.data.transforms import reward_scale_bias
+
+    with user_errors(KeyError, FileNotFoundError):  # unknown ids, a missing dataset.path
+        data_source, eval_id = resolve_training_data(cfg.dataset)
+    scale, bias = cfg.dataset.get("reward_scale"), cfg.dataset.get("reward_bias")
+    if scale is None or bias is None:
+        auto_scale, auto_bias = reward_scale_bias(eval_id or "", cfg.loss.reward_family)
+        scale = auto_scale if scale is None else scale
+        bias = auto_bias if bias is None else bias
+    observation_keys = dataset_observation_keys(cfg, data_source)
+    root = default_root()  # a failed import or download leaves no empty folder behind
+    with _no_new_empty_folders(root / "downloads", root / "d4rl", root / "hdf5", root), \
+            user_errors(OSError, KeyError, ValueError), user_errors(RuntimeError, FileNotFoundError, hint=DATA_HINT):
+        buffer = make_offline_replay_buffer(
+            data_source, batch_size=int(batch_size or cfg.optim.batch_size), reward_scale=float(scale),
+            reward_bias=float(bias), normalize_states=bool(cfg.dataset.normalize_states), seed=int(cfg.seed),
+            observation_keys=observation_keys, progress=cfg.logger.progress,
+        )
+    return TrainingData(buffer, data_source, eval_id, (float(scale), float(bias)))

@@ -31,7 +31,8 @@ from ppl_torchrl import keys, progress
 from ppl_torchrl.errors import ConfigError
 from ppl_torchrl.training.algorithms import REBRAC_FAMILY
 from ppl_torchrl.training.checkpoints import restore_algorithm
-from ppl_torchrl.training.trainer import RunParts, Trainer, build_run
+from ppl_torchrl.training.build import RunParts, build_run
+from ppl_torchrl.training.trainer import Trainer
 
 #: what one stored online transition holds: the offline batches' keys (the two halves of a batch are concatenated)
 TRANSITION_KEYS = (*keys.BATCH_KEYS, keys.TRUNCATED)
@@ -256,7 +257,9 @@ def validate_finetune(cfg) -> None:
 def _offline_checkpoint(cfg, run_dir: Path) -> Path:
     """The offline checkpoint to start from: ``finetune.offline_checkpoint`` (a file or a run folder), else
     ``run_dir/offline`` trained here first (``optim.steps`` steps; a relaunch continues or skips it)."""
-    from ppl_torchrl.training.trainer import CHECKPOINT, build_trainer, finished_results
+    from ppl_torchrl.training.build import build_trainer
+    from ppl_torchrl.training.checkpoints import CHECKPOINT
+    from ppl_torchrl.training.resume import finished_results
 
     given = cfg.finetune.get("offline_checkpoint")
     if given:
@@ -278,7 +281,7 @@ def _offline_checkpoint(cfg, run_dir: Path) -> Path:
 
 
 def build_finetuner(cfg: DictConfig) -> FineTuner:
-    """:func:`~ppl_torchrl.training.trainer.build_run` with the offline run first (trained if needed), the offline
+    """:func:`~ppl_torchrl.training.build.build_run` with the offline run first (trained if needed), the offline
     batch share of the buffer, and the online data source (environment, online buffer): a :class:`FineTuner`
     starting from the offline checkpoint's weights and optimizers.
 
@@ -305,14 +308,14 @@ def _make_finetuner(parts: RunParts) -> FineTuner:
     from ppl_torchrl.envs import make_env as make_task_env
     from ppl_torchrl.registry import get_dataset_spec
 
-    cfg, buffer, device, eval_id = parts.cfg, parts.buffer, parts.device, parts.eval_id
+    cfg, buffer, device, eval_id = parts.cfg, parts.data.buffer, parts.device, parts.data.eval_id
     if eval_id is None:
         raise ConfigError(f"fine-tuning needs an environment: dataset.id={cfg.dataset.id} has none registered; set "
                           "dataset.eval_id to the registered id whose task matches the data.")
     ft = cfg.finetune
     online = TensorDictReplayBuffer(storage=LazyTensorStorage(int(ft.buffer_size)), sampler=RandomSampler(),
                                     batch_size=max(1, batch_split(cfg)[1]))
-    transform = reward_transform(*parts.reward)
+    transform = reward_transform(*parts.data.reward)
     if transform is not None:
         online.append_transform(transform)
     online.set_rng(torch.Generator().manual_seed(int(cfg.seed) + 1))

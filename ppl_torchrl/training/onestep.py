@@ -2,7 +2,7 @@
 
 Three phases, each an :class:`~ppl_torchrl.training.algorithms.Algorithm` that the one
 :class:`~ppl_torchrl.training.trainer.Trainer` runs (logs, checkpoints, exact resume, progress), each built by the
-one set-up chain :func:`~ppl_torchrl.training.trainer.build_run` on the same data (every ``dataset`` setting:
+one set-up chain :func:`~ppl_torchrl.training.build.build_run` on the same data (every ``dataset`` setting:
 reward scale and bias, state normalisation, observation keys); :mod:`ppl_torchrl.training.onestep_phases` runs them:
 
 1. ``bc``: behaviour cloning of beta, ``min ||pi(s) - a||^2`` (summed over action dims) (:func:`bc_algorithm`).
@@ -20,14 +20,13 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from omegaconf import DictConfig
 from tensordict import TensorDict
 from torchrl.objectives import SoftUpdate
 
 from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTLoss, bc_distance
 from ppl_torchrl.training.algorithms import Algorithm, _adam, optimizer_step
-from ppl_torchrl.training.config import OptimConfig
+from ppl_torchrl.training.config import LossConfig, NetworkConfig, OptimConfig
 
 PHASES = ("bc", "qbeta", "policy")
 #: the policy phase's algorithm name (its results.json, its progress bar)
@@ -36,8 +35,10 @@ POLICY_NAME = "ppl_onestep"
 PHASE_OF = {"onestep_bc": "bc", "onestep_qbeta": "qbeta", POLICY_NAME: "policy"}
 
 
-def make_onestep_loss(cfg: DictConfig, obs_dim: int, act_dim: int, device) -> PartialOTLoss:
-    m, lc = cfg.model, cfg.loss
+def make_onestep_loss(lc: LossConfig, m: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
+                      device) -> PartialOTLoss:
+    """The loss every phase trains a part of: PPL^R's networks (``m``), ``lc.w``, ``lc.actor_bc_coef`` and
+    ``lc.normalize_q``, the critic's targets on the dataset's next action, no target actor."""
     actor = make_actor(obs_dim, act_dim, hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device)
     qvalue = make_qvalue_ensemble(obs_dim, act_dim, num_qvalue_nets=m.num_qvalue_nets, hidden_dim=m.hidden_dim,
                                   num_hidden=m.num_hidden, device=device)
@@ -45,7 +46,7 @@ def make_onestep_loss(cfg: DictConfig, obs_dim: int, act_dim: int, device) -> Pa
     loss = PartialOTLoss(actor, qvalue, potential, w=lc.w, actor_bc_coef=lc.actor_bc_coef, critic_bc_coef=0.0,
                          normalize_q=lc.normalize_q, critic_next_action="dataset",
                          potential_uses_target_actor=False, delay_actor=False)
-    loss.make_value_estimator(gamma=cfg.optim.gamma)
+    loss.make_value_estimator(gamma=optim.gamma)
     return loss
 
 
@@ -114,14 +115,20 @@ def fixed_q_algorithm(loss, actor_lr: float, potential_lr: float | None = None, 
     return Algorithm(name, loss, opts, loss.actor_network, update)
 
 
-def make_onestep_algorithm(phase: str, cfg: DictConfig, obs_dim: int, act_dim: int, device) -> Algorithm:
+def make_onestep_algorithm(phase: str, lc: LossConfig, m: NetworkConfig, o: OptimConfig, obs_dim: int, act_dim: int,
+                           device) -> Algorithm:
     """The algorithm of one phase (``bc``, ``qbeta`` or ``policy``) on a fresh :func:`make_onestep_loss`."""
-    loss = make_onestep_loss(cfg, obs_dim, act_dim, device)
-    o = cfg.optim
+    if phase not in PHASES:
+        raise ValueError(f"Unknown one-step phase {phase!r}; the phases are {PHASES}.")
+    loss = make_onestep_loss(lc, m, o, obs_dim, act_dim, device)
     if phase == "bc":
         return bc_algorithm(loss, o.actor_lr)
     if phase == "qbeta":
-        return sarsa_algorithm(loss, o.critic_lr, o.tau, float(cfg.loss.conservative_weight))
-    if phase == "policy":
-        return fixed_q_algorithm(loss, o.actor_lr, OptimConfig.from_config(o).potential_lr)
-    raise ValueError(f"Unknown one-step phase {phase!r}; the phases are {PHASES}.")
+        return sarsa_algorithm(loss, o.critic_lr, o.tau, float(lc.conservative_weight))
+    return fixed_q_algorithm(loss, o.actor_lr, o.potential_lr)
+
+
+def onestep_algorithm_from_config(phase: str, cfg, obs_dim: int, act_dim: int, device) -> Algorithm:
+    """The recipe's adapter: :func:`make_onestep_algorithm` from the Hydra config's ``loss``, ``model`` and ``optim``."""
+    return make_onestep_algorithm(phase, LossConfig.from_config(cfg.loss), NetworkConfig.from_config(cfg.model),
+                                  OptimConfig.from_config(cfg.optim), obs_dim, act_dim, device)

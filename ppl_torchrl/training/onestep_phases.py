@@ -1,6 +1,6 @@
 """The one-step setting's phases as runs of the one trainer: BC in ``phases_dir/bc``, Q^beta in ``phases_dir/qbeta``
 (``phases_dir`` defaults to ``run_dir``; pointing several runs at one folder shares their beta and Q^beta), then the
-PPL policy in ``run_dir``. Each phase is :func:`~ppl_torchrl.training.trainer.build_run` with its algorithm
+PPL policy in ``run_dir``. Each phase is :func:`~ppl_torchrl.training.build.build_run` with its algorithm
 (:mod:`ppl_torchrl.training.onestep`) and starts from the weights of the one before; a relaunch continues an
 interrupted phase and skips a finished one.
 """
@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from ppl_torchrl import progress
 from ppl_torchrl.errors import ConfigError
 from ppl_torchrl.training.checkpoints import CHECKPOINT
-from ppl_torchrl.training.onestep import PHASES, make_onestep_algorithm
+from ppl_torchrl.training.onestep import PHASES, onestep_algorithm_from_config
 
 
 def validate_onestep(cfg: DictConfig) -> None:
@@ -54,19 +54,19 @@ def phase_config(cfg: DictConfig, phase: str) -> DictConfig:
 def build_onestep_phase(cfg: DictConfig, phase: str, start_from: Path | None = None, prepare=None):
     """The :class:`~ppl_torchrl.training.trainer.Trainer` of one phase (``cfg`` as :func:`phase_config` gives it),
     starting from the weights in ``start_from`` (the phase before)."""
-    from ppl_torchrl.training.trainer import build_run
+    from ppl_torchrl.training.build import build_run
 
     if prepare is None:
         def prepare(cfg, run_dir):
             return start_from
 
-    return build_run(cfg, check=validate_onestep, prepare=prepare, algorithm=partial(make_onestep_algorithm, phase),
+    return build_run(cfg, check=validate_onestep, prepare=prepare, algorithm=partial(onestep_algorithm_from_config, phase),
                      evaluation=phase != "qbeta", probe=phase == "policy")
 
 
 def run_earlier_phases(cfg: DictConfig, run_dir: Path | None = None) -> Path:
     """Trains (or continues, or skips when finished) the BC and Q^beta phases; returns Q^beta's checkpoint."""
-    from ppl_torchrl.training.trainer import finished_results
+    from ppl_torchrl.training.resume import finished_results
 
     start_from = None
     for phase in PHASES[:-1]:

@@ -196,7 +196,7 @@ def train(cfg: DictConfig) -> dict:
     With ``resume=auto`` a finished run is not trained again (its results are returned) and an
     interrupted one continues from its checkpoint.
     """
-    from ppl_torchrl.training.trainer import build_trainer
+    from ppl_torchrl.training.build import build_trainer
 
     return _run(cfg, build_trainer)
 
@@ -218,7 +218,7 @@ def train_onestep(cfg: DictConfig) -> dict:
 
 def _run(cfg: DictConfig, build) -> dict:
     validate_config(cfg)  # before the heavy imports: a bad value fails in a second
-    from ppl_torchrl.training.trainer import finished_results
+    from ppl_torchrl.training.resume import finished_results
 
     if str(cfg.resume).lower() == "auto":
         done = finished_results(Path(cfg.run_dir))
