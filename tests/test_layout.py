@@ -310,3 +310,15 @@ def test_one_home_for_the_bc_term():
                 if pattern.search(line) and "action" in line:
                     homes.append(f"{path.relative_to(ROOT)}:{n}")
     assert len(homes) == 1 and homes[0].startswith("objectives/rebrac.py"), homes
+
+
+def test_one_network_builder_for_every_loss():
+    """The training harness builds the library's networks in one place, ``NetworkConfig.actor / critics / potential``
+    (width, depth, activation and initialisation the same way for every loss), never with its own call of the
+    ``make_*`` builders."""
+    calls = []
+    for path in sorted((ROOT / "ppl_torchrl" / "training").rglob("*.py")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"\bmake_(actor|potential|qvalue_ensemble)\(", line):
+                calls.append(f"{path.relative_to(ROOT)}:{n}")
+    assert calls and all(c.startswith("ppl_torchrl/training/config.py") for c in calls), calls

@@ -30,7 +30,6 @@ from torchrl.objectives import BCLoss, CQLLoss, IQLLoss, SoftUpdate, TD3BCLoss
 
 from ppl_torchrl import keys
 from ppl_torchrl.errors import ConfigError
-from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOT, PartialOTCQLLoss, PartialOTLoss, ReBRACLoss
 from ppl_torchrl.training.config import CompileConfig, LossConfig, NetworkConfig, OptimConfig
 from ppl_torchrl.update import ReBRACUpdate
@@ -180,7 +179,7 @@ def _delayed_actor_update(loss, optimizers: dict, updater: SoftUpdate, policy_fr
 
 def _compose_potential(loss, lc: LossConfig, net: NetworkConfig, obs_dim: int, act_dim: int, device) -> PartialOT:
     """``loss`` with the partial-OT potential added (the ``ppl_<base>`` losses): ``lc.w``, ``lc.potential_*``."""
-    potential = make_potential(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device)
+    potential = net.potential(obs_dim, act_dim, device)
     return PartialOT(loss, potential, w=lc.w, potential_uses_target_actor=lc.potential_uses_target_actor,
                      **lc.potential_settings())
 
@@ -272,18 +271,14 @@ def make_algorithm(loss: LossConfig, network: NetworkConfig, optim: OptimConfig,
 def _make_rebrac_family(name: str, lc: LossConfig, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
                         device, compile: bool = False, compile_mode=None, compile_backend: str = "inductor",
                         cudagraphs: bool = False, fallback: bool = False) -> Algorithm:
-    style = dict(activation=net.activation, init=net.init)
-    actor = make_actor(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device, **style)
-    qvalue = make_qvalue_ensemble(obs_dim, act_dim, num_qvalue_nets=net.num_qvalue_nets,
-                                  hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device, **style)
+    actor, qvalue = net.actor(obs_dim, act_dim, device), net.critics(obs_dim, act_dim, device)
     common = dict(
         actor_bc_coef=lc.actor_bc_coef, critic_bc_coef=lc.critic_bc_coef, policy_noise=lc.policy_noise,
         noise_clip=lc.noise_clip, normalize_q=lc.normalize_q, critic_next_action=lc.critic_next_action,
         validate_inputs=lc.validate_inputs,
     )
     if name in PPL_R:
-        potential = make_potential(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden,
-                                   device=device, **style)
+        potential = net.potential(obs_dim, act_dim, device)
         loss = PartialOTLoss(actor, qvalue, potential, w=lc.w,
                              potential_uses_target_actor=lc.potential_uses_target_actor, **lc.potential_settings(),
                              **common)
@@ -314,8 +309,7 @@ def _make_cql_family(name: str, lc: LossConfig, *, net: NetworkConfig, optim: Op
         temperature=lc.temperature,
     )
     if name == "ppl_cql":
-        potential = make_potential(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden,
-                                   device=device)
+        potential = net.potential(obs_dim, act_dim, device)
         loss = PartialOTCQLLoss(actor, qvalue, potential, w=lc.w, **lc.potential_settings(), **kwargs)
     else:
         loss = CQLLoss(actor, qvalue, **kwargs)
@@ -339,7 +333,7 @@ def _make_cql_family(name: str, lc: LossConfig, *, net: NetworkConfig, optim: Op
 
 def _make_td3_bc(name: str, lc: LossConfig, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
                  device) -> Algorithm:
-    actor = make_actor(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device)
+    actor = net.actor(obs_dim, act_dim, device)
     qvalue = _single_critic(obs_dim, act_dim, net.hidden_dim, net.num_hidden, device)
     loss = TD3BCLoss(actor, qvalue, bounds=(-1.0, 1.0), num_qvalue_nets=net.num_qvalue_nets, alpha=lc.alpha,
                      policy_noise=lc.policy_noise, noise_clip=lc.noise_clip, loss_function="l2")
@@ -384,7 +378,7 @@ def _make_iql(name: str, lc: LossConfig, *, net: NetworkConfig, optim: OptimConf
 
 def _make_bc(name: str, lc: LossConfig, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
              device) -> Algorithm:
-    actor = make_actor(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden, device=device)
+    actor = net.actor(obs_dim, act_dim, device)
     loss = BCLoss(actor, loss_function="l2")
     opts = {"actor": _adam(loss.actor_network_params.values(True, True), optim.actor_lr)}
 

@@ -100,6 +100,30 @@ class NetworkConfig:
     def from_config(cls, section) -> "NetworkConfig":
         return _from_section(cls, section)
 
+    # The one builder of the library's networks for every loss: width, depth, activation and initialisation from this
+    # section, the same way for the actor, the critics and the potential whichever loss they serve.
+    def actor(self, obs_dim: int, act_dim: int, device=None):
+        """The deterministic tanh actor (:func:`ppl_torchrl.modules.make_actor`)."""
+        from ppl_torchrl.modules import make_actor
+
+        return make_actor(obs_dim, act_dim, hidden_dim=self.hidden_dim, num_hidden=self.num_hidden, device=device,
+                          activation=self.activation, init=self.init)
+
+    def critics(self, obs_dim: int, act_dim: int, device=None):
+        """The LayerNorm critic ensemble of ``num_qvalue_nets`` members (:func:`ppl_torchrl.modules.make_qvalue_ensemble`)."""
+        from ppl_torchrl.modules import make_qvalue_ensemble
+
+        return make_qvalue_ensemble(obs_dim, act_dim, num_qvalue_nets=self.num_qvalue_nets, hidden_dim=self.hidden_dim,
+                                    num_hidden=self.num_hidden, device=device, activation=self.activation,
+                                    init=self.init)
+
+    def potential(self, obs_dim: int, act_dim: int, device=None):
+        """The potential ``f(s, a) <= 0`` (:func:`ppl_torchrl.modules.make_potential`)."""
+        from ppl_torchrl.modules import make_potential
+
+        return make_potential(obs_dim, act_dim, hidden_dim=self.hidden_dim, num_hidden=self.num_hidden, device=device,
+                              activation=self.activation, init=self.init)
+
 
 @dataclass(frozen=True)
 class OptimConfig:

@@ -23,7 +23,6 @@ import torch
 from tensordict import TensorDict
 from torchrl.objectives import SoftUpdate
 
-from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTLoss, bc_distance
 from ppl_torchrl.training.algorithms import Algorithm, _adam, optimizer_step
 from ppl_torchrl.training.config import LossConfig, NetworkConfig, OptimConfig
@@ -39,10 +38,8 @@ def make_onestep_loss(lc: LossConfig, m: NetworkConfig, optim: OptimConfig, obs_
                       device) -> PartialOTLoss:
     """The loss every phase trains a part of: PPL^R's networks (``m``), ``lc.w``, ``lc.actor_bc_coef`` and
     ``lc.normalize_q``, the critic's targets on the dataset's next action, no target actor."""
-    actor = make_actor(obs_dim, act_dim, hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device)
-    qvalue = make_qvalue_ensemble(obs_dim, act_dim, num_qvalue_nets=m.num_qvalue_nets, hidden_dim=m.hidden_dim,
-                                  num_hidden=m.num_hidden, device=device)
-    potential = make_potential(obs_dim, act_dim, hidden_dim=m.hidden_dim, num_hidden=m.num_hidden, device=device)
+    actor, qvalue, potential = m.actor(obs_dim, act_dim, device), m.critics(obs_dim, act_dim, device), m.potential(
+        obs_dim, act_dim, device)
     loss = PartialOTLoss(actor, qvalue, potential, w=lc.w, actor_bc_coef=lc.actor_bc_coef, critic_bc_coef=0.0,
                          normalize_q=lc.normalize_q, critic_next_action="dataset",
                          potential_uses_target_actor=False, delay_actor=False)
