@@ -1,0 +1,174 @@
+"""The potential's switches (PartialOT: bounded head, gradient penalty, the f term's weight, annealed w): each one's
+value against a hand computation, its bound holding, its gradient reaching only the network it should, on PPL^R
+and on a composed TorchRL loss, and a one-line error for each bad value. The update-level parity of every switch
+(eager update == the plain TorchRL loop, bit for bit) is in tests/test_update.py."""
+from __future__ import annotations
+
+import pytest
+import torch
+from tensordict import TensorDict
+from tensordict.nn import TensorDictModule
+from torch import nn
+from torchrl.modules import MLP, ValueOperator
+from torchrl.objectives import TD3BCLoss
+
+from ppl_torchrl import PartialOTLoss
+from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
+from ppl_torchrl.objectives import PartialOT
+
+OBS, ACT, B = 3, 2, 16
+
+
+def _batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    term = torch.zeros(B, 1, dtype=torch.bool)
+    return TensorDict({"observation": torch.randn(B, OBS, generator=g), "action": torch.rand(B, ACT, generator=g) * 2 - 1,
+                       ("next", "observation"): torch.randn(B, OBS, generator=g),
+                       ("next", "action"): torch.rand(B, ACT, generator=g) * 2 - 1,
+                       ("next", "reward"): torch.randn(B, 1, generator=g), ("next", "done"): term,
+                       ("next", "terminated"): term}, [B])
+
+
+class LinearF(nn.Module):
+    """A hand-checkable potential head: ``g(s, a) = c . a + d`` with ``f = -|g|`` on top, like the library's."""
+
+    def __init__(self, slope, offset):
+        super().__init__()
+        self.slope = nn.Parameter(torch.as_tensor(slope, dtype=torch.float32))
+        self.offset = nn.Parameter(torch.as_tensor(offset, dtype=torch.float32))
+
+    def forward(self, observation, action):
+        return -((action * self.slope).sum(-1, keepdim=True) + self.offset).abs()
+
+
+def _ppl(potential=None, seed=0, **switches):
+    torch.manual_seed(seed)
+    potential = potential or make_potential(OBS, ACT, hidden_dim=8)
+    loss = PartialOTLoss(make_actor(OBS, ACT, hidden_dim=8), make_qvalue_ensemble(OBS, ACT, hidden_dim=8), potential,
+                         w=3.0, **switches)
+    loss.make_value_estimator(gamma=0.9)
+    return loss
+
+
+def _linear_f(slope=(3.0, -4.0), offset=20.0):
+    return TensorDictModule(LinearF(slope, offset), in_keys=["observation", "action"], out_keys=["potential"])
+
+
+def test_bounded_head_is_c_tanh_of_the_raw_potential_and_stays_in_its_bounds():
+    batch = _batch()
+    raw, bounded = _ppl(), _ppl(potential_bound=0.5)
+    bounded.potential_network_params.update(raw.potential_network_params.detach().apply(lambda t: t * 200.0))
+    raw.potential_network_params.update(raw.potential_network_params.detach().apply(lambda t: t * 200.0))
+    a = batch["action"]
+    f_raw = raw.potential(batch, a, raw.potential_network_params)
+    f = bounded.potential(batch, a, bounded.potential_network_params)
+    torch.testing.assert_close(f, 0.5 * torch.tanh(f_raw / 0.5))
+    assert (f <= 0).all() and (f >= -0.5).all() and (f_raw < -0.5).any()  # the raw head goes past the bound
+
+
+def test_gradient_penalty_is_the_slope_along_the_policy_to_data_direction():
+    """With f = -|3 a1 - 4 a2 + 20| (|grad_a f| = 5 everywhere on this batch), the slope along any unit direction u
+    is -(3, -4) . u; the penalty is relu(|slope| - K)^2 per sample, times its weight, added to the f-step."""
+    batch = _batch()
+    loss = _ppl(potential=_linear_f(), potential_gp=2.0, potential_lipschitz=1.0)
+    policy = torch.rand(B, ACT) * 2 - 1
+    data = batch["action"]
+    u = (data - policy) / (data - policy).norm(dim=-1, keepdim=True)
+    slope = -(u * torch.tensor([3.0, -4.0])).sum(-1)
+    expected = (slope.abs() - 1.0).clamp_min(0).pow(2)
+    got = loss.gradient_penalty(batch, loss.potential_network_params, policy, data)
+    torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3)
+    value, metadata = loss.potential_objective_on(batch, loss.potential_network_params, policy)
+    f = loss.potential(batch, policy, loss.potential_network_params) - 3.0 * loss.potential(
+        batch, data, loss.potential_network_params)
+    torch.testing.assert_close(value, (f + 2.0 * expected).mean(), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(metadata["potential_gp"], expected.mean(), rtol=1e-3, atol=1e-3)
+    assert metadata["potential_gp"] > 0
+
+
+def test_a_penalised_slope_shrinks_under_the_f_step():
+    loss = _ppl(potential=_linear_f(), potential_gp=5.0, potential_lipschitz=1.0)
+    opt = torch.optim.Adam(loss.potential_network_params.values(True, True), lr=0.05)
+    batch = _batch()
+    before = loss.potential_network_params["module", "slope"].detach().norm().item()
+    for _ in range(50):
+        value, _ = loss.potential_loss(batch)
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+    assert loss.potential_network_params["module", "slope"].detach().norm().item() < before - 1.0
+
+
+@pytest.mark.parametrize("scale", ["none", "q", "self"])
+def test_the_f_term_in_the_actor_has_the_weight_its_scale_says(scale):
+    loss = _ppl(potential_actor_scale=scale, potential_actor_coef=0.7)
+    batch = _batch()
+    terms, action, metadata = loss.actor_terms(batch, loss.actor_network_params,
+                                               loss.qvalue_network_params.detach(),
+                                               loss.potential_network_params.detach())
+    f = loss.potential(batch, action, loss.potential_network_params).detach()
+    weight = {"none": 0.7, "q": 0.7 * metadata["lmbda"], "self": 0.7 / f.abs().mean()}[scale]
+    torch.testing.assert_close(terms["f"].detach(), -weight * f)
+
+
+@pytest.mark.parametrize("switches", [dict(potential_gp=5.0), dict(potential_bound=0.3),
+                                      dict(potential_actor_scale="self", potential_actor_coef=2.0)])
+def test_each_switch_keeps_every_term_on_its_own_network_in_a_composed_torchrl_loss(switches):
+    """PartialOT(TD3BCLoss) with a switch on: loss_potential reaches only f, loss_actor only the actor, loss_qvalue
+    only the critic."""
+    torch.manual_seed(0)
+    critic = ValueOperator(MLP(in_features=OBS + ACT, out_features=1, num_cells=[8]), in_keys=["observation", "action"])
+    loss = PartialOT(TD3BCLoss(make_actor(OBS, ACT, hidden_dim=8), critic, bounds=(-1.0, 1.0)),
+                     make_potential(OBS, ACT, hidden_dim=8), w=3.0, **switches)
+    loss.make_value_estimator(gamma=0.9)
+    out = loss(_batch())
+    groups = {name: list(getattr(loss, name).values(True, True))
+              for name in ("actor_network_params", "qvalue_network_params", "potential_network_params")}
+    owners = {"loss_qvalue": "qvalue_network_params", "loss_actor": "actor_network_params",
+              "loss_potential": "potential_network_params"}
+    for term, owner in owners.items():
+        for name, params in groups.items():
+            grads = torch.autograd.grad(out[term], params, retain_graph=True, allow_unused=True)
+            reached = any(g is not None and g.abs().sum() > 0 for g in grads)
+            assert reached == (name == owner), (term, name)
+
+
+def test_w_anneals_linearly_from_one_and_is_recomputed_from_the_step():
+    loss = _ppl(w_anneal_steps=100)
+    assert loss.w_now.item() == 1.0
+    loss.set_training_step(50)
+    assert loss.w_now.item() == pytest.approx(2.0)  # 1 + (3 - 1) * 0.5
+    loss.set_training_step(1000)
+    assert loss.w_now.item() == 3.0
+    assert "w_now" not in loss.state_dict()  # not saved: a resumed run recomputes it from its step
+    batch = _batch()
+    policy = torch.rand(B, ACT) * 2 - 1
+    loss.set_training_step(25)
+    value, _ = loss.potential_objective_on(batch, loss.potential_network_params, policy)
+    f_pol = loss.potential(batch, policy, loss.potential_network_params)
+    f_data = loss.potential(batch, batch["action"], loss.potential_network_params)
+    torch.testing.assert_close(value, (f_pol - 1.5 * f_data).mean())
+    constant = _ppl()
+    constant.set_training_step(25)  # no annealing: a no-op
+    assert constant.w_now.item() == 3.0
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(potential_bound=0.0), "potential_bound must be > 0"),
+    (dict(potential_gp=-1.0), "potential_gp"),
+    (dict(potential_lipschitz=0.0), "potential_lipschitz"),
+    (dict(potential_actor_scale="loud"), "potential_actor_scale must be one of"),
+    (dict(potential_actor_coef=-0.5), "potential_actor_coef"),
+    (dict(w_anneal_steps=-3), "w_anneal_steps"),
+])
+def test_bad_switch_values_fail_with_one_line_that_says_what_to_do(bad, match):
+    with pytest.raises(ValueError, match=match) as err:
+        _ppl(**bad)
+    assert "\n" not in str(err.value)
+
+
+def test_q_scale_needs_a_rebrac_style_actor_term():
+    critic = ValueOperator(MLP(in_features=OBS + ACT, out_features=1, num_cells=[8]), in_keys=["observation", "action"])
+    with pytest.raises(ValueError, match="potential_actor_scale='q'"):
+        PartialOT(TD3BCLoss(make_actor(OBS, ACT, hidden_dim=8), critic, bounds=(-1.0, 1.0)),
+                  make_potential(OBS, ACT, hidden_dim=8), potential_actor_scale="q")
