@@ -77,4 +77,5 @@ def test_ppl_builds_on_rebrac_and_adds_only_the_potential():
     ppl = yaml.safe_load((rc.CONFIG_DIR / "loss" / "ppl.yaml").read_text())
     assert ppl.pop("defaults") == ["rebrac", "_self_"]
     assert {k for k, v in ppl.items() if rebrac.get(k) == v} == set(), "ppl.yaml restates rebrac.yaml"
-    assert set(ppl) == {"name", "reward_family", "w", "potential_uses_target_actor"}
+    switches = {k for k in ppl if k.startswith(("potential_", "w_anneal"))}  # the potential's (tests/test_update.py)
+    assert set(ppl) == {"name", "reward_family", "w", "potential_uses_target_actor"} | switches
