@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, fields, make_dataclass
 
 from tensordict.utils import NestedKey
 
+POTENTIAL_OUT_KEYS = ["loss_potential", "potential_policy", "potential_data", "potential_actor"]
+
 #: how ``f(s, pi(s))`` is weighted in the actor's term (docs/algorithm.md, "A potential that stays alive")
 ACTOR_SCALES = ("none", "q", "self")
 

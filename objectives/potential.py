@@ -4,9 +4,8 @@ PPL's partial transport (Asadulaev et al., NeurIPS 2024, eq. 12; sign convention
 :mod:`ppl_torchrl.objectives.partial_ot`) adds two things to an offline RL objective with an actor:
 
 * to the actor's term, :math:`-\,\text{mean}_s f(s, \pi(s))` (``f`` frozen, differentiable in the action);
-* a new term for ``f``, the f-step ``loss_potential`` :math:`= \text{mean}_s f(s, \bar\pi(s)) - w\,\text{mean}_{(s,a)} f(s, a)`,
-  on the base loss's target actor :math:`\bar\pi` where it keeps one (the authors' code), else on its online
-  actor (detached).
+* the f-step ``loss_potential`` :math:`= \text{mean}_s f(s, \bar\pi(s)) - w\,\text{mean}_{(s,a)} f(s, a)`, on the base
+  loss's target actor :math:`\bar\pi` where it keeps one (the authors' code), else its online actor (detached).
 
 :class:`PartialOT` holds a base TorchRL loss (``TD3BCLoss``, ``CQLLoss``, ``IQLLoss``, our ``ReBRACLoss``, ...) as
 its submodule ``base``, without subclassing it: every term of the base loss is returned unchanged except
@@ -45,10 +44,10 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives.common import LossModule
 
 from ._checks import check_batch
-from ._composition import (_accepted_keys, _check_settings, _on_base, _PotentialKeys, _state_dict_flat,
-                           _state_dict_nested, check_w)
+from ._composition import (POTENTIAL_OUT_KEYS, _accepted_keys, _check_settings, _on_base, _PotentialKeys,
+                           _state_dict_flat, _state_dict_nested, check_w)
 
-POTENTIAL_OUT_KEYS = ["loss_potential", "potential_policy", "potential_data", "potential_actor"]
+
 class PartialOT(LossModule):
     r"""A base loss with an actor, plus the partial-OT potential ``f`` (PPL), composed without subclassing.
 
@@ -86,9 +85,8 @@ class PartialOT(LossModule):
             authors'), ``"q"`` (the Q term's ``lambda = 1 / mean|Q|``: both terms of the Lagrangian ``-Q - f`` scaled
             alike; ReBRAC-based losses only) or ``"self"`` (``1 / mean|f(s, pi(s))|``, detached: the f term is O(1)
             whatever f's scale, as TD3+BC normalises Q).
-        potential_actor_coef (float): a multiplier of that weight.
-        w_anneal_steps (int): ``w`` grows linearly from 1 to ``w`` over this many training steps (extremal OT's
-            schedule; the update calls :meth:`set_training_step`); 0: ``w`` from the first step.
+        potential_actor_coef (float): a multiplier of that weight. w_anneal_steps (int): ``w`` grows linearly from 1
+            to ``w`` over this many steps (extremal OT's schedule; :meth:`set_training_step`); 0: ``w`` throughout.
 
     The base loss is ``loss.base``. Its parameter groups are children here too (``loss.actor_network_params``,
     ``loss.target_qvalue_network_params``, ...; ``base_parameter_groups`` names them), and these of its attributes are properties of this loss, each
@@ -138,6 +136,8 @@ class PartialOT(LossModule):
         if not isinstance(base_loss, LossModule):
             raise TypeError(f"base_loss must be a TorchRL LossModule, got {type(base_loss).__name__}.")
         groups = {name: module for name, module in base_loss.named_children() if name.endswith("_params")}
+        groups.update({name: value for name, value in vars(base_loss).items()  # a parameter-free network's (fixed
+                       if name.endswith("_params") and isinstance(value, TensorDictBase)})  # critic's): a plain TD
         if "actor_network_params" not in groups or not hasattr(base_loss, "actor_loss"):
             raise ValueError(f"{type(base_loss).__name__} has no actor (actor_network_params and actor_loss): the potential "
                              "adds to an actor's term, so the base loss must train one.")

@@ -172,3 +172,21 @@ def test_q_scale_needs_a_rebrac_style_actor_term():
     with pytest.raises(ValueError, match="potential_actor_scale='q'"):
         PartialOT(TD3BCLoss(make_actor(OBS, ACT, hidden_dim=8), critic, bounds=(-1.0, 1.0)),
                   make_potential(OBS, ACT, hidden_dim=8), potential_actor_scale="q")
+
+
+def test_a_parameter_free_critic_composes():
+    """A fixed, known critic without parameters (TorchRL keeps its empty parameters as a plain TensorDict, not a
+    child module) still composes: the actor and f-steps read its parameters through the composed loss."""
+    class FixedQ(nn.Module):
+        def forward(self, observation, action):
+            return -(action - 0.9).pow(2).sum(-1, keepdim=True)
+
+    qvalue = TensorDictModule(FixedQ(), in_keys=["observation", "action"], out_keys=["state_action_value"])
+    loss = PartialOTLoss(make_actor(OBS, ACT, hidden_dim=8), qvalue, make_potential(OBS, ACT, hidden_dim=8), w=3.0,
+                         delay_actor=False, delay_qvalue=False)
+    assert loss.qvalue_network_params.is_empty()
+    batch = _batch()
+    value, _ = loss.actor_loss(batch)
+    value.backward()
+    assert all(p.grad is not None for p in loss.actor_network_params.values(True, True))
+    loss.potential_loss(batch)[0].backward()
