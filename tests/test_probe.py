@@ -12,20 +12,17 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from ppl_torchrl import keys
-from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTLoss, ReBRACLoss
 from ppl_torchrl.training.probe import MechanismProbe, ProbeData, load_probe_data
 from ppl_torchrl.training.build import build_trainer
+from tiny_networks import tiny_networks
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "recipes" / "config"
 OBS, ACT, N = 3, 2, 12
 
 
 def _losses():
-    torch.manual_seed(0)
-    actor = make_actor(OBS, ACT, hidden_dim=8, num_hidden=1)
-    critic = make_qvalue_ensemble(OBS, ACT, hidden_dim=8, num_hidden=1)
-    potential = make_potential(OBS, ACT, hidden_dim=8, num_hidden=1)
+    actor, critic, potential = tiny_networks(OBS, ACT)
     ppl = PartialOTLoss(actor, critic, potential, w=4.0, actor_bc_coef=0.3)
     rebrac = ReBRACLoss(actor, critic, actor_bc_coef=0.3)
     return ppl, rebrac, actor, critic, potential

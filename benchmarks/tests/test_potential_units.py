@@ -10,21 +10,17 @@ from tensordict import TensorDict
 
 from benchmarks.potential_units import active_units, checkpoint_potential_units
 from ppl_torchrl import keys
-from ppl_torchrl.modules import make_actor, make_potential, make_qvalue_ensemble
 from ppl_torchrl.objectives import PartialOTLoss
 from ppl_torchrl.training.probe import ProbeData
 from ppl_torchrl.training.build import build_trainer
+from tiny_networks import tiny_networks
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "recipes" / "config"
 OBS, ACT, N = 3, 2, 12
 
 
 def _loss():
-    torch.manual_seed(0)
-    actor = make_actor(OBS, ACT, hidden_dim=8, num_hidden=1)
-    critic = make_qvalue_ensemble(OBS, ACT, hidden_dim=8, num_hidden=1)
-    potential = make_potential(OBS, ACT, hidden_dim=8, num_hidden=1)
-    return PartialOTLoss(actor, critic, potential, w=4.0, actor_bc_coef=0.3)
+    return PartialOTLoss(*tiny_networks(OBS, ACT), w=4.0, actor_bc_coef=0.3)
 
 
 def _data():
