@@ -15,6 +15,12 @@ thread, with the mechanism probe (``ppl_torchrl/training/probe.py``) at every ev
   measured at 3 x 256): ``ppl_stable`` (gradient penalty 5, f about 1-Lipschitz, f at the critic's lr) at
   w in {1, 3, 8, 16}; its scale, ``loss.potential_lipschitz = 0.3``, at w in {3, 8}; the authors' PPL^R (``ppl``,
   w = 8) and ReBRAC on the same networks and budget;
+* ``nobc`` (added 2026-12-04, before any of its runs, after ``mechanism`` showed f inert at w = 8 and 16 from its
+  first probe; same seed, budget and networks): the same runs with the actor's BC term off
+  (``hparams.actor_bc_coef = 0``), ``ppl_stable`` at w in {3, 8, 16} and ReBRAC. With the BC term on, the BC term
+  keeps the policy on the data, the partial-transport constraint holds and f = 0 is the f-step's optimum
+  (docs/algorithm.md); with it off only f keeps the policy on the data. So this grid asks whether f does the
+  support job when nothing else does (f alive, score held) where ReBRAC without its BC term leaves the data;
 * ``comparison`` (seeds 0-2, 300k steps, 3 x 256 networks, as docs/evidence.md's long budget): ``ppl_stable``
   (w = 8) against ReBRAC and the authors' PPL^R. About 1.5 CPU-hours per 100k steps each on a 2-core CPU: a job for
   several sessions or a GPU; it resumes where it stopped.
@@ -42,7 +48,9 @@ from benchmarks.grid import (REPO, RECIPES, GridRun, add_grid_arguments, in_segm
 RECIPE = RECIPES / "ppl_antmaze.py"
 DATASET = "pointmaze-medium-mixed-gen-v0"
 #: steps per segment (each segment is one process: a compilation, then training to its end)
-SEGMENTS = {"mechanism": 100_000, "comparison": 25_000}
+SEGMENTS = {"mechanism": 100_000, "nobc": 100_000, "comparison": 25_000}
+#: the groups reported in the mechanism table (seed 0, 100k steps, 3 x 64 networks, probed)
+MECHANISM_GROUPS = ("mechanism", "nobc")
 EVAL_EVERY = 10_000
 EVAL_EPISODES = 5
 SECTION = "potential-evidence"
@@ -50,7 +58,7 @@ SECTION = "potential-evidence"
 
 @dataclass(frozen=True)
 class Run:
-    group: str          # mechanism | comparison
+    group: str          # mechanism | nobc | comparison
     name: str           # the run's folder and label, e.g. "ppl_stable-w3"
     loss: str
     seed: int
@@ -80,6 +88,10 @@ def build_grid() -> list[Run]:
     for w in (3, 8):
         runs.append(Run("mechanism", f"ppl_stable-K0.3-w{w}", "ppl_stable", 0, 100_000, 64,
                         (("hparams.w", w), ("loss.potential_lipschitz", 0.3))))
+    no_bc = (("hparams.actor_bc_coef", 0.0),)
+    for w in (3, 8, 16):
+        runs.append(Run("nobc", f"ppl_stable-nobc-w{w}", "ppl_stable", 0, 100_000, 64, (("hparams.w", w),) + no_bc))
+    runs.append(Run("nobc", "rebrac-nobc", "rebrac", 0, 100_000, 64, no_bc))
     for seed in (0, 1, 2):
         for name, loss in (("ppl_stable-w8", "ppl_stable"), ("rebrac", "rebrac"), ("ppl-w8", "ppl")):
             runs.append(Run("comparison", name, loss, seed, 300_000, 256, (("hparams.w", 8),) if "w8" in name else ()))
@@ -130,8 +142,8 @@ def mechanism_row(run: Run, root: Path) -> dict:
 def report(runs: list[Run], root: Path) -> str:
     lines = [f"Grid: `benchmarks/potential_evidence.py` (fixed before running). Dataset `{DATASET}`; probe on 2048 fixed "
              "data pairs at every evaluation; compiled update, one torch thread per run.", ""]
-    mech = [r for r in runs if r.group == "mechanism"]
-    lines += ["**Mechanism** (seed 0, 100k steps, 3 x 64 networks). f's share of the actor's gradient over all probes "
+    mech = [r for r in runs if r.group in MECHANISM_GROUPS]
+    lines += ["**Mechanism** (seed 0, 100k steps, 3 x 64 networks; `-nobc`: the actor's BC term off). f's share of the actor's gradient over all probes "
               "(the goal: between 5 % and 80 % at every probe), |f|'s largest value, f on efficient / inefficient "
               "data actions and the policy's distance to each at the last probe, the share of data actions where f is "
               "active beside 1/w (complementary slackness), and the last evaluation's score (5 episodes).", "",
@@ -158,7 +170,7 @@ def report(runs: list[Run], root: Path) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_grid_arguments(p, runs_dir=REPO / "runs" / "potential_evidence")
-    p.add_argument("--group", choices=("mechanism", "comparison", "all"), default="all",
+    p.add_argument("--group", choices=(*SEGMENTS, "all"), default="all",
                    help="which part of the grid to train (the report covers both)")
     p.add_argument("--docs", default=str(REPO / "docs" / "evidence.md"))
     args = p.parse_args(argv)
