@@ -72,9 +72,9 @@ def test_a_killed_run_resumes_bit_for_bit(tmp_path, offline, loss, capacity):
         assert torch.equal(v, b["algorithm"]["loss"][k]), k
     assert a["episode"] == b["episode"] and a["reset_index"] == b["reset_index"]
     n = min(capacity, 130)
-    assert len(whole.online_buffer) == len(resumed.online_buffer) == n
-    assert (whole.online_buffer.storage[:n] == resumed.online_buffer.storage[:n]).all()
-    assert whole.online_buffer._writer.state_dict() == resumed.online_buffer._writer.state_dict()
+    assert len(whole.source.online_buffer) == len(resumed.source.online_buffer) == n
+    assert (whole.source.online_buffer.storage[:n] == resumed.source.online_buffer.storage[:n]).all()
+    assert whole.source.online_buffer._writer.state_dict() == resumed.source.online_buffer._writer.state_dict()
     assert b["online_buffer"]["rows"].shape[0] == n  # only the filled rows are saved
     assert _rows(tmp_path / "whole") == _rows(tmp_path / "killed")
     results = json.loads((tmp_path / "killed" / "results.json").read_text())
@@ -84,8 +84,8 @@ def test_a_killed_run_resumes_bit_for_bit(tmp_path, offline, loss, capacity):
 def test_batches_mix_offline_and_online_data_in_the_configured_ratio(tmp_path, offline):
     tuner = build_finetuner(_cfg(tmp_path / "mix", **{"finetune.offline_checkpoint": str(offline["ppl"]),
                                                       "finetune.mixing_ratio": 0.25}))
-    assert (tuner.offline_batch, tuner.online_batch) == (12, 4)
-    marker = tuner.online_buffer
+    assert (tuner.source.offline_batch, tuner.source.online_batch) == (12, 4)
+    marker = tuner.source.online_buffer
     from tensordict import TensorDict
 
     from ppl_torchrl import keys
@@ -95,7 +95,7 @@ def test_batches_mix_offline_and_online_data_in_the_configured_ratio(tmp_path, o
     fake = sample[:1].select(*TRANSITION_KEYS).clone()
     fake.set(keys.OBSERVATION, torch.full_like(fake.get(keys.OBSERVATION), 1e4))  # no dataset state is this far
     marker.extend(fake)
-    batch = tuner._mixed_batch()
+    batch = tuner.source.mixed_batch()
     assert batch.shape == (16,)
     far = (batch.get(keys.OBSERVATION) == 1e4).all(-1)
     assert far[12:].all() and not far[:12].any()
@@ -118,6 +118,15 @@ def test_an_offline_checkpoint_of_another_network_size_is_refused_in_one_line(tm
         build_finetuner(_cfg(tmp_path / "other", **{"finetune.offline_checkpoint": str(offline["ppl"]),
                                                      "model.hidden_dim": 8}))
     assert "\n" not in str(err.value) and len(str(err.value)) < 400
+
+
+def test_an_offline_checkpoint_of_another_dataset_is_refused_in_one_line(tmp_path, offline):
+    state = _state(offline["ppl"])
+    state["config"]["dataset"]["id"] = "pointmaze-medium-gen-v0"
+    torch.save(state, tmp_path / "elsewhere.pt")
+    with pytest.raises(UserError, match="was trained on dataset.id=pointmaze-medium-gen-v0, not pointmaze-umaze") as err:
+        build_finetuner(_cfg(tmp_path / "other", **{"finetune.offline_checkpoint": str(tmp_path / "elsewhere.pt")}))
+    assert "\n" not in str(err.value) and not (tmp_path / "other").exists()
 
 
 @pytest.mark.slow

@@ -24,14 +24,16 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDict
 
-from ppl_torchrl import keys, progress
-from ppl_torchrl.errors import ConfigError
+from ppl_torchrl import keys
+from ppl_torchrl.errors import ConfigError, user_errors
 from ppl_torchrl.training.algorithms import REBRAC_FAMILY
-from ppl_torchrl.training.checkpoints import restore_algorithm
 from ppl_torchrl.training.build import RunParts, build_run
+from ppl_torchrl.training.checkpoints import CHECKPOINT
+from ppl_torchrl.training.phases import Phase, run_phases
+from ppl_torchrl.training.sources import OfflineBatches
 from ppl_torchrl.training.trainer import Trainer
 
 #: what one stored online transition holds: the offline batches' keys (the two halves of a batch are concatenated)
@@ -70,61 +72,105 @@ def batch_split(cfg) -> tuple[int, int]:
     return batch - online, online
 
 
-class FineTuner(Trainer):
-    """Runs ``cfg.finetune.env_steps`` online steps; ``self.step`` counts them (one update per step).
+class OnlineBatches(OfflineBatches):
+    """Fine-tuning's batch source: one environment step per update (``cfg.finetune.env_steps`` of them), stored in
+    the online buffer, then a batch of ``offline_batch`` offline and ``online_batch`` online transitions; the actor's
+    BC coefficient follows ReBRAC's decay. It checkpoints only between episodes (the environment's state is then its
+    next reset's index).
 
-    Args beyond :class:`Trainer`'s: ``make_env() -> (TorchRL env, EpisodeSeeds)``; the offline
-    ``buffer`` is the offline replay buffer; ``online_buffer`` a TorchRL replay buffer with the same reward
-    transform.
+    Args: the run's ``cfg`` (section ``finetune``), the offline ``buffer`` (its batch size is the offline share),
+    ``online_buffer`` (a TorchRL replay buffer with the offline data's reward transform),
+    ``make_env() -> (TorchRL env, EpisodeSeeds)``, and the ``algorithm`` whose policy explores and whose loss's BC
+    coefficients it schedules.
     """
 
-    def __init__(self, cfg: DictConfig, algorithm, buffer, online_buffer, make_env, evaluate, run_dir: Path,
-                 device, probe=None):
-        super().__init__(cfg, algorithm, buffer, evaluate, run_dir, device, probe)
+    label, unit = " online", "step"
+
+    def __init__(self, cfg: DictConfig, buffer, online_buffer, make_env, algorithm, device):
+        super().__init__(buffer, device)
         ft = cfg.finetune
-        self.online_buffer, self.make_env = online_buffer, make_env
+        self.cfg, self.online_buffer, self.make_env, self.algorithm = cfg, online_buffer, make_env, algorithm
         self.steps = int(ft.env_steps)
         self.offline_batch, self.online_batch = batch_split(cfg)
         self.episode = {"return": 0.0, "length": 0, "success": False, "count": 0}
         self.reset_index = 0  # EpisodeSeeds index of the current episode's reset
         self.collector_state: dict | None = None
-        self._live_collector = None  # built by _open, in the process that runs
+        self._live_collector = None  # built by open(), in the process that runs
         self._episode_done, self._collect_seconds = False, 0.0
         self.timing = {"collect_s": 0.0, "update_s": 0.0}
-        self.offline_eval: dict | None = None  # the offline checkpoint's last evaluation
         loss = algorithm.loss
         # Tensors, filled in place each step: a compiled update reads their values without recompiling.
         self.actor_bc0, self.actor_bc_floor = float(loss.actor_bc_coef), float(ft.actor_bc_floor)
         loss.actor_bc_coef = torch.tensor(self.actor_bc0, device=device)
         loss.critic_bc_coef = torch.tensor(float(ft.critic_bc_coef), device=device)
 
-    # ------------------------------------------------------------------ checkpoints
-    def initialise(self, state: dict, path: Path) -> None:
-        """Starts from the offline run's checkpoint: its weights and its optimizers (ReBRAC's fine-tuning keeps
-        them), refused if it was trained on another dataset."""
-        trained_on = (state.get("config") or {}).get("dataset", {}).get("id")
-        if trained_on != self.cfg.dataset.id:
-            raise ConfigError(f"{path} was trained on dataset.id={trained_on}, not {self.cfg.dataset.id}: fine-tune "
-                              "on the dataset the offline run used.")
-        restore_algorithm(self.algorithm, state, f"{path} holds another model or loss: fine-tune with the offline "
-                          "run's loss and model settings.")
-        self.offline_eval = state.get("last_eval")
+    def total_steps(self, cfg: DictConfig) -> int:
+        return self.steps
 
-    def checkpoint_extra(self) -> dict:
+    def updates_per_call(self, cfg: DictConfig) -> int:
+        return 1  # one update per environment step
+
+    # ------------------------------------------------------------------ events
+    def open(self) -> None:
+        self._live_collector, self._explore, self._seeds = self._collector()
+        self._frames = iter(self._live_collector)
+
+    def batches(self, n: int, step: int) -> list:
+        start = time.perf_counter()
+        data = next(self._frames)
+        self._store(data, self._explore)
+        self._episode_done = bool(data.get(keys.DONE).any())
+        self.episode["return"] += float(data.get(("next", "reward")).sum())
+        self.episode["length"] += 1
+        if ("next", "success") in data.keys(True):
+            self.episode["success"] |= bool(data.get(("next", "success")).any())
+        self._collect_seconds = time.perf_counter() - start
+        self.algorithm.loss.actor_bc_coef.fill_(self.actor_bc0 * bc_decay(step, self.steps, self.actor_bc_floor))
+        return [self.mixed_batch()]
+
+    def after_update(self, step: int, seconds: float, compiled_now: bool) -> dict:
+        if not compiled_now:
+            self.timing["collect_s"] += self._collect_seconds
+            self.timing["update_s"] += seconds - self._collect_seconds
+        if not self._episode_done:
+            return {}
+        self.episode["count"] += 1
+        row = {"episode_return": self.episode["return"], "episode_length": self.episode["length"],
+               "episode_success": float(self.episode["success"]), "episodes": self.episode["count"]}
+        self.episode.update({"return": 0.0, "length": 0, "success": False})
+        self.reset_index = self._seeds.next_index - 1  # the collector has already reset for the next episode
+        return {"online": row}
+
+    def log_row(self) -> dict:
+        return dict(actor_bc_coef=float(self.algorithm.loss.actor_bc_coef), online_buffer=len(self.online_buffer),
+                    **self.timing)
+
+    def checkpoint_due(self, step: int, steps_since: int, seconds_since: float, every: int,
+                       every_seconds: float) -> bool:
+        # Only between episodes: the environment's state is then its next reset's index.
+        return self._episode_done and (steps_since >= every or bool(every_seconds and seconds_since >= every_seconds))
+
+    def close(self) -> None:
+        if self._live_collector is not None:
+            self._live_collector.shutdown()
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
         return {
             "online_buffer": self._online_buffer_state(),
             "episode": dict(self.episode),
             "reset_index": self.reset_index,
             "collector": self._collector_checkpoint(),
             "timing": dict(self.timing),
-            "offline_eval": self.offline_eval,
         }
 
-    def restore_extra(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:
         self._load_online_buffer(state["online_buffer"])
         self.episode, self.reset_index = dict(state["episode"]), int(state["reset_index"])
         self.collector_state, self.timing = state["collector"], dict(state["timing"])
-        self.offline_eval = state.get("offline_eval")
+
+    def results(self) -> dict:
+        return {"online_timing_s": dict(self.timing), "online_episodes": self.episode["count"]}
 
     def _collector_checkpoint(self) -> dict | None:
         collector = self._live_collector
@@ -147,7 +193,6 @@ class FineTuner(Trainer):
         buffer._writer.load_state_dict(state["writer"])
         buffer._rng.set_state(state["rng"])
 
-    # ------------------------------------------------------------------ loop
     def _collector(self):
         from torchrl.collectors import Collector
         from torchrl.modules import AdditiveGaussianModule
@@ -174,72 +219,10 @@ class FineTuner(Trainer):
         data.set(keys.NEXT_ACTION, nxt.get(keys.ACTION))
         self.online_buffer.extend(data.select(*TRANSITION_KEYS).to("cpu"))
 
-    def _mixed_batch(self) -> TensorDict:
+    def mixed_batch(self) -> TensorDict:
         parts = [source.sample().select(*TRANSITION_KEYS) for source, n in
                  ((self.buffer, self.offline_batch), (self.online_buffer, self.online_batch)) if n > 0]
         return torch.cat(parts, 0).to(self.device)
-
-    # ------------------------------------------------------------------ hooks of Trainer.run
-    progress_suffix, progress_unit = " online", "step"
-    updates_per_call = 1  # one update per environment step
-
-    @property
-    def total_steps(self) -> int:
-        return self.steps
-
-    def _open(self) -> None:
-        if not bool(self.cfg.finetune.train_potential) and "potential" in self.algorithm.optimizers:
-            # After any checkpoint load (which restores the offline lr). Adam's step is lr * m / (sqrt(v) + eps):
-            # with lr 0 the potential stays exactly as trained offline.
-            for group in self.algorithm.optimizers["potential"].param_groups:
-                group["lr"] = 0.0
-        self._live_collector, self._explore, self._seeds = self._collector()
-        self._frames = iter(self._live_collector)
-        if self.step == 0 and self.evaluate is not None:  # the offline checkpoint's score, under the same evaluation
-            self.last_eval = self._evaluate()
-
-    def _close(self) -> None:
-        if self._live_collector is not None:
-            self._live_collector.shutdown()
-
-    def _batches(self, n: int) -> list:
-        start = time.perf_counter()
-        data = next(self._frames)
-        self._store(data, self._explore)
-        self._episode_done = bool(data.get(keys.DONE).any())
-        self.episode["return"] += float(data.get(("next", "reward")).sum())
-        self.episode["length"] += 1
-        if ("next", "success") in data.keys(True):
-            self.episode["success"] |= bool(data.get(("next", "success")).any())
-        self._collect_seconds = time.perf_counter() - start
-        self.algorithm.loss.actor_bc_coef.fill_(
-            self.actor_bc0 * bc_decay(self.step, self.steps, self.actor_bc_floor))
-        return [self._mixed_batch()]
-
-    def _after_update(self, seconds: float, compiled_now: bool) -> None:
-        if not compiled_now:
-            self.timing["collect_s"] += self._collect_seconds
-            self.timing["update_s"] += seconds - self._collect_seconds
-        if self._episode_done:
-            self.episode["count"] += 1
-            self.logger.log(self.step, {"episode_return": self.episode["return"],
-                                        "episode_length": self.episode["length"],
-                                        "episode_success": float(self.episode["success"]),
-                                        "episodes": self.episode["count"]}, prefix="online")
-            self.episode.update({"return": 0.0, "length": 0, "success": False})
-            self.reset_index = self._seeds.next_index - 1  # the collector has already reset for the next episode
-
-    def _train_row_extra(self) -> dict:
-        return dict(actor_bc_coef=float(self.algorithm.loss.actor_bc_coef), online_buffer=len(self.online_buffer),
-                    **self.timing)
-
-    def _checkpoint_due(self, steps_since: int, seconds_since: float, every: int, every_seconds: float) -> bool:
-        # Only between episodes: the environment's state is then its next reset's index.
-        return self._episode_done and (steps_since >= every or bool(every_seconds and seconds_since >= every_seconds))
-
-    def results_extra(self) -> dict:
-        return {"offline_eval": self.offline_eval, "online_timing_s": dict(self.timing),
-                "online_episodes": self.episode["count"]}
 
 
 def validate_finetune(cfg) -> None:
@@ -254,13 +237,11 @@ def validate_finetune(cfg) -> None:
         raise ConfigError(f"finetune.exploration_noise is a std, >= 0; got {ft.exploration_noise}.")
 
 
-def _offline_checkpoint(cfg, run_dir: Path) -> Path:
-    """The offline checkpoint to start from: ``finetune.offline_checkpoint`` (a file or a run folder), else
-    ``run_dir/offline`` trained here first (``optim.steps`` steps; a relaunch continues or skips it)."""
-    from ppl_torchrl.training.build import build_trainer
-    from ppl_torchrl.training.checkpoints import CHECKPOINT
-    from ppl_torchrl.training.resume import finished_results
-
+def finetune_phases(cfg: DictConfig) -> tuple[list[Phase], Path | None]:
+    """The phases of a fine-tuning run and the checkpoint the first starts from: ``finetune.offline_checkpoint`` (a
+    file or a run folder) then the online phase in ``run_dir``; else the offline run in ``run_dir/offline``
+    (``optim.steps`` steps; it always continues where it stopped) then the online phase."""
+    online = Phase("online", cfg, build_online_phase, check=validate_finetune)
     given = cfg.finetune.get("offline_checkpoint")
     if given:
         path = Path(str(given)).expanduser()
@@ -268,39 +249,38 @@ def _offline_checkpoint(cfg, run_dir: Path) -> Path:
         if not path.is_file():
             raise FileNotFoundError(f"finetune.offline_checkpoint={given}: no checkpoint there. Pass the checkpoint.pt "
                                     "(or the run folder) of an offline PPL^R/ReBRAC run, or null to train one first.")
-        return path
-    offline_dir = run_dir / "offline"
-    if finished_results(offline_dir) is None:
-        from omegaconf import OmegaConf
-
-        offline_cfg = OmegaConf.merge(cfg, {"run_dir": str(offline_dir), "resume": "auto"})
-        offline_cfg.checkpoint.stop_after = None
-        progress.write(f"offline phase: {cfg.optim.steps} steps in {offline_dir}")
-        build_trainer(offline_cfg).run()
-    return offline_dir / CHECKPOINT
+        return [online], path
+    offline_cfg = OmegaConf.merge(cfg, {"run_dir": str(Path(str(cfg.run_dir)) / "offline"), "resume": "auto"})
+    offline_cfg.checkpoint.stop_after = None
+    return [Phase("offline", offline_cfg, build_run), online], None
 
 
-def build_finetuner(cfg: DictConfig) -> FineTuner:
-    """:func:`~ppl_torchrl.training.build.build_run` with the offline run first (trained if needed), the offline
-    batch share of the buffer, and the online data source (environment, online buffer): a :class:`FineTuner`
-    starting from the offline checkpoint's weights and optimizers.
-
-    ``resume`` applies to the online run in ``run_dir``; its offline phase (``run_dir/offline``) always continues
-    where it stopped.
-    """
-    from ppl_torchrl.errors import user_errors
-
-    def offline(cfg, run_dir):
-        with user_errors(FileNotFoundError):
-            return _offline_checkpoint(cfg, run_dir)
-
-    return build_run(cfg, check=validate_finetune, prepare=offline, batch_size=max(1, batch_split(cfg)[0]),
-                     trainer=_make_finetuner)
+def build_finetuner(cfg: DictConfig) -> Trainer:
+    """The online phase's started trainer, after the offline phase (trained here if no checkpoint is given);
+    ``resume`` applies to the online run in ``run_dir``."""
+    validate_finetune(cfg)
+    with user_errors(FileNotFoundError):
+        phases, start_from = finetune_phases(cfg)
+    return run_phases(phases, start_from)
 
 
-def _make_finetuner(parts: RunParts) -> FineTuner:
-    """The online data source of a fine-tuning run: the online buffer (the offline data's reward transform) and the
-    environment factory (the offline data's state normalisation), around the parts :func:`build_run` built."""
+def build_online_phase(cfg: DictConfig, start_from: Path | None = None) -> Trainer:
+    """The online phase: :func:`~ppl_torchrl.training.build.build_run` with the offline batch share of the buffer and
+    the online batch source, continuing the offline checkpoint's weights and optimizers and scoring its policy at
+    step 0. Potential steps stop online unless ``finetune.train_potential``."""
+    trainer = build_run(cfg, batch_size=max(1, batch_split(cfg)[0]), source=online_batches, start_from=start_from,
+                        keep_optimizers=True, evaluate_start=True)
+    if not bool(cfg.finetune.train_potential) and "potential" in trainer.algorithm.optimizers:
+        # After any checkpoint load (which restores the offline lr). Adam's step is lr * m / (sqrt(v) + eps):
+        # with lr 0 the potential stays exactly as trained offline.
+        for group in trainer.algorithm.optimizers["potential"].param_groups:
+            group["lr"] = 0.0
+    return trainer
+
+
+def online_batches(parts: RunParts) -> OnlineBatches:
+    """The online batch source of a fine-tuning run: the online buffer (the offline data's reward transform) and the
+    environment factory (the offline data's state normalisation), beside the parts :func:`build_run` built."""
     from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
     from torchrl.data.replay_buffers.samplers import RandomSampler
 
@@ -334,5 +314,4 @@ def _make_finetuner(parts: RunParts) -> FineTuner:
                             state_mean=buffer.state_mean, state_std=buffer.state_std, gym_wrapper=wrap)
         return env, seeds[0]
 
-    return FineTuner(cfg, parts.algorithm, buffer, online, make_env, parts.evaluate, parts.run_dir, device,
-                     parts.probe)
+    return OnlineBatches(cfg, buffer, online, make_env, parts.algorithm, device)

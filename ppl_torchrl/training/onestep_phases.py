@@ -1,8 +1,8 @@
-"""The one-step setting's phases as runs of the one trainer: BC in ``phases_dir/bc``, Q^beta in ``phases_dir/qbeta``
-(``phases_dir`` defaults to ``run_dir``; pointing several runs at one folder shares their beta and Q^beta), then the
-PPL policy in ``run_dir``. Each phase is :func:`~ppl_torchrl.training.build.build_run` with its algorithm
-(:mod:`ppl_torchrl.training.onestep`) and starts from the weights of the one before; a relaunch continues an
-interrupted phase and skips a finished one.
+"""The one-step setting as a sequence of phases (:func:`onestep_phases`): BC in ``phases_dir/bc``, Q^beta in
+``phases_dir/qbeta`` (``phases_dir`` defaults to ``run_dir``; pointing several runs at one folder shares their beta and
+Q^beta), then the PPL policy in ``run_dir``. Each phase is :func:`~ppl_torchrl.training.build.build_run` with its
+algorithm (:mod:`ppl_torchrl.training.onestep`) and starts from the weights of the one before
+(:func:`~ppl_torchrl.training.phases.run_phases`); a relaunch continues an interrupted phase and skips a finished one.
 """
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ppl_torchrl import progress
 from ppl_torchrl.errors import ConfigError
-from ppl_torchrl.training.checkpoints import CHECKPOINT
 from ppl_torchrl.training.onestep import PHASES, onestep_algorithm_from_config
+from ppl_torchrl.training.phases import Phase, run_phases
 
 
 def validate_onestep(cfg: DictConfig) -> None:
@@ -51,37 +50,24 @@ def phase_config(cfg: DictConfig, phase: str) -> DictConfig:
     return OmegaConf.merge(cfg, over)
 
 
-def build_onestep_phase(cfg: DictConfig, phase: str, start_from: Path | None = None, prepare=None):
-    """The :class:`~ppl_torchrl.training.trainer.Trainer` of one phase (``cfg`` as :func:`phase_config` gives it),
-    starting from the weights in ``start_from`` (the phase before)."""
+def build_onestep_phase(cfg: DictConfig, phase: str, start_from: Path | None = None):
+    """The started :class:`~ppl_torchrl.training.trainer.Trainer` of one phase (``cfg`` as :func:`phase_config` gives
+    it), from the weights in ``start_from`` (the phase before). Only the policy runs the mechanism probe; Q^beta
+    has no policy to evaluate."""
     from ppl_torchrl.training.build import build_run
 
-    if prepare is None:
-        def prepare(cfg, run_dir):
-            return start_from
-
-    return build_run(cfg, check=validate_onestep, prepare=prepare, algorithm=partial(onestep_algorithm_from_config, phase),
-                     evaluation=phase != "qbeta", probe=phase == "policy")
+    validate_onestep(cfg)
+    return build_run(cfg, algorithm=partial(onestep_algorithm_from_config, phase), evaluation=phase != "qbeta",
+                     probe=phase == "policy", start_from=start_from)
 
 
-def run_earlier_phases(cfg: DictConfig, run_dir: Path | None = None) -> Path:
-    """Trains (or continues, or skips when finished) the BC and Q^beta phases; returns Q^beta's checkpoint."""
-    from ppl_torchrl.training.resume import finished_results
-
-    start_from = None
-    for phase in PHASES[:-1]:
-        folder = phase_dir(cfg, phase, run_dir)
-        if finished_results(folder) is None:
-            progress.write(f"one-step phase {phase}: {cfg.optim[f'{phase}_steps']} steps in {folder}")
-            build_onestep_phase(phase_config(cfg, phase), phase, start_from).run()
-        else:
-            progress.write(f"one-step phase {phase}: finished in {folder}; reused")
-        start_from = folder / CHECKPOINT
-    return start_from
+def onestep_phases(cfg: DictConfig) -> list[Phase]:
+    """BC -> Q^beta -> policy, each with its own config (:func:`phase_config`)."""
+    return [Phase(phase, phase_config(cfg, phase), partial(build_onestep_phase, phase=phase), check=validate_onestep)
+            for phase in PHASES]
 
 
 def build_onestep(cfg: DictConfig):
-    """The policy phase's :class:`~ppl_torchrl.training.trainer.Trainer` in ``run_dir``, after the BC and Q^beta
-    phases (:func:`run_earlier_phases`); ``resume`` applies to the policy phase."""
-    return build_onestep_phase(phase_config(cfg, "policy"), "policy",
-                               prepare=lambda cfg, run_dir: run_earlier_phases(cfg, run_dir))
+    """The policy phase's started trainer in ``run_dir``, after the BC and Q^beta phases have trained (or were
+    found finished); ``resume`` applies to the policy phase."""
+    return run_phases(onestep_phases(cfg))

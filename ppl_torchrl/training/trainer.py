@@ -7,7 +7,9 @@ uninterrupted run bit for bit. Checkpoints are taken every ``checkpoint.every`` 
 ``checkpoint.every_minutes`` minutes, always between two steps (saving reads the RNG states, it draws
 nothing), and are written atomically (temp file + ``os.replace``), as are the results.
 
-How a run is set up (data, algorithm, evaluation, resume rules) is :mod:`ppl_torchrl.training.build`.
+How a run is set up (data, algorithm, evaluation, resume rules) is :mod:`ppl_torchrl.training.build`; where its
+batches come from, and the events the loop sends there, :mod:`ppl_torchrl.training.sources`; runs of several phases,
+:mod:`ppl_torchrl.training.phases`.
 """
 from __future__ import annotations
 
@@ -22,37 +24,49 @@ from tensordict import TensorDictBase
 
 from ppl_torchrl import progress
 from ppl_torchrl.atomic import atomic_torch_save, atomic_write
+from ppl_torchrl.errors import ConfigError
 from ppl_torchrl.training.algorithms import Algorithm
 from ppl_torchrl.training.checkpoints import CHECKPOINT, read_checkpoint, restore_algorithm
 from ppl_torchrl.training.resume import RESULTS
 from ppl_torchrl.training.rng import rng_state, set_rng_state
 from ppl_torchrl.training.run_logger import RunLogger
+from ppl_torchrl.training.sources import OfflineBatches
 
 COMPILE_MESSAGE = ("compiling the update (torch.compile; about 30 s on a small CPU, once per process); "
                    "the progress bar's rate and ETA start after it.")
 
 
 class Trainer:
-    """Runs ``cfg.optim.steps`` updates of ``algorithm`` on batches of ``buffer``, with eval and checkpoints.
+    """Runs the updates of ``algorithm`` on the batches of ``source``, with evaluation, probe and checkpoints.
 
     Args:
         cfg: the recipe config (sections ``optim``, ``eval``, ``logger``, ``checkpoint``).
         algorithm: from :func:`ppl_torchrl.training.algorithms.make_algorithm`.
-        buffer: a replay buffer from :func:`ppl_torchrl.data.make_offline_replay_buffer`.
+        buffer: the offline replay buffer (:func:`ppl_torchrl.data.make_offline_replay_buffer`): its state
+            normalisation, dimensions and generator go into the checkpoint.
         evaluate: ``evaluate(policy) -> dict`` of eval metrics, or ``None`` to skip evaluation.
         run_dir: where ``metrics.csv``, ``checkpoint.pt`` and ``results.json`` go.
         probe: ``probe(loss) -> dict`` of mechanism diagnostics logged under ``probe/`` at every evaluation
             step (:mod:`ppl_torchrl.training.probe`), or ``None``.
+        source: where the batches come from (:mod:`ppl_torchrl.training.sources`); by default ``buffer``'s.
+        keep_optimizers: a run started from another run's checkpoint continues its optimizers too (fine-tuning),
+            not only its weights (a one-step phase).
+        evaluate_start: score the starting policy at step 0 (fine-tuning: the offline policy, under the online
+            run's evaluation).
     """
 
-    def __init__(self, cfg: DictConfig, algorithm: Algorithm, buffer, evaluate, run_dir: Path, device, probe=None):
+    def __init__(self, cfg: DictConfig, algorithm: Algorithm, buffer, evaluate, run_dir: Path, device, probe=None,
+                 source: OfflineBatches | None = None, keep_optimizers: bool = False, evaluate_start: bool = False):
         self.cfg, self.algorithm, self.buffer, self.evaluate = cfg, algorithm, buffer, evaluate
         self.probe = probe  # ppl_torchrl.training.probe.MechanismProbe, run at every evaluation step
+        self.source = source if source is not None else OfflineBatches(buffer, device)
+        self.keep_optimizers, self.evaluate_start = keep_optimizers, evaluate_start
         self.run_dir, self.device = Path(run_dir), device
         self.step = 0
         self.obs_dim, self.act_dim = buffer.dataset_stats.obs_dim, buffer.dataset_stats.act_dim
         self.logger = RunLogger(self.run_dir, cfg)
         self.last_eval: dict | None = None
+        self.start_eval: dict | None = None  # the last evaluation in the checkpoint this run started from
         self.latest: dict = {}  # last value of every metric (actor terms exist only on delayed steps)
         self.wall_time = 0.0  # training only: evaluation, checkpoints and compilation excluded
         self.compile_time = 0.0
@@ -75,10 +89,15 @@ class Trainer:
             self.logger.start()
 
     def initialise(self, state: dict, path: Path) -> None:
-        """Starts from the loss's weights in another run's checkpoint ``state`` (read from ``path``): the
-        optimizers are this run's own (a one-step phase starting from the phase before it)."""
-        restore_algorithm(self.algorithm, state, f"{path} holds other networks than this run builds: use the model "
-                          "settings of the run that wrote it.", weights_only=True)
+        """Starts from another run's checkpoint ``state`` (read from ``path``; trained on this run's dataset): its
+        loss's weights, and its optimizers with ``keep_optimizers``."""
+        trained_on = (state.get("config") or {}).get("dataset", {}).get("id")
+        if trained_on is not None and trained_on != self.cfg.dataset.id:
+            raise ConfigError(f"{path} was trained on dataset.id={trained_on}, not {self.cfg.dataset.id}: start "
+                              "from a run on this dataset.")
+        restore_algorithm(self.algorithm, state, f"{path} holds another model or loss than this run builds: use the "
+                          "loss and model settings of the run that wrote it.", weights_only=not self.keep_optimizers)
+        self.start_eval = state.get("last_eval")
 
     # -------------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> None:
@@ -98,21 +117,11 @@ class Trainer:
                 "dims": {"obs_dim": self.obs_dim, "act_dim": self.act_dim},
                 "state_mean": self.buffer.state_mean,
                 "state_std": self.buffer.state_std,
-                **self.checkpoint_extra(),
+                "start_eval": self.start_eval,
+                **self.source.state_dict(),
             },
             self.run_dir / CHECKPOINT,
         )
-
-    def checkpoint_extra(self) -> dict:
-        """More state for the checkpoint (a subclass's: e.g. the fine-tuner's online buffer)."""
-        return {}
-
-    def restore_extra(self, state: dict) -> None:
-        """Restores what :meth:`checkpoint_extra` saved."""
-
-    def results_extra(self) -> dict:
-        """More fields for ``results.json``."""
-        return {}
 
     def load_checkpoint(self) -> bool:
         """Restores the run from ``run_dir/checkpoint.pt``; ``False`` if there is none."""
@@ -127,30 +136,23 @@ class Trainer:
         self.step, self.last_eval, self.wall_time = state["step"], state["last_eval"], state["wall_time"]
         self.latest = dict(state.get("latest") or {})
         self.compile_time = float(state.get("compile_time", 0.0))
-        self.restore_extra(state)
+        self.start_eval = state.get("start_eval", state.get("offline_eval"))  # "offline_eval": fine-tuning, before
+        self.source.load_state_dict(state)
         return True
 
     # -------------------------------------------------------------- loop
-    #: the progress bar's label suffix and unit
-    progress_suffix, progress_unit = "", "it"
-
     @property
     def total_steps(self) -> int:
-        """Where :meth:`run` stops: ``optim.steps`` updates (the fine-tuner counts environment steps)."""
-        return int(self.cfg.optim.steps)
-
-    @property
-    def updates_per_call(self) -> int:
-        return int(self.cfg.compile.updates_per_call)
+        """Where :meth:`run` stops (the source's count: updates offline, environment steps online)."""
+        return self.source.total_steps(self.cfg)
 
     def run(self) -> dict:
         """The training loop: updates, then at their steps the train log row, evaluation + probe and checkpoint.
 
-        A subclass changes what happens around the update through the hooks below (:meth:`_open`,
-        :meth:`_batches`, :meth:`_after_update`, :meth:`_train_row_extra`, :meth:`_checkpoint_due`, :meth:`_close`),
-        never the loop itself.
+        What differs between runs is the batch source and the events it receives
+        (:mod:`ppl_torchrl.training.sources`), never the loop itself.
         """
-        cfg = self.cfg
+        cfg, source = self.cfg, self.source
         steps, log_every = self.total_steps, int(cfg.logger.log_every)
         eval_every, ckpt_every = int(cfg.eval.every), int(cfg.checkpoint.every)
         # Also a checkpoint when this much time has passed since the last one (taken between two steps).
@@ -159,12 +161,13 @@ class Trainer:
         # A compiled update compiles at its first call in a process (seconds to minutes): kept out of the bar's
         # ETA and of steps/s.
         compiling = self.algorithm.compiled
-        bar = progress.progress_bar(total=steps, initial=self.step, unit=self.progress_unit,
-                                    desc=f"{self.algorithm.name}{self.progress_suffix}",
-                                    disable=not cfg.logger.progress)
-        latest, per_call = self.latest, self.updates_per_call
+        bar = progress.progress_bar(total=steps, initial=self.step, unit=source.unit,
+                                    desc=f"{self.algorithm.name}{source.label}", disable=not cfg.logger.progress)
+        latest, per_call = self.latest, source.updates_per_call(cfg)
         try:
-            self._open()
+            source.open()
+            if self.evaluate_start and self.step == 0 and self.evaluate is not None:
+                self.last_eval = self._evaluate()
             t0, timed_steps = time.perf_counter(), 0
             last_ckpt_step, last_ckpt_time = self.step, time.monotonic()
             while self.step < steps:
@@ -178,7 +181,7 @@ class Trainer:
                 if compiling:
                     progress.write(COMPILE_MESSAGE)
                 call_start = time.perf_counter()
-                batches = self._batches(n)
+                batches = source.batches(n, self.step)
                 if n > 1:
                     metrics = self.algorithm.run_updates(batches, self.step)
                 else:
@@ -186,7 +189,8 @@ class Trainer:
                 latest.update(metrics.items(True, True) if isinstance(metrics, TensorDictBase) else metrics.items())
                 self.step += n
                 spent = time.perf_counter() - call_start
-                self._after_update(spent, compiled_now=compiling)
+                for prefix, row in source.after_update(self.step, spent, compiled_now=compiling).items():
+                    self.logger.log(self.step, row, prefix=prefix)
                 if compiling:
                     compiling = False
                     self.compile_time += spent
@@ -204,15 +208,16 @@ class Trainer:
                     elapsed = time.perf_counter() - t0
                     row = {k: float(v) for k, v in latest.items() if v.numel() == 1}
                     row["steps_per_second"] = timed_steps / max(elapsed, 1e-9)
-                    row.update(self._train_row_extra())
+                    row.update(source.log_row())
                     self.wall_time += elapsed
                     t0, timed_steps = time.perf_counter(), 0
                     self.logger.log(self.step, row, prefix="train")
                     bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss_qvalue", "loss_actor") if k in row})
                 if self.step % eval_every == 0 or self.step == steps:
                     t0 += self._evaluation_step()  # steps/s and wall time count training only
-                if self.step == steps or self._checkpoint_due(
-                        self.step - last_ckpt_step, time.monotonic() - last_ckpt_time, ckpt_every, ckpt_seconds):
+                if self.step == steps or source.checkpoint_due(self.step, self.step - last_ckpt_step,
+                                                               time.monotonic() - last_ckpt_time, ckpt_every,
+                                                               ckpt_seconds):
                     pause = time.perf_counter()
                     self.save_checkpoint()
                     last_ckpt_step, last_ckpt_time = self.step, time.monotonic()
@@ -221,32 +226,8 @@ class Trainer:
                     return {"stopped_at": self.step}
         finally:
             bar.close()
-            self._close()
+            source.close()
         return self.finish()
-
-    # -------------------------------------------------------------- hooks of the loop
-    def _open(self) -> None:
-        """Before the first update of this process."""
-
-    def _close(self) -> None:
-        """After the last update of this process (also on a stop or an error)."""
-
-    def _batches(self, n: int) -> list:
-        """The batches of the next ``n`` updates, on the training device."""
-        return [self.buffer.sample().to(self.device, non_blocking=True) for _ in range(n)]
-
-    def _after_update(self, seconds: float, compiled_now: bool) -> None:
-        """After ``self.step`` has advanced; ``seconds`` is the call's time (batches + updates), ``compiled_now``
-        whether it included compilation."""
-
-    def _train_row_extra(self) -> dict:
-        """More fields for the ``train/`` log row."""
-        return {}
-
-    def _checkpoint_due(self, steps_since: int, seconds_since: float, every: int, every_seconds: float) -> bool:
-        """Whether to checkpoint now (the last step always is): every ``every`` steps, and when ``every_seconds``
-        (if set) have passed since the last checkpoint."""
-        return self.step % every == 0 or bool(every_seconds and seconds_since >= every_seconds)
 
     def _evaluation_step(self) -> float:
         """The mechanism probe and the evaluation of this step (each if configured); returns the seconds taken."""
@@ -273,8 +254,9 @@ class Trainer:
             "compile_time_s": self.compile_time,
             "compiled": self.algorithm.compiled,
             "final_eval": self.last_eval,
+            "start_eval": self.start_eval,
             "config": OmegaConf.to_container(self.cfg, resolve=True),
-            **self.results_extra(),
+            **self.source.results(),
         }
         atomic_write(self.run_dir / RESULTS, json.dumps(results, indent=2, default=to_jsonable))
         self.logger.close(results)
