@@ -262,21 +262,16 @@ class FullBatch:
 
 def toy_run_config(name: str, steps: int, seed: int, run_dir: str | Path, progress: bool, device: str = "cpu",
                    stop_after: int | None = None):
-    """The trainer config of one toy phase: ``steps`` full-batch updates seeded with ``seed``, 50 log rows and 10
-    checkpoints, no evaluation; a relaunch in the same ``run_dir`` continues it (``resume=auto``)."""
+    """The run config of one toy phase, only what the loop reads: ``steps`` full-batch updates seeded with ``seed``,
+    50 log rows and 10 checkpoints, no evaluation; a relaunch in the same ``run_dir`` continues it
+    (``resume=auto``). The update's own settings are the toy's (:class:`ToyConfig`), given to its algorithm."""
     from omegaconf import OmegaConf
 
-    every = max(1, steps // 50)
     return OmegaConf.create({
-        "seed": seed, "device": device, "threads": None, "resume": "auto", "run_dir": str(run_dir),
-        "dataset": {"id": f"toy-{name}", "generation_seed": 0},
-        "loss": {"name": name},
-        "optim": {"steps": steps, "batch_size": 1, "policy_freq": 1, "actor_lr": 1.0, "critic_lr": 1.0,
-                  "potential_lr_scale": 1.0, "tau": 1.0, "gamma": 1.0},  # checked, unused: ToyConfig's are used
-        "compile": {"updates_per_call": 1},
-        "eval": {"every": steps, "episodes": 0, "num_envs": 1, "seed": 0},
-        "probe": {"size": 0, "seed": 0},
-        "logger": {"backend": "", "log_every": every, "progress": bool(progress), "run_id": None},
+        "seed": seed, "device": device, "resume": "auto", "run_dir": str(run_dir),
+        "dataset": {"id": f"toy-{name}"}, "loss": {"name": name},
+        "optim": {"steps": steps}, "compile": {"updates_per_call": 1}, "eval": {"every": steps},
+        "logger": {"backend": "", "log_every": max(1, steps // 50), "progress": bool(progress), "run_id": None},
         "checkpoint": {"every": max(1, steps // 10), "every_minutes": None, "stop_after": stop_after},
     })
 

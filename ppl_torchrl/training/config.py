@@ -46,17 +46,21 @@ def validate_config(cfg: DictConfig) -> None:
     for key in ("actor_bc_coef", "critic_bc_coef", "policy_noise", "noise_clip"):
         if key in loss and not (_number(loss, key, "loss") >= 0):
             raise ConfigError(f"loss.{key} must be >= 0, got {loss[key]}.")
+    # The update's settings are checked where a config carries them (every recipe's does); a toy phase's run config
+    # holds only what the loop reads (its update's settings are the toy's own, typed).
+    optim = cfg.optim
     for key in ("actor_lr", "critic_lr", "potential_lr_scale", "tau", "gamma"):
-        if not (_number(cfg.optim, key, "optim") > 0):
-            raise ConfigError(f"optim.{key} must be > 0, got {cfg.optim[key]}.")
-    if not (0 < cfg.optim.gamma <= 1 and 0 < cfg.optim.tau <= 1):
+        if key in optim and not (_number(optim, key, "optim") > 0):
+            raise ConfigError(f"optim.{key} must be > 0, got {optim[key]}.")
+    if not (0 < optim.get("gamma", 1) <= 1 and 0 < optim.get("tau", 1) <= 1):
         raise ConfigError("optim.gamma and optim.tau must lie in (0, 1].")
-    for where, section, keys in (("optim", cfg.optim, ("steps", "batch_size", "policy_freq")),
+    for where, section, keys in (("optim", optim, ("steps", "batch_size", "policy_freq")),
                                  ("logger", cfg.logger, ("log_every",)), ("eval", cfg.eval, ("every",)),
                                  ("checkpoint", cfg.checkpoint, ("every",))):
         for key in keys:
-            if not (_number(section, key, where) >= 1 and int(section[key]) == section[key]):
-                raise ConfigError(f"{where}.{key} must be a positive integer, got {section[key]}.")
+            if key == "steps" or where != "optim" or key in section:
+                if not (_number(section, key, where) >= 1 and int(section[key]) == section[key]):
+                    raise ConfigError(f"{where}.{key} must be a positive integer, got {section[key]}.")
     for key, value in (("seed", cfg.get("seed")), ("eval.seed", cfg.eval.get("seed")),
                        ("dataset.generation_seed", cfg.dataset.get("generation_seed")),
                        ("probe.seed", (cfg.get("probe") or {}).get("seed"))):
