@@ -139,6 +139,19 @@ def mechanism_row(run: Run, root: Path) -> dict:
     return out
 
 
+def curve_cells(run: Run, root: Path) -> list[str]:
+    """``score / share`` at each evaluation step 10k, 20k, ... 100k of a mechanism run ('' where it has not got)."""
+    by_step: dict[int, dict] = {}
+    for row in _rows(run.run_dir(root)):
+        by_step.setdefault(int(row["step"]) // 1000 * 1000, {}).update(row)
+    cells = []
+    for step in range(EVAL_EVERY, 100_001, EVAL_EVERY):
+        row = by_step.get(step, {})
+        score, share = row.get("eval/normalized_score_mean"), row.get("probe/grad_share_f")
+        cells.append("" if score is None and share is None else f"{_fmt(score, 0)} / {_fmt(share)}")
+    return cells
+
+
 def report(runs: list[Run], root: Path) -> str:
     lines = [f"Grid: `benchmarks/potential_evidence.py` (fixed before running). Dataset `{DATASET}`; probe on 2048 fixed "
              "data pairs at every evaluation; compiled update, one torch thread per run.", ""]
@@ -159,6 +172,13 @@ def report(runs: list[Run], root: Path) -> str:
             f"| {_fmt(m.get('d_eff'))} / {_fmt(m.get('d_ineff'))} "
             f"| {_fmt(m.get('active'))} ({_fmt(1 / w) if w else '-'}) "
             f"| {'-' if 'alive' not in m else ('yes' if m['alive'] else 'no')} | {_fmt(m.get('score'), 1)} |")
+    lines += ["", "Each mechanism run at every evaluation (every 10k steps): score (5 episodes) / f's share of the actor's "
+              "gradient.", "", "| run | " + " | ".join(f"{k}k" for k in range(10, 101, 10)) + " |",
+              "|---|" + "---|" * 10]
+    for run in mech:
+        cells = curve_cells(run, root)
+        if any(c != "" for c in cells):
+            lines.append(f"| {run.name} | " + " | ".join(cells) + " |")
     comp = [r for r in runs if r.group == "comparison"]
     reached = {r: max((row["step"] for row in _rows(r.run_dir(root))), default=0) for r in comp}
     lines += ["", f"**Comparison** (seeds 0-2, 300k steps, 3 x 256 networks): {sum(v >= r.steps for r, v in reached.items())}"

@@ -46,3 +46,18 @@ def test_the_report_lists_every_mechanism_run_before_any_has_trained(tmp_path):
         if run.group in MECHANISM_GROUPS:
             assert f"| {run.name} | 0 | 0 |" in text
     assert "0 of 9 runs finished" in text
+
+
+def test_a_runs_curve_reads_its_scores_and_gradient_shares_at_each_evaluation(tmp_path):
+    import json
+
+    from benchmarks.potential_evidence import curve_cells
+
+    run = next(r for r in build_grid() if r.name == "rebrac-nobc")
+    folder = run.run_dir(tmp_path)
+    folder.mkdir(parents=True)
+    rows = [{"step": 10000, "eval/normalized_score_mean": 27.25}, {"step": 10000, "probe/grad_share_f": 0.2},
+            {"step": 15000, "train/loss_actor": 1.0}, {"step": 20000, "eval/normalized_score_mean": -4.0}]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cells = curve_cells(run, tmp_path)
+    assert cells[:3] == ["27 / 0.20", "-4 / -", ""] and cells[3:] == [""] * 7
