@@ -92,6 +92,8 @@ class ToyConfig:
     actor_lr: float = 1e-3
     potential_lr: float = 1e-3
     w: float = 8.0
+    potential_gp: float = 0.0  # loss=ppl_stable's one-sided gradient penalty on f (0: the paper's f, no penalty)
+    potential_lipschitz: float = 1.0
     baseline_bc_coef: float = 1.0
     device: str = "cpu"
 
@@ -109,9 +111,11 @@ class ToyConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         # checked here, before minutes of training, rather than when the PPL loss is built
         check_w(self.w)
-        for name in ("critic_lr", "actor_lr", "potential_lr", "critic_tau"):
+        for name in ("critic_lr", "actor_lr", "potential_lr", "critic_tau", "potential_lipschitz"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+        if not self.potential_gp >= 0:
+            raise ValueError(f"potential_gp must be >= 0 (0: no penalty), got {self.potential_gp}.")
         if not (self.hidden_dim >= 1 and self.num_hidden >= 1 and self.potential_num_hidden >= 1):
             raise ValueError("hidden_dim, num_hidden and potential_num_hidden must be >= 1.")
 
@@ -335,7 +339,8 @@ def _policy_loss(method: str, qvalue: TensorDictModule, cfg: ToyConfig):
         potential = make_potential(1, 1, hidden_dim=cfg.hidden_dim, num_hidden=cfg.potential_num_hidden,
                                    device=cfg.device)
         return PartialOTLoss(actor, qvalue, potential, w=cfg.w, actor_bc_coef=0.0,
-                             potential_uses_target_actor=False, **common)
+                             potential_uses_target_actor=False, potential_gp=cfg.potential_gp,
+                             potential_lipschitz=cfg.potential_lipschitz, **common)
     raise ValueError(f"Unknown toy policy method {method!r}: use 'baseline' (TD3+BC-like) or 'ppl'.")
 
 
