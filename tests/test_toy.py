@@ -71,7 +71,8 @@ SLOW = pytest.mark.slow
 
 
 @pytest.mark.parametrize("seed,potential_gp", [(0, 0.0), pytest.param(1, 0.0, marks=SLOW), pytest.param(2, 0.0, marks=SLOW),
-                                               (0, 5.0), pytest.param(1, 5.0, marks=SLOW), pytest.param(2, 5.0, marks=SLOW)])
+                                               pytest.param(0, 5.0, marks=SLOW), pytest.param(1, 5.0, marks=SLOW),
+                                               pytest.param(2, 5.0, marks=SLOW)])
 def test_ppl_path_closer_to_stitched_behaviour_than_baseline(seed, potential_gp, one_thread):
     """The paper's claim at reduced steps (800 critic, 2000 policy steps; paper settings otherwise, f with
     2 hidden layers): PPL follows the best stitched behaviour beta* more closely than the TD3+BC-like beta, with the

@@ -178,6 +178,7 @@ def test_every_timed_block_waits_for_the_device(monkeypatch):
     assert waited == [torch.device("cuda:0")]
 
 
+@pytest.mark.slow  # two traced updates at the AntMaze shape: minutes on a small CPU
 def test_cuda_graph_columns_are_skipped_with_a_note_on_cpu(tmp_path, monkeypatch):
     """The CUDA-graph columns exist only on CUDA; on CPU the report says why they are missing. The compiled
     columns run here on aot_eager (the same trace, no kernel build) so the test stays quick; the
