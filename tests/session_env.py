@@ -10,7 +10,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("MUJOCO_GL", "egl")
 # Generated datasets and imported memmaps go to a fresh folder per test session (this module is imported once per
 # process, however many conftest files import it), never ~/.cache.
-os.environ["PPL_TORCHRL_DATA"] = tempfile.mkdtemp(prefix="ppl_torchrl_test_data_")
+SESSION_DATA = os.environ["PPL_TORCHRL_DATA"] = tempfile.mkdtemp(prefix="ppl_torchrl_test_data_")
 
 
 def pytest_sessionfinish(session, exitstatus):

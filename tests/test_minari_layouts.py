@@ -15,6 +15,7 @@ import pytest
 from ppl_torchrl.data import make_offline_replay_buffer
 from ppl_torchrl.errors import ConfigError, is_user_error
 from ppl_torchrl.keys import NEXT_OBSERVATION, OBSERVATION
+from session_env import SESSION_DATA
 
 DATASET_ID = "test/antdict-v0"
 STEPS = (30, 25)  # two episodes, both truncated (as AntMaze's time limit)
@@ -120,17 +121,21 @@ def test_a_recipe_on_dict_observations_checks_the_eval_env_before_training(tmp_p
     assert trainer.run() == {"stopped_at": 2}
 
 
-def test_observation_keys_on_data_without_dict_observations_is_a_config_error(recipe_cfg):
+def test_observation_keys_on_data_without_dict_observations_is_a_config_error(recipe_cfg, monkeypatch):
     from ppl_torchrl.training.build import build_trainer
+
+    monkeypatch.setenv("PPL_TORCHRL_DATA", SESSION_DATA)  # the generated PointMaze data, made once per session
 
     with pytest.raises(ConfigError, match="applies to Minari datasets"):
         build_trainer(recipe_cfg(**{"dataset.id": "pointmaze-umaze-gen-v0", "dataset.eval_id": "null",
                                         "dataset.observation_keys": "[observation]"}))
 
 
-def test_data_and_eval_env_of_different_sizes_fail_before_training(tmp_path, recipe_cfg):
+def test_data_and_eval_env_of_different_sizes_fail_before_training(tmp_path, recipe_cfg, monkeypatch):
     """A D4RL-format file evaluated on the wrong task: one clear error, not a matmul shape error at step 5000."""
     from ppl_torchrl.training.build import build_trainer
+
+    monkeypatch.setenv("PPL_TORCHRL_DATA", SESSION_DATA)  # the generated PointMaze data, made once per session
 
     with pytest.raises(ConfigError, match="4-dim observations.*hopper-medium-v2 has 11.*dataset.eval_id") as err:
         build_trainer(recipe_cfg(**{"dataset.id": "pointmaze-umaze-gen-v0",
