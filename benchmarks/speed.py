@@ -6,7 +6,8 @@ Measures, in one run and interleaved (round-robin over variants, so a noisy mach
 
 * ``ppl`` / ``rebrac``: ``make_algorithm(**settings(name), ...)``, not compiled: the eager
   :class:`ppl_torchrl.update.ReBRACUpdate` as the trainer runs it (TorchRL loss modules, TensorDict
-  batches, input validation on, ``torch.func`` gradients, torch's functional Adam on the optimizers' state),
+  batches, input validation on, autograd gradients (``torch.func`` only under compile), torch's functional Adam on
+  the optimizers' state),
   plus a real TorchRL replay-buffer sample per step;
 * ``ppl_compiled`` / ``rebrac_compiled``: the same with ``compile.enabled=true`` (the whole update one
   ``torch.compile`` graph, compiled during the warm-up), same buffer sample per step;
