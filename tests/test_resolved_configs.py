@@ -75,7 +75,21 @@ def test_a_dataset_file_starts_from_its_suite_and_holds_only_what_differs(datase
 def test_ppl_builds_on_rebrac_and_adds_only_the_potential():
     rebrac = yaml.safe_load((rc.CONFIG_DIR / "loss" / "rebrac.yaml").read_text())
     ppl = yaml.safe_load((rc.CONFIG_DIR / "loss" / "ppl.yaml").read_text())
-    assert ppl.pop("defaults") == ["rebrac", "_self_"]
+    assert ppl.pop("defaults") == ["rebrac", {"/potential@_here_": "authors"}, "_self_"]
     assert {k for k, v in ppl.items() if k in rebrac and rebrac[k] == v} == set(), "ppl.yaml restates rebrac.yaml"
-    switches = {k for k in ppl if k.startswith(("potential_", "w_anneal"))}  # the potential's (tests/test_update.py)
-    assert set(ppl) == {"name", "reward_family", "w", "potential_uses_target_actor"} | switches
+    assert set(ppl) == {"name", "reward_family", "w", "potential_uses_target_actor"}
+
+
+def test_every_loss_with_the_potential_reads_its_switches_from_one_file():
+    """The switches' one home (recipes/config/potential/authors.yaml: the authors' values), in every ppl* loss."""
+    switches = yaml.safe_load((rc.CONFIG_DIR / "potential" / "authors.yaml").read_text())
+    assert set(switches) == {"potential_bound", "potential_gp", "potential_lipschitz", "potential_actor_scale",
+                             "potential_actor_coef", "potential_steps", "w_anneal_steps"}
+    for loss in ("ppl", "ppl_td3_bc", "ppl_iql", "ppl_cql"):
+        raw = yaml.safe_load((rc.CONFIG_DIR / "loss" / f"{loss}.yaml").read_text())
+        assert {"/potential@_here_": "authors"} in raw["defaults"] or {"/potential@loss": "authors"} in raw["defaults"]
+        assert not set(switches) & set(raw.get("loss", raw)), f"{loss}.yaml restates a switch"
+    resolved = rc.resolve([("ppl_antmaze", "pointmaze-umaze-gen-v0", loss) for loss in
+                           ("ppl", "ppl_td3_bc", "ppl_iql", "ppl_cql")])
+    for (_, _, loss), cfg in resolved.items():
+        assert {k: cfg[f"loss.{k}"] for k in switches} == switches, loss
