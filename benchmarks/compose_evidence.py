@@ -3,6 +3,8 @@
     python benchmarks/compose_evidence.py                       # the grid in docs/evidence.md ("Composed losses")
     python benchmarks/compose_evidence.py --steps 40 --seeds 0 --runs-dir /tmp/c --docs /tmp/c/e.md   # smoke
     python benchmarks/compose_evidence.py --report-only         # the section from finished runs only
+    python benchmarks/compose_evidence.py --potential stable --steps 2000 --cql-steps 800 \
+        --runs-dir runs/compose_evidence_stable --section compose-results-stable   # loss=ppl_stable's potential
 
 Pairs (``ppl_torchrl.objectives.PartialOT`` on the base): ``ppl_td3_bc`` vs ``td3_bc``, ``ppl_cql`` vs ``cql``,
 ``ppl_iql`` vs ``iql``, on ``pointmaze-medium-mixed-gen-v0`` (generated here on first use), the same seeds,
@@ -11,6 +13,10 @@ Every run is a recipe command (``recipes/ppl_antmaze.py``, ``resume=auto``, one 
 driver (:mod:`benchmarks.grid`), so a relaunch skips finished runs. The verdict is the evidence grid's (``compare``
 of ``benchmarks/verdict.py``): the difference of the final normalized-score means against 2 Welch standard errors;
 inside that band the pair is "matched".
+
+``--potential stable`` gives the composed side loss=ppl_stable's potential (:data:`STABLE`: the one-sided gradient
+penalty 5 keeping f about 1-Lipschitz in the action, f at the critic's learning rate) instead of the authors'; the
+base side is unchanged. Give it its own ``--runs-dir`` and ``--section``.
 """
 from __future__ import annotations
 
@@ -33,6 +39,8 @@ NAMES = {"td3_bc": "TD3+BC", "cql": "CQL", "iql": "IQL"}
 SECTION = "compose-results"
 # CQL samples 4 actions instead of 10 and its critic has the other networks' depth instead of CORL's 5 layers,
 # as in the evidence grid (benchmarks/evidence.py, budget small): TorchRL's CQLLoss costs ~15x a TD3+BC step.
+#: loss=ppl_stable's potential (recipes/config/loss/ppl_stable.yaml) on a composed loss
+STABLE = ("loss.potential_gp=5.0", "loss.potential_lipschitz=1.0", "optim.potential_lr_scale=1.0")
 PER_LOSS = {"cql": ("loss.num_random=4", "loss.q_num_hidden=2"), "ppl_cql": ("loss.num_random=4", "loss.q_num_hidden=2")}
 
 
@@ -53,7 +61,8 @@ def overrides(args, loss: str, seed: int) -> list[str]:
           "eval.episodes": args.eval_episodes, "eval.num_envs": args.eval_episodes, "eval.every": evals,
           "checkpoint.every": evals, "logger.backend": "", "logger.progress": "false", "logger.log_every": evals,
           "compile.enabled": "false", "probe.size": 0}
-    return [f"{k}={v}" for k, v in ov.items()] + list(PER_LOSS.get(loss, ()))
+    potential = STABLE if args.potential == "stable" and loss.startswith("ppl_") else ()
+    return [f"{k}={v}" for k, v in ov.items()] + list(PER_LOSS.get(loss, ())) + list(potential)
 
 
 def run(args) -> list[str]:
@@ -75,7 +84,8 @@ def report(args) -> str:
     from benchmarks.verdict import compare
     from ppl_torchrl.reporting.aggregate import load_results
 
-    rows = ["| base loss | steps | base | base + potential (w = 8) | difference (± SE) | seeds higher | verdict | "
+    which = "loss=ppl_stable's potential" if args.potential == "stable" else "the authors' potential"
+    rows = [f"| base loss | steps | base | base + {which} (w = 8) | difference (± SE) | seeds higher | verdict | "
             "success rate (%) base / + potential |", "|---|---:|---:|---:|---:|---:|---|---|"]
     for base, composed in PAIRS:
         runs = {loss: [load_results(run_dir_of(args.runs_dir, loss, s) / "results.json") for s in args.seeds
@@ -112,6 +122,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--eval-episodes", type=int, default=5)
     p.add_argument("--evals", type=int, default=1, help="evaluations per run (the last at the end)")
+    p.add_argument("--potential", choices=("authors", "stable"), default="authors",
+                   help="the composed side's potential: the authors' settings or loss=ppl_stable's (STABLE)")
     add_grid_arguments(p, runs_dir=REPO / "runs" / "compose_evidence", jobs=None, plan=False)
     p.add_argument("--docs", type=Path, default=REPO / "docs" / "evidence.md")
     p.add_argument("--section", default=SECTION, help="the generated section of --docs to (re)write")

@@ -1,0 +1,28 @@
+"""benchmarks/compose_evidence.py: with ``--potential stable`` the composed side of every pair gets loss=ppl_stable's
+potential and the base side is untouched; each run's overrides compose to the recipe config they name."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from benchmarks.compose_evidence import PAIRS, overrides
+from benchmarks.grid import RECIPES
+
+
+def _args(tmp_path, potential):
+    return SimpleNamespace(runs_dir=tmp_path, steps=40, cql_steps=20, batch_size=32, hidden_dim=16, num_hidden=1,
+                           eval_episodes=1, evals=1, potential=potential)
+
+
+@pytest.mark.parametrize("potential", ["authors", "stable"])
+def test_the_composed_side_gets_the_chosen_potential_and_the_base_side_none(tmp_path, potential):
+    with initialize_config_dir(str(RECIPES / "config"), version_base="1.3"):
+        for base, composed in PAIRS:
+            cfg = {loss: compose(config_name="ppl_antmaze", overrides=overrides(_args(tmp_path, potential), loss, 0))
+                   for loss in (base, composed)}
+            assert "potential_gp" not in cfg[base].loss
+            gp, lr_scale = (5.0, 1.0) if potential == "stable" else (0.0, 0.01)
+            assert cfg[composed].loss.potential_gp == gp and cfg[composed].optim.potential_lr_scale == lr_scale
+            assert cfg[composed].loss.potential_lipschitz == 1.0 and cfg[composed].loss.name == composed
