@@ -151,9 +151,15 @@ def _switch_grid(name):
 def test_switch_table_covers_every_documented_switch():
     for name in ("ppl", "rebrac"):
         documented = yaml.safe_load((CONFIG / "loss" / f"{name}.yaml").read_text())
-        for base in documented.pop("defaults", []):  # ppl.yaml builds on rebrac.yaml
-            if base != "_self_":
-                documented = {**yaml.safe_load((CONFIG / "loss" / f"{base}.yaml").read_text()), **documented}
+        # ppl.yaml builds on rebrac.yaml and takes the potential's switches from potential/authors.yaml
+        for base in documented.pop("defaults", []):
+            if base == "_self_":
+                continue
+            path = (CONFIG / "loss" / f"{base}.yaml" if isinstance(base, str) else
+                    CONFIG / next(iter(base)).split("@")[0].strip("/") / f"{next(iter(base.values()))}.yaml")
+            documented = {**yaml.safe_load(path.read_text()), **documented}
+        if name == "ppl":
+            assert "potential_gp" in documented and "w_anneal_steps" in documented
         boolean_or_choice = {k for k, v in documented.items() if isinstance(v, bool) or k == "critic_next_action"
                              or k.startswith(("potential_", "w_anneal"))}
         assert boolean_or_choice <= set(SWITCHES), f"loss/{name}.yaml has a switch without a parity test"
