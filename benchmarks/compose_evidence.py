@@ -14,7 +14,7 @@ driver (:mod:`benchmarks.grid`), so a relaunch skips finished runs. The verdict 
 of ``benchmarks/verdict.py``): the difference of the final normalized-score means against 2 Welch standard errors;
 inside that band the pair is "matched".
 
-``--potential stable`` gives the composed side loss=ppl_stable's potential (:data:`STABLE`: the one-sided gradient
+``--potential stable`` gives the composed side loss=ppl_stable's potential (:func:`stable_overrides`: the one-sided gradient
 penalty 5 keeping f about 1-Lipschitz in the action, f at the critic's learning rate) instead of the authors'; the
 base side is unchanged. Give it its own ``--runs-dir`` and ``--section``.
 """
@@ -39,9 +39,17 @@ NAMES = {"td3_bc": "TD3+BC", "cql": "CQL", "iql": "IQL"}
 SECTION = "compose-results"
 # CQL samples 4 actions instead of 10 and its critic has the other networks' depth instead of CORL's 5 layers,
 # as in the evidence grid (benchmarks/evidence.py, budget small): TorchRL's CQLLoss costs ~15x a TD3+BC step.
-#: loss=ppl_stable's potential (recipes/config/loss/ppl_stable.yaml) on a composed loss
-STABLE = ("loss.potential_gp=5.0", "loss.potential_lipschitz=1.0", "optim.potential_lr_scale=1.0")
 PER_LOSS = {"cql": ("loss.num_random=4", "loss.q_num_hidden=2"), "ppl_cql": ("loss.num_random=4", "loss.q_num_hidden=2")}
+
+
+def stable_overrides() -> tuple[str, ...]:
+    """loss=ppl_stable's own settings (the ``loss`` and ``optim`` values of recipes/config/loss/ppl_stable.yaml, its
+    name aside) as overrides that give a composed loss the same potential."""
+    import yaml
+
+    raw = yaml.safe_load((RECIPES / "config" / "loss" / "ppl_stable.yaml").read_text())
+    return tuple(f"{section}.{key}={value}" for section in ("loss", "optim")
+                 for key, value in (raw.get(section) or {}).items() if key != "name")
 
 
 def run_dir_of(root: Path, loss: str, seed: int) -> Path:
@@ -61,7 +69,7 @@ def overrides(args, loss: str, seed: int) -> list[str]:
           "eval.episodes": args.eval_episodes, "eval.num_envs": args.eval_episodes, "eval.every": evals,
           "checkpoint.every": evals, "logger.backend": "", "logger.progress": "false", "logger.log_every": evals,
           "compile.enabled": "false", "probe.size": 0}
-    potential = STABLE if args.potential == "stable" and loss.startswith("ppl_") else ()
+    potential = stable_overrides() if args.potential == "stable" and loss.startswith("ppl_") else ()
     return [f"{k}={v}" for k, v in ov.items()] + list(PER_LOSS.get(loss, ())) + list(potential)
 
 
@@ -123,7 +131,7 @@ def main(argv=None) -> int:
     p.add_argument("--eval-episodes", type=int, default=5)
     p.add_argument("--evals", type=int, default=1, help="evaluations per run (the last at the end)")
     p.add_argument("--potential", choices=("authors", "stable"), default="authors",
-                   help="the composed side's potential: the authors' settings or loss=ppl_stable's (STABLE)")
+                   help="the composed side's potential: the authors' settings or loss=ppl_stable's")
     add_grid_arguments(p, runs_dir=REPO / "runs" / "compose_evidence", jobs=None, plan=False)
     p.add_argument("--docs", type=Path, default=REPO / "docs" / "evidence.md")
     p.add_argument("--section", default=SECTION, help="the generated section of --docs to (re)write")

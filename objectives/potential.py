@@ -85,8 +85,9 @@ class PartialOT(LossModule):
             authors'), ``"q"`` (the Q term's ``lambda = 1 / mean|Q|``: both terms of the Lagrangian ``-Q - f`` scaled
             alike; ReBRAC-based losses only) or ``"self"`` (``1 / mean|f(s, pi(s))|``, detached: the f term is O(1)
             whatever f's scale, as TD3+BC normalises Q).
-        potential_actor_coef (float): a multiplier of that weight. w_anneal_steps (int): ``w`` grows linearly from 1
-            to ``w`` over this many steps (extremal OT's schedule; :meth:`set_training_step`); 0: ``w`` throughout.
+        potential_actor_coef (float): a multiplier of that weight.
+        w_anneal_steps (int): ``w`` grows linearly from 1 to ``w`` over this many steps (extremal OT's schedule;
+            :meth:`set_training_step`); 0: ``w`` throughout.
 
     The base loss is ``loss.base``. Its parameter groups are children here too (``loss.actor_network_params``,
     ``loss.target_qvalue_network_params``, ...; ``base_parameter_groups`` names them), and these of its attributes are properties of this loss, each

@@ -54,13 +54,12 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(f"optim.{key} must be > 0, got {optim[key]}.")
     if not (0 < optim.get("gamma", 1) <= 1 and 0 < optim.get("tau", 1) <= 1):
         raise ConfigError("optim.gamma and optim.tau must lie in (0, 1].")
-    for where, section, keys in (("optim", optim, ("steps", "batch_size", "policy_freq")),
-                                 ("logger", cfg.logger, ("log_every",)), ("eval", cfg.eval, ("every",)),
-                                 ("checkpoint", cfg.checkpoint, ("every",))):
-        for key in keys:
-            if key == "steps" or where != "optim" or key in section:
-                if not (_number(section, key, where) >= 1 and int(section[key]) == section[key]):
-                    raise ConfigError(f"{where}.{key} must be a positive integer, got {section[key]}.")
+    counts = [("optim", optim, "steps"), ("logger", cfg.logger, "log_every"), ("eval", cfg.eval, "every"),
+              ("checkpoint", cfg.checkpoint, "every")]
+    counts += [("optim", optim, key) for key in ("batch_size", "policy_freq") if key in optim]
+    for where, section, key in counts:
+        if not (_number(section, key, where) >= 1 and int(section[key]) == section[key]):
+            raise ConfigError(f"{where}.{key} must be a positive integer, got {section[key]}.")
     for key, value in (("seed", cfg.get("seed")), ("eval.seed", cfg.eval.get("seed")),
                        ("dataset.generation_seed", cfg.dataset.get("generation_seed")),
                        ("probe.seed", (cfg.get("probe") or {}).get("seed"))):
