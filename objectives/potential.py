@@ -357,11 +357,6 @@ class PartialOT(LossModule):
             return coef / f_actor.detach().abs().mean().clamp_min(1e-8)
         return coef
 
-    def _target_actor_params(self) -> TensorDictParams:
-        if self.potential_uses_target_actor:
-            return self.target_actor_network_params
-        return self.actor_network_params
-
     # ------------------------------------------------------------------ the math, on explicit parameters
     def actor_terms(self, tensordict: TensorDictBase, actor_params, critic_params,
                     potential_params) -> tuple[dict, torch.Tensor, dict]:
@@ -476,8 +471,9 @@ class PartialOT(LossModule):
     def potential_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
         """f-step ``mean f(s, pi_bar(s)) - w mean f(s, a)``; gradients reach only the potential."""
         self._check(tensordict, "potential_loss")
+        target_actor = self.target_actor_network_params if self.potential_uses_target_actor else None
         return self.potential_objective(tensordict, self.potential_network_params, self.actor_network_params.detach(),
-                                        self._target_actor_params().detach())
+                                        None if target_actor is None else target_actor.detach())
 
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
