@@ -21,6 +21,11 @@ thread, with the mechanism probe (``ppl_torchrl/training/probe.py``) at every ev
   keeps the policy on the data, the partial-transport constraint holds and f = 0 is the f-step's optimum
   (docs/algorithm.md); with it off only f keeps the policy on the data. So this grid asks whether f does the
   support job when nothing else does (f alive, score held) where ReBRAC without its BC term leaves the data;
+* ``gelu`` (added 2026-12-04, before any of its runs, after the ``nobc`` checkpoints showed f's last hidden ReLU
+  layer with 1 of 64 units active on any input at w = 8 and 16, so f is a constant that no gradient can revive; 11
+  of 64 at w = 3): ``ppl_stable`` at w in {1, 3, 8, 16} with ``model.potential_activation = gelu`` (f's units only;
+  the actor and critics keep ReLU), same seed, budget and networks as ``mechanism``. It asks whether f stays alive
+  at w >= 8 once its units cannot die;
 * ``comparison`` (seeds 0-2, 300k steps, 3 x 256 networks, as docs/evidence.md's long budget): ``ppl_stable``
   (w = 8) against ReBRAC and the authors' PPL^R. About 1.5 CPU-hours per 100k steps each on a 2-core CPU: a job for
   several sessions or a GPU; it resumes where it stopped.
@@ -48,9 +53,9 @@ from benchmarks.grid import (REPO, RECIPES, GridRun, add_grid_arguments, in_segm
 RECIPE = RECIPES / "ppl_antmaze.py"
 DATASET = "pointmaze-medium-mixed-gen-v0"
 #: steps per segment (each segment is one process: a compilation, then training to its end)
-SEGMENTS = {"mechanism": 100_000, "nobc": 100_000, "comparison": 25_000}
+SEGMENTS = {"mechanism": 100_000, "nobc": 100_000, "gelu": 100_000, "comparison": 25_000}
 #: the groups reported in the mechanism table (seed 0, 100k steps, 3 x 64 networks, probed)
-MECHANISM_GROUPS = ("mechanism", "nobc")
+MECHANISM_GROUPS = ("mechanism", "nobc", "gelu")
 EVAL_EVERY = 10_000
 EVAL_EPISODES = 5
 SECTION = "potential-evidence"
@@ -58,7 +63,7 @@ SECTION = "potential-evidence"
 
 @dataclass(frozen=True)
 class Run:
-    group: str          # mechanism | nobc | comparison
+    group: str          # mechanism | nobc | gelu | comparison
     name: str           # the run's folder and label, e.g. "ppl_stable-w3"
     loss: str
     seed: int
@@ -92,6 +97,9 @@ def build_grid() -> list[Run]:
     for w in (3, 8, 16):
         runs.append(Run("nobc", f"ppl_stable-nobc-w{w}", "ppl_stable", 0, 100_000, 64, (("hparams.w", w),) + no_bc))
     runs.append(Run("nobc", "rebrac-nobc", "rebrac", 0, 100_000, 64, no_bc))
+    for w in (1, 3, 8, 16):
+        runs.append(Run("gelu", f"ppl_stable-gelu-w{w}", "ppl_stable", 0, 100_000, 64,
+                        (("hparams.w", w), ("model.potential_activation", "gelu"))))
     for seed in (0, 1, 2):
         for name, loss in (("ppl_stable-w8", "ppl_stable"), ("rebrac", "rebrac"), ("ppl-w8", "ppl")):
             runs.append(Run("comparison", name, loss, seed, 300_000, 256, (("hparams.w", 8),) if "w8" in name else ()))
@@ -156,7 +164,7 @@ def report(runs: list[Run], root: Path) -> str:
     lines = [f"Grid: `benchmarks/potential_evidence.py` (fixed before running). Dataset `{DATASET}`; probe on 2048 fixed "
              "data pairs at every evaluation; compiled update, one torch thread per run.", ""]
     mech = [r for r in runs if r.group in MECHANISM_GROUPS]
-    lines += ["**Mechanism** (seed 0, 100k steps, 3 x 64 networks; `-nobc`: the actor's BC term off). f's share of the actor's gradient over all probes "
+    lines += ["**Mechanism** (seed 0, 100k steps, 3 x 64 networks; `-nobc`: the actor's BC term off; `-gelu`: f's units GELU). f's share of the actor's gradient over all probes "
               "(the goal: between 5 % and 80 % at every probe), |f|'s largest value, f on efficient / inefficient "
               "data actions and the policy's distance to each at the last probe, the share of data actions where f is "
               "active beside 1/w (complementary slackness), and the last evaluation's score (5 episodes).", "",

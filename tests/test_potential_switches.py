@@ -190,3 +190,23 @@ def test_a_parameter_free_critic_composes():
     value.backward()
     assert all(p.grad is not None for p in loss.actor_network_params.values(True, True))
     loss.potential_loss(batch)[0].backward()
+
+
+def test_the_potential_alone_takes_its_own_activation_from_the_config(make_cfg):
+    """model.potential_activation=gelu gives f GELU units while the actor and the critics keep model.activation; null
+    (the default) gives f model.activation; any other value is a one-line config error naming the key."""
+    from ppl_torchrl.errors import ConfigError
+    from ppl_torchrl.training.algorithms import algorithm_from_config
+    from ppl_torchrl.training.config import validate_config
+
+    def kinds(overrides):
+        loss = algorithm_from_config(make_cfg(["loss=ppl_stable", "model.hidden_dim=8", *overrides]), OBS, ACT,
+                                     device="cpu").loss
+        return [{type(m).__name__ for m in net.modules()} & {"ReLU", "GELU"}
+                for net in (loss.actor_network, loss.qvalue_network, loss.potential_network)]
+
+    assert kinds([]) == [{"ReLU"}] * 3
+    assert kinds(["model.potential_activation=gelu"]) == [{"ReLU"}, {"ReLU"}, {"GELU"}]
+    with pytest.raises(ConfigError, match="model.potential_activation must be one of relu, gelu or null") as err:
+        validate_config(make_cfg(["model.potential_activation=tanh"]))
+    assert "\n" not in str(err.value)

@@ -75,6 +75,18 @@ def validate_config(cfg: DictConfig) -> None:
     backend = str(cfg.logger.get("backend") or "").lower()
     if backend not in ("wandb", "", "none", "csv"):
         raise ConfigError(f"logger.backend must be 'wandb' or '' (files only), got {backend!r}.")
+    _check_network_choices(cfg.get("model") or {})
+
+
+def _check_network_choices(model) -> None:
+    from ppl_torchrl.modules import ACTIVATIONS, INITS
+
+    for key, allowed, optional in (("activation", ACTIVATIONS, False), ("potential_activation", ACTIVATIONS, True),
+                                   ("init", INITS, False)):
+        value = model.get(key)
+        if key in model and not (value in allowed or (optional and value is None)):
+            raise ConfigError(f"model.{key} must be one of {', '.join(allowed)}{' or null' if optional else ''}, "
+                              f"got {value!r}.")
 
 
 
@@ -98,6 +110,7 @@ class NetworkConfig:
     num_qvalue_nets: int
     activation: str
     init: str
+    potential_activation: str | None = None  # the potential's own activation; None: ``activation``
 
     @classmethod
     def from_config(cls, section) -> "NetworkConfig":
@@ -125,7 +138,7 @@ class NetworkConfig:
         from ppl_torchrl.modules import make_potential
 
         return make_potential(obs_dim, act_dim, hidden_dim=self.hidden_dim, num_hidden=self.num_hidden, device=device,
-                              activation=self.activation, init=self.init)
+                              activation=self.potential_activation or self.activation, init=self.init)
 
 
 @dataclass(frozen=True)
