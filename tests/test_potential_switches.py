@@ -206,6 +206,11 @@ def test_the_potential_alone_takes_its_own_activation_from_the_config(make_cfg):
                 for net in (loss.actor_network, loss.qvalue_network, loss.potential_network)]
 
     assert kinds([]) == [{"ReLU"}] * 3
+    # a config saved before the key existed (a checkpoint's) still builds, with f on model.activation
+    from ppl_torchrl.training.config import NetworkConfig
+    old = NetworkConfig.from_config(dict(hidden_dim=8, num_hidden=1, num_qvalue_nets=2, activation="gelu", init="corl"))
+    assert old.potential_activation is None
+    assert {type(m).__name__ for m in old.potential(OBS, ACT).modules()} >= {"GELU"}
     assert kinds(["model.potential_activation=gelu"]) == [{"ReLU"}, {"ReLU"}, {"GELU"}]
     with pytest.raises(ConfigError, match="model.potential_activation must be one of relu, gelu or null") as err:
         validate_config(make_cfg(["model.potential_activation=tanh"]))

@@ -8,7 +8,7 @@ a benchmark or a script builds an algorithm from the settings it uses, and the r
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 
 from omegaconf import DictConfig
 
@@ -91,12 +91,13 @@ def _check_network_choices(model) -> None:
 
 
 def _from_section(cls, section):
-    """``cls`` from the config section's keys of the same names (every field is required: the defaults live
-    in ``recipes/config/base.yaml`` and nowhere else)."""
-    missing = [f.name for f in fields(cls) if f.name not in section]
+    """``cls`` from the config section's keys of the same names. Every field without a default is required (the
+    defaults live in ``recipes/config/base.yaml``); a field with one is a key added later, whose default is what
+    configs saved before it meant (a checkpoint's config still loads)."""
+    missing = [f.name for f in fields(cls) if f.name not in section and f.default is MISSING]
     if missing:
         raise ConfigError(f"the config lacks {missing} for {cls.__name__}.")
-    return cls(**{f.name: section[f.name] for f in fields(cls)})
+    return cls(**{f.name: section[f.name] for f in fields(cls) if f.name in section})
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class NetworkConfig:
     num_qvalue_nets: int
     activation: str
     init: str
-    potential_activation: str | None = None  # the potential's own activation; None: ``activation``
+    potential_activation: str | None = None  # f's own activation; None: ``activation`` (and configs saved before it)
 
     @classmethod
     def from_config(cls, section) -> "NetworkConfig":
