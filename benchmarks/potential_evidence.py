@@ -144,7 +144,16 @@ def mechanism_row(run: Run, root: Path) -> dict:
             out["alive"] = abs(out["f_eff"] - out["f_ineff"]) > 0.01 * out["f_max"]
     if evals:
         out["score"] = evals[-1]["eval/normalized_score_mean"]
+    checkpoint = run.run_dir(root) / "checkpoint.pt"
+    if run.loss != "rebrac" and checkpoint.exists():
+        from benchmarks.potential_units import checkpoint_potential_units
+
+        out["units"] = checkpoint_potential_units(checkpoint)
     return out
+
+
+def _units(counts: dict | None) -> str:
+    return "-" if not counts else f"{counts['data']} / {counts['policy']} of {counts['units']}"
 
 
 def curve_cells(run: Run, root: Path) -> list[str]:
@@ -167,10 +176,12 @@ def report(runs: list[Run], root: Path) -> str:
     lines += ["**Mechanism** (seed 0, 100k steps, 3 x 64 networks; `-nobc`: the actor's BC term off; `-gelu`: f's units GELU). f's share of the actor's gradient over all probes "
               "(the goal: between 5 % and 80 % at every probe), |f|'s largest value, f on efficient / inefficient "
               "data actions and the policy's distance to each at the last probe, the share of data actions where f is "
-              "active beside 1/w (complementary slackness), and the last evaluation's score (5 episodes).", "",
+              "active beside 1/w (complementary slackness), the live units of f's last hidden layer at the latest checkpoint "
+              "(slope above 1e-3 on at least one probe pair, with the data's / the policy's action: "
+              "`benchmarks/potential_units.py`), and the last evaluation's score (5 episodes).", "",
               "| run | steps | probes | grad share of f (min - max) | max abs f | f eff / ineff | dist eff / ineff "
-              "| f active share (1/w) | f separates | score |",
-              "|---|---:|---:|---|---:|---|---|---|---|---:|"]
+              "| f active share (1/w) | f separates | live units data / policy | score |",
+              "|---|---:|---:|---|---:|---|---|---|---|---|---:|"]
     for run in mech:
         m = mechanism_row(run, root)
         w = m["w"]
@@ -179,7 +190,8 @@ def report(runs: list[Run], root: Path) -> str:
             f"| {_fmt(m.get('f_max'))} | {_fmt(m.get('f_eff'))} / {_fmt(m.get('f_ineff'))} "
             f"| {_fmt(m.get('d_eff'))} / {_fmt(m.get('d_ineff'))} "
             f"| {_fmt(m.get('active'))} ({_fmt(1 / w) if w else '-'}) "
-            f"| {'-' if 'alive' not in m else ('yes' if m['alive'] else 'no')} | {_fmt(m.get('score'), 1)} |")
+            f"| {'-' if 'alive' not in m else ('yes' if m['alive'] else 'no')} | {_units(m.get('units'))} "
+            f"| {_fmt(m.get('score'), 1)} |")
     lines += ["", "Each mechanism run at every evaluation (every 10k steps): score (5 episodes) / f's share of the actor's "
               "gradient.", "", "| run | " + " | ".join(f"{k}k" for k in range(10, 101, 10)) + " |",
               "|---|" + "---|" * 10]

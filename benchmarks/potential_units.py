@@ -18,15 +18,25 @@ from ppl_torchrl.training.data_source import resolve_training_data
 from ppl_torchrl.training.probe import load_probe_data
 
 
-def active_units(mlp: torch.nn.Sequential, inputs: torch.Tensor) -> torch.Tensor:
-    """Which units of ``mlp``'s last hidden layer are active (ReLU output > 0) on at least one row of ``inputs``.
+ACTIVATIONS = (torch.nn.ReLU, torch.nn.GELU)
+#: a unit whose activation's slope stays below this on every input gets (almost) no gradient: dead
+MIN_SLOPE = 1e-3
 
-    Where none is, the network's output on those inputs is its last bias, and a loss on them sends no gradient to
-    any other weight: the dead units stay dead as long as the inputs stay in that region (a dead-ReLU collapse)."""
-    last_relu = max(i for i, m in enumerate(mlp) if isinstance(m, torch.nn.ReLU))
+
+def active_units(mlp: torch.nn.Sequential, inputs: torch.Tensor) -> torch.Tensor:
+    """Which units of ``mlp``'s last hidden layer are alive: their activation's slope exceeds :data:`MIN_SLOPE` on at
+    least one row of ``inputs`` (ReLU: output > 0; GELU: pre-activation above about -3.6).
+
+    Where none is, the network's output on those inputs is (nearly) its last bias, and a loss on them sends no
+    gradient to any other weight: the dead units stay dead as long as the inputs stay in that region (a dead-ReLU
+    collapse; GELU's slope vanishes only far below 0)."""
+    last = max(i for i, m in enumerate(mlp) if isinstance(m, ACTIVATIONS))
     with torch.no_grad():
-        hidden = mlp[: last_relu + 1](inputs)
-    return (hidden > 0).reshape(-1, hidden.shape[-1]).any(0)
+        pre = mlp[:last](inputs)
+    with torch.enable_grad():
+        pre = pre.detach().requires_grad_(True)
+        (slope,) = torch.autograd.grad(mlp[last](pre).sum(), pre)  # elementwise: each input's own slope
+    return (slope.abs() > MIN_SLOPE).reshape(-1, slope.shape[-1]).any(0)
 
 
 def checkpoint_potential_units(path) -> dict[str, int] | None:

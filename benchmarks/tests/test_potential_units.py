@@ -69,3 +69,17 @@ def test_the_count_read_back_from_a_checkpoint_is_the_live_network_s(tmp_path):
         live = active_units(loss.potential_network.module.net, torch.cat([data.observation, data.action], -1))
     assert counts["units"] == 16 and counts["step"] == 30 and counts["data"] == int(live.sum())
     assert 0 <= counts["policy"] <= 16 and 0 <= counts["random"] <= 16
+
+
+def test_a_gelu_unit_is_alive_until_its_slope_vanishes_far_below_zero():
+    """The count is by slope: a GELU unit pushed to -2 still passes a gradient (alive), one at -10 does not (dead),
+    as a ReLU unit at any negative input; the hand-set pre-activations are the last hidden layer's biases."""
+    net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.GELU(approximate="tanh"), torch.nn.Linear(4, 1))
+    relu = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    for mlp in (net, relu):
+        with torch.no_grad():
+            mlp[0].weight.zero_()
+            mlp[0].bias.copy_(torch.tensor([1.0, -2.0, -10.0, 0.5]))
+    inputs = torch.randn(5, 2)
+    assert active_units(net, inputs).tolist() == [True, True, False, True]
+    assert active_units(relu, inputs).tolist() == [True, False, False, True]
