@@ -44,6 +44,7 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives.common import LossModule
 
 from ._checks import check_batch
+from ._networks import network_output
 from ._composition import (POTENTIAL_OUT_KEYS, _accepted_keys, _check_settings, _on_base, _PotentialKeys,
                            _state_dict_flat, _state_dict_nested, check_w)
 
@@ -323,20 +324,16 @@ class PartialOT(LossModule):
         """The actor's action ``pi(s)`` with ``actor_params``: a deterministic actor's output, or a
         reparameterised sample of a probabilistic actor's distribution."""
         actor = self.actor_network
+        if not hasattr(actor, "get_dist"):
+            return network_output(actor, actor_params, tensordict, self.tensor_keys.action)
         td = tensordict.select(*actor.in_keys, strict=False)
-        with actor_params.to_module(actor, preserve_module_state=False):
-            if hasattr(actor, "get_dist"):
-                with set_exploration_type(ExplorationType.RANDOM):
-                    return actor.get_dist(td).rsample()
-            return actor(td).get(self.tensor_keys.action)
+        with actor_params.to_module(actor, preserve_module_state=False), set_exploration_type(ExplorationType.RANDOM):
+            return actor.get_dist(td).rsample()
 
     def potential(self, tensordict: TensorDictBase, action: torch.Tensor, potential_params) -> torch.Tensor:
         """``f(s, action)`` with ``potential_params``, shape ``[*B]``; in ``(-potential_bound, 0]`` when bounded."""
-        td = tensordict.select(*self.potential_network.in_keys, strict=False)
-        td.set(self.tensor_keys.action, action)
-        with potential_params.to_module(self.potential_network, preserve_module_state=False):
-            td = self.potential_network(td)
-        f = td.get(self.tensor_keys.potential).squeeze(-1)
+        f = network_output(self.potential_network, potential_params, tensordict, self.tensor_keys.potential,
+                           replace={self.tensor_keys.action: action}).squeeze(-1)
         if self.potential_bound is not None:
             # tanh keeps f's slope where f is small (the unbounded head's) and flattens it only near the bound
             f = self.potential_bound * torch.tanh(f / self.potential_bound)

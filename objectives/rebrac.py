@@ -13,6 +13,7 @@ from torchrl.objectives.utils import ValueEstimators, dispatch_value_estimator
 from torchrl.objectives.value import ValueEstimatorBase
 
 from ._checks import check_batch
+from ._networks import network_output
 
 CRITIC_NEXT_ACTIONS = ("policy", "dataset")
 
@@ -250,18 +251,12 @@ class ReBRACLoss(LossModule):
             )
 
     def _actor(self, tensordict: TensorDictBase, params) -> torch.Tensor:
-        td = tensordict.select(*self.actor_network.in_keys, strict=False)
-        with params.to_module(self.actor_network, preserve_module_state=False):
-            td = self.actor_network(td)
-        return td.get(self.tensor_keys.action)
+        return network_output(self.actor_network, params, tensordict, self.tensor_keys.action)
 
     def qvalues(self, tensordict: TensorDictBase, action: torch.Tensor, params) -> torch.Tensor:
         """All ensemble members' ``Q_i(s, action)``, shape ``[*B, N]``."""
-        td = tensordict.select(*self.qvalue_network.in_keys, strict=False)
-        td.set(self.tensor_keys.action, action)
-        with params.to_module(self.qvalue_network, preserve_module_state=False):
-            td = self.qvalue_network(td)
-        return td.get(self.tensor_keys.state_action_value)
+        return network_output(self.qvalue_network, params, tensordict, self.tensor_keys.state_action_value,
+                              replace={self.tensor_keys.action: action})
 
     def _next_td(self, tensordict: TensorDictBase) -> TensorDictBase:
         keys = list(dict.fromkeys([*self.actor_network.in_keys, *self.qvalue_network.in_keys]))

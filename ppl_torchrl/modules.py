@@ -127,6 +127,8 @@ def mlp(
 class DeterministicActor(nn.Module):
     """``pi(s) = tanh(MLP(s))``: the deterministic ReBRAC/PPL policy."""
 
+    reads_in_keys_positionally = True  # forward(*[td[k] for k in in_keys]): see ppl_torchrl.objectives._networks
+
     def __init__(self, obs_dim: int, action_dim: int, *, hidden_dim=256, num_hidden=3, layer_norm=False,
                  activation: str = "relu", init: str = "corl", last_layer_scale: float = 0.01):
         super().__init__()
@@ -191,6 +193,8 @@ class QValueEnsemble(nn.Module):
     one ReBRAC critic (independent draws per member).
     """
 
+    reads_in_keys_positionally = True  # forward(*[td[k] for k in in_keys]): see ppl_torchrl.objectives._networks
+
     def __init__(
         self, obs_dim: int, action_dim: int, *, num_qvalue_nets: int = 2, hidden_dim: int = 256,
         num_hidden: int = 3, layer_norm: bool = True, layer_norm_eps: float = 1e-6, activation: str = "relu",
@@ -224,6 +228,8 @@ class QValueEnsemble(nn.Module):
 
 class Potential(nn.Module):
     """The PPL potential ``f(s, a) = -|g(s, a)|`` (always <= 0, the authors' sign; see PartialOTLoss)."""
+
+    reads_in_keys_positionally = True  # forward(*[td[k] for k in in_keys]): see ppl_torchrl.objectives._networks
 
     def __init__(self, obs_dim: int, action_dim: int, *, hidden_dim=256, num_hidden=3, layer_norm=False,
                  activation: str = "relu", init: str = "corl"):

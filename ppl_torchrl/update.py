@@ -78,14 +78,15 @@ def _adam_state(optimizer: torch.optim.Optimizer) -> tuple:
     return exp_avgs, exp_avg_sqs, steps, hyper
 
 
-def _adam_step(params: TensorDictBase, grads: TensorDictBase, state: tuple) -> None:
-    """One ``torch.optim.Adam`` step of ``params`` (in place) with ``grads``, on the optimizer's own state."""
+def _adam_step(params: TensorDictBase, grads: list, state: tuple) -> None:
+    """One ``torch.optim.Adam`` step of ``params`` (in place) with ``grads`` (in ``params``' leaf order), on the
+    optimizer's own state."""
     exp_avgs, exp_avg_sqs, steps, (lr, beta1, beta2, eps, weight_decay, capturable, decoupled) = state
     # Under torch.compile, Adam's capturable branch (step counts and bias corrections as tensors) is the one
     # that traces; eagerly on CPU only the default branch exists. Same formula, fp32 rounding apart.
     capturable = capturable or torch.compiler.is_compiling()
     functional_adam(
-        list(params.values(True, True)), list(grads.values(True, True)), exp_avgs, exp_avg_sqs, [], steps,
+        list(params.values(True, True)), list(grads), exp_avgs, exp_avg_sqs, [], steps,
         foreach=True, capturable=capturable, decoupled_weight_decay=decoupled, amsgrad=False, beta1=beta1,
         beta2=beta2, lr=lr, weight_decay=weight_decay, eps=eps, maximize=False,
     )
@@ -99,15 +100,16 @@ EAGER_AUTOGRAD = True
 
 def _grad_and_value(objective, *args) -> tuple:
     """``(d objective / d args[1], (value, metadata))``: ``args[1]`` is a TensorDict of plain tensors (the
-    parameters being trained). Under torch.compile it is ``torch.func.grad_and_value`` (what dynamo traces);
-    eagerly, autograd on a requires-grad view of the same tensors."""
+    parameters being trained), the gradients a list in its leaf order. Under torch.compile it is
+    ``torch.func.grad_and_value`` (what dynamo traces); eagerly, autograd on a requires-grad view of the same
+    tensors (its gradients never packed into a TensorDict: the eager update's overhead counts)."""
     if torch.compiler.is_compiling() or not EAGER_AUTOGRAD:
-        return torch.func.grad_and_value(objective, argnums=1, has_aux=True)(*args)
+        grads, out = torch.func.grad_and_value(objective, argnums=1, has_aux=True)(*args)
+        return list(grads.values(True, True)), out
     params = args[1].detach().requires_grad_()
     value, metadata = objective(args[0], params, *args[2:])
-    leaves = list(params.values(True, True))
-    grads = torch.autograd.grad(value, leaves)
-    return params.empty().update(dict(zip(params.keys(True, True), grads))), (value.detach(), metadata)
+    grads = torch.autograd.grad(value, list(params.values(True, True)))
+    return grads, (value.detach(), metadata)
 
 
 def _critic_step(loss, params, targets, adam, batch, noise) -> dict:

@@ -622,3 +622,37 @@ def test_a_setting_assigned_on_the_composed_loss_reaches_the_base_loss():
     assert loss.actor_loss(batch)[0].detach() > before  # the larger BC penalty is in the actor's loss
     loss.w = 2.0  # the potential's own settings stay on the wrapper
     assert loss.w == 2.0 and "w" in vars(loss)
+
+
+def test_the_library_networks_fast_binding_gives_to_module_s_numbers_and_gradients():
+    """objectives/_networks.py calls the library's own networks eagerly through functional_call on the wrapped module;
+    every other network through tensordict's to_module. On the same parameters both give the same outputs and the
+    same gradients, bit for bit; a network that does not declare positional inputs takes the general binding."""
+    import ppl_torchrl.objectives._networks as networks
+
+    torch.manual_seed(0)
+    loss = PartialOTLoss(make_actor(3, 2, hidden_dim=8), make_qvalue_ensemble(3, 2, hidden_dim=8),
+                         make_potential(3, 2, hidden_dim=8), w=3.0)
+    td = TensorDict({"observation": torch.randn(5, 3), "action": torch.rand(5, 2) * 2 - 1}, [5])
+    calls = {"actor": lambda p: loss.policy_action(td, p), "critic": lambda p: loss.qvalues(td, td["action"] * 0.5, p),
+             "potential": lambda p: loss.potential(td, td["action"] * 0.5, p)}
+    params = {"actor": loss.actor_network_params, "critic": loss.qvalue_network_params,
+              "potential": loss.potential_network_params}
+    general = networks._reads_positionally
+    for name, call in calls.items():
+        results = []
+        for fast in (True, False):
+            networks._reads_positionally = general if fast else (lambda *args: False)
+            try:
+                out = call(params[name])
+                grads = torch.autograd.grad(out.sum(), list(params[name].values(True, True)))
+            finally:
+                networks._reads_positionally = general
+            results.append((out, grads))
+        (fast_out, fast_grads), (slow_out, slow_grads) = results
+        assert torch.equal(fast_out, slow_out), name
+        assert all(torch.equal(a, b) for a, b in zip(fast_grads, slow_grads)), name
+    assert networks._reads_positionally(loss.actor_network, "action")
+    from torchrl.modules import MLP, ValueOperator
+    critic = ValueOperator(MLP(in_features=5, out_features=1, num_cells=[8]), in_keys=["observation", "action"])
+    assert not networks._reads_positionally(critic, "state_action_value")  # not ours: the TensorDictModule path
