@@ -60,7 +60,8 @@ def _data(n: int, seed: int):
 
 
 def train(*, potential: bool = True, w: float = 3.0, steps: int = 2000, seed: int = 0, actor_lr: float = 1e-3,
-          potential_lr: float = 1e-3, actor_bc_coef: float = 0.0, **switches) -> dict:
+          potential_lr: float = 1e-3, actor_bc_coef: float = 0.0, potential_activation: str = "relu",
+          **switches) -> dict:
     """Trains the policy on the known problem; returns its mean offset from the good mode over the state grid, its
     mean distances to both modes, and (with a potential) f's last values on the data's and the policy's actions."""
     torch.manual_seed(seed)
@@ -69,8 +70,8 @@ def train(*, potential: bool = True, w: float = 3.0, steps: int = 2000, seed: in
     qvalue = TensorDictModule(KnownQ(), in_keys=["observation", "action"], out_keys=["state_action_value"])
     settings = dict(actor_bc_coef=actor_bc_coef, critic_bc_coef=0.0, critic_next_action="dataset")
     if potential:
-        loss = PartialOTLoss(actor, qvalue, make_potential(1, 1, hidden_dim=32, num_hidden=2), w=w, **settings,
-                             **switches)
+        f = make_potential(1, 1, hidden_dim=32, num_hidden=2, activation=potential_activation)
+        loss = PartialOTLoss(actor, qvalue, f, w=w, **settings, **switches)
     else:
         loss = ReBRACLoss(actor, qvalue, **settings)
     loss.make_value_estimator(gamma=0.0)
@@ -117,6 +118,14 @@ def test_known_answer_preset_lands_on_the_best_mode_inside_the_data():
     r = train(w=3.0, potential_gp=5.0, potential_lipschitz=1.0)
     assert abs(r["offset"]) < 0.12 and r["to_good"] < 0.12, r
     assert r["to_bad"] > 0.85, r
+    assert r["f_policy"] < r["f_data"] - 0.1, r
+
+
+def test_known_answer_preset_with_gelu_units_lands_on_the_best_mode():
+    """The preset's switches with f's units GELU (model.potential_activation=gelu), w = 3: on the good mode, measured
+    closer to its centre than with ReLU units (offset -0.024 at seed 0, -0.018 to -0.024 over seeds 0-2)."""
+    r = train(w=3.0, potential_gp=5.0, potential_lipschitz=1.0, potential_activation="gelu")
+    assert abs(r["offset"]) < 0.06 and r["to_bad"] > 0.9, r
     assert r["f_policy"] < r["f_data"] - 0.1, r
 
 
