@@ -44,9 +44,9 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives.common import LossModule
 
 from ._checks import check_batch
-from ._networks import network_output
 from ._composition import (POTENTIAL_OUT_KEYS, _accepted_keys, _check_settings, _on_base, _PotentialKeys,
                            _state_dict_flat, _state_dict_nested, check_w)
+from ._networks import network_output
 
 
 class PartialOT(LossModule):

@@ -89,7 +89,6 @@ def _check_network_choices(model) -> None:
                               f"got {value!r}.")
 
 
-
 def _from_section(cls, section):
     """``cls`` from the config section's keys of the same names. Every field without a default is required (the
     defaults live in ``recipes/config/base.yaml``); a field with one is a key added later, whose default is what
