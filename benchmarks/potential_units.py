@@ -18,7 +18,7 @@ from ppl_torchrl.training.data_source import resolve_training_data
 from ppl_torchrl.training.probe import load_probe_data
 
 
-ACTIVATIONS = (torch.nn.ReLU, torch.nn.GELU)
+ACTIVATION_MODULES = (torch.nn.ReLU, torch.nn.GELU)  # the elementwise activations ppl_torchrl.modules builds
 #: a unit whose activation's slope stays below this on every input gets (almost) no gradient: dead
 MIN_SLOPE = 1e-3
 
@@ -30,7 +30,7 @@ def active_units(mlp: torch.nn.Sequential, inputs: torch.Tensor) -> torch.Tensor
     Where none is, the network's output on those inputs is (nearly) its last bias, and a loss on them sends no
     gradient to any other weight: the dead units stay dead as long as the inputs stay in that region (a dead-ReLU
     collapse; GELU's slope vanishes only far below 0)."""
-    last = max(i for i, m in enumerate(mlp) if isinstance(m, ACTIVATIONS))
+    last = max(i for i, m in enumerate(mlp) if isinstance(m, ACTIVATION_MODULES))
     with torch.no_grad():
         pre = mlp[:last](inputs)
     with torch.enable_grad():
