@@ -181,6 +181,49 @@ def curve_cells(run: Run, root: Path) -> list[str]:
     return cells
 
 
+def late_score(run: Run, root: Path, last: int = 3) -> float | None:
+    """The mean of a finished run's last ``last`` evaluations (None before it finished)."""
+    evals = [r for r in _rows(run.run_dir(root)) if "eval/normalized_score_mean" in r]
+    if not evals or max(r["step"] for r in evals) < run.steps:
+        return None
+    return sum(r["eval/normalized_score_mean"] for r in evals[-last:]) / len(evals[-last:])
+
+
+def heldout_lines(runs: list[Run], root: Path) -> list[str]:
+    """The 3-seed comparison of ``gelu``'s w = 3 against ReBRAC: seed 0 from ``gelu`` / ``mechanism`` (the seed that
+    chose the setting), seeds 1-2 from ``heldout``; the 2-SE verdict on all three and on the held-out seeds alone."""
+    from benchmarks.verdict import compare
+    from ppl_torchrl.reporting.aggregate import Cell
+
+    def find(group, name, seed):
+        return next(r for r in runs if (r.group, r.name, r.seed) == (group, name, seed))
+
+    sides = {"ppl_stable, GELU f, w = 3": [find("gelu", "ppl_stable-gelu-w3", 0)]
+             + [find("heldout", "ppl_stable-gelu-w3", s) for s in HELDOUT_SEEDS],
+             "ReBRAC": [find("mechanism", "rebrac", 0)] + [find("heldout", "rebrac", s) for s in HELDOUT_SEEDS]}
+    scores = {k: {r.seed: late_score(r, root) for r in v} for k, v in sides.items()}
+    lines = ["", "**Held-out seeds** (`heldout`: the one setting inside the band, `gelu`'s w = 3, against ReBRAC; same "
+             "budget and networks; the score is the mean of the last three evaluations, 80k-100k, 15 episodes per "
+             "run; seed 0 chose the setting). Verdict: the difference of means against 2 standard errors (Welch).", "",
+             "| method | seed 0 | seed 1 | seed 2 | mean ± std over finished seeds (n) |", "|---|---:|---:|---:|---|"]
+    cells = {}
+    for name, by_seed in scores.items():
+        done = {s: v for s, v in by_seed.items() if v is not None}
+        cells[name] = {seeds: Cell("pointmaze", DATASET, name, [done[s] for s in seeds if s in done],
+                                   [s for s in seeds if s in done]) for seeds in ((0, 1, 2), HELDOUT_SEEDS)}
+        lines.append(f"| {name} | " + " | ".join(_fmt(by_seed[s], 1) for s in (0, 1, 2))
+                     + f" | {cells[name][(0, 1, 2)].text() if done else '-'} ({len(done)}) |")
+    ours, base = (cells[k] for k in sides)
+    for seeds, label in (((0, 1, 2), "seeds 0-2"), (HELDOUT_SEEDS, "held-out seeds 1-2")):
+        if ours[seeds].n == len(seeds) and base[seeds].n == len(seeds):
+            v = compare(ours[seeds], base[seeds], DATASET)
+            lines.append(f"\nVerdict on {label}: **{v.outcome}** (difference {v.diff:+.1f}, 2 SE = {2 * v.se:.1f}; "
+                         f"higher on {v.wins} of {v.paired} seeds).")
+        else:
+            lines.append(f"\nVerdict on {label}: not yet (runs unfinished).")
+    return lines
+
+
 def report(runs: list[Run], root: Path) -> str:
     lines = [f"Grid: `benchmarks/potential_evidence.py` (fixed before running). Dataset `{DATASET}`; probe on 2048 fixed "
              "data pairs at every evaluation; compiled update, one torch thread per run.", ""]
@@ -211,6 +254,7 @@ def report(runs: list[Run], root: Path) -> str:
         cells = curve_cells(run, root)
         if any(c != "" for c in cells):
             lines.append(f"| {run.name} | " + " | ".join(cells) + " |")
+    lines += heldout_lines(runs, root)
     comp = [r for r in runs if r.group == "comparison"]
     reached = {r: max((row["step"] for row in _rows(r.run_dir(root))), default=0) for r in comp}
     lines += ["", f"**Comparison** (seeds 0-2, 300k steps, 3 x 256 networks): {sum(v >= r.steps for r, v in reached.items())}"

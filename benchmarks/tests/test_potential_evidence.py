@@ -46,6 +46,7 @@ def test_the_report_lists_every_mechanism_run_before_any_has_trained(tmp_path):
         if run.group in MECHANISM_GROUPS:
             assert f"| {run.name} | 0 | 0 |" in text
     assert "0 of 9 runs finished" in text
+    assert "Verdict on seeds 0-2: not yet" in text
 
 
 def test_a_runs_curve_reads_its_scores_and_gradient_shares_at_each_evaluation(tmp_path):
@@ -61,3 +62,40 @@ def test_a_runs_curve_reads_its_scores_and_gradient_shares_at_each_evaluation(tm
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     cells = curve_cells(run, tmp_path)
     assert cells[:3] == ["27 / 0.20", "-4 / -", ""] and cells[3:] == [""] * 7
+
+
+def _write_evals(run, root, late_scores, last_step=100_000):
+    """Evaluations every 10k steps up to ``last_step``: 0 before 80k, then ``late_scores`` at 80k, 90k and 100k."""
+    import json
+
+    folder = run.run_dir(root)
+    folder.mkdir(parents=True)
+    scores = dict(zip((80_000, 90_000, 100_000), late_scores))
+    rows = [{"step": s, "eval/normalized_score_mean": scores.get(s, 0.0)} for s in range(10_000, last_step + 1, 10_000)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_the_held_out_verdict_uses_the_last_three_evaluations_of_finished_runs_and_the_2_se_rule(tmp_path):
+    from benchmarks.potential_evidence import heldout_lines, late_score
+
+    runs = build_grid()
+    pick = {(r.group, r.name, r.seed): r for r in runs}
+    ours = [pick["gelu", "ppl_stable-gelu-w3", 0], pick["heldout", "ppl_stable-gelu-w3", 1],
+            pick["heldout", "ppl_stable-gelu-w3", 2]]
+    base = [pick["mechanism", "rebrac", 0], pick["heldout", "rebrac", 1], pick["heldout", "rebrac", 2]]
+    for run, late in zip(ours, ((80, 90, 100), (70, 80, 90), (60, 70, 80))):   # means 90, 80, 70
+        _write_evals(run, tmp_path, late)
+    _write_evals(base[0], tmp_path, (60, 60, 60))
+    _write_evals(base[1], tmp_path, (60, 60, 60))
+    _write_evals(base[2], tmp_path, (60, 60, 60), last_step=90_000)             # unfinished: no score yet
+    assert late_score(ours[0], tmp_path) == 90 and late_score(base[2], tmp_path) is None
+    text = "\n".join(heldout_lines(runs, tmp_path))
+    assert "| ReBRAC | 60.0 | 60.0 | - |" in text
+    assert "Verdict on seeds 0-2: not yet" in text
+    (base[2].run_dir(tmp_path) / "metrics.jsonl").unlink()
+    base[2].run_dir(tmp_path).rmdir()
+    _write_evals(base[2], tmp_path, (60, 60, 60))
+    text = "\n".join(heldout_lines(runs, tmp_path))
+    # seeds 0-2: diff 20, Welch SE sqrt(100 / 3) = 5.77, so 2 SE = 11.5: beat; held-out: diff 15, 2 SE = 10: beat
+    assert "Verdict on seeds 0-2: **beat** (difference +20.0, 2 SE = 11.5; higher on 3 of 3 seeds)" in text
+    assert "Verdict on held-out seeds 1-2: **beat** (difference +15.0, 2 SE = 10.0; higher on 2 of 2 seeds)" in text
