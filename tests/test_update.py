@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -48,12 +50,12 @@ SWITCHES = {
 NETWORK = NetworkConfig(hidden_dim=32, num_hidden=2, num_qvalue_nets=2, activation="relu", init="corl")
 
 
-def _cfg(name, policy_freq=2, compiled=False, **loss):
+def _cfg(name, policy_freq=2, compiled=False, network=NETWORK, **loss):
     """What :func:`_build` builds: the loss's settings, the networks, the optimizers and the compile switches."""
     if name == "ppl":
         loss.setdefault("potential_uses_target_actor", True)
     return SimpleNamespace(
-        loss=LossConfig(name, actor_bc_coef=1e-2, critic_bc_coef=1e-2, **loss), network=NETWORK,
+        loss=LossConfig(name, actor_bc_coef=1e-2, critic_bc_coef=1e-2, **loss), network=network,
         optim=OptimConfig(actor_lr=1e-3, critic_lr=1e-3, potential_lr_scale=0.1, tau=0.05, policy_freq=policy_freq,
                           gamma=0.99),
         compile=CompileConfig(enabled=compiled, backend="aot_eager"))
@@ -210,10 +212,17 @@ def test_the_update_owns_the_target_updates_so_torchrl_does_not_warn_that_nothin
 
 
 def _configs_covering_every_switch():
-    """Few configurations in which every value of every switch and odd and even policy_freq appear."""
+    """Few configurations in which every value of every switch and odd and even policy_freq appear: the potential's
+    switches together (w annealed over the run, f bounded and gradient-penalised, two f-steps) with f's units GELU,
+    and each of the actor-term scales."""
+    gelu_f = dataclasses.replace(NETWORK, potential_activation="gelu")
     return [("ppl", 3, dict(normalize_q=False, critic_next_action="dataset", potential_uses_target_actor=False,
                             validate_inputs=False)),
-            ("rebrac", 1, dict(normalize_q=False, critic_next_action="dataset"))]
+            ("rebrac", 1, dict(normalize_q=False, critic_next_action="dataset")),
+            ("ppl", 2, dict(network=gelu_f, potential_bound=0.5, potential_gp=5.0, potential_lipschitz=0.5,
+                            potential_actor_scale="self", potential_actor_coef=0.5, potential_steps=2,
+                            w_anneal_steps=3)),
+            ("ppl", 1, dict(potential_actor_scale="q", potential_gp=5.0))]
 
 
 @pytest.mark.slow
