@@ -31,7 +31,9 @@ thread, with the mechanism probe (``ppl_torchrl/training/probe.py``) at every ev
   ReBRAC on seeds 1 and 2, which chose nothing. With their seed-0 runs (``gelu`` / ``mechanism``) they make a
   3-seed comparison at the small budget; seed 0 chose the setting, so the report also states the held-out
   seeds alone. The verdict is the 2-SE rule (``benchmarks/verdict.py``) on the mean of the last three
-  evaluations (80k-100k, 15 episodes per run), which a single noisy 5-episode evaluation would not settle;
+  evaluations (80k-100k, 15 episodes per run), which a single noisy 5-episode evaluation would not settle; beside
+  it, each of the six final policies is scored on 50 more episodes (``recipes/evaluate.py``, evaluation seed 1000,
+  never used in training's evaluations), once the grid has trained it;
 * ``comparison`` (seeds 0-2, 300k steps, 3 x 256 networks, as docs/evidence.md's long budget): ``ppl_stable``
   (w = 8) against ReBRAC and the authors' PPL^R. About 1.5 CPU-hours per 100k steps each on a 2-core CPU: a job for
   several sessions or a GPU; it resumes where it stopped.
@@ -53,7 +55,7 @@ from pathlib import Path
 if not __package__:  # `python benchmarks/potential_evidence.py`: the repository root instead of this folder
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from benchmarks.grid import (REPO, RECIPES, GridRun, add_grid_arguments, in_segments, plan,  # noqa: E402
+from benchmarks.grid import (REPO, RECIPES, GridRun, Job, add_grid_arguments, in_segments, plan,  # noqa: E402
                              run_jobs, segment_jobs)
 
 RECIPE = RECIPES / "ppl_antmaze.py"
@@ -68,6 +70,8 @@ SECTION = "potential-evidence"
 #: the ``heldout`` group: seeds that chose nothing, and the setting they test (``gelu``'s w = 3)
 HELDOUT_SEEDS = (1, 2)
 GELU_W3 = (("hparams.w", 3), ("model.potential_activation", "gelu"))
+#: the held-out comparison's final policies, scored again on more episodes with an evaluation seed of their own
+FINAL_EPISODES, FINAL_EVAL_SEED, FINAL_EVAL = 50, 1000, "final_eval_50.json"
 
 
 @dataclass(frozen=True)
@@ -189,39 +193,74 @@ def late_score(run: Run, root: Path, last: int = 3) -> float | None:
     return sum(r["eval/normalized_score_mean"] for r in evals[-last:]) / len(evals[-last:])
 
 
-def heldout_lines(runs: list[Run], root: Path) -> list[str]:
-    """The 3-seed comparison of ``gelu``'s w = 3 against ReBRAC: seed 0 from ``gelu`` / ``mechanism`` (the seed that
-    chose the setting), seeds 1-2 from ``heldout``; the 2-SE verdict on all three and on the held-out seeds alone."""
-    from benchmarks.verdict import compare
-    from ppl_torchrl.reporting.aggregate import Cell
-
+def heldout_sides(runs: list[Run]) -> dict[str, list[Run]]:
+    """The held-out comparison's two sides, seeds 0-2 each: seed 0 from ``gelu`` / ``mechanism``, 1-2 from ``heldout``."""
     def find(group, name, seed):
         return next(r for r in runs if (r.group, r.name, r.seed) == (group, name, seed))
 
-    sides = {"ppl_stable, GELU f, w = 3": [find("gelu", "ppl_stable-gelu-w3", 0)]
-             + [find("heldout", "ppl_stable-gelu-w3", s) for s in HELDOUT_SEEDS],
-             "ReBRAC": [find("mechanism", "rebrac", 0)] + [find("heldout", "rebrac", s) for s in HELDOUT_SEEDS]}
-    scores = {k: {r.seed: late_score(r, root) for r in v} for k, v in sides.items()}
+    return {"ppl_stable, GELU f, w = 3": [find("gelu", "ppl_stable-gelu-w3", 0)]
+            + [find("heldout", "ppl_stable-gelu-w3", s) for s in HELDOUT_SEEDS],
+            "ReBRAC": [find("mechanism", "rebrac", 0)] + [find("heldout", "rebrac", s) for s in HELDOUT_SEEDS]}
+
+
+def final_eval_jobs(runs: list[Run], root: Path) -> list[Job]:
+    """``recipes/evaluate.py`` on each finished run of the held-out comparison not scored yet (its JSON beside the
+    checkpoint, written atomically by the recipe)."""
+    jobs = []
+    for run in (r for side in heldout_sides(runs).values() for r in side):
+        folder = run.run_dir(root)
+        if late_score(run, root) is None or (folder / FINAL_EVAL).exists():
+            continue
+        argv = (sys.executable, str(RECIPES / "evaluate.py"), f"checkpoint={folder / 'checkpoint.pt'}",
+                f"episodes={FINAL_EPISODES}", f"seed={FINAL_EVAL_SEED}", f"output={folder / FINAL_EVAL}")
+        jobs.append(Job(f"final evaluation of {run.group}/{run.name}/seed{run.seed}", argv,
+                        key=f"eval-{run.group}-{run.name}-seed{run.seed}"))
+    return jobs
+
+
+def final_score(run: Run, root: Path) -> float | None:
+    """The normalized score of the run's final policy on :data:`FINAL_EPISODES` episodes (None before it is scored)."""
+    import json
+
+    path = run.run_dir(root) / FINAL_EVAL
+    return json.loads(path.read_text())["final_eval"]["normalized_score_mean"] if path.exists() else None
+
+
+def heldout_lines(runs: list[Run], root: Path) -> list[str]:
+    """The 3-seed comparison of ``gelu``'s w = 3 against ReBRAC: seed 0 from ``gelu`` / ``mechanism`` (the seed that
+    chose the setting), seeds 1-2 from ``heldout``; the 2-SE verdict on all three and on the held-out seeds alone,
+    for the stated score (the last three evaluations) and for the final policies' 50-episode score."""
+    from benchmarks.verdict import compare
+    from ppl_torchrl.reporting.aggregate import Cell
+
+    sides = heldout_sides(runs)
+    metrics = {"last three evaluations": late_score, f"final policy, {FINAL_EPISODES} episodes": final_score}
     lines = ["", "**Held-out seeds** (`heldout`: the one setting inside the band, `gelu`'s w = 3, against ReBRAC; same "
-             "budget and networks; the score is the mean of the last three evaluations, 80k-100k, 15 episodes per "
-             "run; seed 0 chose the setting). Verdict: the difference of means against 2 standard errors (Welch).", "",
-             "| method | seed 0 | seed 1 | seed 2 | mean ± std over finished seeds (n) |", "|---|---:|---:|---:|---|"]
-    cells = {}
-    for name, by_seed in scores.items():
-        done = {s: v for s, v in by_seed.items() if v is not None}
-        cells[name] = {seeds: Cell("pointmaze", DATASET, name, [done[s] for s in seeds if s in done],
-                                   [s for s in seeds if s in done]) for seeds in ((0, 1, 2), HELDOUT_SEEDS)}
-        lines.append(f"| {name} | " + " | ".join(_fmt(by_seed[s], 1) for s in (0, 1, 2))
-                     + f" | {cells[name][(0, 1, 2)].text() if done else '-'} ({len(done)}) |")
-    ours, base = (cells[k] for k in sides)
-    for seeds, label in (((0, 1, 2), "seeds 0-2"), (HELDOUT_SEEDS, "held-out seeds 1-2")):
-        if ours[seeds].n == len(seeds) and base[seeds].n == len(seeds):
-            v = compare(ours[seeds], base[seeds], DATASET)
-            lines.append(f"\nVerdict on {label}: **{v.outcome}** (difference {v.diff:+.1f}, 2 SE = {2 * v.se:.1f}; "
-                         f"higher on {v.wins} of {v.paired} seeds).")
-        else:
-            lines.append(f"\nVerdict on {label}: not yet (runs unfinished).")
-    return lines
+             "budget and networks; seed 0 chose the setting). The stated score is the mean of the last three "
+             "evaluations (80k-100k, 15 episodes per run); beside it, the final policy on "
+             f"{FINAL_EPISODES} more episodes (evaluation seed {FINAL_EVAL_SEED}). Verdict: the difference of means "
+             "against 2 standard errors (Welch).", "",
+             "| method | score | seed 0 | seed 1 | seed 2 | mean ± std over finished seeds (n) |",
+             "|---|---|---:|---:|---:|---|"]
+    verdicts = []
+    for metric, score_of in metrics.items():
+        cells = {}
+        for name, side in sides.items():
+            by_seed = {r.seed: score_of(r, root) for r in side}
+            done = {s: v for s, v in by_seed.items() if v is not None}
+            cells[name] = {seeds: Cell("pointmaze", DATASET, name, [done[s] for s in seeds if s in done],
+                                       [s for s in seeds if s in done]) for seeds in ((0, 1, 2), HELDOUT_SEEDS)}
+            lines.append(f"| {name} | {metric} | " + " | ".join(_fmt(by_seed[s], 1) for s in (0, 1, 2))
+                         + f" | {cells[name][(0, 1, 2)].text() if done else '-'} ({len(done)}) |")
+        ours, base = (cells[k] for k in sides)
+        for seeds, label in (((0, 1, 2), "seeds 0-2"), (HELDOUT_SEEDS, "held-out seeds 1-2")):
+            if ours[seeds].n == len(seeds) and base[seeds].n == len(seeds):
+                v = compare(ours[seeds], base[seeds], DATASET)
+                verdicts.append(f"Verdict on {label}, {metric}: **{v.outcome}** (difference {v.diff:+.1f}, "
+                                f"2 SE = {2 * v.se:.1f}; higher on {v.wins} of {v.paired} seeds).")
+            else:
+                verdicts.append(f"Verdict on {label}, {metric}: not yet (runs unfinished).")
+    return lines + [""] + [f"* {v}" for v in verdicts]
 
 
 def report(runs: list[Run], root: Path) -> str:
@@ -283,6 +322,8 @@ def main(argv=None) -> int:
             group_runs = [r.grid_run(root) for r in chosen if r.group == group]
             order += in_segments(group_runs, segment) if group_runs else []
         failures = run_jobs(segment_jobs(order), max(1, args.jobs), root / "logs")
+        if args.group in ("heldout", "all"):
+            failures += run_jobs(final_eval_jobs(runs, root), max(1, args.jobs), root / "logs")
     from benchmarks.markdown import write_section
 
     text = report(runs, root)

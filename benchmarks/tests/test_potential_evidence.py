@@ -46,7 +46,7 @@ def test_the_report_lists_every_mechanism_run_before_any_has_trained(tmp_path):
         if run.group in MECHANISM_GROUPS:
             assert f"| {run.name} | 0 | 0 |" in text
     assert "0 of 9 runs finished" in text
-    assert "Verdict on seeds 0-2: not yet" in text
+    assert "Verdict on seeds 0-2, last three evaluations: not yet" in text
 
 
 def test_a_runs_curve_reads_its_scores_and_gradient_shares_at_each_evaluation(tmp_path):
@@ -90,12 +90,42 @@ def test_the_held_out_verdict_uses_the_last_three_evaluations_of_finished_runs_a
     _write_evals(base[2], tmp_path, (60, 60, 60), last_step=90_000)             # unfinished: no score yet
     assert late_score(ours[0], tmp_path) == 90 and late_score(base[2], tmp_path) is None
     text = "\n".join(heldout_lines(runs, tmp_path))
-    assert "| ReBRAC | 60.0 | 60.0 | - |" in text
-    assert "Verdict on seeds 0-2: not yet" in text
+    assert "| ReBRAC | last three evaluations | 60.0 | 60.0 | - |" in text
+    assert "Verdict on seeds 0-2, last three evaluations: not yet" in text
     (base[2].run_dir(tmp_path) / "metrics.jsonl").unlink()
     base[2].run_dir(tmp_path).rmdir()
     _write_evals(base[2], tmp_path, (60, 60, 60))
     text = "\n".join(heldout_lines(runs, tmp_path))
     # seeds 0-2: diff 20, Welch SE sqrt(100 / 3) = 5.77, so 2 SE = 11.5: beat; held-out: diff 15, 2 SE = 10: beat
-    assert "Verdict on seeds 0-2: **beat** (difference +20.0, 2 SE = 11.5; higher on 3 of 3 seeds)" in text
-    assert "Verdict on held-out seeds 1-2: **beat** (difference +15.0, 2 SE = 10.0; higher on 2 of 2 seeds)" in text
+    assert ("Verdict on seeds 0-2, last three evaluations: **beat** (difference +20.0, 2 SE = 11.5; higher on 3 of "
+            "3 seeds)") in text
+    assert ("Verdict on held-out seeds 1-2, last three evaluations: **beat** (difference +15.0, 2 SE = 10.0; higher "
+            "on 2 of 2 seeds)") in text
+    assert "Verdict on seeds 0-2, final policy, 50 episodes: not yet" in text
+
+
+def test_the_final_policies_are_scored_once_each_and_their_scores_get_their_own_verdict(tmp_path):
+    import json
+
+    from benchmarks.potential_evidence import FINAL_EVAL, final_eval_jobs, heldout_lines, heldout_sides
+
+    runs = build_grid()
+    sides = list(heldout_sides(runs).values())
+    for run in sides[0] + sides[1]:
+        _write_evals(run, tmp_path, (60, 60, 60))
+    jobs = final_eval_jobs(runs, tmp_path)
+    assert len(jobs) == 6 and len({j.key for j in jobs}) == 6
+    first = sides[0][0].run_dir(tmp_path)
+    assert jobs[0].argv[1].endswith("recipes/evaluate.py")
+    assert {f"checkpoint={first / 'checkpoint.pt'}", "episodes=50", "seed=1000",
+            f"output={first / FINAL_EVAL}"} <= set(jobs[0].argv)
+    # the recipe's output: {"algorithm", "dataset", "seed", "steps", "final_eval": {..., "normalized_score_mean"}}
+    for side, scores in zip(sides, ((70.0, 80.0, 90.0), (50.0, 50.0, 50.0))):
+        for run, score in zip(side, scores):
+            (run.run_dir(tmp_path) / FINAL_EVAL).write_text(json.dumps(
+                {"algorithm": run.loss, "steps": 100_000, "final_eval": {"normalized_score_mean": score}}))
+    assert final_eval_jobs(runs, tmp_path) == []
+    text = "\n".join(heldout_lines(runs, tmp_path))
+    assert "| ReBRAC | final policy, 50 episodes | 50.0 | 50.0 | 50.0 | 50.0 ± 0.0 (3) |" in text
+    # diff 30, Welch SE sqrt(100 / 3) = 5.77: beat
+    assert "Verdict on seeds 0-2, final policy, 50 episodes: **beat** (difference +30.0, 2 SE = 11.5;" in text
