@@ -84,6 +84,11 @@ class Run:
     hidden: int
     settings: tuple = ()  # extra overrides, (key, value) pairs
 
+    @property
+    def label(self) -> str:
+        """The run's name in the tables: its folder name, with its seed where that is not 0."""
+        return self.name if self.seed == 0 else f"{self.name} (seed {self.seed})"
+
     def run_dir(self, root: Path) -> Path:
         return root / self.group / self.name / f"seed{self.seed}"
 
@@ -144,7 +149,7 @@ def mechanism_row(run: Run, root: Path) -> dict:
     rows = _rows(run.run_dir(root))
     probes = [r for r in rows if "probe/grad_share_f" in r or "probe/q_policy" in r]
     evals = [r for r in rows if "eval/normalized_score_mean" in r]
-    out = {"run": run.name, "w": dict(run.settings).get("hparams.w"), "steps": max((r["step"] for r in rows), default=0),
+    out = {"run": run.label, "w": dict(run.settings).get("hparams.w"), "steps": max((r["step"] for r in rows), default=0),
            "probes": len(probes)}
     if probes:
         shares = [r["probe/grad_share_f"] for r in probes if "probe/grad_share_f" in r]
@@ -266,8 +271,8 @@ def heldout_lines(runs: list[Run], root: Path) -> list[str]:
 def report(runs: list[Run], root: Path) -> str:
     lines = [f"Grid: `benchmarks/potential_evidence.py` (fixed before running). Dataset `{DATASET}`; probe on 2048 fixed "
              "data pairs at every evaluation; compiled update, one torch thread per run.", ""]
-    mech = [r for r in runs if r.group in MECHANISM_GROUPS]
-    lines += ["**Mechanism** (seed 0, 100k steps, 3 x 64 networks; `-nobc`: the actor's BC term off; `-gelu`: f's units GELU). f's share of the actor's gradient over all probes "
+    mech = [r for r in runs if r.group in MECHANISM_GROUPS + ("heldout",)]
+    lines += ["**Mechanism** (seed 0 unless named, 100k steps, 3 x 64 networks; `-nobc`: the actor's BC term off; `-gelu`: f's units GELU). f's share of the actor's gradient over all probes "
               "(the goal: between 5 % and 80 % at every probe), |f|'s largest value, f on efficient / inefficient "
               "data actions and the policy's distance to each at the last probe, the share of data actions where f is "
               "active beside 1/w (complementary slackness), the live units of f's last hidden layer at the latest checkpoint "
@@ -292,7 +297,7 @@ def report(runs: list[Run], root: Path) -> str:
     for run in mech:
         cells = curve_cells(run, root)
         if any(c != "" for c in cells):
-            lines.append(f"| {run.name} | " + " | ".join(cells) + " |")
+            lines.append(f"| {run.label} | " + " | ".join(cells) + " |")
     lines += heldout_lines(runs, root)
     comp = [r for r in runs if r.group == "comparison"]
     reached = {r: max((row["step"] for row in _rows(r.run_dir(root))), default=0) for r in comp}
