@@ -193,7 +193,7 @@ def curve_cells(run: Run, root: Path) -> list[str]:
 def late_score(run: Run, root: Path, last: int = 3) -> float | None:
     """The mean of a finished run's last ``last`` evaluations (None before it finished)."""
     evals = [r for r in _rows(run.run_dir(root)) if "eval/normalized_score_mean" in r]
-    if not evals or max(r["step"] for r in evals) < run.steps:
+    if not evals or not run.grid_run(root).finished():
         return None
     return sum(r["eval/normalized_score_mean"] for r in evals[-last:]) / len(evals[-last:])
 

@@ -64,7 +64,7 @@ def profile_shape(shape: str, steps: int) -> dict:
                                 sample=speed.resident_sampler(buffer, batch, "cpu"))
         print(f"{shape}: compiling ...", file=sys.stderr, flush=True)
         run(6)  # both schedules (with and without the delayed actor step) compiled
-        limit = speed.measure_gemm("aten", 1024, 256, 256)
+        limit = speed.measure_gemm("aten", *speed.GEMM_SHAPE)
         start = time.perf_counter()
         run(steps)
         steps_per_s = steps / (time.perf_counter() - start)

@@ -69,7 +69,7 @@ def _write_evals(run, root, late_scores, last_step=100_000):
     import json
 
     folder = run.run_dir(root)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     scores = dict(zip((80_000, 90_000, 100_000), late_scores))
     rows = [{"step": s, "eval/normalized_score_mean": scores.get(s, 0.0)} for s in range(10_000, last_step + 1, 10_000)]
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -92,9 +92,7 @@ def test_the_held_out_verdict_uses_the_last_three_evaluations_of_finished_runs_a
     text = "\n".join(heldout_lines(runs, tmp_path))
     assert "| ReBRAC | last three evaluations | 60.0 | 60.0 | - |" in text
     assert "Verdict on seeds 0-2, last three evaluations: not yet" in text
-    (base[2].run_dir(tmp_path) / "metrics.jsonl").unlink()
-    base[2].run_dir(tmp_path).rmdir()
-    _write_evals(base[2], tmp_path, (60, 60, 60))
+    _write_evals(base[2], tmp_path, (60, 60, 60))  # now finished
     text = "\n".join(heldout_lines(runs, tmp_path))
     # seeds 0-2: diff 20, Welch SE sqrt(100 / 3) = 5.77, so 2 SE = 11.5: beat; held-out: diff 15, 2 SE = 10: beat
     assert ("Verdict on seeds 0-2, last three evaluations: **beat** (difference +20.0, 2 SE = 11.5; higher on 3 of "
