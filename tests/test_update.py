@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import json
@@ -252,6 +253,29 @@ def test_several_updates_per_call_equal_one_call_per_update():
             for k in res.keys():
                 want = next(outs[s][k] for s in reversed(range(a, b)) if k in outs[s].keys())
                 torch.testing.assert_close(res[k], want, atol=0, rtol=0, msg=k)
+
+
+def test_a_state_loaded_into_a_running_update_is_the_state_it_trains_on():
+    """The eager update keeps handles on the parameters (built at its first call): a checkpoint loaded into the
+    same algorithm afterwards (in place, as resume does) must be what the next updates train, exactly as a fresh
+    algorithm loaded from that checkpoint."""
+    batches = _batches(6, seed=3)
+    source = _build(_cfg("ppl"))
+    _train(source, batches[:3])
+    # a copy, as torch.save / torch.load give: optimizer.load_state_dict keeps the tensors it is handed
+    checkpoint = copy.deepcopy(source.state_dict())
+
+    running = _build(_cfg("ppl"))
+    torch.manual_seed(11)
+    _train(running, _batches(2, seed=9))  # its handles now exist, on other values
+    running.load_state_dict(copy.deepcopy(checkpoint))
+    fresh = _build(_cfg("ppl"))
+    fresh.load_state_dict(copy.deepcopy(checkpoint))
+    _train(running, batches[3:], start=3)
+    _train(fresh, batches[3:], start=3)
+    _assert_same_state(fresh, running)
+    _train(source, batches[3:], start=3)
+    _assert_same_state(source, running)
 
 
 def test_failed_compilation_falls_back_to_the_eager_update_without_touching_the_state():
