@@ -34,6 +34,14 @@ thread, with the mechanism probe (``ppl_torchrl/training/probe.py``) at every ev
   evaluations (80k-100k, 15 episodes per run), which a single noisy 5-episode evaluation would not settle; beside
   it, each of the six final policies is scored on 50 more episodes (``recipes/evaluate.py``, evaluation seed 1000,
   never used in training's evaluations), once the grid has trained it;
+* ``nobc_all`` (added 2026-12-05, before any of its runs, after ``nobc`` showed ReBRAC holding the data without
+  its actor BC term, because the critic's penalty on the next action still keeps Q low off the data; same seed,
+  budget and networks as ``mechanism``): both BC terms off (``hparams.actor_bc_coef = 0``,
+  ``hparams.critic_bc_coef = 0``, paper eq. 12 without any BC term): ReBRAC is then TD3 with a LayerNorm critic
+  ensemble, and ``ppl_stable`` with GELU f at w in {3, 8}. Stated before the runs: if ReBRAC without both terms
+  leaves the data (its policy's distance to the data actions grows and its score falls) and f keeps the policy
+  near the data and the score up, f does the support job partial transport gives it; if ReBRAC stays on the data,
+  there is nothing for f to do on this dataset and the group cannot show an effect either way;
 * ``comparison`` (seeds 0-2, 300k steps, 3 x 256 networks, as docs/evidence.md's long budget): ``ppl_stable``
   (w = 8) against ReBRAC and the authors' PPL^R. About 1.5 CPU-hours per 100k steps each on a 2-core CPU: a job for
   several sessions or a GPU; it resumes where it stopped.
@@ -61,9 +69,10 @@ from benchmarks.grid import (REPO, RECIPES, GridRun, Job, add_grid_arguments, in
 RECIPE = RECIPES / "ppl_antmaze.py"
 DATASET = "pointmaze-medium-mixed-gen-v0"
 #: steps per segment (each segment is one process: a compilation, then training to its end)
-SEGMENTS = {"mechanism": 100_000, "nobc": 100_000, "gelu": 100_000, "heldout": 100_000, "comparison": 25_000}
+SEGMENTS = {"mechanism": 100_000, "nobc": 100_000, "gelu": 100_000, "heldout": 100_000, "nobc_all": 100_000,
+            "comparison": 25_000}
 #: the groups reported in the mechanism table (seed 0, 100k steps, 3 x 64 networks, probed)
-MECHANISM_GROUPS = ("mechanism", "nobc", "gelu")
+MECHANISM_GROUPS = ("mechanism", "nobc", "gelu", "nobc_all")
 EVAL_EVERY = 10_000
 EVAL_EPISODES = 5
 SECTION = "potential-evidence"
@@ -76,7 +85,7 @@ FINAL_EPISODES, FINAL_EVAL_SEED, FINAL_EVAL = 50, 1000, "final_eval_50.json"
 
 @dataclass(frozen=True)
 class Run:
-    group: str          # mechanism | nobc | gelu | heldout | comparison
+    group: str          # mechanism | nobc | gelu | heldout | nobc_all | comparison
     name: str           # the run's folder and label, e.g. "ppl_stable-w3"
     loss: str
     seed: int
@@ -121,6 +130,11 @@ def build_grid() -> list[Run]:
     for seed in HELDOUT_SEEDS:
         runs.append(Run("heldout", "ppl_stable-gelu-w3", "ppl_stable", seed, 100_000, 64, GELU_W3))
         runs.append(Run("heldout", "rebrac", "rebrac", seed, 100_000, 64))
+    no_bc_at_all = (("hparams.actor_bc_coef", 0.0), ("hparams.critic_bc_coef", 0.0))
+    runs.append(Run("nobc_all", "rebrac-nobc-all", "rebrac", 0, 100_000, 64, no_bc_at_all))
+    for w in (3, 8):
+        runs.append(Run("nobc_all", f"ppl_stable-gelu-nobc-all-w{w}", "ppl_stable", 0, 100_000, 64,
+                        (("hparams.w", w), ("model.potential_activation", "gelu")) + no_bc_at_all))
     for seed in (0, 1, 2):
         for name, loss in (("ppl_stable-w8", "ppl_stable"), ("rebrac", "rebrac"), ("ppl-w8", "ppl")):
             runs.append(Run("comparison", name, loss, seed, 300_000, 256, (("hparams.w", 8),) if "w8" in name else ()))
@@ -272,7 +286,7 @@ def report(runs: list[Run], root: Path) -> str:
     lines = [f"Grid: `benchmarks/potential_evidence.py` (fixed before running). Dataset `{DATASET}`; probe on 2048 fixed "
              "data pairs at every evaluation; compiled update, one torch thread per run.", ""]
     mech = [r for r in runs if r.group in MECHANISM_GROUPS + ("heldout",)]
-    lines += ["**Mechanism** (seed 0 unless named, 100k steps, 3 x 64 networks; `-nobc`: the actor's BC term off; `-gelu`: f's units GELU). f's share of the actor's gradient over all probes "
+    lines += ["**Mechanism** (seed 0 unless named, 100k steps, 3 x 64 networks; `-nobc`: the actor's BC term off; `-nobc-all`: both BC terms off; `-gelu`: f's units GELU). f's share of the actor's gradient over all probes "
               "(the goal: between 5 % and 80 % at every probe), |f|'s largest value, f on efficient / inefficient "
               "data actions and the policy's distance to each at the last probe, the share of data actions where f is "
               "active beside 1/w (complementary slackness), the live units of f's last hidden layer at the latest checkpoint "

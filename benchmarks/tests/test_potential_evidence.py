@@ -23,7 +23,8 @@ def test_every_grid_run_composes_to_the_setting_it_names(tmp_path):
         assert cfg.model.hidden_dim == run.hidden
         if "-w" in run.name:
             assert cfg.hparams.w == float(run.name.rsplit("-w", 1)[1])
-        assert (cfg.loss.actor_bc_coef == 0.0) == (run.group == "nobc"), run.name
+        assert (cfg.loss.actor_bc_coef == 0.0) == (run.group in ("nobc", "nobc_all")), run.name
+        assert (cfg.loss.critic_bc_coef == 0.0) == (run.group == "nobc_all"), run.name
 
 
 def test_a_no_bc_run_differs_from_its_bc_twin_by_the_actor_bc_term_only(tmp_path):
@@ -38,6 +39,25 @@ def test_a_no_bc_run_differs_from_its_bc_twin_by_the_actor_bc_term_only(tmp_path
         a.hparams.actor_bc_coef = b.hparams.actor_bc_coef
         a.run_dir = b.run_dir
         assert a == b, name
+
+
+def test_a_run_without_any_bc_term_differs_from_its_twin_by_the_two_bc_terms_only(tmp_path):
+    """``nobc_all``'s runs against the same run with both terms on: ``gelu``'s for the potential, ``mechanism``'s
+    ReBRAC."""
+    grid = build_grid()
+    runs = [r for r in grid if r.group == "nobc_all"]
+    assert {r.name for r in runs} == {"rebrac-nobc-all", "ppl_stable-gelu-nobc-all-w3", "ppl_stable-gelu-nobc-all-w8"}
+    for run in runs:
+        twin_group = "mechanism" if run.loss == "rebrac" else "gelu"
+        twin = next(r for r in grid if r.group == twin_group and r.seed == 0
+                    and r.name == run.name.replace("-nobc-all", ""))
+        a, b = _compose(run, tmp_path), _compose(twin, tmp_path)
+        assert a.loss.actor_bc_coef == a.loss.critic_bc_coef == 0.0
+        assert b.loss.actor_bc_coef > 0 and b.loss.critic_bc_coef > 0
+        for key in ("actor_bc_coef", "critic_bc_coef"):
+            a.loss[key], a.hparams[key] = b.loss[key], b.hparams[key]
+        a.run_dir = b.run_dir
+        assert a == b, run.name
 
 
 def test_the_report_lists_every_mechanism_run_before_any_has_trained(tmp_path):
