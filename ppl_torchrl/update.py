@@ -105,10 +105,10 @@ class _EagerView:
     which a plain loop does not pay. The alias shares storage (and version counter) with the parameters, so every
     in-place step, and an in-place ``load_state_dict``, is seen; it holds no graph between updates."""
 
-    def __init__(self, params: TensorDictBase):
+    def __init__(self, params: TensorDictBase, differentiated: bool = True):
         self.leaves = list(params.values(True, True))
-        self.grad_params = params.detach().requires_grad_()
-        self.grad_leaves = list(self.grad_params.values(True, True))
+        self.grad_params = params.detach().requires_grad_() if differentiated else None
+        self.grad_leaves = None if self.grad_params is None else list(self.grad_params.values(True, True))
 
 
 def _grad_and_value(objective, args: tuple, view: _EagerView | None) -> tuple:
@@ -257,7 +257,8 @@ class ReBRACUpdate:
             return None
         if self._views is None:
             self._views = {name: _EagerView(td) for name, td in self.params.items()}
-            self._views.update({"target_" + name: _EagerView(td) for name, td in self.targets.items()})
+            self._views.update({"target_" + name: _EagerView(td, differentiated=False)
+                                for name, td in self.targets.items()})
         return self._views
 
     def _adam(self) -> dict:

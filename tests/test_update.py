@@ -255,6 +255,21 @@ def test_several_updates_per_call_equal_one_call_per_update():
                 torch.testing.assert_close(res[k], want, atol=0, rtol=0, msg=k)
 
 
+def test_eager_torch_func_gradients_equal_the_eager_autograd_ones(monkeypatch):
+    """``ppl_torchrl.update.EAGER_AUTOGRAD = False`` differentiates eagerly with torch.func (what the compiled update
+    traces) instead of autograd on the update's parameter handles: the same states, bit for bit."""
+    from ppl_torchrl import update
+
+    batches = _batches(4, seed=4)
+    ref = _build(_cfg("ppl"))
+    _train(ref, batches)
+    monkeypatch.setattr(update, "EAGER_AUTOGRAD", False)
+    got = _build(_cfg("ppl"))
+    _train(got, batches)
+    assert got.update._views is None  # no handles: torch.func took every gradient
+    _assert_same_state(ref, got)
+
+
 def test_a_state_loaded_into_a_running_update_is_the_state_it_trains_on():
     """The eager update keeps handles on the parameters (built at its first call): a checkpoint loaded into the
     same algorithm afterwards (in place, as resume does) must be what the next updates train, exactly as a fresh
