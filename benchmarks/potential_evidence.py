@@ -42,6 +42,17 @@ thread, with the mechanism probe (``ppl_torchrl/training/probe.py``) at every ev
   leaves the data (its policy's distance to the data actions grows and its score falls) and f keeps the policy
   near the data and the score up, f does the support job partial transport gives it; if ReBRAC stays on the data,
   there is nothing for f to do on this dataset and the group cannot show an effect either way;
+* ``cheetah_me`` (added 2026-12-05, before any of its runs, after ``nobc_all`` showed ReBRAC without both BC terms
+  still solving the pointmaze as well as with them, so that dataset has no support job for f): the same question
+  on ``halfcheetah-medium-expert-gen-v0`` (``recipes/ppl_mujoco.py``; 100k transitions, half from a medium SAC
+  policy with mean return 554, half from its best checkpoint with 2809, labelled per step, so partial transport at
+  w = 2 has a known best half: the expert's), seed 0, 100k steps, 3 x 64 networks, the suite's settings (batch 1024,
+  lr 1e-3) and the dataset's BC coefficients: ReBRAC, ReBRAC with both BC terms off (TD3 with a LayerNorm
+  ensemble), ``ppl_stable`` with GELU f at w = 2 with both BC terms off, and the same with the BC terms on. Stated
+  before the runs: offline TD3 without a behaviour constraint is expected to leave the data on medium-expert
+  locomotion and score far below ReBRAC; if f does the support job, the BC-free ``ppl_stable`` run keeps its
+  policy nearer the expert actions than the medium ones (``dist eff`` below ``dist ineff``) and scores above the
+  BC-free ReBRAC run; if it scores with it, f does not replace the BC terms here either;
 * ``comparison`` (seeds 0-2, 300k steps, 3 x 256 networks, as docs/evidence.md's long budget): ``ppl_stable``
   (w = 8) against ReBRAC and the authors' PPL^R. About 1.5 CPU-hours per 100k steps each on a 2-core CPU: a job for
   several sessions or a GPU; it resumes where it stopped.
@@ -70,9 +81,11 @@ RECIPE = RECIPES / "ppl_antmaze.py"
 DATASET = "pointmaze-medium-mixed-gen-v0"
 #: steps per segment (each segment is one process: a compilation, then training to its end)
 SEGMENTS = {"mechanism": 100_000, "nobc": 100_000, "gelu": 100_000, "heldout": 100_000, "nobc_all": 100_000,
-            "comparison": 25_000}
+            "cheetah_me": 100_000, "comparison": 25_000}
 #: the groups reported in the mechanism table (seed 0, 100k steps, 3 x 64 networks, probed)
-MECHANISM_GROUPS = ("mechanism", "nobc", "gelu", "nobc_all")
+MECHANISM_GROUPS = ("mechanism", "nobc", "gelu", "nobc_all", "cheetah_me")
+#: the ``cheetah_me`` group's dataset and recipe (every other group: :data:`DATASET` with :data:`RECIPE`)
+CHEETAH_ME = "halfcheetah-medium-expert-gen-v0"
 EVAL_EVERY = 10_000
 EVAL_EPISODES = 5
 SECTION = "potential-evidence"
@@ -85,13 +98,18 @@ FINAL_EPISODES, FINAL_EVAL_SEED, FINAL_EVAL = 50, 1000, "final_eval_50.json"
 
 @dataclass(frozen=True)
 class Run:
-    group: str          # mechanism | nobc | gelu | heldout | nobc_all | comparison
+    group: str          # mechanism | nobc | gelu | heldout | nobc_all | cheetah_me | comparison
     name: str           # the run's folder and label, e.g. "ppl_stable-w3"
     loss: str
     seed: int
     steps: int
     hidden: int
     settings: tuple = ()  # extra overrides, (key, value) pairs
+    dataset: str = DATASET
+
+    @property
+    def recipe(self) -> Path:
+        return RECIPE if self.dataset == DATASET else RECIPES / "ppl_mujoco.py"
 
     @property
     def label(self) -> str:
@@ -102,12 +120,12 @@ class Run:
         return root / self.group / self.name / f"seed{self.seed}"
 
     def grid_run(self, root: Path) -> GridRun:
-        ov = {"loss": self.loss, "dataset": DATASET, "seed": self.seed, "run_dir": str(self.run_dir(root)),
+        ov = {"loss": self.loss, "dataset": self.dataset, "seed": self.seed, "run_dir": str(self.run_dir(root)),
               "resume": "auto", "optim.steps": self.steps, "model.hidden_dim": self.hidden, "model.num_hidden": 3,
               "eval.every": EVAL_EVERY, "eval.episodes": EVAL_EPISODES, "checkpoint.every": EVAL_EVERY,
               "compile.enabled": "true", "threads": 1, "logger.backend": "", "logger.progress": "false",
               "logger.log_every": 1000, **dict(self.settings)}
-        return GridRun(f"{self.group}-{self.name}-seed{self.seed}", RECIPE, self.run_dir(root),
+        return GridRun(f"{self.group}-{self.name}-seed{self.seed}", self.recipe, self.run_dir(root),
                        tuple(f"{k}={v}" for k, v in ov.items()), self.steps)
 
 
@@ -135,6 +153,11 @@ def build_grid() -> list[Run]:
     for w in (3, 8):
         runs.append(Run("nobc_all", f"ppl_stable-gelu-nobc-all-w{w}", "ppl_stable", 0, 100_000, 64,
                         (("hparams.w", w), ("model.potential_activation", "gelu")) + no_bc_at_all))
+    gelu_w2 = (("hparams.w", 2), ("model.potential_activation", "gelu"))
+    for name, loss, settings in (("hc-me-rebrac", "rebrac", ()), ("hc-me-rebrac-nobc-all", "rebrac", no_bc_at_all),
+                                 ("hc-me-ppl_stable-gelu-nobc-all-w2", "ppl_stable", gelu_w2 + no_bc_at_all),
+                                 ("hc-me-ppl_stable-gelu-w2", "ppl_stable", gelu_w2)):
+        runs.append(Run("cheetah_me", name, loss, 0, 100_000, 64, settings, CHEETAH_ME))
     for seed in (0, 1, 2):
         for name, loss in (("ppl_stable-w8", "ppl_stable"), ("rebrac", "rebrac"), ("ppl-w8", "ppl")):
             runs.append(Run("comparison", name, loss, seed, 300_000, 256, (("hparams.w", 8),) if "w8" in name else ()))
@@ -286,7 +309,7 @@ def report(runs: list[Run], root: Path) -> str:
     lines = [f"Grid: `benchmarks/potential_evidence.py` (fixed before running). Dataset `{DATASET}`; probe on 2048 fixed "
              "data pairs at every evaluation; compiled update, one torch thread per run.", ""]
     mech = [r for r in runs if r.group in MECHANISM_GROUPS + ("heldout",)]
-    lines += ["**Mechanism** (seed 0 unless named, 100k steps, 3 x 64 networks; `-nobc`: the actor's BC term off; `-nobc-all`: both BC terms off; `-gelu`: f's units GELU). f's share of the actor's gradient over all probes "
+    lines += [f"**Mechanism** (seed 0 unless named, 100k steps, 3 x 64 networks; `-nobc`: the actor's BC term off; `-nobc-all`: both BC terms off; `-gelu`: f's units GELU; `hc-me-`: on `{CHEETAH_ME}`, every other run on `{DATASET}`). f's share of the actor's gradient over all probes "
               "(the goal: between 5 % and 80 % at every probe), |f|'s largest value, f on efficient / inefficient "
               "data actions and the policy's distance to each at the last probe, the share of data actions where f is "
               "active beside 1/w (complementary slackness), the live units of f's last hidden layer at the latest checkpoint "

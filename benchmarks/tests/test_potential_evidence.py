@@ -11,7 +11,7 @@ from benchmarks.grid import RECIPES
 def _compose(run, root):
     overrides = [o for o in run.grid_run(root).overrides if not o.startswith("resume=")]
     with initialize_config_dir(str(RECIPES / "config"), version_base="1.3"):
-        return compose(config_name="ppl_antmaze", overrides=overrides)
+        return compose(config_name=run.recipe.stem, overrides=overrides)
 
 
 def test_every_grid_run_composes_to_the_setting_it_names(tmp_path):
@@ -23,8 +23,9 @@ def test_every_grid_run_composes_to_the_setting_it_names(tmp_path):
         assert cfg.model.hidden_dim == run.hidden
         if "-w" in run.name:
             assert cfg.hparams.w == float(run.name.rsplit("-w", 1)[1])
-        assert (cfg.loss.actor_bc_coef == 0.0) == (run.group in ("nobc", "nobc_all")), run.name
-        assert (cfg.loss.critic_bc_coef == 0.0) == (run.group == "nobc_all"), run.name
+        assert cfg.dataset.id == run.dataset
+        assert (cfg.loss.actor_bc_coef == 0.0) == ("-nobc" in run.name), run.name
+        assert (cfg.loss.critic_bc_coef == 0.0) == ("-nobc-all" in run.name), run.name
 
 
 def test_a_no_bc_run_differs_from_its_bc_twin_by_the_actor_bc_term_only(tmp_path):
@@ -42,13 +43,14 @@ def test_a_no_bc_run_differs_from_its_bc_twin_by_the_actor_bc_term_only(tmp_path
 
 
 def test_a_run_without_any_bc_term_differs_from_its_twin_by_the_two_bc_terms_only(tmp_path):
-    """``nobc_all``'s runs against the same run with both terms on: ``gelu``'s for the potential, ``mechanism``'s
-    ReBRAC."""
+    """The runs with both BC terms off against the same run with both on: on pointmaze ``gelu``'s for the potential
+    and ``mechanism``'s ReBRAC, on halfcheetah the ``cheetah_me`` run of the same name without ``-nobc-all``."""
     grid = build_grid()
-    runs = [r for r in grid if r.group == "nobc_all"]
-    assert {r.name for r in runs} == {"rebrac-nobc-all", "ppl_stable-gelu-nobc-all-w3", "ppl_stable-gelu-nobc-all-w8"}
+    runs = [r for r in grid if "-nobc-all" in r.name]
+    assert {r.name for r in runs} == {"rebrac-nobc-all", "ppl_stable-gelu-nobc-all-w3", "ppl_stable-gelu-nobc-all-w8",
+                                      "hc-me-rebrac-nobc-all", "hc-me-ppl_stable-gelu-nobc-all-w2"}
     for run in runs:
-        twin_group = "mechanism" if run.loss == "rebrac" else "gelu"
+        twin_group = run.group if run.group == "cheetah_me" else "mechanism" if run.loss == "rebrac" else "gelu"
         twin = next(r for r in grid if r.group == twin_group and r.seed == 0
                     and r.name == run.name.replace("-nobc-all", ""))
         a, b = _compose(run, tmp_path), _compose(twin, tmp_path)
