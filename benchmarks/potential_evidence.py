@@ -154,9 +154,10 @@ def build_grid() -> list[Run]:
         runs.append(Run("nobc_all", f"ppl_stable-gelu-nobc-all-w{w}", "ppl_stable", 0, 100_000, 64,
                         (("hparams.w", w), ("model.potential_activation", "gelu")) + no_bc_at_all))
     gelu_w2 = (("hparams.w", 2), ("model.potential_activation", "gelu"))
-    for name, loss, settings in (("hc-me-rebrac", "rebrac", ()), ("hc-me-rebrac-nobc-all", "rebrac", no_bc_at_all),
+    # the BC-free pair first: it is the group's question, and with two runs at a time it finishes first
+    for name, loss, settings in (("hc-me-rebrac-nobc-all", "rebrac", no_bc_at_all),
                                  ("hc-me-ppl_stable-gelu-nobc-all-w2", "ppl_stable", gelu_w2 + no_bc_at_all),
-                                 ("hc-me-ppl_stable-gelu-w2", "ppl_stable", gelu_w2)):
+                                 ("hc-me-rebrac", "rebrac", ()), ("hc-me-ppl_stable-gelu-w2", "ppl_stable", gelu_w2)):
         runs.append(Run("cheetah_me", name, loss, 0, 100_000, 64, settings, CHEETAH_ME))
     for seed in (0, 1, 2):
         for name, loss in (("ppl_stable-w8", "ppl_stable"), ("rebrac", "rebrac"), ("ppl-w8", "ppl")):
