@@ -8,13 +8,22 @@ from pathlib import Path
 
 from ppl_torchrl.atomic import atomic_write
 
-__all__ = ["replace_section", "write_section"]
+__all__ = ["read_section", "replace_section", "write_section"]
 
 
 def _markers(name: str) -> tuple[str, str]:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ValueError(f"section name {name!r} must be letters, digits, '_', '.' or '-'.")
     return f"<!-- {name}:begin (generated; edits here are overwritten) -->", f"<!-- {name}:end -->"
+
+
+def read_section(path: str | Path, name: str) -> str:
+    """The body of section ``name`` of the Markdown file ``path`` ('' where the file or the section is absent)."""
+    path = Path(path)
+    text = path.read_text() if path.exists() else ""
+    begin, end = _markers(name)
+    i, j = text.find(begin), text.find(end)
+    return text[i + len(begin):j].strip("\n") if 0 <= i < j else ""
 
 
 def replace_section(text: str, name: str, body: str) -> str:

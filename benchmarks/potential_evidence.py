@@ -306,9 +306,42 @@ def heldout_lines(runs: list[Run], root: Path) -> list[str]:
     return lines + [""] + [f"* {v}" for v in verdicts]
 
 
-def report(runs: list[Run], root: Path) -> str:
+def previous_rows(previous: str) -> dict[str, dict[str, str]]:
+    """The last report's table rows by the run label in their first cell: ``"mechanism"`` (its second cell is the
+    step count) and ``"curve"`` (its cells are ``score / share``)."""
+    rows: dict[str, dict[str, str]] = {}
+    for line in previous.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("| ") or len(cells) != 11 or cells[0] == "run":
+            continue
+        rows.setdefault(cells[0], {})["mechanism" if cells[1].isdigit() else "curve"] = line
+    return rows
+
+
+def previous_block(previous: str, start: str, stop: str | None) -> list[str]:
+    """The last report's lines from the one starting with ``start`` up to (not including) the next one starting with
+    ``stop`` (to the end where ``stop`` is None), trailing blank lines dropped; [] where ``start`` is absent."""
+    lines = previous.splitlines()
+    i = next((k for k, line in enumerate(lines) if line.startswith(start)), None)
+    if i is None:
+        return []
+    j = next((k for k, line in enumerate(lines[i + 1:], i + 1) if stop is not None and line.startswith(stop)),
+             len(lines))
+    block = lines[i:j]
+    while block and not block[-1].strip():
+        block.pop()
+    return block
+
+
+def report(runs: list[Run], root: Path, previous: str = "") -> str:
+    """The section's text from the run folders under ``root``. Run folders are not in the repository, so a run whose
+    folder is not under ``root`` keeps its rows (and the held-out and comparison paragraphs theirs) from
+    ``previous``, the last report, instead of being reported as never run."""
+    here = {r: r.run_dir(root).exists() for r in runs}
+    old = previous_rows(previous)
     lines = [f"Grid: `benchmarks/potential_evidence.py` (fixed before running). Dataset `{DATASET}`; probe on 2048 fixed "
-             "data pairs at every evaluation; compiled update, one torch thread per run.", ""]
+             "data pairs at every evaluation; compiled update, one torch thread per run. A run whose folder was not on "
+             "the machine that wrote this report keeps its rows from the previous report.", ""]
     mech = [r for r in runs if r.group in MECHANISM_GROUPS + ("heldout",)]
     lines += [f"**Mechanism** (seed 0 unless named, 100k steps, 3 x 64 networks; `-nobc`: the actor's BC term off; `-nobc-all`: both BC terms off; `-gelu`: f's units GELU; `hc-me-`: on `{CHEETAH_ME}`, every other run on `{DATASET}`). f's share of the actor's gradient over all probes "
               "(the goal: between 5 % and 80 % at every probe), |f|'s largest value, f on efficient / inefficient "
@@ -320,6 +353,9 @@ def report(runs: list[Run], root: Path) -> str:
               "| f active share (1/w) | f separates | live units data / policy | score |",
               "|---|---:|---:|---|---:|---|---|---|---|---|---:|"]
     for run in mech:
+        if not here[run] and "mechanism" in old.get(run.label, {}):
+            lines.append(old[run.label]["mechanism"])
+            continue
         m = mechanism_row(run, root)
         w = m["w"]
         lines.append(
@@ -333,11 +369,19 @@ def report(runs: list[Run], root: Path) -> str:
               "gradient.", "", "| run | " + " | ".join(f"{k}k" for k in range(10, 101, 10)) + " |",
               "|---|" + "---|" * 10]
     for run in mech:
+        if not here[run] and "curve" in old.get(run.label, {}):
+            lines.append(old[run.label]["curve"])
+            continue
         cells = curve_cells(run, root)
         if any(c != "" for c in cells):
             lines.append(f"| {run.label} | " + " | ".join(cells) + " |")
-    lines += heldout_lines(runs, root)
+    kept = previous_block(previous, "**Held-out seeds**", "**Comparison**")
+    all_here = all(here[r] for side in heldout_sides(runs).values() for r in side)
+    lines += heldout_lines(runs, root) if all_here or not kept else [""] + kept
     comp = [r for r in runs if r.group == "comparison"]
+    kept = previous_block(previous, "**Comparison**", "")[:1]  # one paragraph line
+    if kept and not any(here[r] for r in comp):
+        return "\n".join(lines + [""] + kept)
     reached = {r: max((row["step"] for row in _rows(r.run_dir(root))), default=0) for r in comp}
     lines += ["", f"**Comparison** (seeds 0-2, 300k steps, 3 x 256 networks): {sum(v >= r.steps for r, v in reached.items())}"
               f" of {len(comp)} runs finished; steps reached: "
@@ -367,9 +411,9 @@ def main(argv=None) -> int:
         failures = run_jobs(segment_jobs(order), max(1, args.jobs), root / "logs")
         if args.group in ("heldout", "all"):
             failures += run_jobs(final_eval_jobs(runs, root), max(1, args.jobs), root / "logs")
-    from benchmarks.markdown import write_section
+    from benchmarks.markdown import read_section, write_section
 
-    text = report(runs, root)
+    text = report(runs, root, read_section(args.docs, SECTION))
     write_section(args.docs, SECTION, text)  # under the page's heading "A potential that stays alive (issue 34)"
     print(text)
     return 1 if failures else 0

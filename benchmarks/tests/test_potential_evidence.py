@@ -149,3 +149,32 @@ def test_the_final_policies_are_scored_once_each_and_their_scores_get_their_own_
     assert "| ReBRAC | final policy, 50 episodes | 50.0 | 50.0 | 50.0 | 50.0 ± 0.0 (3) |" in text
     # diff 30, Welch SE sqrt(100 / 3) = 5.77: beat
     assert "Verdict on seeds 0-2, final policy, 50 episodes: **beat** (difference +30.0, 2 SE = 11.5;" in text
+
+
+def test_a_run_not_on_this_machine_keeps_its_rows_from_the_last_report_and_a_run_here_replaces_them(tmp_path):
+    """Run folders are not in the repository: a report written on a fresh checkout must not turn the finished runs
+    of the last report into "never run", while a run that is here is reported from its folder."""
+    import json
+
+    grid = build_grid()
+    gone = next(r for r in grid if r.name == "ppl_stable-gelu-w8")
+    moved = next(r for r in grid if r.name == "rebrac-nobc")
+    previous = report(grid, tmp_path).replace(f"| {gone.name} | 0 | 0 |", f"| {gone.name} | 100000 | 10 |")
+    previous = previous.replace(f"| {moved.name} | 0 | 0 |", f"| {moved.name} | 100000 | 10 |")
+    previous = previous.replace("0 of 9 runs finished", "2 of 9 runs finished")
+    held = "**Held-out seeds** (kept paragraph)"
+    previous = previous.replace(previous[previous.index("\n**Held-out seeds**"):previous.index("\n**Comparison**")],
+                                f"\n{held}\n\n| kept | table |\n")
+    previous += f"\n| {gone.name} | 1 / 0.50 | 2 / 0.50 | | | | | | | | |"  # its curve row
+
+    folder = moved.run_dir(tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "metrics.jsonl").write_text(json.dumps({"step": 10_000, "eval/normalized_score_mean": 42.0}) + "\n")
+    text = report(grid, tmp_path, previous)
+    assert f"| {gone.name} | 100000 | 10 |" in text
+    assert f"| {gone.name} | 1 / 0.50 | 2 / 0.50 |" in text
+    assert f"| {moved.name} | 10000 | 0 |" in text and f"| {moved.name} | 100000 | 10 |" not in text
+    assert f"| {moved.name} | 42 / - |" in text
+    assert held in text and "| kept | table |" in text and "Verdict on" not in text
+    assert "2 of 9 runs finished" in text
+    assert text.count(f"| {gone.name} |") == 2
