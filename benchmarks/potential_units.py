@@ -1,5 +1,7 @@
 """How many units of a PPL^R run's potential are alive: the dead-ReLU check behind the long-budget report's reading
-of the trainable potential (``python benchmarks/long_evidence.py --potential-units``).
+of the trainable potential (``python benchmarks/long_evidence.py --potential-units``); and how much of a run's
+policy sits on the action box's edge (a tanh collapse). ``python benchmarks/potential_units.py CHECKPOINT...``
+prints both for each checkpoint.
 
 Where no unit of the potential's last hidden layer is active, its output is the last bias and a loss sends no
 gradient to any other weight: the potential is a constant, on the data's actions and on the policy's.
@@ -39,28 +41,73 @@ def active_units(mlp: torch.nn.Sequential, inputs: torch.Tensor) -> torch.Tensor
     return (slope.abs() > MIN_SLOPE).reshape(-1, slope.shape[-1]).any(0)
 
 
-def checkpoint_potential_units(path) -> dict[str, int] | None:
-    """How many units of the potential's last hidden layer are alive in a PPL^R run's checkpoint (``Trainer``'s
-    ``checkpoint.pt``), on the run's probe pairs ``(s, a)``, on ``(s, pi(s))`` and on ``(s, u)`` with ``u`` uniform in
-    the action box [-1, 1]; ``{"units": N, "data": ., "policy": ., "random": ., "step": .}``, or ``None`` for a
-    checkpoint without a potential (ReBRAC). The dataset must be a D4RL-format HDF5 file (a generated id is)."""
+def _checkpoint_on_probe(path):
+    """A trained run's algorithm with its probe pairs ``(s, a)`` and the deterministic policy's actions on them."""
     state, cfg, algorithm = load_trained_run(path)
-    loss = algorithm.loss
-    if not hasattr(loss, "potential_network_params"):
-        return None
     source, _ = resolve_training_data(cfg.dataset)
     if Path(source).suffix not in (".hdf5", ".h5"):
-        raise ValueError(f"{path}: its dataset {source!r} is not a D4RL-format HDF5 file; the unit count reads the "
-                         "probe pairs from one (set dataset.path to a local copy).")
+        raise ValueError(f"{path}: its dataset {source!r} is not a D4RL-format HDF5 file; the probe pairs are read "
+                         "from one (set dataset.path to a local copy).")
     probe_cfg = cfg.get("probe") or {}
     data = load_probe_data(source, SimpleNamespace(state_mean=state["state_mean"], state_std=state["state_std"]),
                            int(probe_cfg.get("size", 0) or 2048), seed=int(probe_cfg.get("seed", 1234)))
     td = TensorDict({keys.OBSERVATION: data.observation}, batch_size=[data.observation.shape[0]])
     with torch.no_grad():
         policy_action = algorithm.policy(td)[keys.ACTION]  # the deterministic actor recipes/evaluate.py scores
+    return state, algorithm, data, policy_action
+
+
+def checkpoint_potential_units(path) -> dict[str, int] | None:
+    """How many units of the potential's last hidden layer are alive in a PPL^R run's checkpoint (``Trainer``'s
+    ``checkpoint.pt``), on the run's probe pairs ``(s, a)``, on ``(s, pi(s))`` and on ``(s, u)`` with ``u`` uniform in
+    the action box [-1, 1]; ``{"units": N, "data": ., "policy": ., "random": ., "step": .}``, or ``None`` for a
+    checkpoint without a potential (ReBRAC). The dataset must be a D4RL-format HDF5 file (a generated id is)."""
+    state, algorithm, data, policy_action = _checkpoint_on_probe(path)
+    loss = algorithm.loss
+    if not hasattr(loss, "potential_network_params"):
+        return None
     uniform = torch.rand(data.action.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
     net = loss.potential_network.module.net
     with loss.potential_network_params.to_module(loss.potential_network):
         count = {name: int(active_units(net, torch.cat([data.observation, a], -1)).sum())
                  for name, a in (("data", data.action), ("policy", policy_action), ("random", uniform))}
     return {"step": int(state["step"]), "units": int(net[-1].in_features), **count}
+
+
+#: an action component this close to the box's edge sits where tanh's slope is below 0.02: (almost) no gradient
+#: from any loss reaches the actor's output layer through it
+SATURATED = 0.99
+
+
+def checkpoint_policy_saturation(path) -> dict[str, float]:
+    """How much of a run's deterministic policy sits on the action box's edge, on the probe states: the share of
+    action components with ``|a| > SATURATED`` for the policy and for the data's own actions, and the number of
+    distinct policy actions (rounded to 0.01). A policy at one corner of the box for every state is a tanh
+    collapse: its actor gets almost no gradient from Q, the BC term or the potential."""
+    state, _, data, policy_action = _checkpoint_on_probe(path)
+    distinct = len({tuple(row) for row in (policy_action * 100).round().tolist()})
+    return {"step": int(state["step"]), "policy": float((policy_action.abs() > SATURATED).float().mean()),
+            "data": float((data.action.abs() > SATURATED).float().mean()), "distinct": distinct,
+            "states": int(policy_action.shape[0])}
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description="The live units of each run's potential and its policy's saturation, "
+                                            "from checkpoints (Trainer's checkpoint.pt).")
+    p.add_argument("checkpoints", nargs="+", type=Path)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    for path in args.checkpoints:
+        units, sat = checkpoint_potential_units(path), checkpoint_policy_saturation(path)
+        live = "no potential" if units is None else (f"live units of {units['units']}: data {units['data']}, "
+                                                     f"policy {units['policy']}, random {units['random']}")
+        print(f"{path} (step {sat['step']}): {live}; action components with |a| > {SATURATED}: policy "
+              f"{sat['policy']:.3f}, data {sat['data']:.3f}; distinct policy actions {sat['distinct']} of "
+              f"{sat['states']} states")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

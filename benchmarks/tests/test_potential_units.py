@@ -8,7 +8,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from tensordict import TensorDict
 
-from benchmarks.potential_units import active_units, checkpoint_potential_units
+from benchmarks.potential_units import (SATURATED, active_units, checkpoint_policy_saturation,
+                                        checkpoint_potential_units, main)
 from ppl_torchrl import keys
 from ppl_torchrl.objectives import PartialOTLoss
 from ppl_torchrl.training.probe import ProbeData
@@ -69,6 +70,16 @@ def test_the_count_read_back_from_a_checkpoint_is_the_live_network_s(tmp_path):
         live = active_units(loss.potential_network.module.net, torch.cat([data.observation, data.action], -1))
     assert counts["units"] == 16 and counts["step"] == 30 and counts["data"] == int(live.sum())
     assert 0 <= counts["policy"] <= 16 and 0 <= counts["random"] <= 16
+
+    sat = checkpoint_policy_saturation(tmp_path / "checkpoint.pt")
+    td = TensorDict({keys.OBSERVATION: data.observation}, [data.observation.shape[0]])
+    with torch.no_grad():
+        action = trainer.algorithm.policy(td)[keys.ACTION]
+    assert sat["step"] == 30 and sat["states"] == 64
+    assert sat["policy"] == float((action.abs() > SATURATED).float().mean())
+    assert sat["data"] == float((data.action.abs() > SATURATED).float().mean())
+    assert 1 <= sat["distinct"] <= 64
+    assert main([str(tmp_path / "checkpoint.pt")]) == 0
 
 
 def test_a_gelu_unit_is_alive_until_its_slope_vanishes_far_below_zero():
