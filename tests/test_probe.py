@@ -88,6 +88,18 @@ def test_probe_numbers_match_hand_computations():
     total = out["grad_norm_f"] + out["grad_norm_bc"] + out["grad_norm_q"]
     assert out["grad_share_f"] == pytest.approx(out["grad_norm_f"] / total, rel=1e-6)
     assert 0 < out["grad_share_f"] < 1
+    # where each term moves the action: the cosine of its descent direction in the action with the way to the data
+    a = a_pi.clone().requires_grad_(True)
+    toward = data.action - a_pi
+
+    def cos(term):
+        (g,) = torch.autograd.grad(term(a).sum(), a)
+        return torch.nn.functional.cosine_similarity(-g, toward, dim=-1).mean().item()
+
+    assert out["toward_data_f"] == pytest.approx(cos(lambda x: -f(x)), abs=1e-5)
+    assert out["toward_data_q"] == pytest.approx(cos(lambda x: -q(x) / qp.abs().mean()), abs=1e-5)
+    assert out["toward_data_bc"] == pytest.approx(1.0, abs=1e-5)  # BC's descent points at the data by construction
+    assert out["saturated"] == pytest.approx((a_pi.abs() > 0.99).float().mean().item())
 
 
 def test_a_constant_potential_has_no_share_of_the_actor_gradient():

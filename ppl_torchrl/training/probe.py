@@ -10,6 +10,11 @@ training's random stream and its exact resume are untouched) and logs, under ``p
   ``term_q`` (``lambda * Q(s, pi(s))``, about 1 in size when ``normalize_q``) and ``term_f`` (``f(s, pi(s))``);
 * the norm of each term's gradient with respect to the actor's parameters, and ``grad_share_f``:
   ``|g_f| / (|g_bc| + |g_q| + |g_f|)``, the share of the actor's gradient that comes from the potential;
+* ``toward_data_<term>``: where each term moves the action, whatever the actor's squashing: the mean over the
+  probe pairs of the cosine between the term's descent direction in the action, ``-d term / d pi(s)``, and the
+  direction to the pair's data action, ``a - pi(s)`` (1: straight to the data, -1: straight away; BC's is 1 by
+  construction); ``saturated``: the share of the policy's action components with ``|pi(s)| > 0.99``, where a tanh
+  actor passes (almost) no gradient to its weights, whatever the terms ask;
 * ``f_active_share`` (PPL only): the share of the probe's data actions on which f is active, below a tenth of its
   mean at the policy's actions; complementary slackness puts it near ``1/w`` (f < 0 only where the policy's mass
   reaches ``w`` times the data's);
@@ -132,6 +137,10 @@ class MechanismProbe:
             terms = {k: sign[k] * v.mean() for k, v in signed.items()}
             # Each term's own gradient (the actor loss is term_bc - term_q - term_f).
             grads = {k: torch.autograd.grad(v, leaves, retain_graph=True) for k, v in terms.items()}
+            # Per sample, in the action: each signed term is per-sample, so the gradient of its sum is each
+            # sample's own.
+            in_action = {k: torch.autograd.grad(v.sum(), policy_action, retain_graph=True, allow_unused=True)[0]
+                         for k, v in signed.items()}
         norms = {k: torch.sqrt(sum(g.pow(2).sum() for g in gs)).item() for k, gs in grads.items()}
 
         with torch.no_grad():
@@ -142,6 +151,9 @@ class MechanismProbe:
                 "dist": (action - data_action).norm(dim=-1).mean().item(),
                 **{f"term_{k}": v.item() for k, v in terms.items()},
                 **{f"grad_norm_{k}": v for k, v in norms.items()},
+                **{f"toward_data_{k}": torch.nn.functional.cosine_similarity(-g, data_action - action, dim=-1)
+                   .mean().item() for k, g in in_action.items() if g is not None},
+                "saturated": (action.abs() > 0.99).float().mean().item(),
             }
             if has_f:
                 f_data = loss.potential(td, data_action, potential_params)
