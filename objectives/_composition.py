@@ -11,10 +11,12 @@ POTENTIAL_OUT_KEYS = ["loss_potential", "potential_policy", "potential_data", "p
 
 #: how ``f(s, pi(s))`` is weighted in the actor's term (docs/algorithm.md, "A potential that stays alive")
 ACTOR_SCALES = ("none", "q", "self")
+#: which of f's slopes the gradient penalty bounds: along the policy-to-data segment only, or in every direction
+GP_DIRECTIONS = ("segment", "all")
 
 
 def _check_settings(potential_bound, potential_gp, potential_lipschitz, potential_actor_scale, potential_actor_coef,
-                    w_anneal_steps) -> None:
+                    w_anneal_steps, potential_gp_directions="segment") -> None:
     if potential_bound is not None and not potential_bound > 0:
         raise ValueError(f"potential_bound must be > 0 (f lies in [-bound, 0]) or None (unbounded), got {potential_bound!r}.")
     if not potential_gp >= 0:
@@ -22,6 +24,9 @@ def _check_settings(potential_bound, potential_gp, potential_lipschitz, potentia
     if not potential_lipschitz > 0:
         raise ValueError(f"potential_lipschitz (the action-gradient norm f may reach unpenalised) must be > 0, "
                          f"got {potential_lipschitz!r}.")
+    if potential_gp_directions not in GP_DIRECTIONS:
+        raise ValueError(f"potential_gp_directions must be one of {GP_DIRECTIONS} (the slope along the policy-to-data "
+                         f"segment, or the whole action gradient), got {potential_gp_directions!r}.")
     if potential_actor_scale not in ACTOR_SCALES:
         raise ValueError(f"potential_actor_scale must be one of {ACTOR_SCALES}, got {potential_actor_scale!r}.")
     if not potential_actor_coef >= 0:

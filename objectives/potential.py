@@ -82,6 +82,9 @@ class PartialOT(LossModule):
             policy and data actions (BRAC's dual-critic penalty; 0: off). Keeps ``f`` near
             ``potential_lipschitz``-Lipschitz in the action.
         potential_lipschitz (float): the action-gradient norm the penalty allows.
+        potential_gp_directions (str): which slope the penalty bounds: ``"segment"`` (f's slope along the direction
+            from the policy's action to the data's, the one the f-step's two values fit) or ``"all"`` (the norm of
+            f's whole action gradient, WGAN-GP's, so f's slope across that segment is bounded too).
         potential_actor_scale (str): the weight of ``f(s, pi(s))`` in the actor's term: ``"none"`` (1, the
             authors'), ``"q"`` (the Q term's ``lambda = 1 / mean|Q|``: both terms of the Lagrangian ``-Q - f`` scaled
             alike; ReBRAC-based losses only) or ``"self"`` (``1 / mean|f(s, pi(s))|``, detached: the f term is O(1)
@@ -128,10 +131,11 @@ class PartialOT(LossModule):
     def __init__(self, base_loss: LossModule, potential_network: TensorDictModule, *, w: float = 8.0,
                  potential_uses_target_actor: bool | None = None, potential_bound: float | None = None,
                  potential_gp: float = 0.0, potential_lipschitz: float = 1.0, potential_actor_scale: str = "none",
-                 potential_actor_coef: float = 1.0, w_anneal_steps: int = 0) -> None:
+                 potential_actor_coef: float = 1.0, w_anneal_steps: int = 0,
+                 potential_gp_directions: str = "segment") -> None:
         w = check_w(w)
         _check_settings(potential_bound, potential_gp, potential_lipschitz, potential_actor_scale, potential_actor_coef,
-                        w_anneal_steps)
+                        w_anneal_steps, potential_gp_directions)
         if potential_actor_scale == "q" and not hasattr(base_loss, "actor_terms"):
             raise ValueError(f"potential_actor_scale='q' scales f like the Q term of a ReBRAC-style actor loss; "
                              f"{type(base_loss).__name__} has none: use 'none' or 'self'.")
@@ -155,6 +159,7 @@ class PartialOT(LossModule):
         self.potential_bound = None if potential_bound is None else float(potential_bound)
         self.potential_gp = float(potential_gp)
         self.potential_lipschitz = float(potential_lipschitz)
+        self.potential_gp_directions = potential_gp_directions
         self.potential_actor_scale = potential_actor_scale
         self.potential_actor_coef = float(potential_actor_coef)
         self.w_anneal_steps = int(w_anneal_steps)
@@ -407,7 +412,12 @@ class PartialOT(LossModule):
         the action's dimension, and first-order gradients only (a double backward through ``torch.func.grad``
         fails inside torch.compile's inductor). ``t`` is the fractional part of ``0.618.. * (i + 1)`` for sample
         ``i`` (a fixed low-discrepancy sequence covering [0, 1] over a batch), not a random draw, so eager, compiled
-        and resumed runs follow one random stream."""
+        and resumed runs follow one random stream.
+
+        ``potential_gp_directions="all"``: ``relu(|grad_a f(s, a_t)| - potential_lipschitz)^2`` instead, the whole
+        action gradient, each of its components a central difference along that action axis (``2 d`` evaluations
+        of f for a ``d``-dimensional action). The segment's slope is one component of it, so this penalty is never
+        smaller; it also bounds f's slope across the segment, which the f-step's two values do not fit."""
         index = torch.arange(1, policy_action[..., 0].numel() + 1, device=policy_action.device,
                              dtype=policy_action.dtype).reshape(policy_action.shape[:-1] + (1,))
         t = torch.frac(index * 0.6180339887498949)
@@ -415,9 +425,15 @@ class PartialOT(LossModule):
         gap = data_action - policy_action
         u = gap / gap.norm(dim=-1, keepdim=True).clamp_min(1e-6)
         h = 1e-2
-        slope = (self.potential(tensordict, between + h * u, potential_params)
-                 - self.potential(tensordict, between - h * u, potential_params)) / (2 * h)
-        return (slope.abs() - self.potential_lipschitz).clamp_min(0.0).pow(2)
+        if self.potential_gp_directions == "all":
+            steps = h * torch.eye(gap.shape[-1], device=gap.device, dtype=gap.dtype)
+            slope = torch.stack([self.potential(tensordict, between + e, potential_params)
+                                 - self.potential(tensordict, between - e, potential_params) for e in steps],
+                                -1).div(2 * h).norm(dim=-1)
+        else:
+            slope = (self.potential(tensordict, between + h * u, potential_params)
+                     - self.potential(tensordict, between - h * u, potential_params)).div(2 * h).abs()
+        return (slope - self.potential_lipschitz).clamp_min(0.0).pow(2)
 
     def potential_objective(self, tensordict: TensorDictBase, potential_params, actor_params,
                             target_actor_params) -> tuple[torch.Tensor, dict]:

@@ -86,6 +86,33 @@ def test_gradient_penalty_is_the_slope_along_the_policy_to_data_direction():
     assert metadata["potential_gp"] > 0
 
 
+def test_gradient_penalty_in_all_directions_is_the_whole_gradient_norm_s_excess():
+    """``potential_gp_directions="all"``: with f = -|3 a1 - 4 a2 + 20| the whole action gradient has norm 5 on every
+    sample, so the penalty is relu(5 - K)^2 whatever the segment's direction, never below the segment's own; on a
+    potential that is flat along every segment but steep across them, only this penalty sees the slope."""
+    batch = _batch()
+    data = batch["action"]
+    policy = torch.rand(B, ACT, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    full = _ppl(potential=_linear_f(), potential_gp=2.0, potential_lipschitz=1.0, potential_gp_directions="all")
+    segment = _ppl(potential=_linear_f(), potential_gp=2.0, potential_lipschitz=1.0)
+    got = full.gradient_penalty(batch, full.potential_network_params, policy, data)
+    torch.testing.assert_close(got, torch.full((B,), 16.0), rtol=1e-3, atol=1e-3)
+    assert (got >= segment.gradient_penalty(batch, segment.potential_network_params, policy, data) - 1e-3).all()
+
+    gap = data - policy  # f's slope vector orthogonal to every sample's segment: (gap_2, -gap_1) / |gap|, times 3
+    along = torch.stack([gap[:, 1], -gap[:, 0]], -1) * 3 / gap.norm(dim=-1, keepdim=True)
+
+    class Across(nn.Module):
+        def forward(self, observation, action):
+            return -((action * along).sum(-1, keepdim=True) + 20.0).abs()
+
+    across = TensorDictModule(Across(), in_keys=["observation", "action"], out_keys=["potential"])
+    for directions, expected in (("segment", 0.0), ("all", 4.0)):  # slope 3 across: relu(3 - 1)^2 = 4
+        loss = _ppl(potential=across, potential_gp=2.0, potential_lipschitz=1.0, potential_gp_directions=directions)
+        torch.testing.assert_close(loss.gradient_penalty(batch, loss.potential_network_params, policy, data),
+                                   torch.full((B,), expected), rtol=1e-3, atol=1e-3)
+
+
 def test_a_penalised_slope_shrinks_under_the_f_step():
     loss = _ppl(potential=_linear_f(), potential_gp=5.0, potential_lipschitz=1.0)
     opt = torch.optim.Adam(loss.potential_network_params.values(True, True), lr=0.05)
@@ -111,7 +138,8 @@ def test_the_f_term_in_the_actor_has_the_weight_its_scale_says(scale):
     torch.testing.assert_close(terms["f"].detach(), -weight * f)
 
 
-@pytest.mark.parametrize("switches", [dict(potential_gp=5.0), dict(potential_bound=0.3),
+@pytest.mark.parametrize("switches", [dict(potential_gp=5.0), dict(potential_gp=5.0, potential_gp_directions="all"),
+                                      dict(potential_bound=0.3),
                                       dict(potential_actor_scale="self", potential_actor_coef=2.0)])
 def test_each_switch_keeps_every_term_on_its_own_network_in_a_composed_torchrl_loss(switches):
     """PartialOT(TD3BCLoss) with a switch on: loss_potential reaches only f, loss_actor only the actor, loss_qvalue
@@ -157,6 +185,7 @@ def test_w_anneals_linearly_from_one_and_is_recomputed_from_the_step():
     (dict(potential_bound=0.0), "potential_bound must be > 0"),
     (dict(potential_gp=-1.0), "potential_gp"),
     (dict(potential_lipschitz=0.0), "potential_lipschitz"),
+    (dict(potential_gp_directions="every"), "potential_gp_directions must be one of"),
     (dict(potential_actor_scale="loud"), "potential_actor_scale must be one of"),
     (dict(potential_actor_coef=-0.5), "potential_actor_coef"),
     (dict(w_anneal_steps=-3), "w_anneal_steps"),

@@ -40,6 +40,7 @@ SWITCHES = {
     "potential_bound": [None, 0.5],
     "potential_gp": [0.0, 5.0],
     "potential_lipschitz": [1.0, 0.5],
+    "potential_gp_directions": ["segment", "all"],
     "potential_actor_scale": ["none", "q", "self"],
     "potential_actor_coef": [1.0, 0.5],
     "potential_steps": [1, 2],
@@ -223,7 +224,7 @@ def _configs_covering_every_switch():
             ("ppl", 2, dict(network=gelu_f, potential_bound=0.5, potential_gp=5.0, potential_lipschitz=0.5,
                             potential_actor_scale="self", potential_actor_coef=0.5, potential_steps=2,
                             w_anneal_steps=3)),
-            ("ppl", 1, dict(potential_actor_scale="q", potential_gp=5.0))]
+            ("ppl", 1, dict(potential_actor_scale="q", potential_gp=5.0, potential_gp_directions="all"))]
 
 
 @pytest.mark.slow

@@ -162,8 +162,8 @@ class OptimConfig:
 
 
 #: the partial-OT potential's switches (:class:`~ppl_torchrl.objectives.PartialOT`'s keyword arguments beyond ``w``)
-POTENTIAL_SWITCHES = ("potential_bound", "potential_gp", "potential_lipschitz", "potential_actor_scale",
-                      "potential_actor_coef", "w_anneal_steps")
+POTENTIAL_SWITCHES = ("potential_bound", "potential_gp", "potential_lipschitz", "potential_gp_directions",
+                      "potential_actor_scale", "potential_actor_coef", "w_anneal_steps")
 #: the loss file's ``temperature`` of each loss that reads one (IQL's advantage temperature, CQL's entropy
 #: temperature): one key in the Hydra files, two meanings
 _TEMPERATURE = {"iql": 3.0, "ppl_iql": 3.0, "cql": 1.0, "ppl_cql": 1.0}
@@ -191,6 +191,7 @@ class LossConfig:
     potential_bound: float | None = None
     potential_gp: float = 0.0
     potential_lipschitz: float = 1.0
+    potential_gp_directions: str = "segment"  # segment | all
     potential_actor_scale: str = "none"
     potential_actor_coef: float = 1.0
     potential_steps: int = 1  # f-steps per actor step
