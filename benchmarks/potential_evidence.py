@@ -53,6 +53,14 @@ thread, with the mechanism probe (``ppl_torchrl/training/probe.py``) at every ev
   locomotion and score far below ReBRAC; if f does the support job, the BC-free ``ppl_stable`` run keeps its
   policy nearer the expert actions than the medium ones (``dist eff`` below ``dist ineff``) and scores above the
   BC-free ReBRAC run; if it scores with it, f does not replace the BC terms here either;
+* ``cheetah_gp_all`` (added 2026-12-05, before any of its 100k runs, after ``cheetah_me`` showed both ``ppl_stable``
+  runs collapsing into a corner of the action box, and a 4000-step probe of seed 0 (docs/evidence.md) showed f's
+  slope across the policy-to-data segment, which the segment penalty leaves free, driving it there; with the
+  penalty on the whole action gradient the same 4000 steps did not collapse with the BC terms on and did without
+  them): ``cheetah_me``'s two ``ppl_stable`` runs with ``loss.potential_gp_directions = all``, same seed, budget,
+  networks and dataset. Stated before the runs: if the sideways slope was the cause, the BC-on run keeps its policy
+  off the box's edge and scores near ReBRAC (31) or above; a BC-free run that still collapses says the penalty
+  alone does not do the support job;
 * ``comparison`` (seeds 0-2, 300k steps, 3 x 256 networks, as docs/evidence.md's long budget): ``ppl_stable``
   (w = 8) against ReBRAC and the authors' PPL^R. About 1.5 CPU-hours per 100k steps each on a 2-core CPU: a job for
   several sessions or a GPU; it resumes where it stopped.
@@ -81,9 +89,9 @@ RECIPE = RECIPES / "ppl_antmaze.py"
 DATASET = "pointmaze-medium-mixed-gen-v0"
 #: steps per segment (each segment is one process: a compilation, then training to its end)
 SEGMENTS = {"mechanism": 100_000, "nobc": 100_000, "gelu": 100_000, "heldout": 100_000, "nobc_all": 100_000,
-            "cheetah_me": 100_000, "comparison": 25_000}
+            "cheetah_me": 100_000, "cheetah_gp_all": 100_000, "comparison": 25_000}
 #: the groups reported in the mechanism table (seed 0, 100k steps, 3 x 64 networks, probed)
-MECHANISM_GROUPS = ("mechanism", "nobc", "gelu", "nobc_all", "cheetah_me")
+MECHANISM_GROUPS = ("mechanism", "nobc", "gelu", "nobc_all", "cheetah_me", "cheetah_gp_all")
 #: the ``cheetah_me`` group's dataset and recipe (every other group: :data:`DATASET` with :data:`RECIPE`)
 CHEETAH_ME = "halfcheetah-medium-expert-gen-v0"
 EVAL_EVERY = 10_000
@@ -98,7 +106,7 @@ FINAL_EPISODES, FINAL_EVAL_SEED, FINAL_EVAL = 50, 1000, "final_eval_50.json"
 
 @dataclass(frozen=True)
 class Run:
-    group: str          # mechanism | nobc | gelu | heldout | nobc_all | cheetah_me | comparison
+    group: str          # mechanism | nobc | gelu | heldout | nobc_all | cheetah_me | cheetah_gp_all | comparison
     name: str           # the run's folder and label, e.g. "ppl_stable-w3"
     loss: str
     seed: int
@@ -159,6 +167,10 @@ def build_grid() -> list[Run]:
                                  ("hc-me-ppl_stable-gelu-nobc-all-w2", "ppl_stable", gelu_w2 + no_bc_at_all),
                                  ("hc-me-rebrac", "rebrac", ()), ("hc-me-ppl_stable-gelu-w2", "ppl_stable", gelu_w2)):
         runs.append(Run("cheetah_me", name, loss, 0, 100_000, 64, settings, CHEETAH_ME))
+    gp_all = gelu_w2 + (("loss.potential_gp_directions", "all"),)
+    for name, settings in (("hc-me-ppl_stable-gelu-gpall-w2", gp_all),
+                           ("hc-me-ppl_stable-gelu-gpall-nobc-all-w2", gp_all + no_bc_at_all)):
+        runs.append(Run("cheetah_gp_all", name, "ppl_stable", 0, 100_000, 64, settings, CHEETAH_ME))
     for seed in (0, 1, 2):
         for name, loss in (("ppl_stable-w8", "ppl_stable"), ("rebrac", "rebrac"), ("ppl-w8", "ppl")):
             runs.append(Run("comparison", name, loss, seed, 300_000, 256, (("hparams.w", 8),) if "w8" in name else ()))
@@ -343,7 +355,7 @@ def report(runs: list[Run], root: Path, previous: str = "") -> str:
              "data pairs at every evaluation; compiled update, one torch thread per run. A run whose folder was not on "
              "the machine that wrote this report keeps its rows from the previous report.", ""]
     mech = [r for r in runs if r.group in MECHANISM_GROUPS + ("heldout",)]
-    lines += [f"**Mechanism** (seed 0 unless named, 100k steps, 3 x 64 networks; `-nobc`: the actor's BC term off; `-nobc-all`: both BC terms off; `-gelu`: f's units GELU; `hc-me-`: on `{CHEETAH_ME}`, every other run on `{DATASET}`). f's share of the actor's gradient over all probes "
+    lines += [f"**Mechanism** (seed 0 unless named, 100k steps, 3 x 64 networks; `-nobc`: the actor's BC term off; `-nobc-all`: both BC terms off; `-gelu`: f's units GELU; `-gpall`: the gradient penalty on the whole action gradient; `hc-me-`: on `{CHEETAH_ME}`, every other run on `{DATASET}`). f's share of the actor's gradient over all probes "
               "(the goal: between 5 % and 80 % at every probe), |f|'s largest value, f on efficient / inefficient "
               "data actions and the policy's distance to each at the last probe, the share of data actions where f is "
               "active beside 1/w (complementary slackness), the live units of f's last hidden layer at the latest checkpoint "

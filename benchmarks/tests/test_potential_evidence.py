@@ -48,9 +48,11 @@ def test_a_run_without_any_bc_term_differs_from_its_twin_by_the_two_bc_terms_onl
     grid = build_grid()
     runs = [r for r in grid if "-nobc-all" in r.name]
     assert {r.name for r in runs} == {"rebrac-nobc-all", "ppl_stable-gelu-nobc-all-w3", "ppl_stable-gelu-nobc-all-w8",
-                                      "hc-me-rebrac-nobc-all", "hc-me-ppl_stable-gelu-nobc-all-w2"}
+                                      "hc-me-rebrac-nobc-all", "hc-me-ppl_stable-gelu-nobc-all-w2",
+                                      "hc-me-ppl_stable-gelu-gpall-nobc-all-w2"}
     for run in runs:
-        twin_group = run.group if run.group == "cheetah_me" else "mechanism" if run.loss == "rebrac" else "gelu"
+        twin_group = (run.group if run.group.startswith("cheetah") else "mechanism" if run.loss == "rebrac"
+                      else "gelu")
         twin = next(r for r in grid if r.group == twin_group and r.seed == 0
                     and r.name == run.name.replace("-nobc-all", ""))
         a, b = _compose(run, tmp_path), _compose(twin, tmp_path)
@@ -178,3 +180,14 @@ def test_a_run_not_on_this_machine_keeps_its_rows_from_the_last_report_and_a_run
     assert held in text and "| kept | table |" in text and "Verdict on" not in text
     assert "2 of 9 runs finished" in text
     assert text.count(f"| {gone.name} |") == 2
+
+
+def test_a_whole_gradient_penalty_run_differs_from_its_cheetah_twin_by_that_switch_only(tmp_path):
+    grid = build_grid()
+    for run in (r for r in grid if r.group == "cheetah_gp_all"):
+        twin = next(r for r in grid if r.group == "cheetah_me" and r.name == run.name.replace("-gpall", ""))
+        a, b = _compose(run, tmp_path), _compose(twin, tmp_path)
+        assert a.loss.potential_gp_directions == "all" and b.loss.potential_gp_directions == "segment"
+        a.loss.potential_gp_directions = "segment"
+        a.run_dir = b.run_dir
+        assert a == b, run.name
