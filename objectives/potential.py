@@ -416,8 +416,9 @@ class PartialOT(LossModule):
 
         ``potential_gp_directions="all"``: ``relu(|grad_a f(s, a_t)| - potential_lipschitz)^2`` instead, the whole
         action gradient, each of its components a central difference along that action axis (``2 d`` evaluations
-        of f for a ``d``-dimensional action). The segment's slope is one component of it, so this penalty is never
-        smaller; it also bounds f's slope across the segment, which the f-step's two values do not fit."""
+        of f for a ``d``-dimensional action). The segment's slope is that gradient's projection on ``u``, never larger
+        than its norm, so this penalty is never smaller; it also bounds f's slope across the segment, which the
+        f-step's two values do not fit."""
         index = torch.arange(1, policy_action[..., 0].numel() + 1, device=policy_action.device,
                              dtype=policy_action.dtype).reshape(policy_action.shape[:-1] + (1,))
         t = torch.frac(index * 0.6180339887498949)
