@@ -82,9 +82,8 @@ class PartialOT(LossModule):
             policy and data actions (BRAC's dual-critic penalty; 0: off). Keeps ``f`` near
             ``potential_lipschitz``-Lipschitz in the action.
         potential_lipschitz (float): the action-gradient norm the penalty allows.
-        potential_gp_directions (str): which slope the penalty bounds: ``"segment"`` (f's slope along the direction
-            from the policy's action to the data's, the one the f-step's two values fit) or ``"all"`` (the norm of
-            f's whole action gradient, WGAN-GP's, so f's slope across that segment is bounded too).
+        potential_gp_directions (str): the slope the penalty bounds: ``"segment"`` (along the policy-to-data direction)
+            or ``"all"`` (f's whole action gradient, WGAN-GP's: the slope across that segment too).
         potential_actor_scale (str): the weight of ``f(s, pi(s))`` in the actor's term: ``"none"`` (1, the
             authors'), ``"q"`` (the Q term's ``lambda = 1 / mean|Q|``: both terms of the Lagrangian ``-Q - f`` scaled
             alike; ReBRAC-based losses only) or ``"self"`` (``1 / mean|f(s, pi(s))|``, detached: the f term is O(1)
@@ -402,38 +401,27 @@ class PartialOT(LossModule):
 
     def gradient_penalty(self, tensordict: TensorDictBase, potential_params, policy_action: torch.Tensor,
                          data_action: torch.Tensor) -> torch.Tensor:
-        """Per sample, ``relu(|D_u f(s, a_t)| - potential_lipschitz)^2``: f's slope along ``u``, the direction from the
-        policy's action to the data's, at ``a_t = t a + (1 - t) pi(s)`` on that segment (where the actor's path back to
-        the data runs; a penalty at the two ends alone would let f drop steeply in between). One-sided: f is free
-        below the allowed slope.
-
-        The slope is a central difference, ``(f(a_t + h u) - f(a_t - h u)) / 2h`` with ``h = 1e-2`` (exact where f is
-        linear between the two points, as a ReLU network is almost everywhere): two more evaluations of f whatever
-        the action's dimension, and first-order gradients only (a double backward through ``torch.func.grad``
-        fails inside torch.compile's inductor). ``t`` is the fractional part of ``0.618.. * (i + 1)`` for sample
-        ``i`` (a fixed low-discrepancy sequence covering [0, 1] over a batch), not a random draw, so eager, compiled
-        and resumed runs follow one random stream.
-
-        ``potential_gp_directions="all"``: ``relu(|grad_a f(s, a_t)| - potential_lipschitz)^2`` instead, the whole
-        action gradient, each of its components a central difference along that action axis (``2 d`` evaluations
-        of f for a ``d``-dimensional action). The segment's slope is that gradient's projection on ``u``, never larger
-        than its norm, so this penalty is never smaller; it also bounds f's slope across the segment, which the
-        f-step's two values do not fit."""
+        """Per sample, ``relu(|D_u f(s, a_t)| - potential_lipschitz)^2``, f's slope along ``u`` (policy action to data
+        action) at ``a_t = t a + (1 - t) pi(s)``; with ``potential_gp_directions="all"`` the norm of f's whole action
+        gradient there instead. Central differences (``h = 1e-2``, along ``u`` or each action axis): first-order
+        gradients only, which inductor needs. ``t``: the fractional part of ``0.618.. * (i + 1)`` for sample ``i``, a
+        fixed sequence, so eager, compiled and resumed runs share one random stream (docs/algorithm.md)."""
         index = torch.arange(1, policy_action[..., 0].numel() + 1, device=policy_action.device,
                              dtype=policy_action.dtype).reshape(policy_action.shape[:-1] + (1,))
         t = torch.frac(index * 0.6180339887498949)
         between = t * data_action + (1 - t) * policy_action
         gap = data_action - policy_action
-        u = gap / gap.norm(dim=-1, keepdim=True).clamp_min(1e-6)
         h = 1e-2
+
+        def slope_along(e):
+            return (self.potential(tensordict, between + h * e, potential_params)
+                    - self.potential(tensordict, between - h * e, potential_params)) / (2 * h)
+
         if self.potential_gp_directions == "all":
-            steps = h * torch.eye(gap.shape[-1], device=gap.device, dtype=gap.dtype)
-            slope = torch.stack([self.potential(tensordict, between + e, potential_params)
-                                 - self.potential(tensordict, between - e, potential_params) for e in steps],
-                                -1).div(2 * h).norm(dim=-1)
+            axes = torch.eye(gap.shape[-1], device=gap.device, dtype=gap.dtype)
+            slope = torch.stack([slope_along(e) for e in axes], -1).norm(dim=-1)
         else:
-            slope = (self.potential(tensordict, between + h * u, potential_params)
-                     - self.potential(tensordict, between - h * u, potential_params)).div(2 * h).abs()
+            slope = slope_along(gap / gap.norm(dim=-1, keepdim=True).clamp_min(1e-6)).abs()
         return (slope - self.potential_lipschitz).clamp_min(0.0).pow(2)
 
     def potential_objective(self, tensordict: TensorDictBase, potential_params, actor_params,
