@@ -17,7 +17,7 @@ from tensordict import TensorDict
 from ppl_torchrl import keys
 from ppl_torchrl.training.checkpoints import load_trained_run
 from ppl_torchrl.training.data_source import resolve_training_data
-from ppl_torchrl.training.probe import load_probe_data
+from ppl_torchrl.training.probe import SATURATED, load_probe_data
 
 
 ACTIVATION_MODULES = (torch.nn.ReLU, torch.nn.GELU)  # the elementwise activations ppl_torchrl.modules builds
@@ -62,7 +62,10 @@ def checkpoint_potential_units(path) -> dict[str, int] | None:
     ``checkpoint.pt``), on the run's probe pairs ``(s, a)``, on ``(s, pi(s))`` and on ``(s, u)`` with ``u`` uniform in
     the action box [-1, 1]; ``{"units": N, "data": ., "policy": ., "random": ., "step": .}``, or ``None`` for a
     checkpoint without a potential (ReBRAC). The dataset must be a D4RL-format HDF5 file (a generated id is)."""
-    state, algorithm, data, policy_action = _checkpoint_on_probe(path)
+    return _potential_units(*_checkpoint_on_probe(path))
+
+
+def _potential_units(state, algorithm, data, policy_action) -> dict[str, int] | None:
     loss = algorithm.loss
     if not hasattr(loss, "potential_network_params"):
         return None
@@ -74,17 +77,15 @@ def checkpoint_potential_units(path) -> dict[str, int] | None:
     return {"step": int(state["step"]), "units": int(net[-1].in_features), **count}
 
 
-#: an action component this close to the box's edge sits where tanh's slope is below 0.02: (almost) no gradient
-#: from any loss reaches the actor's output layer through it
-SATURATED = 0.99
-
-
 def checkpoint_policy_saturation(path) -> dict[str, float]:
     """How much of a run's deterministic policy sits on the action box's edge, on the probe states: the share of
     action components with ``|a| > SATURATED`` for the policy and for the data's own actions, and the number of
     distinct policy actions (rounded to 0.01). A policy at one corner of the box for every state is a tanh
     collapse: its actor gets almost no gradient from Q, the BC term or the potential."""
-    state, _, data, policy_action = _checkpoint_on_probe(path)
+    return _policy_saturation(*_checkpoint_on_probe(path))
+
+
+def _policy_saturation(state, algorithm, data, policy_action) -> dict[str, float]:
     distinct = len({tuple(row) for row in (policy_action * 100).round().tolist()})
     return {"step": int(state["step"]), "policy": float((policy_action.abs() > SATURATED).float().mean()),
             "data": float((data.action.abs() > SATURATED).float().mean()), "distinct": distinct,
@@ -100,7 +101,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     for path in args.checkpoints:
-        units, sat = checkpoint_potential_units(path), checkpoint_policy_saturation(path)
+        loaded = _checkpoint_on_probe(path)  # one load for both counts
+        units, sat = _potential_units(*loaded), _policy_saturation(*loaded)
         live = "no potential" if units is None else (f"live units of {units['units']}: data {units['data']}, "
                                                      f"policy {units['policy']}, random {units['random']}")
         print(f"{path} (step {sat['step']}): {live}; action components with |a| > {SATURATED}: policy "

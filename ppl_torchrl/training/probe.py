@@ -38,6 +38,9 @@ from tensordict import TensorDict
 
 from ppl_torchrl import keys
 
+#: an action component beyond this (in absolute value) sits where tanh's slope is below 0.02: (almost) no gradient
+#: from any loss reaches a tanh actor's weights through it
+SATURATED = 0.99
 #: behaviour names counted as efficient (``ppl_torchrl.datagen``: the BFS planner and the expert policies)
 EFFICIENT_BEHAVIORS = ("planner", "expert")
 
@@ -153,7 +156,7 @@ class MechanismProbe:
                 **{f"grad_norm_{k}": v for k, v in norms.items()},
                 **{f"toward_data_{k}": torch.nn.functional.cosine_similarity(-g, data_action - action, dim=-1)
                    .mean().item() for k, g in in_action.items() if g is not None},
-                "saturated": (action.abs() > 0.99).float().mean().item(),
+                "saturated": (action.abs() > SATURATED).float().mean().item(),
             }
             if has_f:
                 f_data = loss.potential(td, data_action, potential_params)
