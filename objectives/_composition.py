@@ -1,11 +1,15 @@
 """How :class:`~ppl_torchrl.objectives.PartialOT` is put together around its base loss, apart from its math: the
 checks of its settings, its tensordict keys (the base's plus the potential's), the properties that present the
-base's attributes, and the state-dict hooks that keep checkpoints in the base's own names."""
+base's attributes, the state-dict hooks that keep checkpoints in the base's own names, and how a target updater
+is declared on a loss through TorchRL's public API."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, make_dataclass
 
+import torch
 from tensordict.utils import NestedKey
+from torchrl.objectives import HardUpdate, LossModule
 
 POTENTIAL_OUT_KEYS = ["loss_potential", "potential_policy", "potential_data", "potential_actor"]
 
@@ -13,10 +17,12 @@ POTENTIAL_OUT_KEYS = ["loss_potential", "potential_policy", "potential_data", "p
 ACTOR_SCALES = ("none", "q", "self")
 #: which of f's slopes the gradient penalty bounds: along the policy-to-data segment only, or in every direction
 GP_DIRECTIONS = ("segment", "all")
+#: where tanh's flat edge begins for the saturation penalty: the pre-tanh value of an action component at |u| = 0.99
+SATURATION_EDGE = math.atanh(0.99)
 
 
 def _check_settings(potential_bound, potential_gp, potential_lipschitz, potential_actor_scale, potential_actor_coef,
-                    w_anneal_steps, potential_gp_directions="segment") -> None:
+                    w_anneal_steps, potential_gp_directions="segment", saturation_penalty=0.0) -> None:
     if potential_bound is not None and not potential_bound > 0:
         raise ValueError(f"potential_bound must be > 0 (f lies in [-bound, 0]) or None (unbounded), got {potential_bound!r}.")
     if not potential_gp >= 0:
@@ -31,6 +37,9 @@ def _check_settings(potential_bound, potential_gp, potential_lipschitz, potentia
         raise ValueError(f"potential_actor_scale must be one of {ACTOR_SCALES}, got {potential_actor_scale!r}.")
     if not potential_actor_coef >= 0:
         raise ValueError(f"potential_actor_coef must be >= 0, got {potential_actor_coef!r}.")
+    if not saturation_penalty >= 0:
+        raise ValueError(f"saturation_penalty (the actor's penalty beyond tanh's flat edge) must be >= 0 (0 turns it "
+                         f"off), got {saturation_penalty!r}.")
     if not (isinstance(w_anneal_steps, int) and w_anneal_steps >= 0):
         raise ValueError(f"w_anneal_steps must be an integer >= 0 (0: w from the first step), got {w_anneal_steps!r}.")
 
@@ -100,3 +109,47 @@ def _state_dict_nested(module, state_dict: dict, prefix: str, *_) -> None:
             continue
         value = state_dict[key] if top in groups else state_dict.pop(key)
         state_dict.setdefault(prefix + "base." + name, value)
+
+
+def adopt_groups(loss: LossModule, base_loss: LossModule, groups: dict) -> None:
+    """Make the base loss's parameter groups children of the composed ``loss`` too, under their own names, then
+    register the base.
+
+    TorchRL finds a loss's networks among its direct children named ``<net>_params`` / ``target_<net>_params``
+    (``SoftUpdate`` finds targets by those names): here they are the base's own modules. They are registered before
+    the base, so ``named_parameters()`` keeps the base's names. TorchRL's record of which targets an updater moves
+    gains an entry per network only through ``convert_to_functional``: one per base network with a target, whose
+    new groups are then replaced by the base's. ``SoftUpdate(loss)`` marks those entries, and until then TorchRL
+    warns on the composed loss as on any other. The base's terms read its targets on the base, which warns until
+    an updater is built on the base: the composed loss owns the base and its record speaks for both, so the base's
+    is marked once, here.
+    """
+    for name in groups:
+        if f"target_{name}" in groups:
+            network = name[:-len("_params")]
+            loss.convert_to_functional(getattr(base_loss, network), network, create_target_params=True)
+    converted = {name for name, _ in loss.named_children()} | set(vars(loss))
+    for name, module in groups.items():
+        if name in converted:
+            delattr(loss, name)  # the converted copy: the base's group takes its place, in the base's order
+        setattr(loss, name, module)
+    loss.base = base_loss
+    declare_target_updater(base_loss)
+
+
+def declare_target_updater(loss: LossModule) -> None:
+    """Tell TorchRL that something moves ``loss``'s target parameters, and leave them as they are.
+
+    Until a target updater is built on a loss, TorchRL warns at every read of its targets that nothing moves them;
+    building one (``SoftUpdate``, ``HardUpdate``) is the only public way to say otherwise. Their constructor also
+    copies the online weights into the targets, which would undo a loaded or composed loss's targets: they are
+    saved before and put back after. A loss without target parameters needs nothing.
+    """
+    targets = [(name, buffer) for name, buffer in loss.named_buffers() if name.startswith("target_")]
+    if not targets:
+        return
+    saved = [buffer.detach().clone() for _, buffer in targets]
+    HardUpdate(loss)
+    with torch.no_grad():
+        for (_, buffer), value in zip(targets, saved):
+            buffer.copy_(value)

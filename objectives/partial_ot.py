@@ -64,7 +64,7 @@ class PartialOTLoss(PartialOT):
             online actor's; ``None`` (default): the target actor where there is one (``delay_actor=True``, the
             default). ``True`` with ``delay_actor=False`` is an error, as for :class:`PartialOT`.
         potential_bound, potential_gp, potential_lipschitz, potential_gp_directions, potential_actor_scale,
-            potential_actor_coef, w_anneal_steps: the potential's switches (:class:`PartialOT`); their defaults are
+            potential_actor_coef, w_anneal_steps, saturation_penalty: the potential's switches (:class:`PartialOT`); their defaults are
             the authors' code.
         critic_next_action (str): ``"policy"`` for PPL^R, ``"dataset"`` for the SARSA-style :math:`Q^\beta`
             of the paper's one-step setting and toy experiment.
@@ -94,6 +94,7 @@ class PartialOTLoss(PartialOT):
         potential_actor_scale: str = "none",
         potential_actor_coef: float = 1.0,
         w_anneal_steps: int = 0,
+        saturation_penalty: float = 0.0,
         **kwargs,
     ) -> None:
         check_w(w)
@@ -102,7 +103,7 @@ class PartialOTLoss(PartialOT):
                          potential_gp=potential_gp, potential_lipschitz=potential_lipschitz,
                          potential_gp_directions=potential_gp_directions,
                          potential_actor_scale=potential_actor_scale, potential_actor_coef=potential_actor_coef,
-                         w_anneal_steps=w_anneal_steps)
+                         w_anneal_steps=w_anneal_steps, saturation_penalty=saturation_penalty)
 
 
 class PartialOTCQLLoss(PartialOT):
@@ -133,13 +134,15 @@ class PartialOTCQLLoss(PartialOT):
     def __init__(self, actor_network, qvalue_network, potential_network, *, w: float = 8.0,
                  potential_bound: float | None = None, potential_gp: float = 0.0, potential_lipschitz: float = 1.0,
                  potential_gp_directions: str = "segment", potential_actor_scale: str = "none",
-                 potential_actor_coef: float = 1.0, w_anneal_steps: int = 0, **kwargs) -> None:
+                 potential_actor_coef: float = 1.0, w_anneal_steps: int = 0, saturation_penalty: float = 0.0,
+                 **kwargs) -> None:
         check_w(w)
         super().__init__(CQLLoss(actor_network, qvalue_network, **kwargs), potential_network, w=w,
                          potential_uses_target_actor=False, potential_bound=potential_bound, potential_gp=potential_gp,
                          potential_lipschitz=potential_lipschitz, potential_gp_directions=potential_gp_directions,
                          potential_actor_scale=potential_actor_scale,
-                         potential_actor_coef=potential_actor_coef, w_anneal_steps=w_anneal_steps)
+                         potential_actor_coef=potential_actor_coef, w_anneal_steps=w_anneal_steps,
+                         saturation_penalty=saturation_penalty)
 
 
 __all__ = ["PartialOTLoss", "PartialOTCQLLoss", "check_w"]

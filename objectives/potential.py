@@ -8,24 +8,19 @@ PPL's partial transport (Asadulaev et al., NeurIPS 2024, eq. 12; sign convention
   loss's target actor :math:`\bar\pi` where it keeps one (the authors' code), else its online actor (detached).
 
 :class:`PartialOT` holds a base TorchRL loss (``TD3BCLoss``, ``CQLLoss``, ``IQLLoss``, our ``ReBRACLoss``, ...) as
-its submodule ``base``, without subclassing it: every term of the base loss is returned unchanged except
-``loss_actor``. The base's parameter groups (``actor_network_params``, ``target_actor_network_params``, ...) are
-also children of the composed loss under their own names, where TorchRL looks for a loss's networks: optimizers
-take ``composed.actor_network_params``, and ``SoftUpdate(composed)`` moves the base's targets (the same tensors).
-``state_dict`` names the base's entries as the base itself does, plus ``potential_network_params``. The settings
-the base's terms read (``reduction``, ``loss_mask_key``, ``actor_bc_coef``, ...) are properties that read and write
-the base's own; any other attribute of the base is ``loss.base.<name>`` (assigning it on the composed loss raises
-rather than leave a copy no term reads).
+its submodule ``base``, without subclassing it, and returns every term of it unchanged except ``loss_actor``. The
+base's parameter groups are children of the composed loss too (``_composition.adopt_groups``), so optimizers,
+``SoftUpdate(composed)`` and checkpoints (in the base's own names, plus ``potential_network_params``) work as on the
+base. Any attribute of the base that is not a property here is ``loss.base.<name>`` (assigning it on the composed
+loss raises rather than leave a copy no term reads).
 
-**Which action** :math:`\pi(s)`: a deterministic actor's output; for a probabilistic actor (one with
-``get_dist``, e.g. TorchRL's ``ProbabilisticActor`` with ``TanhNormal``) a reparameterised sample
-``dist.rsample()`` (a fresh draw from the global RNG, not the sample the base loss drew), so the gradient of
-``-f`` reaches the distribution's parameters. For CQL (SAC-style actor) this is the same kind of action its
-Q term uses. For IQL the actor term is AWR, :math:`-\exp(\beta A(s, a))\log\pi(a|s)` on *data* actions, which
-never evaluates :math:`\pi(s)` at all: the potential adds a second, reparameterised term that pushes the
-sampled action :math:`\tilde a \sim \pi(\cdot|s)` out of the regions where ``f`` is very negative (where the
-policy puts more than ``w`` times the data's mass), i.e. it restricts the policy to the best ``1/w`` share of
-the data in the transport sense, while AWR weights the data actions by their advantage.
+**Which action** :math:`\pi(s)`: a deterministic actor's output; for a probabilistic actor (one with ``get_dist``,
+e.g. TorchRL's ``ProbabilisticActor`` with ``TanhNormal``) a reparameterised sample ``dist.rsample()`` (a fresh draw
+from the global RNG, not the base loss's), so the gradient of ``-f`` reaches the distribution's parameters: for CQL
+the kind of action its Q term uses. IQL's actor term (AWR, :math:`-\exp(\beta A(s, a))\log\pi(a|s)` on *data*
+actions) never evaluates :math:`\pi(s)`: the potential adds a reparameterised term that pushes the sampled action
+out of the regions where ``f`` is very negative (where the policy puts more than ``w`` times the data's mass),
+restricting the policy to the best ``1/w`` share of the data while AWR weights data actions by their advantage.
 
 **Where the term enters.** If the base loss exposes per-sample actor terms (``actor_terms``, as
 :class:`~ppl_torchrl.objectives.ReBRACLoss` does), ``-f`` is added per sample before the reduction (priority
@@ -45,7 +40,7 @@ from torchrl.objectives.common import LossModule
 
 from ._checks import check_batch
 from ._composition import (POTENTIAL_OUT_KEYS, _accepted_keys, _check_settings, _on_base, _PotentialKeys,
-                           _state_dict_flat, _state_dict_nested, check_w)
+                           SATURATION_EDGE, _state_dict_flat, _state_dict_nested, adopt_groups, check_w)
 from ._networks import network_output
 
 
@@ -91,20 +86,19 @@ class PartialOT(LossModule):
         potential_actor_coef (float): a multiplier of that weight.
         w_anneal_steps (int): ``w`` grows linearly from 1 to ``w`` over this many steps (extremal OT's schedule;
             :meth:`set_training_step`); 0: ``w`` throughout.
+        saturation_penalty (float): weight of a penalty in the actor's term on each action component's pre-tanh
+            value beyond tanh's flat edge (:meth:`saturation`), which no other term's gradient crosses (0: off).
 
-    The base loss is ``loss.base``. Its parameter groups are children here too (``loss.actor_network_params``,
-    ``loss.target_qvalue_network_params``, ...; ``base_parameter_groups`` names them), and these of its attributes are properties of this loss, each
-    present where the base has it: the networks ``actor_network``, ``qvalue_network``, ``value_network``; CQL's
-    ``log_alpha`` and ``log_alpha_prime``; ``min_action``, ``max_action``, ``delay_actor``, ``delay_qvalue``;
-    ReBRAC's functional methods ``critic_objective``, ``qvalues``, ``target_noise``, ``check_actor_inputs``; and,
-    read and written on the base, the settings ``reduction``, ``use_prioritized_weights``, ``loss_mask_key``,
-    ``deterministic_sampling_mode``, ``actor_bc_coef``, ``critic_bc_coef``, ``policy_noise``, ``noise_clip``,
-    ``normalize_q``, ``critic_next_action``, ``validate_inputs`` and ``alpha``. ``qvalue_loss`` and
-    ``value_loss`` are the base's; ``vmap_randomness`` / ``set_vmap_randomness`` and
-    ``reset_parameters_recursive`` reach it.
-
-    Keys: the base loss's ``_AcceptedKeys`` plus ``potential``; ``set_keys`` sets both (the base's keys on the
-    base loss). ``make_value_estimator`` and ``value_estimator`` are the base loss's.
+    The base loss is ``loss.base``. Its parameter groups are children here too (``loss.actor_network_params``, ...;
+    ``base_parameter_groups`` names them). Properties of this loss, each present where the base has it: the networks
+    ``actor_network``, ``qvalue_network``, ``value_network``; ``log_alpha``, ``log_alpha_prime``, ``min_action``,
+    ``max_action``, ``delay_actor``, ``delay_qvalue``; ReBRAC's ``critic_objective``, ``qvalues``, ``target_noise``,
+    ``check_actor_inputs``; read and written on the base, ``reduction``, ``use_prioritized_weights``,
+    ``loss_mask_key``, ``deterministic_sampling_mode``, ``actor_bc_coef``, ``critic_bc_coef``, ``policy_noise``,
+    ``noise_clip``, ``normalize_q``, ``critic_next_action``, ``validate_inputs``, ``alpha``. ``qvalue_loss``,
+    ``value_loss``, ``vmap_randomness``, ``set_vmap_randomness`` and ``reset_parameters_recursive`` reach it. Keys:
+    the base's ``_AcceptedKeys`` plus ``potential`` (``set_keys`` sets both); ``make_value_estimator`` and
+    ``value_estimator`` are the base's.
 
     Examples:
         >>> from torchrl.objectives import TD3BCLoss, SoftUpdate
@@ -126,15 +120,22 @@ class PartialOT(LossModule):
     potential_network: TensorDictModule
     potential_network_params: TensorDictParams
     target_potential_network_params: TensorDictParams  # never created: f has no target (authors' code unused it)
+    # the base's networks with a target, declared as TorchRL's convert_to_functional expects (adopt_groups)
+    actor_network: TensorDictModule
+    qvalue_network: TensorDictModule
+    actor_network_params: TensorDictParams
+    target_actor_network_params: TensorDictParams
+    qvalue_network_params: TensorDictParams
+    target_qvalue_network_params: TensorDictParams
 
     def __init__(self, base_loss: LossModule, potential_network: TensorDictModule, *, w: float = 8.0,
                  potential_uses_target_actor: bool | None = None, potential_bound: float | None = None,
                  potential_gp: float = 0.0, potential_lipschitz: float = 1.0, potential_actor_scale: str = "none",
                  potential_actor_coef: float = 1.0, w_anneal_steps: int = 0,
-                 potential_gp_directions: str = "segment") -> None:
+                 potential_gp_directions: str = "segment", saturation_penalty: float = 0.0) -> None:
         w = check_w(w)
         _check_settings(potential_bound, potential_gp, potential_lipschitz, potential_actor_scale, potential_actor_coef,
-                        w_anneal_steps, potential_gp_directions)
+                        w_anneal_steps, potential_gp_directions, saturation_penalty)
         if potential_actor_scale == "q" and not hasattr(base_loss, "actor_terms"):
             raise ValueError(f"potential_actor_scale='q' scales f like the Q term of a ReBRAC-style actor loss; "
                              f"{type(base_loss).__name__} has none: use 'none' or 'self'.")
@@ -156,28 +157,16 @@ class PartialOT(LossModule):
         self.w = w
         self.potential_uses_target_actor = bool(potential_uses_target_actor)
         self.potential_bound = None if potential_bound is None else float(potential_bound)
-        self.potential_gp = float(potential_gp)
-        self.potential_lipschitz = float(potential_lipschitz)
+        self.potential_gp, self.potential_lipschitz = float(potential_gp), float(potential_lipschitz)
         self.potential_gp_directions = potential_gp_directions
-        self.potential_actor_scale = potential_actor_scale
-        self.potential_actor_coef = float(potential_actor_coef)
-        self.w_anneal_steps = int(w_anneal_steps)
+        self.potential_actor_scale, self.potential_actor_coef = potential_actor_scale, float(potential_actor_coef)
+        self.w_anneal_steps, self.saturation_penalty = int(w_anneal_steps), float(saturation_penalty)
         # The w the f-step uses now: a tensor updated in place (set_training_step), so a compiled update reads the
         # new value without recompiling; recomputed from the step, so not saved (resume recomputes it).
         self.register_buffer("w_now", torch.tensor(1.0 if self.w_anneal_steps else w), persistent=False)
         self.base_parameter_groups = tuple(groups)
-        # TorchRL finds a loss's networks among its direct children named <net>_params / target_<net>_params
-        # (SoftUpdate its targets, by those names): the base's groups are children here too, the same modules.
-        # Registered before the base, so named_parameters() keeps the base's own names for them.
-        for name, module in groups.items():
-            setattr(self, name, module)
-        self.base = base_loss
+        adopt_groups(self, base_loss, groups)
         self.convert_to_functional(potential_network, "potential_network", create_target_params=False)
-        # SoftUpdate(loss) and TorchRL's target-parameter reads share one record per loss of which networks a
-        # target updater moves: LossModule's private _has_update_associated, with no public accessor. The composed
-        # loss uses the base's record, so SoftUpdate(composed) tells the base its targets move (else every read of
-        # them warns that nothing updates them). The one use of a TorchRL private attribute in objectives/.
-        self._has_update_associated = base_loss._has_update_associated
         # TorchRL's reduction reads the mask setting of the module that reduces: the potential's terms reduce here.
         LossModule.loss_mask_key.fset(self, base_loss.loss_mask_key)
         self._selected_out_keys = None
@@ -343,20 +332,32 @@ class PartialOT(LossModule):
             f = self.potential_bound * torch.tanh(f / self.potential_bound)
         return f
 
+    def saturation(self, action: torch.Tensor) -> torch.Tensor:
+        """Per sample, ``sum_i relu(|atanh(u_i)| - atanh(0.99))^2`` with ``u`` the action rescaled to ``[-1, 1]``
+        by the base's bounds (``[-1, 1]`` where it has none): the pre-tanh value beyond ``|u| = 0.99``. Its gradient
+        on the pre-tanh value does not vanish where tanh's does (docs/algorithm.md)."""
+        low, high = getattr(self.base, "min_action", -1.0), getattr(self.base, "max_action", 1.0)
+        unit = ((2 * action - (high + low)) / (high - low)).clamp(-1 + 1e-6, 1 - 1e-6)
+        return (torch.atanh(unit).abs() - SATURATION_EDGE).clamp_min(0.0).pow(2).sum(-1)
+
     def set_training_step(self, step: int) -> None:
         """The annealed ``w`` at training step ``step``: ``1 + (w - 1) min(1, step / w_anneal_steps)`` (a no-op
         without annealing). The updates call it before each step."""
         if self.w_anneal_steps:
             self.w_now.fill_(1.0 + (self.w - 1.0) * min(1.0, step / self.w_anneal_steps))
 
-    def _actor_weight(self, f_actor: torch.Tensor, metadata: dict):
-        """The detached weight of ``f(s, pi(s))`` in the actor's term (``potential_actor_scale``)."""
-        coef = self.potential_actor_coef
+    def _added_terms(self, f_actor: torch.Tensor, policy_action: torch.Tensor, metadata: dict) -> dict:
+        """The per-sample terms the potential adds to the actor's: ``"f"``, ``-weight f(s, pi(s))`` with the detached
+        weight of ``potential_actor_scale``, and ``"saturation"`` where the penalty is on."""
+        weight = self.potential_actor_coef
         if self.potential_actor_scale == "q":
-            return coef * metadata["lmbda"]  # the Q term's own lambda, already detached
-        if self.potential_actor_scale == "self":
-            return coef / f_actor.detach().abs().mean().clamp_min(1e-8)
-        return coef
+            weight = weight * metadata["lmbda"]  # the Q term's own lambda, already detached
+        elif self.potential_actor_scale == "self":
+            weight = weight / f_actor.detach().abs().mean().clamp_min(1e-8)
+        added = {"f": -f_actor if isinstance(weight, float) and weight == 1.0 else -weight * f_actor}
+        if self.saturation_penalty > 0:
+            added["saturation"] = self.saturation_penalty * self.saturation(policy_action)
+        return added
 
     # ------------------------------------------------------------------ the math, on explicit parameters
     def actor_terms(self, tensordict: TensorDictBase, actor_params, critic_params,
@@ -365,8 +366,7 @@ class PartialOT(LossModule):
         actor objective), the policy action and diagnostics. Needs a base with ``actor_terms``."""
         terms, policy_action, metadata = self.base.actor_terms(tensordict, actor_params, critic_params)
         f_actor = self.potential(tensordict, policy_action, potential_params)
-        weight = self._actor_weight(f_actor, metadata)
-        terms["f"] = -f_actor if isinstance(weight, float) and weight == 1.0 else -weight * f_actor
+        terms.update(self._added_terms(f_actor, policy_action, metadata))
         metadata["potential_actor"] = f_actor.detach().mean()
         return terms, policy_action, metadata
 
@@ -461,14 +461,14 @@ class PartialOT(LossModule):
     def _add_actor_potential(self, loss, metadata, tensordict, potential_params):
         """The base's reduced actor loss plus ``-f(s, pi(s))``, reduced like it (priority weights where the base
         has a priority_weight key)."""
-        f_actor = self.potential(tensordict, self.policy_action(tensordict, self.actor_network_params),
-                                 potential_params)
+        policy_action = self.policy_action(tensordict, self.actor_network_params)
+        f_actor = self.potential(tensordict, policy_action, potential_params)
         weights = (self._maybe_get_priority_weight(tensordict)
                    if hasattr(self.tensor_keys, "priority_weight") else None)
         metadata = dict(metadata)
         metadata["potential_actor"] = f_actor.detach().mean()
-        weight = self._actor_weight(f_actor, metadata)
-        return loss + self._reduce_loss(-weight * f_actor, tensordict=tensordict, weights=weights), metadata
+        added = sum(self._added_terms(f_actor, policy_action, metadata).values())
+        return loss + self._reduce_loss(added, tensordict=tensordict, weights=weights), metadata
 
     def potential_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
         """f-step ``mean f(s, pi_bar(s)) - w mean f(s, a)``; gradients reach only the potential."""

@@ -33,6 +33,8 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch.optim.adam import adam as functional_adam
 
+from ppl_torchrl.objectives import declare_target_updater
+
 __all__ = ["ReBRACUpdate", "compiler_available"]
 
 
@@ -221,10 +223,9 @@ class ReBRACUpdate:
             raise ValueError("Pass a 'potential' optimizer exactly when the loss has a potential (PartialOTLoss).")
         self.loss, self.optimizers = loss, optimizers
         self.tau, self.policy_freq = float(tau), int(policy_freq)
-        # This update moves the targets itself, as TorchRL's SoftUpdate would: say so to the loss, as SoftUpdate does,
-        # or reading its target parameters warns that nothing updates them.
-        for name in getattr(loss, "_has_update_associated", {}):
-            loss._has_update_associated[name] = True
+        # This update moves the targets itself, as TorchRL's SoftUpdate would: say so to the loss, or reading its
+        # target parameters warns that nothing updates them.
+        declare_target_updater(loss)
         # Plain tensors sharing storage with the loss's parameters: what torch.func differentiates.
         self.params = {"critic": loss.qvalue_network_params.data, "actor": loss.actor_network_params.data}
         if "potential" in optimizers:

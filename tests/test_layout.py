@@ -322,3 +322,30 @@ def test_one_network_builder_for_every_loss():
             if re.search(r"\bmake_(actor|potential|qvalue_ensemble)\(", line):
                 calls.append(f"{path.relative_to(ROOT)}:{n}")
     assert calls and all(c.startswith("ppl_torchrl/training/config.py") for c in calls), calls
+
+
+def test_objectives_use_no_private_attribute_of_torchrl_or_torch():
+    """``objectives/`` reads no underscore attribute of another object (``base_loss._x``, ``module._modules``), and on
+    ``self`` only its own or the subclass hooks that TorchRL's own ``TD3BCLoss`` uses (how a ``LossModule`` is written:
+    the reduction, priority weights, the value estimator's keys, the in-keys cache)."""
+    import torchrl.objectives.td3_bc as td3_bc
+
+    torchrl_hooks = set(re.findall(r"self\.(_[a-z]\w*)", Path(td3_bc.__file__).read_text()))
+    own, used, foreign = set(), {}, []
+    for path in sorted((ROOT / "objectives").rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name.startswith("_"):
+                own.add(node.name)
+            elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                where = f"{path.relative_to(ROOT)}:{node.lineno} .{node.attr}"
+                if isinstance(node.value, ast.Name) and node.value.id == "self":
+                    if isinstance(node.ctx, ast.Store):
+                        own.add(node.attr)
+                    used.setdefault(node.attr, where)
+                elif not (isinstance(node.value, ast.Name) and node.value.id in {"cls", "type"}):
+                    foreign.append(where)
+    assert not foreign, foreign
+    borrowed = {name: where for name, where in used.items() if name not in own}
+    assert borrowed and all(name in torchrl_hooks for name in borrowed), (borrowed, sorted(torchrl_hooks))
+    assert "_has_update_associated" not in borrowed

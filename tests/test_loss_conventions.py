@@ -23,7 +23,7 @@ from torchrl.modules import MLP, ValueOperator
 from torchrl.objectives import SoftUpdate, TD3BCLoss, ValueEstimators
 
 from ppl_torchrl.modules import EnsembleLayerNorm, EnsembleLinear, make_actor, make_potential, make_qvalue_ensemble
-from ppl_torchrl.objectives import PartialOT, PartialOTLoss, ReBRACLoss
+from ppl_torchrl.objectives import PartialOT, PartialOTLoss, ReBRACLoss, declare_target_updater
 
 OBS, ACT, HID, B = 3, 2, 8, 6
 KINDS = ("td3_bc", "ppl_td3_bc", "ppl")  # TorchRL's TD3BCLoss (the control), PartialOT(TD3BCLoss), PartialOTLoss
@@ -150,6 +150,38 @@ def test_soft_update_moves_the_base_loss_targets_and_tells_it_they_move(kind, mo
         for p in loss.actor_network_params.values(True, True):
             p.add_(1.0)
     assert all(torch.equal(t, before[k]) for k, t in base.target_actor_network_params.items(True, True))
+
+
+def shift_targets(loss, by: float = 2.0) -> dict:
+    """Move every target away from its online weights (as training does); returns the targets, cloned."""
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        for name, target in loss.named_buffers():
+            if name.startswith("target_"):
+                target.add_(by)
+        return {name: b.clone() for name, b in loss.named_buffers() if name.startswith("target_")}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_declaring_an_updater_silences_the_warning_and_keeps_the_targets(kind, monkeypatch):
+    """``declare_target_updater``: TorchRL's public route (an updater's constructor) without its side effect of
+    copying the online weights into the targets; composing a base whose targets have moved keeps them too."""
+    monkeypatch.setattr(torchrl._utils, "RL_WARNINGS", True)
+    if kind == "ppl_td3_bc":
+        base = make("td3_bc")
+        held = shift_targets(base)
+        loss = PartialOT(base, make_potential(OBS, ACT, hidden_dim=HID, num_hidden=1), w=4.0)
+        assert all(torch.equal(b, held[name]) for name, b in base.named_buffers() if name in held)
+    else:
+        loss = make(kind)
+    held = shift_targets(loss)
+    declare_target_updater(loss)
+    assert held and all(torch.equal(b, held[name]) for name, b in loss.named_buffers() if name in held)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(loss, batch())
+        getattr(loss, "base", loss).target_qvalue_network_params
+    assert not [w for w in caught if "No target network updater" in str(w.message)]
 
 
 def test_both_constructors_refuse_a_target_actor_request_without_a_target_actor_in_the_same_words():

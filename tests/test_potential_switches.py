@@ -4,6 +4,8 @@ and on a composed TorchRL loss, and a one-line error for each bad value. The upd
 (eager update == the plain TorchRL loop, bit for bit) is in tests/test_update.py."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from tensordict import TensorDict
@@ -140,7 +142,8 @@ def test_the_f_term_in_the_actor_has_the_weight_its_scale_says(scale):
 
 @pytest.mark.parametrize("switches", [dict(potential_gp=5.0), dict(potential_gp=5.0, potential_gp_directions="all"),
                                       dict(potential_bound=0.3),
-                                      dict(potential_actor_scale="self", potential_actor_coef=2.0)])
+                                      dict(potential_actor_scale="self", potential_actor_coef=2.0),
+                                      dict(saturation_penalty=1.0)])
 def test_each_switch_keeps_every_term_on_its_own_network_in_a_composed_torchrl_loss(switches):
     """PartialOT(TD3BCLoss) with a switch on: loss_potential reaches only f, loss_actor only the actor, loss_qvalue
     only the critic."""
@@ -159,6 +162,30 @@ def test_each_switch_keeps_every_term_on_its_own_network_in_a_composed_torchrl_l
             grads = torch.autograd.grad(out[term], params, retain_graph=True, allow_unused=True)
             reached = any(g is not None and g.abs().sum() > 0 for g in grads)
             assert reached == (name == owner), (term, name)
+
+
+def test_saturation_penalty_is_the_pre_tanh_excess_beyond_the_flat_edge():
+    """``sum_i relu(|atanh(u_i)| - atanh(0.99))^2``, by hand on actions inside and beyond |u| = 0.99, with the base's
+    bounds rescaling u; its gradient on the pre-tanh value is the hinge's own, where tanh's slope has vanished."""
+    loss = _ppl(saturation_penalty=2.0)
+    edge = math.atanh(0.99)
+    pre = torch.tensor([[0.5, -1.0], [3.0, -0.2], [-4.0, 5.0]], requires_grad=True)
+    value = loss.saturation(torch.tanh(pre))
+    expected = torch.tensor([0.0, (3.0 - edge) ** 2, (4.0 - edge) ** 2 + (5.0 - edge) ** 2])
+    torch.testing.assert_close(value, expected, rtol=1e-4, atol=1e-5)
+    value.sum().backward()
+    hinge = torch.tensor([[0.0, 0.0], [2 * (3.0 - edge), 0.0], [-2 * (4.0 - edge), 2 * (5.0 - edge)]])
+    torch.testing.assert_close(pre.grad, hinge, rtol=1e-3, atol=1e-4)
+    assert torch.tanh(torch.tensor(5.0)).item() > 0.9999  # tanh's own slope there: below 2e-4
+    loss.base.min_action.fill_(-2.0)
+    loss.base.max_action.fill_(2.0)  # bounds [-2, 2]: the same pre-tanh values at twice the action
+    torch.testing.assert_close(loss.saturation(2 * torch.tanh(pre.detach())), expected, rtol=1e-4, atol=1e-5)
+    batch = _batch()
+    terms, action, _ = loss.actor_terms(batch, loss.actor_network_params, loss.qvalue_network_params.detach(),
+                                        loss.potential_network_params.detach())
+    torch.testing.assert_close(terms["saturation"], 2.0 * loss.saturation(action))
+    assert "saturation" not in _ppl().actor_terms(batch, loss.actor_network_params, loss.qvalue_network_params.detach(),
+                                                  loss.potential_network_params.detach())[0]
 
 
 def test_w_anneals_linearly_from_one_and_is_recomputed_from_the_step():
@@ -189,6 +216,7 @@ def test_w_anneals_linearly_from_one_and_is_recomputed_from_the_step():
     (dict(potential_actor_scale="loud"), "potential_actor_scale must be one of"),
     (dict(potential_actor_coef=-0.5), "potential_actor_coef"),
     (dict(w_anneal_steps=-3), "w_anneal_steps"),
+    (dict(saturation_penalty=-0.1), "saturation_penalty"),
 ])
 def test_bad_switch_values_fail_with_one_line_that_says_what_to_do(bad, match):
     with pytest.raises(ValueError, match=match) as err:

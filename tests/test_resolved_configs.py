@@ -84,7 +84,8 @@ def test_every_loss_with_the_potential_reads_its_switches_from_one_file():
     """The switches' one home (recipes/config/potential/authors.yaml: the authors' values), in every ppl* loss."""
     switches = yaml.safe_load((rc.CONFIG_DIR / "potential" / "authors.yaml").read_text())
     assert set(switches) == {"potential_bound", "potential_gp", "potential_lipschitz", "potential_gp_directions",
-                             "potential_actor_scale", "potential_actor_coef", "potential_steps", "w_anneal_steps"}
+                             "potential_actor_scale", "potential_actor_coef", "potential_steps", "w_anneal_steps",
+                             "saturation_penalty"}
     for loss in ("ppl", "ppl_td3_bc", "ppl_iql", "ppl_cql"):
         raw = yaml.safe_load((rc.CONFIG_DIR / "loss" / f"{loss}.yaml").read_text())
         assert {"/potential@_here_": "authors"} in raw["defaults"] or {"/potential@loss": "authors"} in raw["defaults"]

@@ -45,6 +45,7 @@ SWITCHES = {
     "potential_actor_coef": [1.0, 0.5],
     "potential_steps": [1, 2],
     "w_anneal_steps": [0, 3],
+    "saturation_penalty": [0.0, 1.0],
     "validate_inputs": [True, False],
 }
 
@@ -82,9 +83,20 @@ def _make(cfg, device="cpu"):
     return make_algorithm(cfg.loss, cfg.network, cfg.optim, OBS, ACT, device, compile=cfg.compile)
 
 
-def _build(cfg):
+def _build(cfg, saturated=False):
+    """The algorithm of ``cfg`` from seed 0; ``saturated``: the actor's weights scaled up so that most of its action
+    components sit on tanh's flat edge (where ``saturation_penalty`` acts; at the tiny init it never does)."""
     torch.manual_seed(0)
-    return _make(cfg)
+    alg = _make(cfg)
+    if saturated:  # the target actor too, so that it starts equal to the actor as a built loss's does
+        with torch.no_grad():
+            for name, p in alg.loss.named_parameters():
+                if name.startswith("actor_network_params"):
+                    p.mul_(40.0)
+            for name, b in alg.loss.named_buffers():
+                if name.startswith("target_actor_network_params"):
+                    b.mul_(40.0)
+    return alg
 
 
 def _train(alg, batches, start=0):
@@ -92,10 +104,10 @@ def _train(alg, batches, start=0):
     return [alg.update(b, start + s) for s, b in enumerate(batches)]
 
 
-def _torchrl_loop(cfg, batches):
+def _torchrl_loop(cfg, batches, saturated=False):
     """The reference: the loss's public TorchRL methods, autograd and torch's Adam, the authors' schedule
     written out here independently of ppl_torchrl.update."""
-    alg = _build(cfg)
+    alg = _build(cfg, saturated)
     loss, opts = alg.loss, alg.optimizers
     updater = SoftUpdate(loss, tau=cfg.optim.tau)
     torch.manual_seed(7)
@@ -148,7 +160,7 @@ def _assert_compiled_follows_eager(ref, got, ref_out, got_out):
 
 def _switch_grid(name):
     """The defaults, then each switch flipped to each of its other values alone."""
-    names = [k for k in SWITCHES if name == "ppl" or not k.startswith(("potential_", "w_anneal"))]
+    names = [k for k in SWITCHES if name == "ppl" or not k.startswith(("potential_", "w_anneal", "saturation"))]
     return [{}] + [{k: v} for k in names for v in SWITCHES[k][1:]]
 
 
@@ -165,7 +177,7 @@ def test_switch_table_covers_every_documented_switch():
         if name == "ppl":
             assert "potential_gp" in documented and "w_anneal_steps" in documented
         boolean_or_choice = {k for k, v in documented.items() if isinstance(v, bool) or k == "critic_next_action"
-                             or k.startswith(("potential_", "w_anneal"))}
+                             or k.startswith(("potential_", "w_anneal", "saturation"))}
         assert boolean_or_choice <= set(SWITCHES), f"loss/{name}.yaml has a switch without a parity test"
 
 
@@ -179,6 +191,36 @@ def test_eager_update_equals_the_plain_torchrl_loop_for_every_switch(name, polic
         assert isinstance(got.update, ReBRACUpdate) and not got.compiled
         _train(got, batches)
         _assert_same_state(_torchrl_loop(cfg, batches), got)  # bit for bit
+
+
+def test_the_saturation_penalty_acts_on_a_saturated_actor_and_equals_the_plain_loop():
+    """At the tiny init no action reaches tanh's flat edge, so the switch table's run cannot see the penalty: here the
+    actor starts saturated, the penalty is large, it moves the actor where the run without it does not, and the
+    eager update still equals the plain TorchRL loop bit for bit."""
+    batches = _batches(7)
+    cfg = _cfg("ppl", policy_freq=1, saturation_penalty=1.0)
+    got = _build(cfg, saturated=True)
+    terms = got.loss.actor_terms(batches[0], got.loss.actor_network_params, got.loss.qvalue_network_params.detach(),
+                                 got.loss.potential_network_params.detach())[0]
+    assert terms["saturation"].mean() > 1.0
+    _train(got, batches)
+    _assert_same_state(_torchrl_loop(cfg, batches, saturated=True), got)
+    without = _build(_cfg("ppl", policy_freq=1), saturated=True)
+    _train(without, batches)
+    moved = {k: (got.loss.actor_network_params[k] - without.loss.actor_network_params[k]).abs().max()
+             for k in got.loss.actor_network_params.keys(True, True)}
+    assert max(moved.values()) > 1e-3, moved
+
+
+@pytest.mark.slow
+def test_the_compiled_update_follows_the_eager_one_with_the_saturation_penalty_acting():
+    batches = _batches(6)
+    ref = _build(_cfg("ppl", policy_freq=2, saturation_penalty=1.0), saturated=True)
+    ref_out = _train(ref, batches)
+    got = _build(_cfg("ppl", policy_freq=2, compiled=True, saturation_penalty=1.0), saturated=True)
+    got_out = _train(got, batches)
+    assert got.update.compiled
+    _assert_compiled_follows_eager(ref, got, ref_out, got_out)
 
 
 def test_the_update_trains_and_reports_the_loss_diagnostics():
@@ -224,7 +266,8 @@ def _configs_covering_every_switch():
             ("ppl", 2, dict(network=gelu_f, potential_bound=0.5, potential_gp=5.0, potential_lipschitz=0.5,
                             potential_actor_scale="self", potential_actor_coef=0.5, potential_steps=2,
                             w_anneal_steps=3)),
-            ("ppl", 1, dict(potential_actor_scale="q", potential_gp=5.0, potential_gp_directions="all"))]
+            ("ppl", 1, dict(potential_actor_scale="q", potential_gp=5.0, potential_gp_directions="all",
+                            saturation_penalty=1.0))]
 
 
 @pytest.mark.slow

@@ -163,7 +163,7 @@ class OptimConfig:
 
 #: the partial-OT potential's switches (:class:`~ppl_torchrl.objectives.PartialOT`'s keyword arguments beyond ``w``)
 POTENTIAL_SWITCHES = ("potential_bound", "potential_gp", "potential_lipschitz", "potential_gp_directions",
-                      "potential_actor_scale", "potential_actor_coef", "w_anneal_steps")
+                      "potential_actor_scale", "potential_actor_coef", "w_anneal_steps", "saturation_penalty")
 #: the loss file's ``temperature`` of each loss that reads one (IQL's advantage temperature, CQL's entropy
 #: temperature): one key in the Hydra files, two meanings
 _TEMPERATURE = {"iql": 3.0, "ppl_iql": 3.0, "cql": 1.0, "ppl_cql": 1.0}
@@ -196,6 +196,7 @@ class LossConfig:
     potential_actor_coef: float = 1.0
     potential_steps: int = 1  # f-steps per actor step
     w_anneal_steps: int = 0
+    saturation_penalty: float = 0.0  # the actor's penalty beyond tanh's flat edge
     # TD3+BC (loss/td3_bc.yaml)
     alpha: float = 2.5
     # IQL (loss/iql.yaml) and CQL (loss/cql.yaml, CORL's AntMaze settings)
