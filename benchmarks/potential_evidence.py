@@ -61,6 +61,15 @@ thread, with the mechanism probe (``ppl_torchrl/training/probe.py``) at every ev
   networks and dataset. Stated before the runs: if the sideways slope was the cause, the BC-on run keeps its policy
   off the box's edge and scores near ReBRAC (31) or above; a BC-free run that still collapses says the penalty
   alone does not do the support job;
+* ``cheetah_guard`` (added 2026-12-05, before any of its runs, after ``cheetah_gp_all`` collapsed too, and its probes
+  showed f pointing straight at the data (cosine 0.95-0.98) once the policy sat in the corner, where tanh passed no
+  gradient to the actor): ``cheetah_me``'s two ``ppl_stable`` runs (GELU f, w = 2, segment penalty) with the actor's
+  saturation penalty ``loss.saturation_penalty = 1`` (a hinge on the pre-tanh value beyond |a| = 0.99,
+  docs/algorithm.md), same seed, budget, networks and dataset; one value, not tuned. Stated before the runs: if the
+  corner was a trap that f could have left (f pulls towards the data once the policy is off it), the guarded BC-on
+  run ends off the box's edge (saturated share near ReBRAC's), nearer the expert's actions than the medium ones, and
+  scores near ReBRAC (31) or above; if it still scores near the collapsed runs (-2.6) or below BC-free ReBRAC (18),
+  the guard alone does not make f useful here;
 * ``comparison`` (seeds 0-2, 300k steps, 3 x 256 networks, as docs/evidence.md's long budget): ``ppl_stable``
   (w = 8) against ReBRAC and the authors' PPL^R. About 1.5 CPU-hours per 100k steps each on a 2-core CPU: a job for
   several sessions or a GPU; it resumes where it stopped.
@@ -89,9 +98,9 @@ RECIPE = RECIPES / "ppl_antmaze.py"
 DATASET = "pointmaze-medium-mixed-gen-v0"
 #: steps per segment (each segment is one process: a compilation, then training to its end)
 SEGMENTS = {"mechanism": 100_000, "nobc": 100_000, "gelu": 100_000, "heldout": 100_000, "nobc_all": 100_000,
-            "cheetah_me": 100_000, "cheetah_gp_all": 100_000, "comparison": 25_000}
+            "cheetah_me": 100_000, "cheetah_gp_all": 100_000, "cheetah_guard": 100_000, "comparison": 25_000}
 #: the groups reported in the mechanism table (seed 0, 100k steps, 3 x 64 networks, probed)
-MECHANISM_GROUPS = ("mechanism", "nobc", "gelu", "nobc_all", "cheetah_me", "cheetah_gp_all")
+MECHANISM_GROUPS = ("mechanism", "nobc", "gelu", "nobc_all", "cheetah_me", "cheetah_gp_all", "cheetah_guard")
 #: the ``cheetah_me`` group's dataset and recipe (every other group: :data:`DATASET` with :data:`RECIPE`)
 CHEETAH_ME = "halfcheetah-medium-expert-gen-v0"
 EVAL_EVERY = 10_000
@@ -106,7 +115,8 @@ FINAL_EPISODES, FINAL_EVAL_SEED, FINAL_EVAL = 50, 1000, "final_eval_50.json"
 
 @dataclass(frozen=True)
 class Run:
-    group: str          # mechanism | nobc | gelu | heldout | nobc_all | cheetah_me | cheetah_gp_all | comparison
+    group: str          # mechanism | nobc | gelu | heldout | nobc_all | cheetah_me | cheetah_gp_all | cheetah_guard |
+    #                     comparison
     name: str           # the run's folder and label, e.g. "ppl_stable-w3"
     loss: str
     seed: int
@@ -171,6 +181,10 @@ def build_grid() -> list[Run]:
     for name, settings in (("hc-me-ppl_stable-gelu-gpall-w2", gp_all),
                            ("hc-me-ppl_stable-gelu-gpall-nobc-all-w2", gp_all + no_bc_at_all)):
         runs.append(Run("cheetah_gp_all", name, "ppl_stable", 0, 100_000, 64, settings, CHEETAH_ME))
+    guard = gelu_w2 + (("loss.saturation_penalty", 1.0),)
+    for name, settings in (("hc-me-ppl_stable-gelu-guard-w2", guard),
+                           ("hc-me-ppl_stable-gelu-guard-nobc-all-w2", guard + no_bc_at_all)):
+        runs.append(Run("cheetah_guard", name, "ppl_stable", 0, 100_000, 64, settings, CHEETAH_ME))
     for seed in (0, 1, 2):
         for name, loss in (("ppl_stable-w8", "ppl_stable"), ("rebrac", "rebrac"), ("ppl-w8", "ppl")):
             runs.append(Run("comparison", name, loss, seed, 300_000, 256, (("hparams.w", 8),) if "w8" in name else ()))
@@ -355,7 +369,7 @@ def report(runs: list[Run], root: Path, previous: str = "") -> str:
              "data pairs at every evaluation; compiled update, one torch thread per run. A run whose folder was not on "
              "the machine that wrote this report keeps its rows from the previous report.", ""]
     mech = [r for r in runs if r.group in MECHANISM_GROUPS + ("heldout",)]
-    lines += [f"**Mechanism** (seed 0 unless named, 100k steps, 3 x 64 networks; `-nobc`: the actor's BC term off; `-nobc-all`: both BC terms off; `-gelu`: f's units GELU; `-gpall`: the gradient penalty on the whole action gradient; `hc-me-`: on `{CHEETAH_ME}`, every other run on `{DATASET}`). f's share of the actor's gradient over all probes "
+    lines += [f"**Mechanism** (seed 0 unless named, 100k steps, 3 x 64 networks; `-nobc`: the actor's BC term off; `-nobc-all`: both BC terms off; `-gelu`: f's units GELU; `-gpall`: the gradient penalty on the whole action gradient; `-guard`: the actor's saturation penalty (1); `hc-me-`: on `{CHEETAH_ME}`, every other run on `{DATASET}`). f's share of the actor's gradient over all probes "
               "(the goal: between 5 % and 80 % at every probe), |f|'s largest value, f on efficient / inefficient "
               "data actions and the policy's distance to each at the last probe, the share of data actions where f is "
               "active beside 1/w (complementary slackness), the live units of f's last hidden layer at the latest checkpoint "

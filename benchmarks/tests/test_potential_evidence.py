@@ -49,7 +49,8 @@ def test_a_run_without_any_bc_term_differs_from_its_twin_by_the_two_bc_terms_onl
     runs = [r for r in grid if "-nobc-all" in r.name]
     assert {r.name for r in runs} == {"rebrac-nobc-all", "ppl_stable-gelu-nobc-all-w3", "ppl_stable-gelu-nobc-all-w8",
                                       "hc-me-rebrac-nobc-all", "hc-me-ppl_stable-gelu-nobc-all-w2",
-                                      "hc-me-ppl_stable-gelu-gpall-nobc-all-w2"}
+                                      "hc-me-ppl_stable-gelu-gpall-nobc-all-w2",
+                                      "hc-me-ppl_stable-gelu-guard-nobc-all-w2"}
     for run in runs:
         twin_group = (run.group if run.group.startswith("cheetah") else "mechanism" if run.loss == "rebrac"
                       else "gelu")
@@ -189,5 +190,18 @@ def test_a_whole_gradient_penalty_run_differs_from_its_cheetah_twin_by_that_swit
         a, b = _compose(run, tmp_path), _compose(twin, tmp_path)
         assert a.loss.potential_gp_directions == "all" and b.loss.potential_gp_directions == "segment"
         a.loss.potential_gp_directions = "segment"
+        a.run_dir = b.run_dir
+        assert a == b, run.name
+
+
+def test_a_guarded_run_differs_from_its_cheetah_twin_by_the_saturation_penalty_only(tmp_path):
+    grid = build_grid()
+    guarded = [r for r in grid if r.group == "cheetah_guard"]
+    assert len(guarded) == 2
+    for run in guarded:
+        twin = next(r for r in grid if r.group == "cheetah_me" and r.name == run.name.replace("-guard", ""))
+        a, b = _compose(run, tmp_path), _compose(twin, tmp_path)
+        assert a.loss.saturation_penalty == 1.0 and b.loss.saturation_penalty == 0.0
+        a.loss.saturation_penalty = 0.0
         a.run_dir = b.run_dir
         assert a == b, run.name
