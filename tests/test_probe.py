@@ -102,6 +102,27 @@ def test_probe_numbers_match_hand_computations():
     assert out["saturated"] == pytest.approx((a_pi.abs() > 0.99).float().mean().item())
 
 
+def test_the_saturation_penalty_is_a_probed_term_of_its_own():
+    """With ``saturation_penalty`` on and an actor scaled onto tanh's edge, the probe reports the penalty's value,
+    its gradient norm and direction, and counts it in f's share's denominator."""
+    actor, critic, potential = tiny_networks(OBS, ACT)
+    with torch.no_grad():
+        for p in actor.parameters():
+            p.mul_(300.0)
+    loss = PartialOTLoss(actor, critic, potential, w=4.0, actor_bc_coef=0.3, saturation_penalty=2.0)
+    data = _data()
+    out = MechanismProbe(data)(loss)
+    from tensordict import TensorDict
+
+    action = loss.policy_action(TensorDict({keys.OBSERVATION: data.observation}, [N]), loss.actor_network_params)
+    assert out["saturated"] > 0.3
+    assert out["term_saturation"] == pytest.approx(2.0 * loss.saturation(action.detach()).mean().item(), rel=1e-5)
+    assert out["term_saturation"] > 0 and out["grad_norm_saturation"] > 0
+    total = sum(out[f"grad_norm_{k}"] for k in ("bc", "q", "f", "saturation"))
+    assert out["grad_share_f"] == pytest.approx(out["grad_norm_f"] / total, rel=1e-6)
+    assert -1.0 <= out["toward_data_saturation"] <= 1.0
+
+
 def test_a_constant_potential_has_no_share_of_the_actor_gradient():
     ppl, *_ = _losses()
     with torch.no_grad():

@@ -133,10 +133,11 @@ class MechanismProbe:
         leaves = [p for p in actor_params.values(True, True) if p.requires_grad]
 
         with torch.enable_grad():
-            # The loss's own per-sample actor terms (signed: their sum is the actor objective bc - q - f).
+            # The loss's own per-sample actor terms (signed: their sum is the actor objective bc - q - f
+            # + saturation, the last where the actor's saturation penalty is on).
             args = (td, actor_params, critic_params) + ((potential_params,) if has_f else ())
             signed, policy_action, metadata = loss.actor_terms(*args)
-            sign = {"bc": 1.0, "q": -1.0, "f": -1.0}
+            sign = {"bc": 1.0, "q": -1.0, "f": -1.0, "saturation": 1.0}
             terms = {k: sign[k] * v.mean() for k, v in signed.items()}
             # Each term's own gradient (the actor loss is term_bc - term_q - term_f).
             grads = {k: torch.autograd.grad(v, leaves, retain_graph=True) for k, v in terms.items()}
