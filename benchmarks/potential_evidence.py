@@ -70,6 +70,15 @@ thread, with the mechanism probe (``ppl_torchrl/training/probe.py``) at every ev
   run ends off the box's edge (saturated share near ReBRAC's), nearer the expert's actions than the medium ones, and
   scores near ReBRAC (31) or above; if it still scores near the collapsed runs (-2.6) or below BC-free ReBRAC (18),
   the guard alone does not make f useful here;
+* ``cheetah_guard_seeds`` and ``cheetah_guard_w`` (added 2026-12-05, before any of their runs, when
+  ``cheetah_guard``'s BC-on run had reached 40k without collapsing and scored 26 at 30k-40k against ReBRAC's 30):
+  the robustness checks of that one run, whatever its end. ``cheetah_guard_seeds``: it and ReBRAC on seeds 1 and 2,
+  which chose nothing (with their seed-0 runs a 3-seed comparison at this budget, reported like ``heldout``: the
+  mean of the last three evaluations, the 2-SE rule, on seeds 0-2 and on the held-out seeds alone).
+  ``cheetah_guard_w``: it at w in {1, 4, 8} (seed 0), for stability at every w: at w = 1 the balanced constraint
+  cannot hold for a deterministic policy and f takes over (``mechanism``'s w = 1); at w = 8, f = 0 is near-optimal
+  once the BC terms hold the policy on the data. Stated before the runs: a guard that makes the potential work keeps
+  f's share inside 5-80 % at every probe at w = 4 and 8 and the score near ReBRAC's on the held-out seeds;
 * ``comparison`` (seeds 0-2, 300k steps, 3 x 256 networks, as docs/evidence.md's long budget): ``ppl_stable``
   (w = 8) against ReBRAC and the authors' PPL^R. About 1.5 CPU-hours per 100k steps each on a 2-core CPU: a job for
   several sessions or a GPU; it resumes where it stopped.
@@ -98,9 +107,11 @@ RECIPE = RECIPES / "ppl_antmaze.py"
 DATASET = "pointmaze-medium-mixed-gen-v0"
 #: steps per segment (each segment is one process: a compilation, then training to its end)
 SEGMENTS = {"mechanism": 100_000, "nobc": 100_000, "gelu": 100_000, "heldout": 100_000, "nobc_all": 100_000,
-            "cheetah_me": 100_000, "cheetah_gp_all": 100_000, "cheetah_guard": 100_000, "comparison": 25_000}
+            "cheetah_me": 100_000, "cheetah_gp_all": 100_000, "cheetah_guard": 100_000,
+            "cheetah_guard_seeds": 100_000, "cheetah_guard_w": 100_000, "comparison": 25_000}
 #: the groups reported in the mechanism table (seed 0, 100k steps, 3 x 64 networks, probed)
-MECHANISM_GROUPS = ("mechanism", "nobc", "gelu", "nobc_all", "cheetah_me", "cheetah_gp_all", "cheetah_guard")
+MECHANISM_GROUPS = ("mechanism", "nobc", "gelu", "nobc_all", "cheetah_me", "cheetah_gp_all", "cheetah_guard",
+                    "cheetah_guard_w")
 #: the ``cheetah_me`` group's dataset and recipe (every other group: :data:`DATASET` with :data:`RECIPE`)
 CHEETAH_ME = "halfcheetah-medium-expert-gen-v0"
 EVAL_EVERY = 10_000
@@ -115,8 +126,7 @@ FINAL_EPISODES, FINAL_EVAL_SEED, FINAL_EVAL = 50, 1000, "final_eval_50.json"
 
 @dataclass(frozen=True)
 class Run:
-    group: str          # mechanism | nobc | gelu | heldout | nobc_all | cheetah_me | cheetah_gp_all | cheetah_guard |
-    #                     comparison
+    group: str          # one of SEGMENTS' keys
     name: str           # the run's folder and label, e.g. "ppl_stable-w3"
     loss: str
     seed: int
@@ -185,6 +195,13 @@ def build_grid() -> list[Run]:
     for name, settings in (("hc-me-ppl_stable-gelu-guard-w2", guard),
                            ("hc-me-ppl_stable-gelu-guard-nobc-all-w2", guard + no_bc_at_all)):
         runs.append(Run("cheetah_guard", name, "ppl_stable", 0, 100_000, 64, settings, CHEETAH_ME))
+    for seed in HELDOUT_SEEDS:
+        runs.append(Run("cheetah_guard_seeds", "hc-me-ppl_stable-gelu-guard-w2", "ppl_stable", seed, 100_000, 64, guard,
+                        CHEETAH_ME))
+        runs.append(Run("cheetah_guard_seeds", "hc-me-rebrac", "rebrac", seed, 100_000, 64, (), CHEETAH_ME))
+    for w in (1, 4, 8):
+        runs.append(Run("cheetah_guard_w", f"hc-me-ppl_stable-gelu-guard-w{w}", "ppl_stable", 0, 100_000, 64,
+                        (("hparams.w", w),) + guard[1:], CHEETAH_ME))
     for seed in (0, 1, 2):
         for name, loss in (("ppl_stable-w8", "ppl_stable"), ("rebrac", "rebrac"), ("ppl-w8", "ppl")):
             runs.append(Run("comparison", name, loss, seed, 300_000, 256, (("hparams.w", 8),) if "w8" in name else ()))
@@ -262,21 +279,45 @@ def late_score(run: Run, root: Path, last: int = 3) -> float | None:
     return sum(r["eval/normalized_score_mean"] for r in evals[-last:]) / len(evals[-last:])
 
 
-def heldout_sides(runs: list[Run]) -> dict[str, list[Run]]:
-    """The held-out comparison's two sides, seeds 0-2 each: seed 0 from ``gelu`` / ``mechanism``, 1-2 from ``heldout``."""
+@dataclass(frozen=True)
+class HeldOut:
+    """A 3-seed comparison whose seed 0 chose the setting: each side's seed-0 run (group, name) and the group that
+    holds its seeds 1-2 under the same name; the report's paragraph opens with ``title`` and ``intro``."""
+    title: str
+    intro: str
+    dataset: str
+    sides: tuple  # ((label, (seed-0 group, name), held-out group), ...)
+
+
+HELDOUTS = (
+    HeldOut("**Held-out seeds**", "(`heldout`: the one setting inside the band, `gelu`'s w = 3, against ReBRAC; same "
+            "budget and networks; seed 0 chose the setting).", DATASET,
+            (("ppl_stable, GELU f, w = 3", ("gelu", "ppl_stable-gelu-w3"), "heldout"),
+             ("ReBRAC", ("mechanism", "rebrac"), "heldout"))),
+    HeldOut("**Held-out seeds on halfcheetah**", f"(`cheetah_guard_seeds`, on `{CHEETAH_ME}`: `cheetah_guard`'s BC-on "
+            "run, GELU f at w = 2 with the actor's saturation penalty, against ReBRAC; 100k steps, 3 x 64 networks; "
+            "seed 0 chose the setting).", CHEETAH_ME,
+            (("ppl_stable, GELU f, w = 2, saturation penalty 1", ("cheetah_guard", "hc-me-ppl_stable-gelu-guard-w2"),
+              "cheetah_guard_seeds"),
+             ("ReBRAC", ("cheetah_me", "hc-me-rebrac"), "cheetah_guard_seeds"))),
+)
+
+
+def heldout_sides(runs: list[Run], spec: HeldOut = HELDOUTS[0]) -> dict[str, list[Run]]:
+    """A held-out comparison's two sides, seeds 0-2 each: seed 0 from its own group, seeds 1-2 from the held-out
+    group (for ``heldout``: seed 0 from ``gelu`` / ``mechanism``)."""
     def find(group, name, seed):
         return next(r for r in runs if (r.group, r.name, r.seed) == (group, name, seed))
 
-    return {"ppl_stable, GELU f, w = 3": [find("gelu", "ppl_stable-gelu-w3", 0)]
-            + [find("heldout", "ppl_stable-gelu-w3", s) for s in HELDOUT_SEEDS],
-            "ReBRAC": [find("mechanism", "rebrac", 0)] + [find("heldout", "rebrac", s) for s in HELDOUT_SEEDS]}
+    return {label: [find(*first, 0)] + [find(group, first[1], s) for s in HELDOUT_SEEDS]
+            for label, first, group in spec.sides}
 
 
 def final_eval_jobs(runs: list[Run], root: Path) -> list[Job]:
     """``recipes/evaluate.py`` on each finished run of the held-out comparison not scored yet (its JSON beside the
     checkpoint, written atomically by the recipe)."""
     jobs = []
-    for run in (r for side in heldout_sides(runs).values() for r in side):
+    for run in (r for spec in HELDOUTS for side in heldout_sides(runs, spec).values() for r in side):
         folder = run.run_dir(root)
         if late_score(run, root) is None or (folder / FINAL_EVAL).exists():
             continue
@@ -295,17 +336,16 @@ def final_score(run: Run, root: Path) -> float | None:
     return json.loads(path.read_text())["final_eval"]["normalized_score_mean"] if path.exists() else None
 
 
-def heldout_lines(runs: list[Run], root: Path) -> list[str]:
-    """The 3-seed comparison of ``gelu``'s w = 3 against ReBRAC: seed 0 from ``gelu`` / ``mechanism`` (the seed that
-    chose the setting), seeds 1-2 from ``heldout``; the 2-SE verdict on all three and on the held-out seeds alone,
-    for the stated score (the last three evaluations) and for the final policies' 50-episode score."""
+def heldout_lines(runs: list[Run], root: Path, spec: HeldOut = HELDOUTS[0]) -> list[str]:
+    """A 3-seed comparison (for ``heldout``: ``gelu``'s w = 3 against ReBRAC): seed 0 the seed that chose the
+    setting, seeds 1-2 held out; the 2-SE verdict on all three and on the held-out seeds alone, for the stated score
+    (the last three evaluations) and for the final policies' 50-episode score."""
     from benchmarks.verdict import compare
     from ppl_torchrl.reporting.aggregate import Cell
 
-    sides = heldout_sides(runs)
+    sides = heldout_sides(runs, spec)
     metrics = {"last three evaluations": late_score, f"final policy, {FINAL_EPISODES} episodes": final_score}
-    lines = ["", "**Held-out seeds** (`heldout`: the one setting inside the band, `gelu`'s w = 3, against ReBRAC; same "
-             "budget and networks; seed 0 chose the setting). The stated score is the mean of the last three "
+    lines = ["", f"{spec.title} {spec.intro} The stated score is the mean of the last three "
              "evaluations (80k-100k, 15 episodes per run); beside it, the final policy on "
              f"{FINAL_EPISODES} more episodes (evaluation seed {FINAL_EVAL_SEED}). Verdict: the difference of means "
              "against 2 standard errors (Welch).", "",
@@ -317,14 +357,14 @@ def heldout_lines(runs: list[Run], root: Path) -> list[str]:
         for name, side in sides.items():
             by_seed = {r.seed: score_of(r, root) for r in side}
             done = {s: v for s, v in by_seed.items() if v is not None}
-            cells[name] = {seeds: Cell("pointmaze", DATASET, name, [done[s] for s in seeds if s in done],
+            cells[name] = {seeds: Cell("", spec.dataset, name, [done[s] for s in seeds if s in done],
                                        [s for s in seeds if s in done]) for seeds in ((0, 1, 2), HELDOUT_SEEDS)}
             lines.append(f"| {name} | {metric} | " + " | ".join(_fmt(by_seed[s], 1) for s in (0, 1, 2))
                          + f" | {cells[name][(0, 1, 2)].text() if done else '-'} ({len(done)}) |")
         ours, base = (cells[k] for k in sides)
         for seeds, label in (((0, 1, 2), "seeds 0-2"), (HELDOUT_SEEDS, "held-out seeds 1-2")):
             if ours[seeds].n == len(seeds) and base[seeds].n == len(seeds):
-                v = compare(ours[seeds], base[seeds], DATASET)
+                v = compare(ours[seeds], base[seeds], spec.dataset)
                 verdicts.append(f"Verdict on {label}, {metric}: **{v.outcome}** (difference {v.diff:+.1f}, "
                                 f"2 SE = {2 * v.se:.1f}; higher on {v.wins} of {v.paired} seeds).")
             else:
@@ -344,9 +384,10 @@ def previous_rows(previous: str) -> dict[str, dict[str, str]]:
     return rows
 
 
-def previous_block(previous: str, start: str, stop: str | None) -> list[str]:
+def previous_block(previous: str, start: str, stop: str | tuple | None) -> list[str]:
     """The last report's lines from the one starting with ``start`` up to (not including) the next one starting with
-    ``stop`` (to the end where ``stop`` is None), trailing blank lines dropped; [] where ``start`` is absent."""
+    ``stop`` (any of them, for a tuple; to the end where ``stop`` is None), trailing blank lines dropped; [] where
+    ``start`` is absent."""
     lines = previous.splitlines()
     i = next((k for k, line in enumerate(lines) if line.startswith(start)), None)
     if i is None:
@@ -368,7 +409,7 @@ def report(runs: list[Run], root: Path, previous: str = "") -> str:
     lines = [f"Grid: `benchmarks/potential_evidence.py` (fixed before running). Dataset `{DATASET}`; probe on 2048 fixed "
              "data pairs at every evaluation; compiled update, one torch thread per run. A run whose folder was not on "
              "the machine that wrote this report keeps its rows from the previous report.", ""]
-    mech = [r for r in runs if r.group in MECHANISM_GROUPS + ("heldout",)]
+    mech = [r for r in runs if r.group in MECHANISM_GROUPS + ("heldout", "cheetah_guard_seeds")]
     lines += [f"**Mechanism** (seed 0 unless named, 100k steps, 3 x 64 networks; `-nobc`: the actor's BC term off; `-nobc-all`: both BC terms off; `-gelu`: f's units GELU; `-gpall`: the gradient penalty on the whole action gradient; `-guard`: the actor's saturation penalty (1); `hc-me-`: on `{CHEETAH_ME}`, every other run on `{DATASET}`). f's share of the actor's gradient over all probes "
               "(the goal: between 5 % and 80 % at every probe), |f|'s largest value, f on efficient / inefficient "
               "data actions and the policy's distance to each at the last probe, the share of data actions where f is "
@@ -401,9 +442,11 @@ def report(runs: list[Run], root: Path, previous: str = "") -> str:
         cells = curve_cells(run, root)
         if any(c != "" for c in cells):
             lines.append(f"| {run.label} | " + " | ".join(cells) + " |")
-    kept = previous_block(previous, "**Held-out seeds**", "**Comparison**")
-    all_here = all(here[r] for side in heldout_sides(runs).values() for r in side)
-    lines += heldout_lines(runs, root) if all_here or not kept else [""] + kept
+    for k, spec in enumerate(HELDOUTS):
+        stops = tuple(later.title + " " for later in HELDOUTS[k + 1:]) + ("**Comparison**",)
+        kept = previous_block(previous, spec.title + " ", stops)
+        all_here = all(here[r] for side in heldout_sides(runs, spec).values() for r in side)
+        lines += heldout_lines(runs, root, spec) if all_here or not kept else [""] + kept
     comp = [r for r in runs if r.group == "comparison"]
     kept = previous_block(previous, "**Comparison**", "")[:1]  # one paragraph line
     if kept and not any(here[r] for r in comp):
@@ -435,7 +478,7 @@ def main(argv=None) -> int:
             group_runs = [r.grid_run(root) for r in chosen if r.group == group]
             order += in_segments(group_runs, segment) if group_runs else []
         failures = run_jobs(segment_jobs(order), max(1, args.jobs), root / "logs")
-        if args.group in ("heldout", "all"):
+        if args.group in ("heldout", "cheetah_guard_seeds", "all"):
             failures += run_jobs(final_eval_jobs(runs, root), max(1, args.jobs), root / "logs")
     from benchmarks.markdown import read_section, write_section
 

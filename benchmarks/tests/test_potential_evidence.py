@@ -178,7 +178,8 @@ def test_a_run_not_on_this_machine_keeps_its_rows_from_the_last_report_and_a_run
     assert f"| {gone.name} | 1 / 0.50 | 2 / 0.50 |" in text
     assert f"| {moved.name} | 10000 | 0 |" in text and f"| {moved.name} | 100000 | 10 |" not in text
     assert f"| {moved.name} | 42 / - |" in text
-    assert held in text and "| kept | table |" in text and "Verdict on" not in text
+    pointmaze_part = text.split("**Held-out seeds on halfcheetah**")[0]
+    assert held in pointmaze_part and "| kept | table |" in pointmaze_part and "Verdict on" not in pointmaze_part
     assert "2 of 9 runs finished" in text
     assert text.count(f"| {gone.name} |") == 2
 
@@ -205,3 +206,27 @@ def test_a_guarded_run_differs_from_its_cheetah_twin_by_the_saturation_penalty_o
         a.loss.saturation_penalty = 0.0
         a.run_dir = b.run_dir
         assert a == b, run.name
+
+
+def test_the_halfcheetah_held_out_comparison_pairs_the_guarded_run_with_rebrac_on_seeds_0_to_2(tmp_path):
+    from benchmarks.potential_evidence import HELDOUTS, heldout_lines, heldout_sides
+
+    runs = build_grid()
+    sides = heldout_sides(runs, HELDOUTS[1])
+    guarded, rebrac = sides.values()
+    assert [(r.group, r.seed) for r in guarded] == [("cheetah_guard", 0), ("cheetah_guard_seeds", 1),
+                                                    ("cheetah_guard_seeds", 2)]
+    assert [(r.group, r.seed) for r in rebrac] == [("cheetah_me", 0), ("cheetah_guard_seeds", 1),
+                                                   ("cheetah_guard_seeds", 2)]
+    for run in guarded + rebrac:
+        assert run.dataset == "halfcheetah-medium-expert-gen-v0"
+        a, b = _compose(run, tmp_path), _compose(guarded[0] if run in guarded else rebrac[0], tmp_path)
+        assert a.seed == run.seed and a.loss.name == b.loss.name
+        assert a.loss.get("saturation_penalty") == b.loss.get("saturation_penalty") == (1.0 if run in guarded else None)
+    for run, late in zip(guarded + rebrac, ((30, 30, 30), (20, 20, 20), (10, 10, 10), (30, 30, 30), (30, 30, 30),
+                                            (30, 30, 30))):
+        _write_evals(run, tmp_path, late)
+    text = "\n".join(heldout_lines(runs, tmp_path, HELDOUTS[1]))
+    assert text.count("**Held-out seeds on halfcheetah**") == 1
+    # diff -10, Welch SE sqrt(100 / 3) = 5.77: lost
+    assert "Verdict on seeds 0-2, last three evaluations: **matched** (difference -10.0, 2 SE = 11.5;" in text
