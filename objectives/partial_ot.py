@@ -64,8 +64,8 @@ class PartialOTLoss(PartialOT):
             online actor's; ``None`` (default): the target actor where there is one (``delay_actor=True``, the
             default). ``True`` with ``delay_actor=False`` is an error, as for :class:`PartialOT`.
         potential_bound, potential_gp, potential_lipschitz, potential_gp_directions, potential_actor_scale,
-            potential_actor_coef, w_anneal_steps, saturation_penalty: the potential's switches (:class:`PartialOT`); their defaults are
-            the authors' code.
+            potential_actor_coef, w_anneal_steps, saturation_penalty: the switches of :class:`PartialOT`; their
+            defaults are the authors' code.
         critic_next_action (str): ``"policy"`` for PPL^R, ``"dataset"`` for the SARSA-style :math:`Q^\beta`
             of the paper's one-step setting and toy experiment.
         **kwargs: every other :class:`ReBRACLoss` argument.
