@@ -17,7 +17,8 @@ from tensordict import TensorDict
 from ppl_torchrl import keys
 from ppl_torchrl.training.checkpoints import load_trained_run
 from ppl_torchrl.training.data_source import resolve_training_data
-from ppl_torchrl.training.probe import SATURATED, load_probe_data
+from ppl_torchrl.objectives import SATURATED
+from ppl_torchrl.training.probe import load_probe_data
 
 
 ACTIVATION_MODULES = (torch.nn.ReLU, torch.nn.GELU)  # the elementwise activations ppl_torchrl.modules builds

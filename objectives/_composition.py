@@ -17,8 +17,12 @@ POTENTIAL_OUT_KEYS = ["loss_potential", "potential_policy", "potential_data", "p
 ACTOR_SCALES = ("none", "q", "self")
 #: which of f's slopes the gradient penalty bounds: along the policy-to-data segment only, or in every direction
 GP_DIRECTIONS = ("segment", "all")
-#: where tanh's flat edge begins for the saturation penalty: the pre-tanh value of an action component at |u| = 0.99
-SATURATION_EDGE = math.atanh(0.99)
+#: an action component beyond this (in absolute value, in [-1, 1] units) sits where tanh's slope is below 0.02: (almost)
+#: no gradient from any loss reaches a tanh actor's weights through it (the probe counts these; the saturation penalty
+#: starts here)
+SATURATED = 0.99
+#: the pre-tanh value of an action component at the edge :data:`SATURATED`
+SATURATION_EDGE = math.atanh(SATURATED)
 
 
 def _check_settings(potential_bound, potential_gp, potential_lipschitz, potential_actor_scale, potential_actor_coef,
@@ -145,11 +149,11 @@ def declare_target_updater(loss: LossModule) -> None:
     copies the online weights into the targets, which would undo a loaded or composed loss's targets: they are
     saved before and put back after. A loss without target parameters needs nothing.
     """
-    targets = [(name, buffer) for name, buffer in loss.named_buffers() if name.startswith("target_")]
+    targets = [buffer for name, buffer in loss.named_buffers() if name.startswith("target_")]
     if not targets:
         return
-    saved = [buffer.detach().clone() for _, buffer in targets]
+    saved = [buffer.detach().clone() for buffer in targets]
     HardUpdate(loss)
     with torch.no_grad():
-        for (_, buffer), value in zip(targets, saved):
+        for buffer, value in zip(targets, saved):
             buffer.copy_(value)

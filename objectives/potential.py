@@ -308,9 +308,10 @@ class PartialOT(LossModule):
         self.base.set_vmap_randomness(value)
 
     def reset_parameters_recursive(self) -> None:
-        """Re-initialises every network: the base's, their targets, and the potential."""
+        """Re-initialises every network: the base's and their targets (by the base), then the potential."""
         self.base.reset_parameters_recursive()
-        super().reset_parameters_recursive()
+        with self.potential_network_params.to_module(self.potential_network, preserve_module_state=False):
+            self.potential_network.reset_parameters_recursive()
 
     # ------------------------------------------------------------------ network calls
     def policy_action(self, tensordict: TensorDictBase, actor_params) -> torch.Tensor:

@@ -37,10 +37,8 @@ import torch
 from tensordict import TensorDict
 
 from ppl_torchrl import keys
+from ppl_torchrl.objectives import SATURATED
 
-#: an action component beyond this (in absolute value) sits where tanh's slope is below 0.02: (almost) no gradient
-#: from any loss reaches a tanh actor's weights through it
-SATURATED = 0.99
 #: behaviour names counted as efficient (``ppl_torchrl.datagen``: the BFS planner and the expert policies)
 EFFICIENT_BEHAVIORS = ("planner", "expert")
 
