@@ -25,6 +25,7 @@ _LAZY = {
     "make_actor": "ppl_torchrl.modules",
     "make_qvalue_ensemble": "ppl_torchrl.modules",
     "make_potential": "ppl_torchrl.modules",
+    "make_tanh_normal_actor": "ppl_torchrl.modules",
     "normalized_score": "ppl_torchrl.registry",
     "get_dataset_spec": "ppl_torchrl.registry",
 }

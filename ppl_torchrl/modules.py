@@ -11,6 +11,7 @@ builder            reads                        writes
 make_actor         ``observation``              ``action`` (tanh, in [-1, 1])
 make_qvalue_ensem  ``observation``, ``action``  ``state_action_value`` ``[*B, num_qvalue_nets]``
 make_potential     ``observation``, ``action``  ``potential`` ``[*B, 1]``, always <= 0
+make_tanh_normal_  ``observation``              ``action`` (a TanhNormal sample; CQL's and IQL's actor)
 =================  ==========================  ==================================================
 
 Two options reproduce other codebases' networks without another copy of them: ``activation`` (``"relu"``,
@@ -31,8 +32,10 @@ import math
 from typing import Sequence
 
 import torch
-from tensordict.nn import TensorDictModule
+from tensordict.nn import NormalParamExtractor, TensorDictModule
 from torch import nn
+from torchrl.data import Bounded
+from torchrl.modules import MLP, ProbabilisticActor, TanhNormal
 
 from ppl_torchrl import keys
 
@@ -256,6 +259,24 @@ def make_actor(
         last_layer_scale=last_layer_scale,
     )
     return TensorDictModule(net.to(device), in_keys=[in_key], out_keys=[out_key])
+
+
+def make_tanh_normal_actor(observation_spec, action_spec, *, hidden_dim: int = 256, num_hidden: int = 3,
+                           device=None) -> ProbabilisticActor:
+    """Stochastic actor (TorchRL's ``ProbabilisticActor`` with a ``TanhNormal`` in ``[-1, 1]``, ReLU ``MLP`` writing
+    ``loc`` and ``scale``): the actor of TorchRL's CQL and IQL losses, hence of PPL^CQL."""
+    obs_dim, act_dim = _dim(observation_spec), _dim(action_spec)
+    net = nn.Sequential(
+        MLP(in_features=obs_dim, out_features=2 * act_dim, num_cells=[hidden_dim] * num_hidden,
+            activation_class=nn.ReLU),
+        NormalParamExtractor(),
+    )
+    return ProbabilisticActor(
+        TensorDictModule(net, in_keys=[keys.OBSERVATION], out_keys=["loc", "scale"]),
+        in_keys=["loc", "scale"], out_keys=[keys.ACTION], distribution_class=TanhNormal,
+        spec=Bounded(-torch.ones(act_dim), torch.ones(act_dim), (act_dim,)),
+        return_log_prob=False,
+    ).to(device)
 
 
 def make_qvalue_ensemble(

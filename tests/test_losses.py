@@ -656,3 +656,26 @@ def test_the_library_networks_fast_binding_gives_to_module_s_numbers_and_gradien
     from torchrl.modules import MLP, ValueOperator
     critic = ValueOperator(MLP(in_features=5, out_features=1, num_cells=[8]), in_keys=["observation", "action"])
     assert not networks._reads_positionally(critic, "state_action_value")  # not ours: the TensorDictModule path
+
+
+def test_make_tanh_normal_actor_samples_inside_the_bounds_and_its_mode_is_tanh_of_loc():
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+    from ppl_torchrl import PartialOTCQLLoss, make_tanh_normal_actor
+
+    torch.manual_seed(0)
+    actor = make_tanh_normal_actor(3, 2, hidden_dim=8, num_hidden=2)
+    td = TensorDict({"observation": torch.randn(64, 3)}, [64])
+    with set_exploration_type(ExplorationType.RANDOM):
+        sample = actor(td.clone())["action"]
+    with set_exploration_type(ExplorationType.DETERMINISTIC):
+        out = actor(td.clone())
+    assert sample.shape == (64, 2) and sample.abs().max() < 1
+    assert torch.allclose(out["action"], torch.tanh(out["loc"]), atol=1e-6)
+    assert (out["scale"] > 0).all()
+    # the loss that takes it: PPL^CQL's actor term reaches the actor's weights
+    loss = PartialOTCQLLoss(actor, make_qvalue_ensemble(3, 2, hidden_dim=8, num_qvalue_nets=1),
+                            make_potential(3, 2, hidden_dim=8), w=3.0)
+    loss_actor, _ = loss.actor_loss(td.clone().set("action", torch.rand(64, 2) * 2 - 1))
+    loss_actor.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in loss.actor_network_params.values(True, True))

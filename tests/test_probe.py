@@ -203,3 +203,12 @@ def test_a_probed_run_trains_exactly_as_an_unprobed_one_and_logs_the_labelled_gr
     assert not any(k.startswith("probe/") for r in
                    (json.loads(line) for line in (tmp_path / "p0" / "metrics.jsonl").read_text().splitlines())
                    for k in r)
+
+
+def test_active_share_counts_data_actions_deeper_than_a_tenth_of_f_at_the_policy():
+    from ppl_torchrl.training.probe import active_share
+
+    f_data = torch.tensor([0.0, -0.05, -0.11, -0.5, -2.0])
+    assert active_share(f_data, torch.tensor(-1.0)) == pytest.approx(3 / 5)  # -0.11, -0.5, -2.0 lie below -0.1
+    assert active_share(f_data, torch.tensor(-0.2)) == pytest.approx(4 / 5)  # threshold -0.02
+    assert active_share(torch.zeros(4), torch.tensor(0.0)) == 0.0  # f = 0 everywhere: active nowhere

@@ -22,14 +22,15 @@ from typing import Callable
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import NormalParamExtractor, TensorDictModule
+from tensordict.nn import TensorDictModule
 from torch import nn
 from torchrl.data import Bounded
-from torchrl.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator
+from torchrl.modules import MLP, ValueOperator
 from torchrl.objectives import BCLoss, CQLLoss, IQLLoss, SoftUpdate, TD3BCLoss
 
 from ppl_torchrl import keys
 from ppl_torchrl.errors import ConfigError
+from ppl_torchrl.modules import make_tanh_normal_actor
 from ppl_torchrl.objectives import PartialOT, PartialOTCQLLoss, PartialOTLoss, ReBRACLoss
 from ppl_torchrl.training.config import CompileConfig, LossConfig, NetworkConfig, OptimConfig
 from ppl_torchrl.update import ReBRACUpdate
@@ -184,19 +185,6 @@ def _compose_potential(loss, lc: LossConfig, net: NetworkConfig, obs_dim: int, a
                      **lc.potential_settings())
 
 
-def _tanh_normal_actor(obs_dim, act_dim, hidden, depth, device):
-    net = nn.Sequential(
-        MLP(in_features=obs_dim, out_features=2 * act_dim, num_cells=[hidden] * depth, activation_class=nn.ReLU),
-        NormalParamExtractor(),
-    )
-    return ProbabilisticActor(
-        TensorDictModule(net, in_keys=[keys.OBSERVATION], out_keys=["loc", "scale"]),
-        in_keys=["loc", "scale"], out_keys=[keys.ACTION], distribution_class=TanhNormal,
-        spec=Bounded(-torch.ones(act_dim), torch.ones(act_dim), (act_dim,)),
-        return_log_prob=False,
-    ).to(device)
-
-
 def _single_critic(obs_dim, act_dim, hidden, depth, device, value=False):
     in_keys = [keys.OBSERVATION] if value else [keys.OBSERVATION, keys.ACTION]
     net = MLP(in_features=obs_dim + (0 if value else act_dim), out_features=1,
@@ -299,7 +287,8 @@ def _make_rebrac_family(name: str, lc: LossConfig, *, net: NetworkConfig, optim:
 
 def _make_cql_family(name: str, lc: LossConfig, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
                      device) -> Algorithm:
-    actor = _tanh_normal_actor(obs_dim, act_dim, net.hidden_dim, net.num_hidden, device)
+    actor = make_tanh_normal_actor(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden,
+                                   device=device)
     qvalue = _single_critic(obs_dim, act_dim, net.hidden_dim, lc.q_num_hidden, device)
     kwargs = dict(
         action_spec=Bounded(-torch.ones(act_dim), torch.ones(act_dim), (act_dim,)),
@@ -354,7 +343,8 @@ def _make_td3_bc(name: str, lc: LossConfig, *, net: NetworkConfig, optim: OptimC
 
 def _make_iql(name: str, lc: LossConfig, *, net: NetworkConfig, optim: OptimConfig, obs_dim: int, act_dim: int,
               device) -> Algorithm:
-    actor = _tanh_normal_actor(obs_dim, act_dim, net.hidden_dim, net.num_hidden, device)
+    actor = make_tanh_normal_actor(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden,
+                                   device=device)
     qvalue = _single_critic(obs_dim, act_dim, net.hidden_dim, net.num_hidden, device)
     value = _single_critic(obs_dim, act_dim, net.hidden_dim, net.num_hidden, device, value=True)
     loss = IQLLoss(actor, qvalue, value, num_qvalue_nets=net.num_qvalue_nets, temperature=lc.temperature,

@@ -43,6 +43,13 @@ from ppl_torchrl.objectives import SATURATED
 EFFICIENT_BEHAVIORS = ("planner", "expert")
 
 
+def active_share(f_data: torch.Tensor, f_policy: torch.Tensor) -> float:
+    """The share of the data's actions on which f is active: below a tenth of ``f_policy``, f's mean at the policy's
+    actions. Complementary slackness puts it near ``1/w``: f < 0 only where the policy's mass reaches ``w`` times
+    the data's, i.e. on the ~1/w share of the data the policy maps onto."""
+    return (f_data < 0.1 * f_policy).float().mean().item()
+
+
 @dataclass
 class ProbeData:
     """Fixed dataset pairs: ``observation [N, obs]`` (as the networks see them), ``action [N, act]``, and
@@ -163,9 +170,7 @@ class MechanismProbe:
                 out["f_policy"] = f_policy.item()
                 out["f_data"] = f_data.mean().item()
                 out["grad_share_f"] = norms["f"] / max(sum(norms.values()), 1e-30)
-                # complementary slackness: f < 0 only where the constraint binds, i.e. on the ~1/w share of the data
-                # the policy maps onto; "active" = deeper than a tenth of f's mean depth at the policy's actions
-                out["f_active_share"] = (f_data < 0.1 * f_policy).float().mean().item()
+                out["f_active_share"] = active_share(f_data, f_policy)
             dist = (action - data_action).norm(dim=-1)
             for name, mask in self.groups().items():
                 out[f"dist/{name}"] = dist[mask].mean().item()

@@ -1,0 +1,187 @@
+r"""The potential's known-answer problem: a one-step offline bandit whose partial-transport answer is known.
+
+Per state ``s ~ U[-1, 1]`` the data hold two modes of actions: :data:`GOOD_SHARE` (30 %) from a good mode
+``0.5 + 0.2 s`` and the rest from a bad one ``-0.5 + 0.2 s`` (noise :data:`NOISE`). The critic is fixed and known,
+``Q(s, a) = 1 - (a - (0.5 + 0.2 s + 0.35))^2``: its maximiser lies :data:`SHIFT` above the good mode, outside the
+data. Partial transport's answer (the policy may put at most ``w`` times the data's mass on any action, and Q picks
+where):
+
+* Q alone (no potential, no BC term) takes the policy out of the data, to the good mode + 0.35;
+* at ``w = 3`` the good mode (30 % of the data, so room for 90 % of the policy's mass) takes almost all of it:
+  the policy sits on the good mode, inside the data's support and far from the bad mode;
+* at ``w = 1`` the policy must cover all the data (balanced transport), bad mode included;
+* and complementary slackness says where f is active (f < 0): on the data the policy fills to capacity, about a
+  ``1/w`` share of it (:func:`ppl_torchrl.training.probe.active_share`).
+
+Two policies are trained on it, by the library's own losses and a fixed critic (learning rate 0):
+
+* :func:`train_deterministic`: PPL^R's tanh actor, ``ReBRACUpdate`` on :class:`PartialOTLoss` (or
+  :class:`ReBRACLoss` without a potential);
+* :func:`train_stochastic`: PPL^CQL's TanhNormal actor, :class:`PartialOTCQLLoss`'s ``actor_loss`` (CQL's
+  SAC-style term ``alpha log pi(a~|s) - Q(s, a~)`` minus ``f(s, a~)`` on a reparameterised sample) and
+  ``potential_loss`` at a fixed temperature ``alpha``, in TorchRL's plain loop (``backward``, ``Adam.step``).
+
+Measured (docs/evidence.md, ``benchmarks/known_answer_w.py``): with ``loss=ppl_stable``'s potential both land on the
+good mode at w = 3, w moves either only a little, and neither covers the data at w = 1 (one point or one bump cannot
+be two modes); docs/algorithm.md derives why: under the gradient penalty f pulls the policy toward its nearest 1/w
+share of the data. Used by ``benchmarks/tests/test_known_answer.py`` and ``benchmarks/known_answer_w.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from tensordict import TensorDict
+from tensordict.nn import TensorDictModule
+from torch import nn
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+from ppl_torchrl import keys
+from ppl_torchrl.modules import make_actor, make_potential, make_tanh_normal_actor
+from ppl_torchrl.objectives import PartialOTCQLLoss, PartialOTLoss, ReBRACLoss
+from ppl_torchrl.training.probe import active_share
+from ppl_torchrl.update import ReBRACUpdate
+
+SHIFT = 0.35       # Q's maximiser, above the good mode
+GOOD_SHARE = 0.3   # the good mode's share of the data
+NOISE = 0.03       # each mode's noise
+NEAR = 0.1         # a policy action "on" a mode: within this distance of its centre (over 3 noise widths)
+STATES = torch.linspace(-0.9, 0.9, 19).unsqueeze(-1)  # where the policy is read
+DATA_SIZE, BATCH, HIDDEN, DEPTH = 4096, 128, 32, 2
+
+
+def good(s: torch.Tensor) -> torch.Tensor:
+    return 0.5 + 0.2 * s
+
+
+def bad(s: torch.Tensor) -> torch.Tensor:
+    return -0.5 + 0.2 * s
+
+
+class KnownQ(nn.Module):
+    """``Q(s, a) = 1 - (a - good(s) - SHIFT)^2`` (one member); its one parameter is never trained (lr 0)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, observation, action):
+        return self.scale * (1.0 - (action - good(observation) - SHIFT).pow(2)).sum(-1, keepdim=True)
+
+
+def known_qvalue() -> TensorDictModule:
+    return TensorDictModule(KnownQ(), in_keys=[keys.OBSERVATION, keys.ACTION], out_keys=["state_action_value"])
+
+
+def sample_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` states and data actions (each ``[n, 1]``), :data:`GOOD_SHARE` of them from the good mode."""
+    g = torch.Generator().manual_seed(seed)
+    s = torch.rand(n, 1, generator=g) * 2 - 1
+    is_good = torch.rand(n, 1, generator=g) < GOOD_SHARE
+    a = torch.where(is_good, good(s), bad(s)) + NOISE * torch.randn(n, 1, generator=g)
+    return s, a.clamp(-0.99, 0.99)
+
+
+@dataclass
+class Outcome:
+    """Where a trained policy ends, read on :data:`STATES` (a stochastic policy: its mean action for the first
+    three, 200 samples per state for the shares)."""
+
+    offset: float            # mean of (policy action - good mode)
+    to_good: float           # mean |policy action - good mode|
+    to_bad: float            # mean |policy action - bad mode|
+    on_good: float           # share of the policy's actions within NEAR of the good mode
+    on_bad: float            # the same for the bad mode
+    f_data: float = float("nan")     # f's mean on the data's actions (with a potential)
+    f_policy: float = float("nan")   # f's mean at the policy's actions
+    active: float = float("nan")     # share of the data's actions on which f is active (compare with 1/w)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _batches(s, a, steps: int, seed: int):
+    g = torch.Generator().manual_seed(seed + 1)
+    ones = torch.ones(BATCH, 1, dtype=torch.bool)
+    for step in range(steps):
+        idx = torch.randint(0, s.shape[0], (BATCH,), generator=g)
+        yield step, TensorDict({keys.OBSERVATION: s[idx], keys.ACTION: a[idx], ("next", keys.OBSERVATION): s[idx],
+                                ("next", keys.ACTION): a[idx], ("next", "reward"): torch.zeros(BATCH, 1),
+                                ("next", "done"): ones, ("next", "terminated"): ones}, [BATCH])
+
+
+def _outcome(loss, actor, s, a, samples: int, potential: bool) -> Outcome:
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+        centre = actor(TensorDict({keys.OBSERVATION: STATES}, [len(STATES)]))[keys.ACTION]
+    states = STATES.repeat(samples, 1)
+    with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
+        actions = actor(TensorDict({keys.OBSERVATION: states}, [len(states)]))[keys.ACTION]
+    out = Outcome(offset=(centre - good(STATES)).mean().item(), to_good=(centre - good(STATES)).abs().mean().item(),
+                  to_bad=(centre - bad(STATES)).abs().mean().item(),
+                  on_good=((actions - good(states)).abs() < NEAR).float().mean().item(),
+                  on_bad=((actions - bad(states)).abs() < NEAR).float().mean().item())
+    if potential:
+        with torch.no_grad():
+            data = TensorDict({keys.OBSERVATION: s}, [len(s)])
+            f_data = loss.potential(data, a, loss.potential_network_params)
+            f_policy = loss.potential(TensorDict({keys.OBSERVATION: states}, [len(states)]), actions,
+                                      loss.potential_network_params)
+        out.f_data, out.f_policy = f_data.mean().item(), f_policy.mean().item()
+        out.active = active_share(f_data, f_policy.mean())
+    return out
+
+
+def _potential(potential_activation: str):
+    return make_potential(1, 1, hidden_dim=HIDDEN, num_hidden=DEPTH, activation=potential_activation)
+
+
+def train_deterministic(*, potential: bool = True, w: float = 3.0, steps: int = 2000, seed: int = 0,
+                        actor_lr: float = 1e-3, potential_lr: float = 1e-3, actor_bc_coef: float = 0.0,
+                        potential_activation: str = "relu", **switches) -> Outcome:
+    """PPL^R's deterministic actor on the known problem (``ReBRACUpdate``, every step a delayed step); ``switches``
+    are :class:`PartialOTLoss`'s potential switches."""
+    torch.manual_seed(seed)
+    s, a = sample_data(DATA_SIZE, seed)
+    actor = make_actor(1, 1, hidden_dim=HIDDEN, num_hidden=DEPTH)
+    settings = dict(actor_bc_coef=actor_bc_coef, critic_bc_coef=0.0, critic_next_action="dataset")
+    if potential:
+        loss = PartialOTLoss(actor, known_qvalue(), _potential(potential_activation), w=w, **settings, **switches)
+    else:
+        loss = ReBRACLoss(actor, known_qvalue(), **settings)
+    loss.make_value_estimator(gamma=0.0)
+    optimizers = {"actor": torch.optim.Adam(loss.actor_network_params.values(True, True), lr=actor_lr, foreach=True),
+                  "critic": torch.optim.Adam(loss.qvalue_network_params.values(True, True), lr=0.0, foreach=True)}
+    if potential:
+        optimizers["potential"] = torch.optim.Adam(loss.potential_network_params.values(True, True), lr=potential_lr,
+                                                   foreach=True)
+    update = ReBRACUpdate(loss, optimizers, tau=5e-3, policy_freq=1)
+    for step, batch in _batches(s, a, steps, seed):
+        update(batch, step)
+    if loss.qvalue_network_params["module", "scale"].item() != 1.0:
+        raise RuntimeError("the known critic moved: its learning rate must be 0")
+    return _outcome(loss, actor, s, a, samples=1, potential=potential)
+
+
+def train_stochastic(*, potential: bool = True, w: float = 3.0, steps: int = 3000, seed: int = 0, alpha: float = 0.01,
+                     lr: float = 1e-3, potential_activation: str = "gelu", **switches) -> Outcome:
+    """PPL^CQL's TanhNormal actor on the known problem, CQL's actor term at a fixed temperature ``alpha`` (the
+    known critic is never trained, so CQL's own critic terms do not enter); actor and potential at ``lr``."""
+    torch.manual_seed(seed)
+    s, a = sample_data(DATA_SIZE, seed)
+    actor = make_tanh_normal_actor(1, 1, hidden_dim=HIDDEN, num_hidden=DEPTH)
+    loss = PartialOTCQLLoss(actor, known_qvalue(), _potential(potential_activation), w=w, fixed_alpha=True,
+                            alpha_init=alpha, **switches)
+    actor_opt = torch.optim.Adam(loss.actor_network_params.values(True, True), lr=lr)
+    f_opt = torch.optim.Adam(loss.potential_network_params.values(True, True), lr=lr)
+    for _, batch in _batches(s, a, steps, seed):
+        # without a potential the base's own actor term: CQL's, as CQLLoss computes it
+        loss_actor, _ = loss.actor_loss(batch) if potential else loss.base.actor_loss(batch)
+        actor_opt.zero_grad()
+        loss_actor.backward()
+        actor_opt.step()
+        if potential:
+            loss_f, _ = loss.potential_loss(batch)
+            f_opt.zero_grad()
+            loss_f.backward()
+            f_opt.step()
+    return _outcome(loss, actor, s, a, samples=200, potential=potential)
