@@ -1,7 +1,9 @@
 """How many units of a PPL^R run's potential are alive: the dead-ReLU check behind the long-budget report's reading
-of the trainable potential (``python benchmarks/long_evidence.py --potential-units``); and how much of a run's
-policy sits on the action box's edge (a tanh collapse). ``python benchmarks/potential_units.py CHECKPOINT...``
-prints both for each checkpoint.
+of the trainable potential (``python benchmarks/long_evidence.py --potential-units``); how much of a run's
+policy sits on the action box's edge (a tanh collapse); and the pull f puts on the actor at its actions (the size of
+f's action gradient, which the gradient penalty bounds by about K, and its direction against each state's own data
+action: docs/algorithm.md). ``python benchmarks/potential_units.py CHECKPOINT...`` prints all three for each
+checkpoint.
 
 Where no unit of the potential's last hidden layer is active, its output is the last bias and a loss sends no
 gradient to any other weight: the potential is a constant, on the data's actions and on the policy's.
@@ -93,22 +95,46 @@ def _policy_saturation(state, algorithm, data, policy_action) -> dict[str, float
             "states": int(policy_action.shape[0])}
 
 
+def checkpoint_potential_pull(path) -> dict[str, float] | None:
+    """f's pull on the actor at the policy's actions, on the run's probe states: ``∇_a f(s, π(s))`` (the actor's
+    term is ``-f``, so the actor moves along it), its mean and 90th-percentile norm, and the mean cosine between it and
+    the way to the state's own data action ``a - π(s)``; ``None`` for a checkpoint without a potential."""
+    return _potential_pull(*_checkpoint_on_probe(path))
+
+
+def _potential_pull(state, algorithm, data, policy_action) -> dict[str, float] | None:
+    loss = algorithm.loss
+    if not hasattr(loss, "potential_network_params"):
+        return None
+    td = TensorDict({keys.OBSERVATION: data.observation}, [data.observation.shape[0]])
+    with torch.enable_grad():
+        action = policy_action.detach().requires_grad_(True)
+        (pull,) = torch.autograd.grad(loss.potential(td, action, loss.potential_network_params.detach()).sum(), action)
+    norm = pull.norm(dim=-1)
+    cosine = torch.nn.functional.cosine_similarity(pull, data.action - policy_action, dim=-1)
+    return {"step": int(state["step"]), "norm_mean": norm.mean().item(), "norm_p90": norm.quantile(0.9).item(),
+            "toward_data": cosine.mean().item()}
+
+
 def main(argv=None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(description="The live units of each run's potential and its policy's saturation, "
-                                            "from checkpoints (Trainer's checkpoint.pt).")
+    p = argparse.ArgumentParser(description="The live units of each run's potential, its policy's saturation and f's "
+                                            "pull at the policy's actions, from checkpoints (Trainer's checkpoint.pt).")
     p.add_argument("checkpoints", nargs="+", type=Path)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     for path in args.checkpoints:
         loaded = _checkpoint_on_probe(path)  # one load for both counts
-        units, sat = _potential_units(*loaded), _policy_saturation(*loaded)
+        units, sat, pull = _potential_units(*loaded), _policy_saturation(*loaded), _potential_pull(*loaded)
         live = "no potential" if units is None else (f"live units of {units['units']}: data {units['data']}, "
                                                      f"policy {units['policy']}, random {units['random']}")
+        pulled = "" if pull is None else (f"; f's pull at the policy's actions |grad_a f| mean {pull['norm_mean']:.3f}, "
+                                          f"p90 {pull['norm_p90']:.3f}, cosine to the data action "
+                                          f"{pull['toward_data']:+.2f}")
         print(f"{path} (step {sat['step']}): {live}; action components with |a| > {SATURATED}: policy "
               f"{sat['policy']:.3f}, data {sat['data']:.3f}; distinct policy actions {sat['distinct']} of "
-              f"{sat['states']} states")
+              f"{sat['states']} states{pulled}")
     return 0
 
 

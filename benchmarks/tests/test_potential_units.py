@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from tensordict import TensorDict
 
 from benchmarks.potential_units import (SATURATED, active_units, checkpoint_policy_saturation,
-                                        checkpoint_potential_units, main)
+                                        checkpoint_potential_pull, checkpoint_potential_units, main)
 from ppl_torchrl import keys
 from ppl_torchrl.objectives import PartialOTLoss
 from ppl_torchrl.training.probe import ProbeData
@@ -79,6 +79,15 @@ def test_the_count_read_back_from_a_checkpoint_is_the_live_network_s(tmp_path):
     assert sat["policy"] == float((action.abs() > SATURATED).float().mean())
     assert sat["data"] == float((data.action.abs() > SATURATED).float().mean())
     assert 1 <= sat["distinct"] <= 64
+
+    pull = checkpoint_potential_pull(tmp_path / "checkpoint.pt")
+    moved = action.clone().requires_grad_(True)
+    f = loss.potential(td, moved, loss.potential_network_params.detach())
+    (grad,) = torch.autograd.grad(f.sum(), moved)
+    assert pull["step"] == 30
+    assert abs(pull["norm_mean"] - grad.norm(dim=-1).mean().item()) < 1e-5
+    cosine = torch.nn.functional.cosine_similarity(grad, data.action - action, dim=-1).mean().item()
+    assert abs(pull["toward_data"] - cosine) < 1e-5
     assert main([str(tmp_path / "checkpoint.pt")]) == 0
 
 

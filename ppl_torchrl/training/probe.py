@@ -16,8 +16,7 @@ training's random stream and its exact resume are untouched) and logs, under ``p
   construction); ``saturated``: the share of the policy's action components with ``|pi(s)| > 0.99``, where a tanh
   actor passes (almost) no gradient to its weights, whatever the terms ask;
 * ``f_active_share`` (PPL only): the share of the probe's data actions on which f is active, below a tenth of its
-  mean at the policy's actions; complementary slackness puts it near ``1/w`` (f < 0 only where the policy's mass
-  reaches ``w`` times the data's);
+  mean at the policy's actions (:func:`active_share`: near ``1/w`` where the policy fills its best 1/w share);
 * where the data labels its behaviours (``infos/behavior`` of the generated ``-mixed`` datasets), per behaviour
   ``b``: ``dist/<b>``, the mean ``||pi(s) - a||`` over the probe pairs of that behaviour, and ``f_data/<b>``;
   with the ``efficient`` (planner / expert) and ``inefficient`` (all others) groups beside them. Partial
@@ -45,8 +44,9 @@ EFFICIENT_BEHAVIORS = ("planner", "expert")
 
 def active_share(f_data: torch.Tensor, f_policy: torch.Tensor) -> float:
     """The share of the data's actions on which f is active: below a tenth of ``f_policy``, f's mean at the policy's
-    actions. Complementary slackness puts it near ``1/w``: f < 0 only where the policy's mass reaches ``w`` times
-    the data's, i.e. on the ~1/w share of the data the policy maps onto."""
+    actions. By complementary slackness f < 0 only where the policy's mass reaches ``w`` times the data's, so this is
+    the share of the data the policy fills to capacity: about ``1/w`` where the policy can fill its best 1/w share,
+    the share of the one mode it sits on where it cannot (docs/evidence.md, the known-answer w grid)."""
     return (f_data < 0.1 * f_policy).float().mean().item()
 
 
