@@ -3,6 +3,7 @@
     python benchmarks/ogbench_evidence.py                 # train what is missing (2 runs at a time), then report
     python benchmarks/ogbench_evidence.py --report-only   # tables and figure from the runs as they are now
     python benchmarks/ogbench_evidence.py --plan          # the grid and how far each run got
+    python benchmarks/ogbench_evidence.py --grid preset   # issue 34: loss=ppl_stable (w = 8) against ReBRAC
 
 Needs the regenerated dataset (``python recipes/collect.py dataset_id=cube-single-play-gen-v0``, ~20-70 min on
 one core). The grid: ReBRAC and PPL^R (w = 8), seeds 0-2, :data:`STEPS` gradient steps each, on
@@ -20,6 +21,14 @@ The report (section ``ogbench-cube-single`` of ``docs/ogbench.md``, figure ``doc
 compares at the largest step every run reached, and as the FQL paper reports (each seed's mean of its last three
 evaluations), with the 2-SE rule of ``benchmarks/verdict.py`` and the published numbers beside; its short table is
 section ``ogbench-cube-single`` of :data:`SUMMARY` (docs/results.md).
+
+``--grid preset`` (issue 34, fixed 2026-12-05 before any of its runs) is the same protocol for the potential preset:
+``loss=ppl_stable`` (gradient penalty 5, f at the critic's lr; GELU units, as every network of these settings) at
+w = 8, the comparison's w on pointmaze, against ReBRAC trained again beside it (same machine, same regenerated
+file), seeds 0-2, in ``<runs-dir>/preset`` and its own section ``ogbench-cube-single-preset`` (the 2026-12-01 grid's
+section and the short table of docs/results.md are left as they are). Stated before the runs (docs/algorithm.md:
+under the penalty f pulls only where the policy's actions exceed w times the nearby data's density): at w = 8 f is
+expected to stay near 0 with the BC term on, and the preset to match ReBRAC.
 """
 from __future__ import annotations
 
@@ -59,32 +68,40 @@ W = 8.0
 
 @dataclass(frozen=True)
 class Run:
-    group: str   # ppl | rebrac
+    group: str   # ppl | rebrac | ppl_stable
     label: str
     loss: str
     seed: int
     steps: int = STEPS
+    grid: str = "authors"
 
     def run_dir(self, root: Path) -> Path:
-        return root / self.group / f"seed{self.seed}"
+        return (root if self.grid == "authors" else root / self.grid) / self.group / f"seed{self.seed}"
 
     def overrides(self, root: Path) -> list[str]:
         ov = {"loss": self.loss, "dataset": DATASET, "seed": self.seed, "run_dir": str(self.run_dir(root)),
               "resume": "auto", "optim.steps": self.steps, "eval.every": EVAL_EVERY, "eval.episodes": EVAL_EPISODES,
               "checkpoint.every": EVAL_EVERY, "compile.enabled": "true", "threads": 1, "logger.backend": "",
               "logger.progress": "false", "logger.log_every": 1000, **NETWORK}
-        if self.loss == "ppl":
+        if self.loss in ("ppl", "ppl_stable"):
             ov["hparams.w"] = W
         return [f"{k}={v}" for k, v in ov.items()]
 
     def grid_run(self, root: Path) -> GridRun:
-        return GridRun(f"{self.group}-seed{self.seed}", RECIPE, self.run_dir(root), tuple(self.overrides(root)),
-                       self.steps)
+        name = f"{self.group}-seed{self.seed}" if self.grid == "authors" else f"{self.grid}-{self.group}-seed{self.seed}"
+        return GridRun(name, RECIPE, self.run_dir(root), tuple(self.overrides(root)), self.steps)
 
 
-def build_grid() -> list[Run]:
-    return [Run(g, label, g, seed) for seed in SEEDS
-            for g, label in (("ppl", f"PPL^R (w={W:g})"), ("rebrac", "ReBRAC"))]
+#: each grid's methods (group = loss, label), its section of docs/ogbench.md and its figure
+GRIDS = {
+    "authors": ((("ppl", f"PPL^R (w={W:g})"), ("rebrac", "ReBRAC")), "ogbench-cube-single", "ogbench_cube_single.png"),
+    "preset": ((("ppl_stable", f"ppl_stable (w={W:g})"), ("rebrac", "ReBRAC")), "ogbench-cube-single-preset",
+               "ogbench_cube_single_preset.png"),
+}
+
+
+def build_grid(grid: str = "authors") -> list[Run]:
+    return [Run(g, label, g, seed, grid=grid) for seed in SEEDS for g, label in GRIDS[grid][0]]
 
 
 def reached(run: Run, root: Path) -> int:
@@ -121,7 +138,8 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, summary
     for r in runs:
         groups.setdefault(r.group, []).append(r)
     labels = {g: rs[0].label for g, rs in groups.items()}
-    names = ["ppl", "rebrac"]
+    names = list(groups)
+    section, figure = GRIDS[runs[0].grid][1:]
     lines = ["| run | steps reached per seed / target |", "|---|---|"]
     lines += [f"| {labels[g]} | {', '.join(f'{reached(r, root) // 1000}k' for r in groups[g])} / {STEPS // 1000}k |"
               for g in names]
@@ -146,8 +164,9 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, summary
                 lines.append(f"| {labels[g]} | {len(vals)} | {pm(*mean_std(vals))} | "
                              f"{', '.join(f'{v:.1f}' for v in vals)} |")
             lines += versus_rebrac(cells, labels, names)
-            summary = _short_summary(cells, evals, step, {labels[g]: [reached(r, root) for r in groups[g]]
-                                                          for g in names})
+            if runs[0].grid == "authors":
+                summary = _short_summary(cells, evals, step, {labels[g]: [reached(r, root) for r in groups[g]]
+                                                              for g in names})
         plt = pyplot()
         fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
         colors = {labels[g]: f"C{i}" for i, g in enumerate(names)}
@@ -160,13 +179,13 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, summary
             steps_in_thousands(ax)
         axes[0].legend(fontsize=8)
         fig.tight_layout()
-        path = save_figure(fig, Path(figures) / "ogbench_cube_single.png")
+        path = save_figure(fig, Path(figures) / figure)
         lines += ["", figure_link(path, docs, "cube-single curves", "Mean ± std band over the 3 seeds at every evaluation.")]
     lines += ["", "#### Published (FQL paper, Tables 2-3: mean ± std over 8 seeds, each seed's mean of its "
               "evaluations at 800k, 900k and 1M steps)", "", *_published_lines()]
     body = "\n".join(lines) + "\n"
-    write_section(docs, "ogbench-cube-single", body)
-    if summary_doc is not None:
+    write_section(docs, section, body)
+    if summary_doc is not None and runs[0].grid == "authors":  # the preset grid has no short table
         write_section(summary_doc, "ogbench-cube-single", summary)
     return body
 
@@ -200,9 +219,11 @@ def main(argv=None) -> int:
     p.add_argument("--docs", default=str(REPO / "docs" / "ogbench.md"))
     p.add_argument("--figures", default=str(REPO / "docs" / "figures"))
     p.add_argument("--summary", default=str(SUMMARY), help="where the short table goes ('' for nowhere)")
+    p.add_argument("--grid", choices=sorted(GRIDS), default="authors",
+                   help="authors: PPL^R and ReBRAC (2026-12-01); preset: loss=ppl_stable and ReBRAC (issue 34)")
     args = p.parse_args(argv)
     root = Path(args.runs_dir).expanduser().resolve()
-    runs = build_grid()
+    runs = build_grid(args.grid)
     done = sum(min(reached(r, root), r.steps) for r in runs)
     print(f"{len(runs)} runs, {len(runs) * STEPS / 1e6:.2f}M gradient steps; {done / 1e6:.2f}M done in {root}")
     if args.plan:
