@@ -79,6 +79,14 @@ thread, with the mechanism probe (``ppl_torchrl/training/probe.py``) at every ev
   cannot hold for a deterministic policy and f takes over (``mechanism``'s w = 1); at w = 8, f = 0 is near-optimal
   once the BC terms hold the policy on the data. Stated before the runs: a guard that makes the potential work keeps
   f's share inside 5-80 % at every probe at w = 4 and 8 and the score near ReBRAC's on the held-out seeds;
+* ``cheetah_actor_bc`` (added 2026-12-05, before any of its runs, after the known-answer w grid and
+  docs/algorithm.md's reading that under the penalty f is an actor-side support constraint): is there a support
+  job on the actor's side of ``halfcheetah-medium-expert-gen-v0`` once the critic keeps its BC term? ReBRAC and
+  the guarded ``ppl_stable`` (GELU f, w = 2, saturation penalty 1) with the actor's BC term off
+  (``hparams.actor_bc_coef = 0``, the critic's kept at 0.1), seed 0, 100k steps, 3 x 64. Stated before the runs: if
+  ReBRAC without the actor's term still scores near ReBRAC (31), the critic's term does the support job and an
+  actor-side potential has nothing to add on this dataset; if it falls and the guarded potential keeps the score
+  up, f does the actor's support job;
 * ``comparison`` (seeds 0-2, 300k steps, 3 x 256 networks, as docs/evidence.md's long budget): ``ppl_stable``
   (w = 8) against ReBRAC and the authors' PPL^R. About 1.5 CPU-hours per 100k steps each on a 2-core CPU: a job for
   several sessions or a GPU; it resumes where it stopped.
@@ -108,10 +116,11 @@ DATASET = "pointmaze-medium-mixed-gen-v0"
 #: steps per segment (each segment is one process: a compilation, then training to its end)
 SEGMENTS = {"mechanism": 100_000, "nobc": 100_000, "gelu": 100_000, "heldout": 100_000, "nobc_all": 100_000,
             "cheetah_me": 100_000, "cheetah_gp_all": 100_000, "cheetah_guard": 100_000,
-            "cheetah_guard_seeds": 100_000, "cheetah_guard_w": 100_000, "comparison": 25_000}
+            "cheetah_guard_seeds": 100_000, "cheetah_guard_w": 100_000, "cheetah_actor_bc": 100_000,
+            "comparison": 25_000}
 #: the groups reported in the mechanism table (seed 0, 100k steps, 3 x 64 networks, probed)
 MECHANISM_GROUPS = ("mechanism", "nobc", "gelu", "nobc_all", "cheetah_me", "cheetah_gp_all", "cheetah_guard",
-                    "cheetah_guard_w")
+                    "cheetah_guard_w", "cheetah_actor_bc")
 #: the ``cheetah_me`` group's dataset and recipe (every other group: :data:`DATASET` with :data:`RECIPE`)
 CHEETAH_ME = "halfcheetah-medium-expert-gen-v0"
 EVAL_EVERY = 10_000
@@ -202,6 +211,10 @@ def build_grid() -> list[Run]:
     for w in (4, 8, 1):  # w = 1 last: the regime where a deterministic policy cannot meet the constraint
         runs.append(Run("cheetah_guard_w", f"hc-me-ppl_stable-gelu-guard-w{w}", "ppl_stable", 0, 100_000, 64,
                         (("hparams.w", w),) + guard[1:], CHEETAH_ME))
+    no_actor_bc = (("hparams.actor_bc_coef", 0.0),)
+    runs.append(Run("cheetah_actor_bc", "hc-me-rebrac-noactorbc", "rebrac", 0, 100_000, 64, no_actor_bc, CHEETAH_ME))
+    runs.append(Run("cheetah_actor_bc", "hc-me-ppl_stable-gelu-guard-noactorbc-w2", "ppl_stable", 0, 100_000, 64,
+                    guard + no_actor_bc, CHEETAH_ME))
     for seed in (0, 1, 2):
         for name, loss in (("ppl_stable-w8", "ppl_stable"), ("rebrac", "rebrac"), ("ppl-w8", "ppl")):
             runs.append(Run("comparison", name, loss, seed, 300_000, 256, (("hparams.w", 8),) if "w8" in name else ()))
