@@ -212,8 +212,8 @@ def build_grid() -> list[Run]:
         runs.append(Run("cheetah_guard_w", f"hc-me-ppl_stable-gelu-guard-w{w}", "ppl_stable", 0, 100_000, 64,
                         (("hparams.w", w),) + guard[1:], CHEETAH_ME))
     no_actor_bc = (("hparams.actor_bc_coef", 0.0),)
-    runs.append(Run("cheetah_actor_bc", "hc-me-rebrac-noactorbc", "rebrac", 0, 100_000, 64, no_actor_bc, CHEETAH_ME))
-    runs.append(Run("cheetah_actor_bc", "hc-me-ppl_stable-gelu-guard-noactorbc-w2", "ppl_stable", 0, 100_000, 64,
+    runs.append(Run("cheetah_actor_bc", "hc-me-rebrac-nobc", "rebrac", 0, 100_000, 64, no_actor_bc, CHEETAH_ME))
+    runs.append(Run("cheetah_actor_bc", "hc-me-ppl_stable-gelu-guard-nobc-w2", "ppl_stable", 0, 100_000, 64,
                     guard + no_actor_bc, CHEETAH_ME))
     for seed in (0, 1, 2):
         for name, loss in (("ppl_stable-w8", "ppl_stable"), ("rebrac", "rebrac"), ("ppl-w8", "ppl")):
