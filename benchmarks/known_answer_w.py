@@ -2,7 +2,8 @@
 deterministic policy (PPL^R's actor) and a stochastic one (PPL^CQL's TanhNormal), with ``loss=ppl_stable``'s
 potential (gradient penalty 5, f about 1-Lipschitz, f at the actor's lr) and GELU f units on both.
 
-    python benchmarks/known_answer_w.py             # the grid (2 processes, ~5 min on 2 cores), then the report
+    python benchmarks/known_answer_w.py             # the grid, then the report (2 processes: ~5 min on
+                                                    # a 2-core Intel Xeon, torch 2.13.0+cpu)
     python benchmarks/known_answer_w.py --write     # ... and rewrite section known-answer-w of docs/evidence.md
 
 The grid is fixed here before its run: w in :data:`WS` and no potential, seeds :data:`SEEDS`, :data:`STEPS` steps for

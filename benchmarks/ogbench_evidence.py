@@ -139,7 +139,8 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, summary
         groups.setdefault(r.group, []).append(r)
     labels = {g: rs[0].label for g, rs in groups.items()}
     names = list(groups)
-    section, figure = GRIDS[runs[0].grid][1:]
+    grid = runs[0].grid
+    section, figure = GRIDS[grid][1:]
     lines = ["| run | steps reached per seed / target |", "|---|---|"]
     lines += [f"| {labels[g]} | {', '.join(f'{reached(r, root) // 1000}k' for r in groups[g])} / {STEPS // 1000}k |"
               for g in names]
@@ -164,7 +165,7 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, summary
                 lines.append(f"| {labels[g]} | {len(vals)} | {pm(*mean_std(vals))} | "
                              f"{', '.join(f'{v:.1f}' for v in vals)} |")
             lines += versus_rebrac(cells, labels, names)
-            if runs[0].grid == "authors":
+            if grid == "authors":
                 summary = _short_summary(cells, evals, step, {labels[g]: [reached(r, root) for r in groups[g]]
                                                               for g in names})
         plt = pyplot()
@@ -185,7 +186,7 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, summary
               "evaluations at 800k, 900k and 1M steps)", "", *_published_lines()]
     body = "\n".join(lines) + "\n"
     write_section(docs, section, body)
-    if summary_doc is not None and runs[0].grid == "authors":  # the preset grid has no short table
+    if summary_doc is not None and grid == "authors":  # the preset grid has no short table
         write_section(summary_doc, "ogbench-cube-single", summary)
     return body
 
