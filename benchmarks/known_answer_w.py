@@ -1,21 +1,37 @@
 """Does w choose anything? The potential's known-answer problem (``benchmarks/known_answer.py``) over w, for a
 deterministic policy (PPL^R's actor) and a stochastic one (PPL^CQL's TanhNormal), with ``loss=ppl_stable``'s
-potential (gradient penalty 5, f about 1-Lipschitz, f at the actor's lr) and GELU f units on both.
+potential (gradient penalty 5, f at the actor's lr) and GELU f units on both. Two grids, each fixed here before its
+run and written to its own section of docs/evidence.md:
 
-    python benchmarks/known_answer_w.py             # the grid, then the report (2 processes: ~5 min on
-                                                    # a 2-core Intel Xeon, torch 2.13.0+cpu)
-    python benchmarks/known_answer_w.py --write     # ... and rewrite section known-answer-w of docs/evidence.md
+    python benchmarks/known_answer_w.py                 # grid "w", then its table (2 processes: ~5 min on a
+                                                        # 2-core Intel Xeon, torch 2.13.0+cpu)
+    python benchmarks/known_answer_w.py --grid pull     # grid "pull": w against f's slope bound K
+    python benchmarks/known_answer_w.py --grid pull --write   # ... and rewrite the grid's section of evidence.md
 
-The grid is fixed here before its run: w in :data:`WS` and no potential, seeds :data:`SEEDS`, :data:`STEPS` steps for
-both policies. The stochastic policy's temperature (``alpha = 0.01``, fixed) was chosen among 0.1, 0.03 and 0.01 on
-seed 0 (the one that keeps the policy's spread, ~0.07, below the distance between the modes); seeds 1 and 2 chose
-nothing. What partial transport predicts (``benchmarks/known_answer.py``): at w = 3 the policy on the good mode,
-at w = 1 covering the data (bad mode included), f active on about 1/w of the data's actions.
+* ``w`` (run 2026-12-05): w in {1, 1.5, 3, 8} and no potential, K = 1 (the preset's). What partial transport
+  predicts: at w = 3 the policy on the good mode, at w = 1 covering the data (bad mode included), f active on about
+  1/w of the data's actions. Measured: w moves either policy by under 0.2 and neither reaches the bad mode at w = 1.
+* ``pull`` (stated 2026-12-05 before its run): w in {1, 3, 8} against K = ``potential_lipschitz`` in {1, 3, 10}.
+  Under the penalty f is a pull of at most K toward the policy's nearest 1/w share of the data (docs/algorithm.md,
+  eq. 2). For one action per state that pull is K times (data mass on the far side of the share - mass on the near
+  side): at w = 1, between the modes, 0.7 - 0.3 = 0.4 toward the bad mode (the data's median lies in it); at w = 3
+  the good mode has room for 0.9 of the policy's mass, so the pull holds the policy on it (0.8 from below, 1 from
+  above); at w = 8 the good mode has room for all of it and f vanishes. Q's normalised slope is 0.7 at the good mode
+  and 2.7 at the bad one. Hypothesis: w's small effect in grid ``w`` is K = 1 being too weak against Q's slope, not
+  a property of partial transport; with K = 10 (4 > 2.7) the deterministic policy does what the transport says: the
+  bad mode (the median, balanced W1's answer for one action) at w = 1, the good mode at w = 3 and 8; K = 3 lands
+  between the modes at w = 1 (pull 1.2 against a slope of 0.7-2.7), in no data at all. Refuted if at K = 10 the
+  deterministic policy's w = 1 centre is not on the bad mode, or w = 3 leaves the good mode.
+
+Seeds :data:`SEEDS`, :data:`STEPS` steps for both policies. The stochastic policy's temperature (``alpha = 0.01``,
+fixed) was chosen among 0.1, 0.03 and 0.01 on seed 0 of grid ``w`` (the one that keeps the policy's spread, ~0.07,
+below the distance between the modes); nothing else was chosen on any seed.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -24,76 +40,94 @@ if not __package__:  # `python benchmarks/known_answer_w.py`: the repository roo
 
 from benchmarks.grid import REPO  # noqa: E402
 
-WS = (1.0, 1.5, 3.0, 8.0)
+
+@dataclass(frozen=True)
+class Grid:
+    section: str                       # docs/evidence.md's generated section
+    ws: tuple[float, ...]
+    lipschitz: tuple[float, ...]       # K, f's action-slope bound (``potential_lipschitz``)
+    no_potential: bool                 # a row without the potential, for reference
+
+
+GRIDS = {"w": Grid("known-answer-w", ws=(1.0, 1.5, 3.0, 8.0), lipschitz=(1.0,), no_potential=True),
+         "pull": Grid("known-answer-pull", ws=(1.0, 3.0, 8.0), lipschitz=(1.0, 3.0, 10.0), no_potential=False)}
 SEEDS = (0, 1, 2)
 STEPS = 3000
 ALPHA = 0.01
 POLICIES = ("deterministic", "stochastic")
-PRESET = dict(potential_gp=5.0, potential_lipschitz=1.0, potential_activation="gelu")
-SECTION = "known-answer-w"
+PRESET = dict(potential_gp=5.0, potential_activation="gelu")
 COLUMNS = (("offset", "centre − good mode", 3), ("on_good", "actions on the good mode", 2),
            ("on_bad", "on the bad mode", 2), ("f_data", "f on the data's actions", 3),
            ("active", "f active on data", 2))
 
-
-def cells() -> list[tuple[str, float | None, int]]:
-    """Every (policy, w or None for no potential, seed) of the grid."""
-    return [(p, w, s) for p in POLICIES for w in (None, *WS) for s in SEEDS]
+Cell = tuple[str, float, "float | None", int]   # (policy, K, w or None for no potential, seed)
 
 
-def run_cell(cell: tuple[str, float | None, int]) -> dict:
+def cells(grid: Grid) -> list[Cell]:
+    """Every (policy, K, w, seed) of the grid; the no-potential row carries the grid's first K and w None."""
+    ws = ((None,) if grid.no_potential else ()) + grid.ws
+    return [(p, k, w, s) for p in POLICIES for k in grid.lipschitz for w in ws for s in SEEDS
+            if w is not None or k == grid.lipschitz[0]]
+
+
+def run_cell(cell: Cell) -> dict:
     import torch
 
     from benchmarks.known_answer import train_deterministic, train_stochastic
 
     torch.set_num_threads(1)
-    policy, w, seed = cell
+    policy, k, w, seed = cell
     settings = dict(potential=w is not None, w=w or 3.0, seed=seed, steps=STEPS)
     if w is not None:
-        settings.update(PRESET)
+        settings.update(PRESET, potential_lipschitz=k)
     out = (train_deterministic(**settings) if policy == "deterministic"
            else train_stochastic(alpha=ALPHA, **settings)).as_dict()
-    print(f"{policy:13s} w={w} seed={seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in out.items()), flush=True)
+    print(f"{policy:13s} K={k:g} w={w} seed={seed}: " + ", ".join(f"{key} {v:.3f}" for key, v in out.items()),
+          flush=True)
     return out
 
 
-def report(results: dict) -> str:
-    """The table: per policy and w, each column's mean ± std over seeds (ddof 0), and 1/w beside f's active share."""
+def report(grid: Grid, results: dict) -> str:
+    """The table: per policy, K and w, each column's mean ± std over seeds (ddof 0), and 1/w beside f's active share;
+    a K column only where the grid varies K."""
     from ppl_torchrl.reporting.tables import mean_std, pm
 
-    head = "| policy | w | " + " | ".join(title for _, title, _ in COLUMNS) + " | 1/w |"
-    lines = [head, "|---|---|" + "---:|" * (len(COLUMNS) + 1)]
-    for policy in POLICIES:
-        for w in (None, *WS):
-            runs = [results[(policy, w, s)] for s in SEEDS if (policy, w, s) in results]
-            if not runs:
-                continue
-            row = [pm(*mean_std(r[key] for r in runs), digits=d) if w is not None or key not in ("active", "f_data")
-                   else "–"
-                   for key, _, d in COLUMNS]
-            lines.append(f"| {policy} | {'none' if w is None else f'{w:g}'} | " + " | ".join(row)
-                         + f" | {'–' if w is None else f'{1 / w:.2f}'} |")
+    with_k = len(grid.lipschitz) > 1
+    head = "| policy | " + ("K | " if with_k else "") + "w | " + " | ".join(t for _, t, _ in COLUMNS) + " | 1/w |"
+    lines = [head, "|---|" + ("---:|" if with_k else "") + "---|" + "---:|" * (len(COLUMNS) + 1)]
+    for policy, k, w in dict.fromkeys(c[:3] for c in cells(grid)):
+        runs = [results[(policy, k, w, s)] for s in SEEDS if (policy, k, w, s) in results]
+        if not runs:
+            continue
+        row = [pm(*mean_std(r[key] for r in runs), digits=d) if w is not None or key not in ("active", "f_data")
+               else "–"
+               for key, _, d in COLUMNS]
+        lines.append(f"| {policy} | " + (f"{k:g} | " if with_k else "") + f"{'none' if w is None else f'{w:g}'} | "
+                     + " | ".join(row) + f" | {'–' if w is None else f'{1 / w:.2f}'} |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--write", action="store_true", help="rewrite section known-answer-w of docs/evidence.md")
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="w")
+    parser.add_argument("--write", action="store_true", help="rewrite the grid's section of docs/evidence.md")
     parser.add_argument("--processes", type=int, default=2)
     args = parser.parse_args(argv)
-    grid = cells()
+    grid = GRIDS[args.grid]
+    todo = cells(grid)
     with get_context("spawn").Pool(args.processes) as pool:
-        results = dict(zip(grid, pool.map(run_cell, grid, chunksize=1)))
-    table = report(results)
+        results = dict(zip(todo, pool.map(run_cell, todo, chunksize=1)))
+    table = report(grid, results)
     print(table)
     if args.write:
         from benchmarks.markdown import write_section
         from ppl_torchrl.machine import cpu_model
 
         import torch
-        body = (f"`python benchmarks/known_answer_w.py --write` ({len(SEEDS)} seeds x {STEPS} steps per cell, "
+        command = "python benchmarks/known_answer_w.py" + ("" if args.grid == "w" else f" --grid {args.grid}")
+        body = (f"`{command} --write` ({len(SEEDS)} seeds x {STEPS} steps per cell, "
                 f"{cpu_model()}, torch {torch.__version__}); mean ± std over seeds (ddof 0).\n\n{table}")
-        write_section(REPO / "docs" / "evidence.md", SECTION, body)
+        write_section(REPO / "docs" / "evidence.md", grid.section, body)
     return 0
 
 

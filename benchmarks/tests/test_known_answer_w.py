@@ -1,9 +1,12 @@
-"""The known-answer w grid's report: its table from hand-made results (the grid itself is `known_answer_w.py`'s run)."""
+"""The known-answer grids' driver: which cells each grid runs and the table its report makes from hand-made results
+(the grids themselves are `known_answer_w.py`'s runs)."""
 from __future__ import annotations
 
 import math
 
-from benchmarks import known_answer_w as grid
+import pytest
+
+from benchmarks import known_answer_w as driver
 
 
 def _outcome(offset: float, f_data: float = math.nan, active: float = math.nan) -> dict:
@@ -11,16 +14,37 @@ def _outcome(offset: float, f_data: float = math.nan, active: float = math.nan) 
                 f_policy=math.nan, active=active)
 
 
-def test_the_grid_is_every_policy_w_and_seed_once():
-    cells = grid.cells()
-    assert len(cells) == len(set(cells)) == len(grid.POLICIES) * (len(grid.WS) + 1) * len(grid.SEEDS)
+@pytest.mark.parametrize("name", sorted(driver.GRIDS))
+def test_each_grid_runs_every_policy_k_w_and_seed_once(name):
+    grid = driver.GRIDS[name]
+    cells = driver.cells(grid)
+    per_policy = len(grid.lipschitz) * len(grid.ws) + grid.no_potential   # one no-potential row, not one per K
+    assert len(cells) == len(set(cells)) == len(driver.POLICIES) * per_policy * len(driver.SEEDS)
+    assert {k for _, k, w, _ in cells if w is not None} == set(grid.lipschitz)
+
+
+def test_the_pull_grid_is_the_one_stated_before_its_run():
+    grid = driver.GRIDS["pull"]
+    assert grid.ws == (1.0, 3.0, 8.0) and grid.lipschitz == (1.0, 3.0, 10.0) and not grid.no_potential
+    assert grid.section != driver.GRIDS["w"].section
 
 
 def test_report_gives_mean_and_std_over_seeds_and_leaves_f_out_without_a_potential():
-    results = {("deterministic", None, 0): _outcome(0.3), ("deterministic", None, 1): _outcome(0.5),
-               ("stochastic", 3.0, 0): _outcome(-0.1, -0.2, 0.3), ("stochastic", 3.0, 1): _outcome(0.1, -0.4, 0.5)}
-    lines = grid.report(results).splitlines()
+    results = {("deterministic", 1.0, None, 0): _outcome(0.3), ("deterministic", 1.0, None, 1): _outcome(0.5),
+               ("stochastic", 1.0, 3.0, 0): _outcome(-0.1, -0.2, 0.3),
+               ("stochastic", 1.0, 3.0, 1): _outcome(0.1, -0.4, 0.5)}
+    lines = driver.report(driver.GRIDS["w"], results).splitlines()
     assert len(lines) == 4  # header, rule, the two cells that have runs
+    assert lines[0].startswith("| policy | w |")
     assert lines[2].startswith("| deterministic | none | 0.400 ± 0.100 |") and lines[2].count("–") == 3
     assert lines[3].startswith("| stochastic | 3 | 0.000 ± 0.100 |")
     assert "| -0.300 ± 0.100 | 0.40 ± 0.10 | 0.33 |" in lines[3]
+
+
+def test_report_of_a_grid_over_k_has_a_k_column_and_one_row_per_k():
+    results = {("deterministic", k, 1.0, s): _outcome(-0.1 * k) for k in (1.0, 10.0) for s in (0, 1)}
+    lines = driver.report(driver.GRIDS["pull"], results).splitlines()
+    assert lines[0].startswith("| policy | K | w |") and lines[1].count("|") == lines[0].count("|")
+    assert lines[2].startswith("| deterministic | 1 | 1 | -0.100 ± 0.000 |")
+    assert lines[3].startswith("| deterministic | 10 | 1 | -1.000 ± 0.000 |")
+    assert len(lines) == 4
