@@ -28,6 +28,7 @@ share of the data. Used by ``benchmarks/tests/test_known_answer.py`` and ``bench
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -110,6 +111,16 @@ def _batches(s, a, steps: int, seed: int):
                                 ("next", "done"): ones, ("next", "terminated"): ones}, [BATCH])
 
 
+def centre_offset(actor) -> float:
+    """Mean of (the policy's deterministic action - the good mode) over :data:`STATES`: where the policy sits now."""
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+        centre = actor(TensorDict({keys.OBSERVATION: STATES}, [len(STATES)]))[keys.ACTION]
+    return (centre - good(STATES)).mean().item()
+
+
+OnStep = Callable[[int, nn.Module], None]   # called after each step with (steps done, the actor): a trace
+
+
 def _outcome(loss, actor, s, a, samples: int, potential: bool) -> Outcome:
     with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
         centre = actor(TensorDict({keys.OBSERVATION: STATES}, [len(STATES)]))[keys.ACTION]
@@ -137,7 +148,7 @@ def _potential(potential_activation: str):
 
 def train_deterministic(*, potential: bool = True, w: float = 3.0, steps: int = 2000, seed: int = 0,
                         actor_lr: float = 1e-3, potential_lr: float = 1e-3, actor_bc_coef: float = 0.0,
-                        potential_activation: str = "relu", **switches) -> Outcome:
+                        potential_activation: str = "relu", on_step: OnStep | None = None, **switches) -> Outcome:
     """PPL^R's deterministic actor on the known problem (``ReBRACUpdate``, every step a delayed step); ``switches``
     are :class:`PartialOTLoss`'s potential switches."""
     torch.manual_seed(seed)
@@ -157,13 +168,16 @@ def train_deterministic(*, potential: bool = True, w: float = 3.0, steps: int = 
     update = ReBRACUpdate(loss, optimizers, tau=5e-3, policy_freq=1)
     for step, batch in _batches(s, a, steps, seed):
         update(batch, step)
+        if on_step is not None:
+            on_step(step + 1, actor)
     if loss.qvalue_network_params["module", "scale"].item() != 1.0:
         raise RuntimeError("the known critic moved: its learning rate must be 0")
     return _outcome(loss, actor, s, a, samples=1, potential=potential)
 
 
 def train_stochastic(*, potential: bool = True, w: float = 3.0, steps: int = 3000, seed: int = 0, alpha: float = 0.01,
-                     lr: float = 1e-3, potential_activation: str = "gelu", **switches) -> Outcome:
+                     lr: float = 1e-3, potential_activation: str = "gelu", on_step: OnStep | None = None,
+                     **switches) -> Outcome:
     """PPL^CQL's TanhNormal actor on the known problem, CQL's actor term at a fixed temperature ``alpha`` (the
     known critic is never trained, so CQL's own critic terms do not enter); actor and potential at ``lr``."""
     torch.manual_seed(seed)
@@ -173,7 +187,7 @@ def train_stochastic(*, potential: bool = True, w: float = 3.0, steps: int = 300
                             alpha_init=alpha, **switches)
     actor_opt = torch.optim.Adam(loss.actor_network_params.values(True, True), lr=lr)
     f_opt = torch.optim.Adam(loss.potential_network_params.values(True, True), lr=lr)
-    for _, batch in _batches(s, a, steps, seed):
+    for step, batch in _batches(s, a, steps, seed):
         # without a potential the base's own actor term: CQL's, as CQLLoss computes it
         loss_actor, _ = loss.actor_loss(batch) if potential else loss.base.actor_loss(batch)
         actor_opt.zero_grad()
@@ -184,4 +198,6 @@ def train_stochastic(*, potential: bool = True, w: float = 3.0, steps: int = 300
             f_opt.zero_grad()
             loss_f.backward()
             f_opt.step()
+        if on_step is not None:
+            on_step(step + 1, actor)
     return _outcome(loss, actor, s, a, samples=200, potential=potential)

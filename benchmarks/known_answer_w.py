@@ -56,9 +56,11 @@ STEPS = 3000
 ALPHA = 0.01
 POLICIES = ("deterministic", "stochastic")
 PRESET = dict(potential_gp=5.0, potential_activation="gelu")
-COLUMNS = (("offset", "centre − good mode", 3), ("on_good", "actions on the good mode", 2),
-           ("on_bad", "on the bad mode", 2), ("f_data", "f on the data's actions", 3),
-           ("active", "f active on data", 2))
+TRACE_EVERY = 100     # the centre is read every this many steps; its range over the run's second half says whether
+                      # the policy settled (a small range) or still swings (the actor-f game has not converged)
+COLUMNS = (("offset", "centre − good mode", 3), ("late_range", "centre's range, 2nd half", 2),
+           ("on_good", "actions on the good mode", 2), ("on_bad", "on the bad mode", 2),
+           ("f_data", "f on the data's actions", 3), ("active", "f active on data", 2))
 
 Cell = tuple[str, float, "float | None", int]   # (policy, K, w or None for no potential, seed)
 
@@ -73,15 +75,22 @@ def cells(grid: Grid) -> list[Cell]:
 def run_cell(cell: Cell) -> dict:
     import torch
 
-    from benchmarks.known_answer import train_deterministic, train_stochastic
+    from benchmarks.known_answer import centre_offset, train_deterministic, train_stochastic
 
     torch.set_num_threads(1)
     policy, k, w, seed = cell
-    settings = dict(potential=w is not None, w=w or 3.0, seed=seed, steps=STEPS)
+    late = []
+
+    def trace(step, actor):
+        if step % TRACE_EVERY == 0 and step > STEPS // 2:
+            late.append(centre_offset(actor))
+
+    settings = dict(potential=w is not None, w=w or 3.0, seed=seed, steps=STEPS, on_step=trace)
     if w is not None:
         settings.update(PRESET, potential_lipschitz=k)
     out = (train_deterministic(**settings) if policy == "deterministic"
            else train_stochastic(alpha=ALPHA, **settings)).as_dict()
+    out["late_range"] = max(late) - min(late)
     print(f"{policy:13s} K={k:g} w={w} seed={seed}: " + ", ".join(f"{key} {v:.3f}" for key, v in out.items()),
           flush=True)
     return out

@@ -11,7 +11,7 @@ from benchmarks import known_answer_w as driver
 
 def _outcome(offset: float, f_data: float = math.nan, active: float = math.nan) -> dict:
     return dict(offset=offset, to_good=abs(offset), to_bad=1 - offset, on_good=1.0, on_bad=0.0, f_data=f_data,
-                f_policy=math.nan, active=active)
+                f_policy=math.nan, active=active, late_range=0.05)
 
 
 @pytest.mark.parametrize("name", sorted(driver.GRIDS))
@@ -36,7 +36,7 @@ def test_report_gives_mean_and_std_over_seeds_and_leaves_f_out_without_a_potenti
     lines = driver.report(driver.GRIDS["w"], results).splitlines()
     assert len(lines) == 4  # header, rule, the two cells that have runs
     assert lines[0].startswith("| policy | w |")
-    assert lines[2].startswith("| deterministic | none | 0.400 ± 0.100 |") and lines[2].count("–") == 3
+    assert lines[2].startswith("| deterministic | none | 0.400 ± 0.100 | 0.05 ± 0.00 |") and lines[2].count("–") == 3
     assert lines[3].startswith("| stochastic | 3 | 0.000 ± 0.100 |")
     assert "| -0.300 ± 0.100 | 0.40 ± 0.10 | 0.33 |" in lines[3]
 
@@ -48,3 +48,18 @@ def test_report_of_a_grid_over_k_has_a_k_column_and_one_row_per_k():
     assert lines[2].startswith("| deterministic | 1 | 1 | -0.100 ± 0.000 |")
     assert lines[3].startswith("| deterministic | 10 | 1 | -1.000 ± 0.000 |")
     assert len(lines) == 4
+
+
+def test_a_cell_reports_the_range_its_centre_swept_over_the_second_half(monkeypatch):
+    """run_cell reads the policy's centre every TRACE_EVERY steps past STEPS / 2 and reports max - min: checked
+    against the same short run read by hand at steps 300 and 400 (the run is deterministic, so both see one path)."""
+    from benchmarks.known_answer import centre_offset, train_deterministic
+
+    monkeypatch.setattr(driver, "STEPS", 400)
+    monkeypatch.setattr(driver, "TRACE_EVERY", 100)
+    out = driver.run_cell(("deterministic", 1.0, None, 0))   # no potential: Q drives the policy out of the data
+    read = {}
+    final = train_deterministic(potential=False, seed=0, steps=400,
+                                on_step=lambda step, actor: read.__setitem__(step, centre_offset(actor)))
+    assert final.offset == pytest.approx(out["offset"]) == pytest.approx(read[400])   # reading does not perturb
+    assert out["late_range"] == pytest.approx(abs(read[400] - read[300])) and out["late_range"] > 0.0
