@@ -148,9 +148,10 @@ def _potential(potential_activation: str):
 
 def train_deterministic(*, potential: bool = True, w: float = 3.0, steps: int = 2000, seed: int = 0,
                         actor_lr: float = 1e-3, potential_lr: float = 1e-3, actor_bc_coef: float = 0.0,
-                        potential_activation: str = "relu", on_step: OnStep | None = None, **switches) -> Outcome:
-    """PPL^R's deterministic actor on the known problem (``ReBRACUpdate``, every step a delayed step); ``switches``
-    are :class:`PartialOTLoss`'s potential switches."""
+                        potential_activation: str = "relu", potential_steps: int = 1, on_step: OnStep | None = None,
+                        **switches) -> Outcome:
+    """PPL^R's deterministic actor on the known problem (``ReBRACUpdate``, every step a delayed step, with
+    ``potential_steps`` f-steps); ``switches`` are :class:`PartialOTLoss`'s potential switches."""
     torch.manual_seed(seed)
     s, a = sample_data(DATA_SIZE, seed)
     actor = make_actor(1, 1, hidden_dim=HIDDEN, num_hidden=DEPTH)
@@ -165,7 +166,7 @@ def train_deterministic(*, potential: bool = True, w: float = 3.0, steps: int = 
     if potential:
         optimizers["potential"] = torch.optim.Adam(loss.potential_network_params.values(True, True), lr=potential_lr,
                                                    foreach=True)
-    update = ReBRACUpdate(loss, optimizers, tau=5e-3, policy_freq=1)
+    update = ReBRACUpdate(loss, optimizers, tau=5e-3, policy_freq=1, potential_steps=potential_steps)
     for step, batch in _batches(s, a, steps, seed):
         update(batch, step)
         if on_step is not None:
@@ -176,10 +177,11 @@ def train_deterministic(*, potential: bool = True, w: float = 3.0, steps: int = 
 
 
 def train_stochastic(*, potential: bool = True, w: float = 3.0, steps: int = 3000, seed: int = 0, alpha: float = 0.01,
-                     lr: float = 1e-3, potential_activation: str = "gelu", on_step: OnStep | None = None,
-                     **switches) -> Outcome:
+                     lr: float = 1e-3, potential_activation: str = "gelu", potential_steps: int = 1,
+                     on_step: OnStep | None = None, **switches) -> Outcome:
     """PPL^CQL's TanhNormal actor on the known problem, CQL's actor term at a fixed temperature ``alpha`` (the
-    known critic is never trained, so CQL's own critic terms do not enter); actor and potential at ``lr``."""
+    known critic is never trained, so CQL's own critic terms do not enter); actor and potential at ``lr``,
+    ``potential_steps`` f-steps per actor step on the same batch (as ``ReBRACUpdate`` and the recipes do)."""
     torch.manual_seed(seed)
     s, a = sample_data(DATA_SIZE, seed)
     actor = make_tanh_normal_actor(1, 1, hidden_dim=HIDDEN, num_hidden=DEPTH)
@@ -193,7 +195,7 @@ def train_stochastic(*, potential: bool = True, w: float = 3.0, steps: int = 300
         actor_opt.zero_grad()
         loss_actor.backward()
         actor_opt.step()
-        if potential:
+        for _ in range(potential_steps if potential else 0):
             loss_f, _ = loss.potential_loss(batch)
             f_opt.zero_grad()
             loss_f.backward()

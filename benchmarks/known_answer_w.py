@@ -6,6 +6,7 @@ run and written to its own section of docs/evidence.md:
     python benchmarks/known_answer_w.py                 # grid "w", then its table (2 processes: ~5 min on a
                                                         # 2-core Intel Xeon, torch 2.13.0+cpu)
     python benchmarks/known_answer_w.py --grid pull     # grid "pull": w against f's slope bound K
+    python benchmarks/known_answer_w.py --grid inner    # grid "inner": K = 10 with 10 f-steps per actor step
     python benchmarks/known_answer_w.py --grid pull --write   # ... and rewrite the grid's section of evidence.md
 
 * ``w`` (run 2026-12-05): w in {1, 1.5, 3, 8} and no potential, K = 1 (the preset's). What partial transport
@@ -23,6 +24,13 @@ run and written to its own section of docs/evidence.md:
   between the modes at w = 1 (pull 1.2 against a slope of 0.7-2.7), in no data at all. Refuted if at K = 10 the
   deterministic policy's w = 1 centre is not on the bad mode, or w = 3 leaves the good mode.
 
+* ``inner`` (stated 2026-12-05 before its run, after grid ``pull`` had shown the policy still swinging by 0.8-2.0
+  over the second half of every K = 3 and 10 run at w = 1 and 3): K = 10, w in {1, 3, 8}, 10 f-steps per actor step
+  (``potential_steps``, BRAC's several dual steps). Hypothesis: the swing is the f-step lagging the actor (a strong
+  pull chases a policy that f no longer describes), so with f near its optimum at every actor step the range falls
+  below 0.1 and the policy lands where transport says (w = 1 the bad mode, w = 3 and 8 the good one). Refuted if
+  the range stays above 0.1 at w = 1 or 3, or the policy ends elsewhere.
+
 Seeds :data:`SEEDS`, :data:`STEPS` steps for both policies. The stochastic policy's temperature (``alpha = 0.01``,
 fixed) was chosen among 0.1, 0.03 and 0.01 on seed 0 of grid ``w`` (the one that keeps the policy's spread, ~0.07,
 below the distance between the modes); nothing else was chosen on any seed.
@@ -32,6 +40,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -47,10 +56,13 @@ class Grid:
     ws: tuple[float, ...]
     lipschitz: tuple[float, ...]       # K, f's action-slope bound (``potential_lipschitz``)
     no_potential: bool                 # a row without the potential, for reference
+    potential_steps: int = 1           # f-steps per actor step
 
 
 GRIDS = {"w": Grid("known-answer-w", ws=(1.0, 1.5, 3.0, 8.0), lipschitz=(1.0,), no_potential=True),
-         "pull": Grid("known-answer-pull", ws=(1.0, 3.0, 8.0), lipschitz=(1.0, 3.0, 10.0), no_potential=False)}
+         "pull": Grid("known-answer-pull", ws=(1.0, 3.0, 8.0), lipschitz=(1.0, 3.0, 10.0), no_potential=False),
+         "inner": Grid("known-answer-inner", ws=(1.0, 3.0, 8.0), lipschitz=(10.0,), no_potential=False,
+                       potential_steps=10)}
 SEEDS = (0, 1, 2)
 STEPS = 3000
 ALPHA = 0.01
@@ -72,7 +84,7 @@ def cells(grid: Grid) -> list[Cell]:
             if w is not None or k == grid.lipschitz[0]]
 
 
-def run_cell(cell: Cell) -> dict:
+def run_cell(cell: Cell, potential_steps: int = 1) -> dict:
     import torch
 
     from benchmarks.known_answer import centre_offset, train_deterministic, train_stochastic
@@ -87,7 +99,7 @@ def run_cell(cell: Cell) -> dict:
 
     settings = dict(potential=w is not None, w=w or 3.0, seed=seed, steps=STEPS, on_step=trace)
     if w is not None:
-        settings.update(PRESET, potential_lipschitz=k)
+        settings.update(PRESET, potential_lipschitz=k, potential_steps=potential_steps)
     out = (train_deterministic(**settings) if policy == "deterministic"
            else train_stochastic(alpha=ALPHA, **settings)).as_dict()
     out["late_range"] = max(late) - min(late)
@@ -125,7 +137,8 @@ def main(argv=None) -> int:
     grid = GRIDS[args.grid]
     todo = cells(grid)
     with get_context("spawn").Pool(args.processes) as pool:
-        results = dict(zip(todo, pool.map(run_cell, todo, chunksize=1)))
+        results = dict(zip(todo, pool.map(partial(run_cell, potential_steps=grid.potential_steps), todo,
+                                          chunksize=1)))
     table = report(grid, results)
     print(table)
     if args.write:

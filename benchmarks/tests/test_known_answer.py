@@ -98,3 +98,18 @@ def test_known_answer_w_moves_the_policy_only_a_little_and_never_onto_the_bad_mo
     assert at_8.offset - at_1.offset > 0.08, (at_1, at_8)
     assert abs(at_8.f_data) < 0.02 and at_1.f_data < -0.3, (at_1, at_8)
     assert at_1.on_bad == 0.0 and at_1.to_bad > 0.8, at_1
+
+
+@pytest.mark.parametrize("train", [train_deterministic, train_stochastic])
+def test_known_answer_runs_potential_steps_f_steps_per_actor_step(train, monkeypatch):
+    """``potential_steps`` reaches both loops: the f-step's objective is computed that many times per actor step
+    (``ReBRACUpdate`` calls ``potential_objective``, the plain loop ``potential_loss``)."""
+    from ppl_torchrl.objectives import PartialOTCQLLoss, PartialOTLoss
+
+    cls, name = ((PartialOTLoss, "potential_objective") if train is train_deterministic
+                 else (PartialOTCQLLoss, "potential_loss"))
+    calls = []
+    original = getattr(cls, name)
+    monkeypatch.setattr(cls, name, lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    train(w=3.0, steps=4, potential_steps=3, potential_gp=5.0)
+    assert len(calls) == 12

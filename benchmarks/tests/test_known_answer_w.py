@@ -23,10 +23,12 @@ def test_each_grid_runs_every_policy_k_w_and_seed_once(name):
     assert {k for _, k, w, _ in cells if w is not None} == set(grid.lipschitz)
 
 
-def test_the_pull_grid_is_the_one_stated_before_its_run():
-    grid = driver.GRIDS["pull"]
-    assert grid.ws == (1.0, 3.0, 8.0) and grid.lipschitz == (1.0, 3.0, 10.0) and not grid.no_potential
-    assert grid.section != driver.GRIDS["w"].section
+def test_the_later_grids_are_the_ones_stated_before_their_runs():
+    pull, inner = driver.GRIDS["pull"], driver.GRIDS["inner"]
+    assert pull.ws == (1.0, 3.0, 8.0) and pull.lipschitz == (1.0, 3.0, 10.0) and pull.potential_steps == 1
+    assert inner.ws == (1.0, 3.0, 8.0) and inner.lipschitz == (10.0,) and inner.potential_steps == 10
+    assert not pull.no_potential and not inner.no_potential
+    assert len({g.section for g in driver.GRIDS.values()}) == len(driver.GRIDS)
 
 
 def test_report_gives_mean_and_std_over_seeds_and_leaves_f_out_without_a_potential():
