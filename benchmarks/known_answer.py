@@ -177,18 +177,20 @@ def train_deterministic(*, potential: bool = True, w: float = 3.0, steps: int = 
 
 
 def train_stochastic(*, potential: bool = True, w: float = 3.0, steps: int = 3000, seed: int = 0, alpha: float = 0.01,
-                     lr: float = 1e-3, potential_activation: str = "gelu", potential_steps: int = 1,
-                     on_step: OnStep | None = None, **switches) -> Outcome:
+                     lr: float = 1e-3, potential_lr: float | None = None, potential_activation: str = "gelu",
+                     potential_steps: int = 1, on_step: OnStep | None = None, **switches) -> Outcome:
     """PPL^CQL's TanhNormal actor on the known problem, CQL's actor term at a fixed temperature ``alpha`` (the
-    known critic is never trained, so CQL's own critic terms do not enter); actor and potential at ``lr``,
-    ``potential_steps`` f-steps per actor step on the same batch (as ``ReBRACUpdate`` and the recipes do)."""
+    known critic is never trained, so CQL's own critic terms do not enter); the actor at ``lr``, the potential at
+    ``potential_lr`` (default ``lr``), ``potential_steps`` f-steps per actor step on the same batch (as
+    ``ReBRACUpdate`` and the recipes do)."""
     torch.manual_seed(seed)
     s, a = sample_data(DATA_SIZE, seed)
     actor = make_tanh_normal_actor(1, 1, hidden_dim=HIDDEN, num_hidden=DEPTH)
     loss = PartialOTCQLLoss(actor, known_qvalue(), _potential(potential_activation), w=w, fixed_alpha=True,
                             alpha_init=alpha, **switches)
     actor_opt = torch.optim.Adam(loss.actor_network_params.values(True, True), lr=lr)
-    f_opt = torch.optim.Adam(loss.potential_network_params.values(True, True), lr=lr)
+    f_opt = torch.optim.Adam(loss.potential_network_params.values(True, True),
+                             lr=lr if potential_lr is None else potential_lr)
     for step, batch in _batches(s, a, steps, seed):
         # without a potential the base's own actor term: CQL's, as CQLLoss computes it
         loss_actor, _ = loss.actor_loss(batch) if potential else loss.base.actor_loss(batch)

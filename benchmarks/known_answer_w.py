@@ -7,6 +7,7 @@ run and written to its own section of docs/evidence.md:
                                                         # 2-core Intel Xeon, torch 2.13.0+cpu)
     python benchmarks/known_answer_w.py --grid pull     # grid "pull": w against f's slope bound K
     python benchmarks/known_answer_w.py --grid inner    # grid "inner": K = 10 with 10 f-steps per actor step
+    python benchmarks/known_answer_w.py --grid slowf    # grid "slowf": K = 10 with f at a tenth of the actor's lr
     python benchmarks/known_answer_w.py --grid pull --write   # ... and rewrite the grid's section of evidence.md
 
 * ``w`` (run 2026-12-05): w in {1, 1.5, 3, 8} and no potential, K = 1 (the preset's). What partial transport
@@ -31,7 +32,16 @@ run and written to its own section of docs/evidence.md:
   below 0.1 and the policy lands where transport says (w = 1 the bad mode, w = 3 and 8 the good one). Refuted if
   the range stays above 0.1 at w = 1 or 3, or the policy ends elsewhere.
 
-Seeds :data:`SEEDS`, :data:`STEPS` steps for both policies. The stochastic policy's temperature (``alpha = 0.01``,
+* ``slowf`` (stated 2026-12-05 before its run, after the first cells of ``inner`` swung from bound to bound): in
+  PPL's saddle, as in neural OT (Korotin et al. 2023), the policy is the *inner* player (min over the map, then max
+  over f), and neural OT takes several map steps per f-step; ``inner`` did the reverse. Under Adam a step's size is
+  about its learning rate, so f at a tenth of the actor's lr (``optim.potential_lr_scale=0.1``) is about one f-step
+  per ten actor steps. K = 10, w in {1, 3, 8}, 10 000 steps (f moves as far as in 1000 steps of the other grids).
+  Hypothesis: with the actor near its best response to a slowly moving f, the game settles (range below 0.1 over
+  the second half) and lands where transport says (w = 1 the bad mode, w = 3 and 8 the good one). Refuted if the
+  range stays above 0.1 at w = 1 or 3, or the policy ends elsewhere.
+
+Seeds :data:`SEEDS`, each grid's ``steps`` for both policies. The stochastic policy's temperature (``alpha = 0.01``,
 fixed) was chosen among 0.1, 0.03 and 0.01 on seed 0 of grid ``w`` (the one that keeps the policy's spread, ~0.07,
 below the distance between the modes); nothing else was chosen on any seed.
 """
@@ -57,15 +67,19 @@ class Grid:
     lipschitz: tuple[float, ...]       # K, f's action-slope bound (``potential_lipschitz``)
     no_potential: bool                 # a row without the potential, for reference
     potential_steps: int = 1           # f-steps per actor step
+    potential_lr_scale: float = 1.0    # f's learning rate over the actor's
+    steps: int = 3000                  # gradient steps per run
 
 
 GRIDS = {"w": Grid("known-answer-w", ws=(1.0, 1.5, 3.0, 8.0), lipschitz=(1.0,), no_potential=True),
          "pull": Grid("known-answer-pull", ws=(1.0, 3.0, 8.0), lipschitz=(1.0, 3.0, 10.0), no_potential=False),
          "inner": Grid("known-answer-inner", ws=(1.0, 3.0, 8.0), lipschitz=(10.0,), no_potential=False,
-                       potential_steps=10)}
+                       potential_steps=10),
+         "slowf": Grid("known-answer-slowf", ws=(1.0, 3.0, 8.0), lipschitz=(10.0,), no_potential=False,
+                       potential_lr_scale=0.1, steps=10_000)}
 SEEDS = (0, 1, 2)
-STEPS = 3000
 ALPHA = 0.01
+ACTOR_LR = 1e-3   # both policies' (known_answer's default); f's is this times the grid's potential_lr_scale
 POLICIES = ("deterministic", "stochastic")
 PRESET = dict(potential_gp=5.0, potential_activation="gelu")
 TRACE_EVERY = 100     # the centre is read every this many steps; its range over the run's second half says whether
@@ -84,7 +98,7 @@ def cells(grid: Grid) -> list[Cell]:
             if w is not None or k == grid.lipschitz[0]]
 
 
-def run_cell(cell: Cell, potential_steps: int = 1) -> dict:
+def run_cell(cell: Cell, grid: Grid) -> dict:
     import torch
 
     from benchmarks.known_answer import centre_offset, train_deterministic, train_stochastic
@@ -94,14 +108,15 @@ def run_cell(cell: Cell, potential_steps: int = 1) -> dict:
     late = []
 
     def trace(step, actor):
-        if step % TRACE_EVERY == 0 and step > STEPS // 2:
+        if step % TRACE_EVERY == 0 and step > grid.steps // 2:
             late.append(centre_offset(actor))
 
-    settings = dict(potential=w is not None, w=w or 3.0, seed=seed, steps=STEPS, on_step=trace)
+    settings = dict(potential=w is not None, w=w or 3.0, seed=seed, steps=grid.steps, on_step=trace,
+                    potential_lr=ACTOR_LR * grid.potential_lr_scale)
     if w is not None:
-        settings.update(PRESET, potential_lipschitz=k, potential_steps=potential_steps)
-    out = (train_deterministic(**settings) if policy == "deterministic"
-           else train_stochastic(alpha=ALPHA, **settings)).as_dict()
+        settings.update(PRESET, potential_lipschitz=k, potential_steps=grid.potential_steps)
+    out = (train_deterministic(actor_lr=ACTOR_LR, **settings) if policy == "deterministic"
+           else train_stochastic(alpha=ALPHA, lr=ACTOR_LR, **settings)).as_dict()
     out["late_range"] = max(late) - min(late)
     print(f"{policy:13s} K={k:g} w={w} seed={seed}: " + ", ".join(f"{key} {v:.3f}" for key, v in out.items()),
           flush=True)
@@ -137,8 +152,7 @@ def main(argv=None) -> int:
     grid = GRIDS[args.grid]
     todo = cells(grid)
     with get_context("spawn").Pool(args.processes) as pool:
-        results = dict(zip(todo, pool.map(partial(run_cell, potential_steps=grid.potential_steps), todo,
-                                          chunksize=1)))
+        results = dict(zip(todo, pool.map(partial(run_cell, grid=grid), todo, chunksize=1)))
     table = report(grid, results)
     print(table)
     if args.write:
@@ -147,7 +161,7 @@ def main(argv=None) -> int:
 
         import torch
         command = "python benchmarks/known_answer_w.py" + ("" if args.grid == "w" else f" --grid {args.grid}")
-        body = (f"`{command} --write` ({len(SEEDS)} seeds x {STEPS} steps per cell, "
+        body = (f"`{command} --write` ({len(SEEDS)} seeds x {grid.steps} steps per cell, "
                 f"{cpu_model()}, torch {torch.__version__}); mean ± std over seeds (ddof 0).\n\n{table}")
         write_section(REPO / "docs" / "evidence.md", grid.section, body)
     return 0

@@ -113,3 +113,17 @@ def test_known_answer_runs_potential_steps_f_steps_per_actor_step(train, monkeyp
     monkeypatch.setattr(cls, name, lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
     train(w=3.0, steps=4, potential_steps=3, potential_gp=5.0)
     assert len(calls) == 12
+
+
+def test_known_answer_stochastic_trains_f_at_its_own_learning_rate(monkeypatch):
+    """``potential_lr`` is the f optimizer's learning rate, ``lr`` the actor's (grid ``slowf``'s two time-scales)."""
+    lrs = []
+    real_adam = torch.optim.Adam
+
+    def recording_adam(params, lr, **kw):
+        lrs.append(lr)
+        return real_adam(params, lr=lr, **kw)
+
+    monkeypatch.setattr(torch.optim, "Adam", recording_adam)
+    train_stochastic(w=3.0, steps=2, lr=1e-3, potential_lr=1e-4, potential_gp=5.0)
+    assert lrs == [1e-3, 1e-4]

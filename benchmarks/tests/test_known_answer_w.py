@@ -24,10 +24,13 @@ def test_each_grid_runs_every_policy_k_w_and_seed_once(name):
 
 
 def test_the_later_grids_are_the_ones_stated_before_their_runs():
-    pull, inner = driver.GRIDS["pull"], driver.GRIDS["inner"]
-    assert pull.ws == (1.0, 3.0, 8.0) and pull.lipschitz == (1.0, 3.0, 10.0) and pull.potential_steps == 1
-    assert inner.ws == (1.0, 3.0, 8.0) and inner.lipschitz == (10.0,) and inner.potential_steps == 10
-    assert not pull.no_potential and not inner.no_potential
+    pull, inner, slowf = driver.GRIDS["pull"], driver.GRIDS["inner"], driver.GRIDS["slowf"]
+    assert pull.ws == inner.ws == slowf.ws == (1.0, 3.0, 8.0)
+    assert pull.lipschitz == (1.0, 3.0, 10.0) and inner.lipschitz == slowf.lipschitz == (10.0,)
+    assert (pull.potential_steps, inner.potential_steps, slowf.potential_steps) == (1, 10, 1)
+    assert (pull.potential_lr_scale, inner.potential_lr_scale, slowf.potential_lr_scale) == (1.0, 1.0, 0.1)
+    assert (pull.steps, inner.steps, slowf.steps) == (3000, 3000, 10_000)
+    assert not pull.no_potential and not inner.no_potential and not slowf.no_potential
     assert len({g.section for g in driver.GRIDS.values()}) == len(driver.GRIDS)
 
 
@@ -53,13 +56,13 @@ def test_report_of_a_grid_over_k_has_a_k_column_and_one_row_per_k():
 
 
 def test_a_cell_reports_the_range_its_centre_swept_over_the_second_half(monkeypatch):
-    """run_cell reads the policy's centre every TRACE_EVERY steps past STEPS / 2 and reports max - min: checked
+    """run_cell reads the policy's centre every TRACE_EVERY steps past half the grid's steps and reports max - min: checked
     against the same short run read by hand at steps 300 and 400 (the run is deterministic, so both see one path)."""
     from benchmarks.known_answer import centre_offset, train_deterministic
 
-    monkeypatch.setattr(driver, "STEPS", 400)
     monkeypatch.setattr(driver, "TRACE_EVERY", 100)
-    out = driver.run_cell(("deterministic", 1.0, None, 0))   # no potential: Q drives the policy out of the data
+    short = driver.Grid("known-answer-test", ws=(3.0,), lipschitz=(1.0,), no_potential=True, steps=400)
+    out = driver.run_cell(("deterministic", 1.0, None, 0), short)   # no potential: Q drives the policy out of the data
     read = {}
     final = train_deterministic(potential=False, seed=0, steps=400,
                                 on_step=lambda step, actor: read.__setitem__(step, centre_offset(actor)))
