@@ -8,6 +8,7 @@ run and written to its own section of docs/evidence.md:
     python benchmarks/known_answer_w.py --grid pull     # grid "pull": w against f's slope bound K
     python benchmarks/known_answer_w.py --grid inner    # grid "inner": K = 10 with 10 f-steps per actor step
     python benchmarks/known_answer_w.py --grid slowf    # grid "slowf": K = 10 with f at a tenth of the actor's lr
+    python benchmarks/known_answer_w.py --grid online   # grid "online": K = 10, the f-step on the online actor
     python benchmarks/known_answer_w.py --grid pull --write   # ... and rewrite the grid's section of evidence.md
 
 * ``w`` (run 2026-12-05): w in {1, 1.5, 3, 8} and no potential, K = 1 (the preset's). What partial transport
@@ -41,7 +42,15 @@ run and written to its own section of docs/evidence.md:
   the second half) and lands where transport says (w = 1 the bad mode, w = 3 and 8 the good one). Refuted if the
   range stays above 0.1 at w = 1 or 3, or the policy ends elsewhere.
 
-Seeds :data:`SEEDS`, each grid's ``steps`` for both policies. The stochastic policy's temperature (``alpha = 0.01``,
+* ``online`` (stated 2026-12-05 before its run, with ``slowf``'s deterministic w = 1 cells swinging too): the
+  deterministic f-step reads the *target* actor (the authors' code; tau = 5e-3, about 200 steps behind), so a
+  strong f digs its minimum where the policy was and pushes the online actor onward. K = 10, w in {1, 3, 8}, the
+  f-step on the online actor (``loss.potential_uses_target_actor=false``), the deterministic policy only (the
+  stochastic one's loss already uses its online actor, and it swings too, so the lag cannot be its whole cause).
+  Hypothesis: the lag drives the deterministic swing; without it the range falls below 0.1. Refuted if it stays
+  above 0.1 at w = 1 or 3.
+
+Seeds :data:`SEEDS`, each grid's ``steps``. The stochastic policy's temperature (``alpha = 0.01``,
 fixed) was chosen among 0.1, 0.03 and 0.01 on seed 0 of grid ``w`` (the one that keeps the policy's spread, ~0.07,
 below the distance between the modes); nothing else was chosen on any seed.
 """
@@ -69,6 +78,9 @@ class Grid:
     potential_steps: int = 1           # f-steps per actor step
     potential_lr_scale: float = 1.0    # f's learning rate over the actor's
     steps: int = 3000                  # gradient steps per run
+    policies: tuple[str, ...] = ("deterministic", "stochastic")
+    potential_uses_target_actor: bool = True   # PartialOTLoss's f-step on the target actor (the stochastic
+                                               # policy's loss always uses the online one)
 
 
 GRIDS = {"w": Grid("known-answer-w", ws=(1.0, 1.5, 3.0, 8.0), lipschitz=(1.0,), no_potential=True),
@@ -76,11 +88,12 @@ GRIDS = {"w": Grid("known-answer-w", ws=(1.0, 1.5, 3.0, 8.0), lipschitz=(1.0,), 
          "inner": Grid("known-answer-inner", ws=(1.0, 3.0, 8.0), lipschitz=(10.0,), no_potential=False,
                        potential_steps=10),
          "slowf": Grid("known-answer-slowf", ws=(1.0, 3.0, 8.0), lipschitz=(10.0,), no_potential=False,
-                       potential_lr_scale=0.1, steps=10_000)}
+                       potential_lr_scale=0.1, steps=10_000),
+         "online": Grid("known-answer-online", ws=(1.0, 3.0, 8.0), lipschitz=(10.0,), no_potential=False,
+                        policies=("deterministic",), potential_uses_target_actor=False)}
 SEEDS = (0, 1, 2)
 ALPHA = 0.01
 ACTOR_LR = 1e-3   # both policies' (known_answer's default); f's is this times the grid's potential_lr_scale
-POLICIES = ("deterministic", "stochastic")
 PRESET = dict(potential_gp=5.0, potential_activation="gelu")
 TRACE_EVERY = 100     # the centre is read every this many steps; its range over the run's second half says whether
                       # the policy settled (a small range) or still swings (the actor-f game has not converged)
@@ -94,7 +107,7 @@ Cell = tuple[str, float, "float | None", int]   # (policy, K, w or None for no p
 def cells(grid: Grid) -> list[Cell]:
     """Every (policy, K, w, seed) of the grid; the no-potential row carries the grid's first K and w None."""
     ws = ((None,) if grid.no_potential else ()) + grid.ws
-    return [(p, k, w, s) for p in POLICIES for k in grid.lipschitz for w in ws for s in SEEDS
+    return [(p, k, w, s) for p in grid.policies for k in grid.lipschitz for w in ws for s in SEEDS
             if w is not None or k == grid.lipschitz[0]]
 
 
@@ -115,7 +128,8 @@ def run_cell(cell: Cell, grid: Grid) -> dict:
                     potential_lr=ACTOR_LR * grid.potential_lr_scale)
     if w is not None:
         settings.update(PRESET, potential_lipschitz=k, potential_steps=grid.potential_steps)
-    out = (train_deterministic(actor_lr=ACTOR_LR, **settings) if policy == "deterministic"
+    out = (train_deterministic(actor_lr=ACTOR_LR, potential_uses_target_actor=grid.potential_uses_target_actor,
+                               **settings) if policy == "deterministic"
            else train_stochastic(alpha=ALPHA, lr=ACTOR_LR, **settings)).as_dict()
     out["late_range"] = max(late) - min(late)
     print(f"{policy:13s} K={k:g} w={w} seed={seed}: " + ", ".join(f"{key} {v:.3f}" for key, v in out.items()),

@@ -19,7 +19,7 @@ def test_each_grid_runs_every_policy_k_w_and_seed_once(name):
     grid = driver.GRIDS[name]
     cells = driver.cells(grid)
     per_policy = len(grid.lipschitz) * len(grid.ws) + grid.no_potential   # one no-potential row, not one per K
-    assert len(cells) == len(set(cells)) == len(driver.POLICIES) * per_policy * len(driver.SEEDS)
+    assert len(cells) == len(set(cells)) == len(grid.policies) * per_policy * len(driver.SEEDS)
     assert {k for _, k, w, _ in cells if w is not None} == set(grid.lipschitz)
 
 
@@ -31,6 +31,10 @@ def test_the_later_grids_are_the_ones_stated_before_their_runs():
     assert (pull.potential_lr_scale, inner.potential_lr_scale, slowf.potential_lr_scale) == (1.0, 1.0, 0.1)
     assert (pull.steps, inner.steps, slowf.steps) == (3000, 3000, 10_000)
     assert not pull.no_potential and not inner.no_potential and not slowf.no_potential
+    online = driver.GRIDS["online"]
+    assert online.ws == (1.0, 3.0, 8.0) and online.lipschitz == (10.0,) and online.policies == ("deterministic",)
+    assert not online.potential_uses_target_actor and online.steps == 3000 and online.potential_lr_scale == 1.0
+    assert all(g.potential_uses_target_actor for name, g in driver.GRIDS.items() if name != "online")
     assert len({g.section for g in driver.GRIDS.values()}) == len(driver.GRIDS)
 
 
@@ -68,3 +72,23 @@ def test_a_cell_reports_the_range_its_centre_swept_over_the_second_half(monkeypa
                                 on_step=lambda step, actor: read.__setitem__(step, centre_offset(actor)))
     assert final.offset == pytest.approx(out["offset"]) == pytest.approx(read[400])   # reading does not perturb
     assert out["late_range"] == pytest.approx(abs(read[400] - read[300])) and out["late_range"] > 0.0
+
+
+@pytest.mark.parametrize("name", sorted(driver.GRIDS))
+def test_run_cell_hands_each_grid_s_settings_to_the_trainer(name, monkeypatch):
+    from benchmarks import known_answer
+
+    grid, seen = driver.GRIDS[name], {}
+
+    def fake_train(**kw):
+        seen.update(kw)
+        kw["on_step"](grid.steps, None)
+        return known_answer.Outcome(0.0, 0.0, 1.0, 1.0, 0.0)
+
+    monkeypatch.setattr(known_answer, "train_deterministic", fake_train)
+    monkeypatch.setattr(known_answer, "centre_offset", lambda actor: 0.0)
+    driver.run_cell(("deterministic", grid.lipschitz[-1], grid.ws[0], 0), grid)
+    assert seen["steps"] == grid.steps and seen["potential_steps"] == grid.potential_steps
+    assert seen["potential_lipschitz"] == grid.lipschitz[-1] and seen["w"] == grid.ws[0]
+    assert seen["potential_lr"] == pytest.approx(seen["actor_lr"] * grid.potential_lr_scale)
+    assert seen["potential_uses_target_actor"] is grid.potential_uses_target_actor
