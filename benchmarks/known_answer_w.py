@@ -9,6 +9,7 @@ run and written to its own section of docs/evidence.md:
     python benchmarks/known_answer_w.py --grid inner    # grid "inner": K = 10 with 10 f-steps per actor step
     python benchmarks/known_answer_w.py --grid slowf    # grid "slowf": K = 10 with f at a tenth of the actor's lr
     python benchmarks/known_answer_w.py --grid online   # grid "online": K = 10, the f-step on the online actor
+    python benchmarks/known_answer_w.py --grid inner --trace stochastic,10,3,0   # one cell's path, every 100 steps
     python benchmarks/known_answer_w.py --grid pull --write   # ... and rewrite the grid's section of evidence.md
 
 * ``w`` (run 2026-12-05): w in {1, 1.5, 3, 8} and no potential, K = 1 (the preset's). What partial transport
@@ -112,29 +113,32 @@ def cells(grid: Grid) -> list[Cell]:
 
 
 def run_cell(cell: Cell, grid: Grid) -> dict:
+    """One run: its :class:`Outcome`, ``late_range`` (the centre's max - min over the second half) and ``trace``
+    (``(step, centre - good mode)`` every :data:`TRACE_EVERY` steps)."""
     import torch
 
     from benchmarks.known_answer import centre_offset, train_deterministic, train_stochastic
 
     torch.set_num_threads(1)
     policy, k, w, seed = cell
-    late = []
+    trace = []
 
-    def trace(step, actor):
-        if step % TRACE_EVERY == 0 and step > grid.steps // 2:
-            late.append(centre_offset(actor))
+    def read(step, actor):
+        if step % TRACE_EVERY == 0:
+            trace.append((step, centre_offset(actor)))
 
-    settings = dict(potential=w is not None, w=w or 3.0, seed=seed, steps=grid.steps, on_step=trace,
+    settings = dict(potential=w is not None, w=w or 3.0, seed=seed, steps=grid.steps, on_step=read,
                     potential_lr=ACTOR_LR * grid.potential_lr_scale)
     if w is not None:
         settings.update(PRESET, potential_lipschitz=k, potential_steps=grid.potential_steps)
     out = (train_deterministic(actor_lr=ACTOR_LR, potential_uses_target_actor=grid.potential_uses_target_actor,
                                **settings) if policy == "deterministic"
            else train_stochastic(alpha=ALPHA, lr=ACTOR_LR, **settings)).as_dict()
+    late = [c for step, c in trace if step > grid.steps // 2]
     out["late_range"] = max(late) - min(late)
     print(f"{policy:13s} K={k:g} w={w} seed={seed}: " + ", ".join(f"{key} {v:.3f}" for key, v in out.items()),
           flush=True)
-    return out
+    return {**out, "trace": trace}
 
 
 def report(grid: Grid, results: dict) -> str:
@@ -162,8 +166,15 @@ def main(argv=None) -> int:
     parser.add_argument("--grid", choices=sorted(GRIDS), default="w")
     parser.add_argument("--write", action="store_true", help="rewrite the grid's section of docs/evidence.md")
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--trace", metavar="POLICY,K,W,SEED",
+                        help="run one cell of the grid and print where its centre was every TRACE_EVERY steps")
     args = parser.parse_args(argv)
     grid = GRIDS[args.grid]
+    if args.trace:
+        policy, k, w, seed = args.trace.split(",")
+        out = run_cell((policy, float(k), None if w == "none" else float(w), int(seed)), grid)
+        print("step  centre − good mode\n" + "\n".join(f"{step:5d}  {c:+.3f}" for step, c in out["trace"]))
+        return 0
     todo = cells(grid)
     with get_context("spawn").Pool(args.processes) as pool:
         results = dict(zip(todo, pool.map(partial(run_cell, grid=grid), todo, chunksize=1)))

@@ -72,6 +72,8 @@ def test_a_cell_reports_the_range_its_centre_swept_over_the_second_half(monkeypa
                                 on_step=lambda step, actor: read.__setitem__(step, centre_offset(actor)))
     assert final.offset == pytest.approx(out["offset"]) == pytest.approx(read[400])   # reading does not perturb
     assert out["late_range"] == pytest.approx(abs(read[400] - read[300])) and out["late_range"] > 0.0
+    assert [step for step, _ in out["trace"]] == [100, 200, 300, 400]
+    assert [c for _, c in out["trace"]] == pytest.approx([read[step] for step in (100, 200, 300, 400)])
 
 
 @pytest.mark.parametrize("name", sorted(driver.GRIDS))
