@@ -127,3 +127,20 @@ def test_known_answer_stochastic_trains_f_at_its_own_learning_rate(monkeypatch):
     monkeypatch.setattr(torch.optim, "Adam", recording_adam)
     train_stochastic(w=3.0, steps=2, lr=1e-3, potential_lr=1e-4, potential_gp=5.0)
     assert lrs == [1e-3, 1e-4]
+
+
+@pytest.mark.slow
+def test_known_answer_strong_pull_cycles_and_traps_instead_of_transporting():
+    """What raising f's slope bound to K = 10 does, as measured (benchmarks/known_answer_w.py, grids pull and inner,
+    seed 0): the deterministic policy at w = 1 does not settle (its centre still sweeps over a unit of action in the
+    second half; 2.0 measured) and never rests on the bad mode; the stochastic one with 10 f-steps per actor step
+    settles at w = 3, but on the bad mode (98.5 % of its samples), where an early swing threw it."""
+    from benchmarks.known_answer import centre_offset
+
+    preset = dict(potential_gp=5.0, potential_lipschitz=10.0, potential_activation="gelu", steps=3000)
+    late = []
+    det = train_deterministic(w=1.0, **preset,
+                              on_step=lambda step, actor: late.append(centre_offset(actor)) if step > 1500 else None)
+    assert max(late) - min(late) > 1.0 and det.on_bad == 0.0, det
+    trapped = train_stochastic(w=3.0, potential_steps=10, **preset)
+    assert trapped.on_bad > 0.9 and trapped.on_good == 0.0, trapped
