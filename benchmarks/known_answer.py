@@ -121,6 +121,7 @@ def centre_offset(actor) -> float:
 
 
 OnStep = Callable[[int, nn.Module], None]   # called after each step with (steps done, the actor): a trace
+Schedule = Callable[[int], float]           # step -> f's slope bound K (``potential_lipschitz``) for that step
 
 
 def _outcome(loss, actor, s, a, samples: int, potential: bool) -> Outcome:
@@ -151,9 +152,10 @@ def _potential(potential_activation: str):
 def train_deterministic(*, potential: bool = True, w: float = 3.0, steps: int = 2000, seed: int = 0,
                         actor_lr: float = 1e-3, potential_lr: float = 1e-3, actor_bc_coef: float = 0.0,
                         potential_activation: str = "relu", potential_steps: int = 1, on_step: OnStep | None = None,
-                        **switches) -> Outcome:
+                        lipschitz_schedule: Schedule | None = None, **switches) -> Outcome:
     """PPL^R's deterministic actor on the known problem (``ReBRACUpdate``, every step a delayed step, with
-    ``potential_steps`` f-steps); ``switches`` are :class:`PartialOTLoss`'s potential switches."""
+    ``potential_steps`` f-steps); ``switches`` are :class:`PartialOTLoss`'s potential switches;
+    ``lipschitz_schedule`` sets K before each step (eager: the loss reads it at every call)."""
     torch.manual_seed(seed)
     s, a = sample_data(DATA_SIZE, seed)
     actor = make_actor(1, 1, hidden_dim=HIDDEN, num_hidden=DEPTH)
@@ -170,6 +172,8 @@ def train_deterministic(*, potential: bool = True, w: float = 3.0, steps: int = 
                                                    foreach=True)
     update = ReBRACUpdate(loss, optimizers, tau=5e-3, policy_freq=1, potential_steps=potential_steps)
     for step, batch in _batches(s, a, steps, seed):
+        if lipschitz_schedule is not None and potential:
+            loss.potential_lipschitz = float(lipschitz_schedule(step))
         update(batch, step)
         if on_step is not None:
             on_step(step + 1, actor)
@@ -180,11 +184,12 @@ def train_deterministic(*, potential: bool = True, w: float = 3.0, steps: int = 
 
 def train_stochastic(*, potential: bool = True, w: float = 3.0, steps: int = 3000, seed: int = 0, alpha: float = 0.01,
                      lr: float = 1e-3, potential_lr: float | None = None, potential_activation: str = "gelu",
-                     potential_steps: int = 1, on_step: OnStep | None = None, **switches) -> Outcome:
+                     potential_steps: int = 1, on_step: OnStep | None = None,
+                     lipschitz_schedule: Schedule | None = None, **switches) -> Outcome:
     """PPL^CQL's TanhNormal actor on the known problem, CQL's actor term at a fixed temperature ``alpha`` (the
     known critic is never trained, so CQL's own critic terms do not enter); the actor at ``lr``, the potential at
     ``potential_lr`` (default ``lr``), ``potential_steps`` f-steps per actor step on the same batch (as
-    ``ReBRACUpdate`` and the recipes do)."""
+    ``ReBRACUpdate`` and the recipes do); ``lipschitz_schedule`` as in :func:`train_deterministic`."""
     torch.manual_seed(seed)
     s, a = sample_data(DATA_SIZE, seed)
     actor = make_tanh_normal_actor(1, 1, hidden_dim=HIDDEN, num_hidden=DEPTH)
@@ -194,6 +199,8 @@ def train_stochastic(*, potential: bool = True, w: float = 3.0, steps: int = 300
     f_opt = torch.optim.Adam(loss.potential_network_params.values(True, True),
                              lr=lr if potential_lr is None else potential_lr)
     for step, batch in _batches(s, a, steps, seed):
+        if lipschitz_schedule is not None and potential:
+            loss.potential_lipschitz = float(lipschitz_schedule(step))
         # without a potential the base's own actor term: CQL's, as CQLLoss computes it
         loss_actor, _ = loss.actor_loss(batch) if potential else loss.base.actor_loss(batch)
         actor_opt.zero_grad()

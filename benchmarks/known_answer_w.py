@@ -9,6 +9,7 @@ run and written to its own section of docs/evidence.md:
     python benchmarks/known_answer_w.py --grid inner    # grid "inner": K = 10 with 10 f-steps per actor step
     python benchmarks/known_answer_w.py --grid slowf    # grid "slowf": K = 10 with f at a tenth of the actor's lr
     python benchmarks/known_answer_w.py --grid online   # grid "online": K = 10, the f-step on the online actor
+    python benchmarks/known_answer_w.py --grid annealk  # grid "annealk": K from 1 to 10 over the first half
     python benchmarks/known_answer_w.py --grid inner --trace stochastic,10,3,0   # one cell's path, every 100 steps
     python benchmarks/known_answer_w.py --grid pull --write   # ... and rewrite the grid's section of evidence.md
 
@@ -51,6 +52,14 @@ run and written to its own section of docs/evidence.md:
   Hypothesis: the lag drives the deterministic swing; without it the range falls below 0.1. Refuted if it stays
   above 0.1 at w = 1 or 3.
 
+* ``annealk`` (stated 2026-12-05 before its run, after ``pull``, ``inner``, ``slowf`` and ``online``: a weak pull
+  settles and lets Q cross the gap between the modes, a strong one cycles or walls the policy in where it is): K
+  grows linearly from 1 to 10 over the first 1500 steps, then holds at 10 for the last 1500; w in {1, 3, 8}; both
+  policies. Hypothesis (a continuation: Q places the policy while f is weak, f then holds it): at w = 3 and 8 the
+  policy is on the good mode at the end and rests there (range below 0.1 over the second half, where K = 10); at
+  w = 1 the growing pull moves it to the bad mode (the median). Refuted if at w = 3 it leaves the good mode or does
+  not rest, or at w = 1 it does not reach the bad mode.
+
 Seeds :data:`SEEDS`, each grid's ``steps``. The stochastic policy's temperature (``alpha = 0.01``,
 fixed) was chosen among 0.1, 0.03 and 0.01 on seed 0 of grid ``w`` (the one that keeps the policy's spread, ~0.07,
 below the distance between the modes); nothing else was chosen on any seed.
@@ -82,6 +91,8 @@ class Grid:
     policies: tuple[str, ...] = ("deterministic", "stochastic")
     potential_uses_target_actor: bool = True   # PartialOTLoss's f-step on the target actor (the stochastic
                                                # policy's loss always uses the online one)
+    lipschitz_from: float | None = None        # if set, K grows linearly from this value to ``lipschitz`` over the
+                                               # run's first half, then holds
 
 
 GRIDS = {"w": Grid("known-answer-w", ws=(1.0, 1.5, 3.0, 8.0), lipschitz=(1.0,), no_potential=True),
@@ -91,7 +102,9 @@ GRIDS = {"w": Grid("known-answer-w", ws=(1.0, 1.5, 3.0, 8.0), lipschitz=(1.0,), 
          "slowf": Grid("known-answer-slowf", ws=(1.0, 3.0, 8.0), lipschitz=(10.0,), no_potential=False,
                        potential_lr_scale=0.1, steps=10_000),
          "online": Grid("known-answer-online", ws=(1.0, 3.0, 8.0), lipschitz=(10.0,), no_potential=False,
-                        policies=("deterministic",), potential_uses_target_actor=False)}
+                        policies=("deterministic",), potential_uses_target_actor=False),
+         "annealk": Grid("known-answer-annealk", ws=(1.0, 3.0, 8.0), lipschitz=(10.0,), no_potential=False,
+                         lipschitz_from=1.0)}
 SEEDS = (0, 1, 2)
 ALPHA = 0.01
 ACTOR_LR = 1e-3   # both policies' (known_answer's default); f's is this times the grid's potential_lr_scale
@@ -110,6 +123,11 @@ def cells(grid: Grid) -> list[Cell]:
     ws = ((None,) if grid.no_potential else ()) + grid.ws
     return [(p, k, w, s) for p in grid.policies for k in grid.lipschitz for w in ws for s in SEEDS
             if w is not None or k == grid.lipschitz[0]]
+
+
+def annealed(step: int, *, start: float, end: float, steps: int) -> float:
+    """Linear from ``start`` at step 0 to ``end`` at ``steps``, then ``end``."""
+    return start + (end - start) * min(1.0, step / steps)
 
 
 def run_cell(cell: Cell, grid: Grid) -> dict:
@@ -131,6 +149,8 @@ def run_cell(cell: Cell, grid: Grid) -> dict:
                     potential_lr=ACTOR_LR * grid.potential_lr_scale)
     if w is not None:
         settings.update(PRESET, potential_lipschitz=k, potential_steps=grid.potential_steps)
+        if grid.lipschitz_from is not None:
+            settings["lipschitz_schedule"] = partial(annealed, start=grid.lipschitz_from, end=k, steps=grid.steps // 2)
     out = (train_deterministic(actor_lr=ACTOR_LR, potential_uses_target_actor=grid.potential_uses_target_actor,
                                **settings) if policy == "deterministic"
            else train_stochastic(alpha=ALPHA, lr=ACTOR_LR, **settings)).as_dict()

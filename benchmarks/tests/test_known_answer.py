@@ -144,3 +144,20 @@ def test_known_answer_strong_pull_cycles_and_traps_instead_of_transporting():
     assert max(late) - min(late) > 1.0 and det.on_bad == 0.0, det
     trapped = train_stochastic(w=3.0, potential_steps=10, **preset)
     assert trapped.on_bad > 0.9 and trapped.on_good == 0.0, trapped
+
+
+@pytest.mark.parametrize("train", [train_deterministic, train_stochastic])
+def test_known_answer_lipschitz_schedule_sets_k_before_each_step(train, monkeypatch):
+    """The K each f-step's gradient penalty reads is the schedule's value at that step."""
+    from ppl_torchrl.objectives import PartialOT
+
+    seen = []
+    original = PartialOT.gradient_penalty
+
+    def recording(self, *a, **k):
+        seen.append(self.potential_lipschitz)
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(PartialOT, "gradient_penalty", recording)
+    train(w=3.0, steps=3, potential_gp=5.0, lipschitz_schedule=lambda step: 1.0 + step)
+    assert seen == [1.0, 2.0, 3.0]

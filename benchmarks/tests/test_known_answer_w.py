@@ -35,6 +35,15 @@ def test_the_later_grids_are_the_ones_stated_before_their_runs():
     assert online.ws == (1.0, 3.0, 8.0) and online.lipschitz == (10.0,) and online.policies == ("deterministic",)
     assert not online.potential_uses_target_actor and online.steps == 3000 and online.potential_lr_scale == 1.0
     assert all(g.potential_uses_target_actor for name, g in driver.GRIDS.items() if name != "online")
+    annealk = driver.GRIDS["annealk"]
+    assert annealk.ws == (1.0, 3.0, 8.0) and annealk.lipschitz == (10.0,) and annealk.lipschitz_from == 1.0
+    assert annealk.steps == 3000 and annealk.potential_steps == 1 and annealk.potential_lr_scale == 1.0
+    assert all(g.lipschitz_from is None for name, g in driver.GRIDS.items() if name != "annealk")
+
+
+def test_annealed_k_grows_linearly_then_holds():
+    k = [driver.annealed(step, start=1.0, end=10.0, steps=1500) for step in (0, 750, 1500, 2999)]
+    assert k == pytest.approx([1.0, 5.5, 10.0, 10.0])
     assert len({g.section for g in driver.GRIDS.values()}) == len(driver.GRIDS)
 
 
@@ -45,7 +54,8 @@ def test_report_gives_mean_and_std_over_seeds_and_leaves_f_out_without_a_potenti
     lines = driver.report(driver.GRIDS["w"], results).splitlines()
     assert len(lines) == 4  # header, rule, the two cells that have runs
     assert lines[0].startswith("| policy | w |")
-    assert lines[2].startswith("| deterministic | none | 0.400 ± 0.100 | 0.05 ± 0.00 |") and lines[2].count("–") == 3
+    assert lines[2].startswith("| deterministic | none | 0.400 ± 0.100 | 0.05 ± 0.00 |")
+    assert lines[2].count("–") == 3
     assert lines[3].startswith("| stochastic | 3 | 0.000 ± 0.100 |")
     assert "| -0.300 ± 0.100 | 0.40 ± 0.10 | 0.33 |" in lines[3]
 
@@ -60,8 +70,9 @@ def test_report_of_a_grid_over_k_has_a_k_column_and_one_row_per_k():
 
 
 def test_a_cell_reports_the_range_its_centre_swept_over_the_second_half(monkeypatch):
-    """run_cell reads the policy's centre every TRACE_EVERY steps past half the grid's steps and reports max - min: checked
-    against the same short run read by hand at steps 300 and 400 (the run is deterministic, so both see one path)."""
+    """run_cell reads the policy's centre every TRACE_EVERY steps past half the grid's steps and reports max - min:
+    checked against the same short run read by hand at steps 300 and 400 (the run is deterministic, so both see one
+    path)."""
     from benchmarks.known_answer import centre_offset, train_deterministic
 
     monkeypatch.setattr(driver, "TRACE_EVERY", 100)
@@ -94,3 +105,8 @@ def test_run_cell_hands_each_grid_s_settings_to_the_trainer(name, monkeypatch):
     assert seen["potential_lipschitz"] == grid.lipschitz[-1] and seen["w"] == grid.ws[0]
     assert seen["potential_lr"] == pytest.approx(seen["actor_lr"] * grid.potential_lr_scale)
     assert seen["potential_uses_target_actor"] is grid.potential_uses_target_actor
+    schedule = seen.get("lipschitz_schedule")
+    assert (schedule is None) == (grid.lipschitz_from is None)
+    if schedule is not None:
+        assert schedule(0) == grid.lipschitz_from
+        assert schedule(grid.steps // 2) == schedule(grid.steps) == grid.lipschitz[-1]
