@@ -201,6 +201,7 @@ def train_stochastic(*, potential: bool = True, w: float = 3.0, steps: int = 300
     for step, batch in _batches(s, a, steps, seed):
         if lipschitz_schedule is not None and potential:
             loss.potential_lipschitz = float(lipschitz_schedule(step))
+        loss.set_training_step(step)   # w_anneal_steps's w, as ReBRACUpdate sets it for the deterministic loop
         # without a potential the base's own actor term: CQL's, as CQLLoss computes it
         loss_actor, _ = loss.actor_loss(batch) if potential else loss.base.actor_loss(batch)
         actor_opt.zero_grad()

@@ -161,3 +161,20 @@ def test_known_answer_lipschitz_schedule_sets_k_before_each_step(train, monkeypa
     monkeypatch.setattr(PartialOT, "gradient_penalty", recording)
     train(w=3.0, steps=3, potential_gp=5.0, lipschitz_schedule=lambda step: 1.0 + step)
     assert seen == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("train", [train_deterministic, train_stochastic])
+def test_known_answer_anneals_w_in_both_loops(train, monkeypatch):
+    """``w_anneal_steps`` (a switch of the loss) reaches both loops: each f-step reads w = 1 + (w - 1) step / steps."""
+    from ppl_torchrl.objectives import PartialOT
+
+    seen = []
+    original = PartialOT.potential_objective_on
+
+    def recording(self, *a, **k):
+        seen.append(float(self.w_now))
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(PartialOT, "potential_objective_on", recording)
+    train(w=3.0, steps=3, potential_gp=5.0, w_anneal_steps=4)
+    assert seen == pytest.approx([1.0, 1.5, 2.0])
