@@ -1,7 +1,7 @@
 """Does w choose anything? The potential's known-answer problem (``benchmarks/known_answer.py``) over w, for a
 deterministic policy (PPL^R's actor) and a stochastic one (PPL^CQL's TanhNormal), with ``loss=ppl_stable``'s
-potential (gradient penalty 5, f at the actor's lr) and GELU f units on both. Two grids, each fixed here before its
-run and written to its own section of docs/evidence.md:
+potential (gradient penalty 5, f at the actor's lr) and GELU f units on both. Six grids, each fixed here before its
+run (with its hypothesis and what refutes it) and written to its own section of docs/evidence.md:
 
     python benchmarks/known_answer_w.py                 # grid "w", then its table (2 processes: ~5 min on a
                                                         # 2-core Intel Xeon, torch 2.13.0+cpu)
@@ -26,15 +26,15 @@ run and written to its own section of docs/evidence.md:
   a property of partial transport; with K = 10 (4 > 2.7) the deterministic policy does what the transport says: the
   bad mode (the median, balanced W1's answer for one action) at w = 1, the good mode at w = 3 and 8; K = 3 lands
   between the modes at w = 1 (pull 1.2 against a slope of 0.7-2.7), in no data at all. Refuted if at K = 10 the
-  deterministic policy's w = 1 centre is not on the bad mode, or w = 3 leaves the good mode.
-
-* ``inner`` (stated 2026-12-05 before its run, after grid ``pull`` had shown the policy still swinging by 0.8-2.0
-  over the second half of every K = 3 and 10 run at w = 1 and 3): K = 10, w in {1, 3, 8}, 10 f-steps per actor step
-  (``potential_steps``, BRAC's several dual steps). Hypothesis: the swing is the f-step lagging the actor (a strong
-  pull chases a policy that f no longer describes), so with f near its optimum at every actor step the range falls
-  below 0.1 and the policy lands where transport says (w = 1 the bad mode, w = 3 and 8 the good one). Refuted if
-  the range stays above 0.1 at w = 1 or 3, or the policy ends elsewhere.
-
+  deterministic policy's w = 1 centre is not on the bad mode, or w = 3 leaves the good mode. Measured: refuted; at
+  K = 3 and 10 the game does not settle at w = 1 and 3 (the centre still sweeps 0.8-2.0 over the second half).
+* ``inner`` (stated 2026-12-05 before its run, after grid ``pull`` had shown the deterministic policy still
+  swinging by 0.8-2.0 over the second half of all but one K = 3 and 10 run at w = 1 and 3): K = 10, w in {1, 3,
+  8}, 10 f-steps per actor step (``potential_steps``, BRAC's several dual steps). Hypothesis: the swing is the
+  f-step lagging the actor (a strong pull chases a policy that f no longer describes), so with f near its optimum
+  at every actor step the range falls below 0.1 and the policy lands where transport says (w = 1 the bad mode, w = 3 and 8 the good one). Refuted if
+  the range stays above 0.1 at w = 1 or 3, or the policy ends elsewhere. Measured: refuted; the deterministic
+  policy sweeps more, the stochastic one settles on the bad mode at w = 3.
 * ``slowf`` (stated 2026-12-05 before its run, after the first cells of ``inner`` swung from bound to bound): in
   PPL's saddle, as in neural OT (Korotin et al. 2023), the policy is the *inner* player (min over the map, then max
   over f), and neural OT takes several map steps per f-step; ``inner`` did the reverse. Under Adam a step's size is
@@ -42,23 +42,21 @@ run and written to its own section of docs/evidence.md:
   per ten actor steps. K = 10, w in {1, 3, 8}, 10 000 steps (f moves as far as in 1000 steps of the other grids).
   Hypothesis: with the actor near its best response to a slowly moving f, the game settles (range below 0.1 over
   the second half) and lands where transport says (w = 1 the bad mode, w = 3 and 8 the good one). Refuted if the
-  range stays above 0.1 at w = 1 or 3, or the policy ends elsewhere.
-
+  range stays above 0.1 at w = 1 or 3, or the policy ends elsewhere. Measured: refuted (0.13-2.0 over the second half).
 * ``online`` (stated 2026-12-05 before its run, with ``slowf``'s deterministic w = 1 cells swinging too): the
   deterministic f-step reads the *target* actor (the authors' code; tau = 5e-3, about 200 steps behind), so a
   strong f digs its minimum where the policy was and pushes the online actor onward. K = 10, w in {1, 3, 8}, the
   f-step on the online actor (``loss.potential_uses_target_actor=false``), the deterministic policy only (the
   stochastic one's loss already uses its online actor, and it swings too, so the lag cannot be its whole cause).
   Hypothesis: the lag drives the deterministic swing; without it the range falls below 0.1. Refuted if it stays
-  above 0.1 at w = 1 or 3.
-
+  above 0.1 at w = 1 or 3. Measured: refuted (0.56-1.7).
 * ``annealk`` (stated 2026-12-05 before its run, after ``pull``, ``inner``, ``slowf`` and ``online``: a weak pull
   settles and lets Q cross the gap between the modes, a strong one cycles or walls the policy in where it is): K
   grows linearly from 1 to 10 over the first 1500 steps, then holds at 10 for the last 1500; w in {1, 3, 8}; both
   policies. Hypothesis (a continuation: Q places the policy while f is weak, f then holds it): at w = 3 and 8 the
   policy is on the good mode at the end and rests there (range below 0.1 over the second half, where K = 10); at
   w = 1 the growing pull moves it to the bad mode (the median). Refuted if at w = 3 it leaves the good mode or does
-  not rest, or at w = 1 it does not reach the bad mode.
+  not rest, or at w = 1 it does not reach the bad mode. Measured: refuted (0.6-2.0 at w = 1 and 3).
 
 Seeds :data:`SEEDS`, each grid's ``steps``. The stochastic policy's temperature (``alpha = 0.01``,
 fixed) was chosen among 0.1, 0.03 and 0.01 on seed 0 of grid ``w`` (the one that keeps the policy's spread, ~0.07,
