@@ -32,9 +32,9 @@ run (with its hypothesis and what refutes it) and written to its own section of 
   swinging by 0.8-2.0 over the second half of all but one K = 3 and 10 run at w = 1 and 3): K = 10, w in {1, 3,
   8}, 10 f-steps per actor step (``potential_steps``, BRAC's several dual steps). Hypothesis: the swing is the
   f-step lagging the actor (a strong pull chases a policy that f no longer describes), so with f near its optimum
-  at every actor step the range falls below 0.1 and the policy lands where transport says (w = 1 the bad mode, w = 3 and 8 the good one). Refuted if
-  the range stays above 0.1 at w = 1 or 3, or the policy ends elsewhere. Measured: refuted; the deterministic
-  policy sweeps more, the stochastic one settles on the bad mode at w = 3.
+  at every actor step the range falls below 0.1 and the policy lands where transport says (w = 1 the bad mode,
+  w = 3 and 8 the good one). Refuted if the range stays above 0.1 at w = 1 or 3, or the policy ends elsewhere.
+  Measured: refuted; the deterministic policy sweeps more, the stochastic one settles on the bad mode at w = 3.
 * ``slowf`` (stated 2026-12-05 before its run, after the first cells of ``inner`` swung from bound to bound): in
   PPL's saddle, as in neural OT (Korotin et al. 2023), the policy is the *inner* player (min over the map, then max
   over f), and neural OT takes several map steps per f-step; ``inner`` did the reverse. Under Adam a step's size is
