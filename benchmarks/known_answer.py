@@ -25,7 +25,8 @@ Measured (docs/evidence.md, ``benchmarks/known_answer_w.py``): with ``loss=ppl_s
 good mode at w = 3, w moves either only a little, and neither covers the data at w = 1 (one point or one bump cannot
 be two modes); docs/algorithm.md derives why: under the gradient penalty f pulls the policy toward its nearest 1/w
 share of the data. A pull strong enough to outweigh Q (K = 3, 10) makes the actor-f game cycle, or settle in the
-wrong mode (grids ``pull``, ``inner``, ``slowf``, ``online`` of ``known_answer_w.py``).
+wrong mode, however it is scheduled (grids ``pull``, ``inner``, ``slowf``, ``online``, ``annealk`` of
+``known_answer_w.py``).
 Used by ``benchmarks/tests/test_known_answer.py`` and ``benchmarks/known_answer_w.py``.
 """
 from __future__ import annotations
