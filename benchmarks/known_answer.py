@@ -52,6 +52,7 @@ NOISE = 0.03       # each mode's noise
 NEAR = 0.1         # a policy action "on" a mode: within this distance of its centre (over 3 noise widths)
 STATES = torch.linspace(-0.9, 0.9, 19).unsqueeze(-1)  # where the policy is read
 DATA_SIZE, BATCH, HIDDEN, DEPTH = 4096, 128, 32, 2
+LR = 1e-3          # both policies' and their potentials' learning rate unless a run sets its own
 
 
 def good(s: torch.Tensor) -> torch.Tensor:
@@ -114,11 +115,15 @@ def _batches(s, a, steps: int, seed: int):
                                 ("next", "done"): ones, ("next", "terminated"): ones}, [BATCH])
 
 
+def _centre(actor) -> torch.Tensor:
+    """The policy's deterministic action at each of :data:`STATES`."""
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+        return actor(TensorDict({keys.OBSERVATION: STATES}, [len(STATES)]))[keys.ACTION]
+
+
 def centre_offset(actor) -> float:
     """Mean of (the policy's deterministic action - the good mode) over :data:`STATES`: where the policy sits now."""
-    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-        centre = actor(TensorDict({keys.OBSERVATION: STATES}, [len(STATES)]))[keys.ACTION]
-    return (centre - good(STATES)).mean().item()
+    return (_centre(actor) - good(STATES)).mean().item()
 
 
 OnStep = Callable[[int, nn.Module], None]   # called after each step with (steps done, the actor): a trace
@@ -126,8 +131,7 @@ Schedule = Callable[[int], float]           # step -> f's slope bound K (``poten
 
 
 def _outcome(loss, actor, s, a, samples: int, potential: bool) -> Outcome:
-    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-        centre = actor(TensorDict({keys.OBSERVATION: STATES}, [len(STATES)]))[keys.ACTION]
+    centre = _centre(actor)
     states = STATES.repeat(samples, 1)
     with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
         actions = actor(TensorDict({keys.OBSERVATION: states}, [len(states)]))[keys.ACTION]
@@ -151,7 +155,7 @@ def _potential(potential_activation: str):
 
 
 def train_deterministic(*, potential: bool = True, w: float = 3.0, steps: int = 2000, seed: int = 0,
-                        actor_lr: float = 1e-3, potential_lr: float = 1e-3, actor_bc_coef: float = 0.0,
+                        actor_lr: float = LR, potential_lr: float = LR, actor_bc_coef: float = 0.0,
                         potential_activation: str = "relu", potential_steps: int = 1, on_step: OnStep | None = None,
                         lipschitz_schedule: Schedule | None = None, **switches) -> Outcome:
     """PPL^R's deterministic actor on the known problem (``ReBRACUpdate``, every step a delayed step, with
@@ -184,7 +188,7 @@ def train_deterministic(*, potential: bool = True, w: float = 3.0, steps: int = 
 
 
 def train_stochastic(*, potential: bool = True, w: float = 3.0, steps: int = 3000, seed: int = 0, alpha: float = 0.01,
-                     lr: float = 1e-3, potential_lr: float | None = None, potential_activation: str = "gelu",
+                     lr: float = LR, potential_lr: float | None = None, potential_activation: str = "gelu",
                      potential_steps: int = 1, on_step: OnStep | None = None,
                      lipschitz_schedule: Schedule | None = None, **switches) -> Outcome:
     """PPL^CQL's TanhNormal actor on the known problem, CQL's actor term at a fixed temperature ``alpha`` (the

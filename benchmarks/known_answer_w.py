@@ -105,7 +105,6 @@ GRIDS = {"w": Grid("known-answer-w", ws=(1.0, 1.5, 3.0, 8.0), lipschitz=(1.0,), 
                          lipschitz_from=1.0)}
 SEEDS = (0, 1, 2)
 ALPHA = 0.01
-ACTOR_LR = 1e-3   # both policies' (known_answer's default); f's is this times the grid's potential_lr_scale
 PRESET = dict(potential_gp=5.0, potential_activation="gelu")
 TRACE_EVERY = 100     # the centre is read every this many steps; its range over the run's second half says whether
                       # the policy settled (a small range) or still swings (the actor-f game has not converged)
@@ -133,7 +132,7 @@ def run_cell(cell: Cell, grid: Grid) -> dict:
     (``(step, centre - good mode)`` every :data:`TRACE_EVERY` steps)."""
     import torch
 
-    from benchmarks.known_answer import centre_offset, train_deterministic, train_stochastic
+    from benchmarks.known_answer import LR, centre_offset, train_deterministic, train_stochastic
 
     torch.set_num_threads(1)
     policy, k, w, seed = cell
@@ -144,14 +143,14 @@ def run_cell(cell: Cell, grid: Grid) -> dict:
             trace.append((step, centre_offset(actor)))
 
     settings = dict(potential=w is not None, w=w or 3.0, seed=seed, steps=grid.steps, on_step=read,
-                    potential_lr=ACTOR_LR * grid.potential_lr_scale)
+                    potential_lr=LR * grid.potential_lr_scale)
     if w is not None:
         settings.update(PRESET, potential_lipschitz=k, potential_steps=grid.potential_steps)
         if grid.lipschitz_from is not None:
             settings["lipschitz_schedule"] = partial(annealed, start=grid.lipschitz_from, end=k, steps=grid.steps // 2)
-    out = (train_deterministic(actor_lr=ACTOR_LR, potential_uses_target_actor=grid.potential_uses_target_actor,
+    out = (train_deterministic(actor_lr=LR, potential_uses_target_actor=grid.potential_uses_target_actor,
                                **settings) if policy == "deterministic"
-           else train_stochastic(alpha=ALPHA, lr=ACTOR_LR, **settings)).as_dict()
+           else train_stochastic(alpha=ALPHA, lr=LR, **settings)).as_dict()
     late = [c for step, c in trace if step > grid.steps // 2]
     out["late_range"] = max(late) - min(late)
     print(f"{policy:13s} K={k:g} w={w} seed={seed}: " + ", ".join(f"{key} {v:.3f}" for key, v in out.items()),
