@@ -38,10 +38,10 @@ import torch
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torch import nn
-from torchrl.envs.utils import ExplorationType, set_exploration_type
+from torchrl.envs.utils import ExplorationType, exploration_type, set_exploration_type
 
 from ppl_torchrl import keys
-from ppl_torchrl.modules import make_actor, make_potential, make_tanh_normal_actor
+from ppl_torchrl.modules import DeterministicActor, make_actor, make_potential, make_tanh_normal_actor
 from ppl_torchrl.objectives import PartialOTCQLLoss, PartialOTLoss, ReBRACLoss
 from ppl_torchrl.training.probe import active_share
 from ppl_torchrl.update import ReBRACUpdate
@@ -78,6 +78,27 @@ def known_qvalue() -> TensorDictModule:
     return TensorDictModule(KnownQ(), in_keys=[keys.OBSERVATION, keys.ACTION], out_keys=["state_action_value"])
 
 
+class NoiseMap(nn.Module):
+    """Neural OT's stochastic map ``a = T(s, z)``, ``z ~ N(0, 1)`` of ``noise_dim`` (Korotin et al. 2023): a
+    deterministic tanh actor on ``[s, z]`` that can split its mass between modes, which one point (PPL^R's actor) or
+    one bump (PPL^CQL's) cannot. Trained by PPL^R's own loss, which sees it as a deterministic actor whose every call
+    draws fresh noise; under a deterministic exploration type it reads ``z = 0`` (the noise's median)."""
+
+    reads_in_keys_positionally = True
+
+    def __init__(self, noise_dim: int, *, hidden_dim: int, num_hidden: int):
+        super().__init__()
+        self.noise_dim = noise_dim
+        self.map = DeterministicActor(1 + noise_dim, 1, hidden_dim=hidden_dim, num_hidden=num_hidden)
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        shape = (*observation.shape[:-1], self.noise_dim)
+        deterministic = exploration_type() in (ExplorationType.DETERMINISTIC, ExplorationType.MODE,
+                                               ExplorationType.MEAN)
+        z = observation.new_zeros(shape) if deterministic else torch.randn(shape, device=observation.device)
+        return self.map(torch.cat([observation, z], -1))
+
+
 def sample_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` states and data actions (each ``[n, 1]``), :data:`GOOD_SHARE` of them from the good mode."""
     g = torch.Generator().manual_seed(seed)
@@ -89,8 +110,9 @@ def sample_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 @dataclass
 class Outcome:
-    """Where a trained policy ends, read on :data:`STATES` (a stochastic policy: its mean action for the first
-    three, 200 samples per state for the shares)."""
+    """Where a trained policy ends, read on :data:`STATES` (the first three at its deterministic action: a
+    TanhNormal's mean, a :class:`NoiseMap` at z = 0; 200 samples per state for the shares of a stochastic policy or
+    a map)."""
 
     offset: float            # mean of (policy action - good mode)
     to_good: float           # mean |policy action - good mode|
@@ -126,15 +148,28 @@ def centre_offset(actor) -> float:
     return (_centre(actor) - good(STATES)).mean().item()
 
 
+def _sampled_actions(actor, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``samples`` of the policy's actions at each of :data:`STATES` (states repeated, and the actions)."""
+    states = STATES.repeat(samples, 1)
+    with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
+        return states, actor(TensorDict({keys.OBSERVATION: states}, [len(states)]))[keys.ACTION]
+
+
+def good_share(actor, samples: int = 200) -> float:
+    """Share of the policy's sampled actions within :data:`NEAR` of the good mode, drawn on a forked random stream
+    so that reading it during training leaves the run's own draws as they were."""
+    with torch.random.fork_rng():
+        states, actions = _sampled_actions(actor, samples)
+    return ((actions - good(states)).abs() < NEAR).float().mean().item()
+
+
 OnStep = Callable[[int, nn.Module], None]   # called after each step with (steps done, the actor): a trace
 Schedule = Callable[[int], float]           # step -> f's slope bound K (``potential_lipschitz``) for that step
 
 
 def _outcome(loss, actor, s, a, samples: int, potential: bool) -> Outcome:
     centre = _centre(actor)
-    states = STATES.repeat(samples, 1)
-    with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
-        actions = actor(TensorDict({keys.OBSERVATION: states}, [len(states)]))[keys.ACTION]
+    states, actions = _sampled_actions(actor, samples)
     out = Outcome(offset=(centre - good(STATES)).mean().item(), to_good=(centre - good(STATES)).abs().mean().item(),
                   to_bad=(centre - bad(STATES)).abs().mean().item(),
                   on_good=((actions - good(states)).abs() < NEAR).float().mean().item(),
@@ -157,13 +192,18 @@ def _potential(potential_activation: str):
 def train_deterministic(*, potential: bool = True, w: float = 3.0, steps: int = 2000, seed: int = 0,
                         actor_lr: float = LR, potential_lr: float = LR, actor_bc_coef: float = 0.0,
                         potential_activation: str = "relu", potential_steps: int = 1, on_step: OnStep | None = None,
-                        lipschitz_schedule: Schedule | None = None, **switches) -> Outcome:
+                        lipschitz_schedule: Schedule | None = None, noise_dim: int = 0, **switches) -> Outcome:
     """PPL^R's deterministic actor on the known problem (``ReBRACUpdate``, every step a delayed step, with
     ``potential_steps`` f-steps); ``switches`` are :class:`PartialOTLoss`'s potential switches;
-    ``lipschitz_schedule`` sets K before each step (eager: the loss reads it at every call)."""
+    ``lipschitz_schedule`` sets K before each step (eager: the loss reads it at every call); ``noise_dim > 0``
+    trains a :class:`NoiseMap` on ``noise_dim`` noise inputs in the actor's place, by the same update."""
     torch.manual_seed(seed)
     s, a = sample_data(DATA_SIZE, seed)
-    actor = make_actor(1, 1, hidden_dim=HIDDEN, num_hidden=DEPTH)
+    if noise_dim:
+        actor = TensorDictModule(NoiseMap(noise_dim, hidden_dim=HIDDEN, num_hidden=DEPTH), in_keys=[keys.OBSERVATION],
+                                 out_keys=[keys.ACTION])
+    else:
+        actor = make_actor(1, 1, hidden_dim=HIDDEN, num_hidden=DEPTH)
     settings = dict(actor_bc_coef=actor_bc_coef, critic_bc_coef=0.0, critic_next_action="dataset")
     if potential:
         loss = PartialOTLoss(actor, known_qvalue(), _potential(potential_activation), w=w, **settings, **switches)
@@ -184,7 +224,7 @@ def train_deterministic(*, potential: bool = True, w: float = 3.0, steps: int = 
             on_step(step + 1, actor)
     if loss.qvalue_network_params["module", "scale"].item() != 1.0:
         raise RuntimeError("the known critic moved: its learning rate must be 0")
-    return _outcome(loss, actor, s, a, samples=1, potential=potential)
+    return _outcome(loss, actor, s, a, samples=200 if noise_dim else 1, potential=potential)
 
 
 def train_stochastic(*, potential: bool = True, w: float = 3.0, steps: int = 3000, seed: int = 0, alpha: float = 0.01,

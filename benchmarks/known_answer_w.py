@@ -1,7 +1,8 @@
 """Does w choose anything? The potential's known-answer problem (``benchmarks/known_answer.py``) over w, for a
 deterministic policy (PPL^R's actor) and a stochastic one (PPL^CQL's TanhNormal), with ``loss=ppl_stable``'s
-potential (gradient penalty 5, f at the actor's lr) and GELU f units on both. Six grids, each fixed here before its
-run (with its hypothesis and what refutes it) and written to its own section of docs/evidence.md:
+potential (gradient penalty 5, f at the actor's lr) and GELU f units on both (grid ``map``: neural OT's stochastic
+map instead). Seven grids, each fixed here before its run (with its hypothesis and what refutes it) and written to its
+own section of docs/evidence.md:
 
     python benchmarks/known_answer_w.py                 # grid "w", then its table (2 processes: ~5 min on a
                                                         # 2-core Intel Xeon, torch 2.13.0+cpu)
@@ -10,6 +11,7 @@ run (with its hypothesis and what refutes it) and written to its own section of 
     python benchmarks/known_answer_w.py --grid slowf    # grid "slowf": K = 10 with f at a tenth of the actor's lr
     python benchmarks/known_answer_w.py --grid online   # grid "online": K = 10, the f-step on the online actor
     python benchmarks/known_answer_w.py --grid annealk  # grid "annealk": K from 1 to 10 over the first half
+    python benchmarks/known_answer_w.py --grid map      # grid "map": a stochastic map T(s, z) in the actor's place
     python benchmarks/known_answer_w.py --grid inner --trace stochastic,10,3,0   # one cell's path, every 100 steps
     python benchmarks/known_answer_w.py --grid pull --write   # ... and rewrite the grid's section of evidence.md
 
@@ -57,6 +59,21 @@ run (with its hypothesis and what refutes it) and written to its own section of 
   policy is on the good mode at the end and rests there (range below 0.1 over the second half, where K = 10); at
   w = 1 the growing pull moves it to the bad mode (the median). Refuted if at w = 3 it leaves the good mode or does
   not rest, or at w = 1 it does not reach the bad mode. Measured: refuted (0.6-2.0 at w = 1 and 3).
+* ``map`` (stated 2026-12-05 before its run, after ``annealk``): one cause under all the grids above. A
+  deterministic policy is a point mass, which breaks ``pi <= w * data`` at every w (the data have a density); a
+  one-bump policy fits under ``w * data`` only where one mode has room for all of its mass (here w >= 1 / 0.3, so
+  w = 8 but not 1 or 3). Where no policy of the class is feasible the saddle has no equilibrium and f keeps digging
+  under the policy: a cycle under a strong pull, a trap or Q's answer under a weak one, as measured at w = 1 and 3,
+  never at w = 8. Neural OT's stochastic map ``a = T(s, z)``, ``z ~ N(0, 1)`` (``NoiseMap`` of known_answer.py,
+  trained by PPL^R's own loss and update) can split its mass between the modes, so some map is feasible at every
+  w >= 1. Cells: the map with no potential, and K in {1, 10} x w in {1, 3, 8}, 3000 steps. Transport's answer: w = 1
+  the data (30 % on the good mode, 70 % on the bad); w = 3 the best third of the data (90 % on the good mode, 10 %
+  on the bad mode's upper edge); w = 8 the good mode's upper part (100 %). Hypothesis: at K = 10 (above Q's
+  normalised slope, at most ~3.2 at the bad mode) the map lands on that answer and rests: its share of actions on
+  the good mode is 0.2-0.4 / 0.8-1.0 / >= 0.9 at w = 1 / 3 / 8, at least 90 % of its actions lie on one of the two
+  modes (inside the data), and the good-mode share moves by under 0.1 over the second half. At K = 1 (below Q's
+  slope at the bad mode) w = 1 does not keep 70 % on the bad mode. Refuted if at K = 10 any w misses its band,
+  leaves the data or does not rest. For the map, ``late_range`` is the good-mode share's range, not the centre's.
 
 Seeds :data:`SEEDS`, each grid's ``steps``. The stochastic policy's temperature (``alpha = 0.01``,
 fixed) was chosen among 0.1, 0.03 and 0.01 on seed 0 of grid ``w`` (the one that keeps the policy's spread, ~0.07,
@@ -86,7 +103,7 @@ class Grid:
     potential_steps: int = 1           # f-steps per actor step
     potential_lr_scale: float = 1.0    # f's learning rate over the actor's
     steps: int = 3000                  # gradient steps per run
-    policies: tuple[str, ...] = ("deterministic", "stochastic")
+    policies: tuple[str, ...] = ("deterministic", "stochastic")   # or "map": a NoiseMap by PPL^R's update
     potential_uses_target_actor: bool = True   # PartialOTLoss's f-step on the target actor (the stochastic
                                                # policy's loss always uses the online one)
     lipschitz_from: float | None = None        # if set, K grows linearly from this value to ``lipschitz`` over the
@@ -102,15 +119,20 @@ GRIDS = {"w": Grid("known-answer-w", ws=(1.0, 1.5, 3.0, 8.0), lipschitz=(1.0,), 
          "online": Grid("known-answer-online", ws=(1.0, 3.0, 8.0), lipschitz=(10.0,), no_potential=False,
                         policies=("deterministic",), potential_uses_target_actor=False),
          "annealk": Grid("known-answer-annealk", ws=(1.0, 3.0, 8.0), lipschitz=(10.0,), no_potential=False,
-                         lipschitz_from=1.0)}
+                         lipschitz_from=1.0),
+         "map": Grid("known-answer-map", ws=(1.0, 3.0, 8.0), lipschitz=(1.0, 10.0), no_potential=True,
+                     policies=("map",))}
 SEEDS = (0, 1, 2)
 ALPHA = 0.01
+MAP_NOISE = 1         # the map's noise inputs: one is enough to split a one-dimensional action between two modes
 PRESET = dict(potential_gp=5.0, potential_activation="gelu")
 TRACE_EVERY = 100     # the centre is read every this many steps; its range over the run's second half says whether
                       # the policy settled (a small range) or still swings (the actor-f game has not converged)
 COLUMNS = (("offset", "centre − good mode", 3), ("late_range", "centre's range, 2nd half", 2),
            ("on_good", "actions on the good mode", 2), ("on_bad", "on the bad mode", 2),
            ("f_data", "f on the data's actions", 3), ("active", "f active on data", 2))
+
+MAP_RANGE = "good-mode share's range, 2nd half"   # what late_range measures for a map (run_cell)
 
 Cell = tuple[str, float, "float | None", int]   # (policy, K, w or None for no potential, seed)
 
@@ -128,19 +150,21 @@ def annealed(step: int, *, start: float, end: float, steps: int) -> float:
 
 
 def run_cell(cell: Cell, grid: Grid) -> dict:
-    """One run: its :class:`Outcome`, ``late_range`` (the centre's max - min over the second half) and ``trace``
-    (``(step, centre - good mode)`` every :data:`TRACE_EVERY` steps)."""
+    """One run: its :class:`Outcome`, ``late_range`` (max - min over the second half of what the trace reads) and
+    ``trace``: ``(step, centre - good mode)`` every :data:`TRACE_EVERY` steps, or for a map (whose centre, z = 0,
+    says little of a split) ``(step, share of its actions on the good mode)``."""
     import torch
 
-    from benchmarks.known_answer import LR, centre_offset, train_deterministic, train_stochastic
+    from benchmarks.known_answer import LR, centre_offset, good_share, train_deterministic, train_stochastic
 
     torch.set_num_threads(1)
     policy, k, w, seed = cell
     trace = []
+    where = good_share if policy == "map" else centre_offset
 
     def read(step, actor):
         if step % TRACE_EVERY == 0:
-            trace.append((step, centre_offset(actor)))
+            trace.append((step, where(actor)))
 
     settings = dict(potential=w is not None, w=w or 3.0, seed=seed, steps=grid.steps, on_step=read,
                     potential_lr=LR * grid.potential_lr_scale)
@@ -148,9 +172,11 @@ def run_cell(cell: Cell, grid: Grid) -> dict:
         settings.update(PRESET, potential_lipschitz=k, potential_steps=grid.potential_steps)
         if grid.lipschitz_from is not None:
             settings["lipschitz_schedule"] = partial(annealed, start=grid.lipschitz_from, end=k, steps=grid.steps // 2)
-    out = (train_deterministic(actor_lr=LR, potential_uses_target_actor=grid.potential_uses_target_actor,
-                               **settings) if policy == "deterministic"
-           else train_stochastic(alpha=ALPHA, lr=LR, **settings)).as_dict()
+    if policy == "stochastic":
+        out = train_stochastic(alpha=ALPHA, lr=LR, **settings).as_dict()
+    else:
+        out = train_deterministic(actor_lr=LR, potential_uses_target_actor=grid.potential_uses_target_actor,
+                                  noise_dim=MAP_NOISE if policy == "map" else 0, **settings).as_dict()
     late = [c for step, c in trace if step > grid.steps // 2]
     out["late_range"] = max(late) - min(late)
     print(f"{policy:13s} K={k:g} w={w} seed={seed}: " + ", ".join(f"{key} {v:.3f}" for key, v in out.items()),
@@ -164,7 +190,8 @@ def report(grid: Grid, results: dict) -> str:
     from ppl_torchrl.reporting.tables import mean_std, pm
 
     with_k = len(grid.lipschitz) > 1
-    head = "| policy | " + ("K | " if with_k else "") + "w | " + " | ".join(t for _, t, _ in COLUMNS) + " | 1/w |"
+    titles = [MAP_RANGE if key == "late_range" and "map" in grid.policies else title for key, title, _ in COLUMNS]
+    head = "| policy | " + ("K | " if with_k else "") + "w | " + " | ".join(titles) + " | 1/w |"
     lines = [head, "|---|" + ("---:|" if with_k else "") + "---|" + "---:|" * (len(COLUMNS) + 1)]
     for policy, k, w in dict.fromkeys(c[:3] for c in cells(grid)):
         runs = [results[(policy, k, w, s)] for s in SEEDS if (policy, k, w, s) in results]
@@ -190,7 +217,8 @@ def main(argv=None) -> int:
     if args.trace:
         policy, k, w, seed = args.trace.split(",")
         out = run_cell((policy, float(k), None if w == "none" else float(w), int(seed)), grid)
-        print("step  centre − good mode\n" + "\n".join(f"{step:5d}  {c:+.3f}" for step, c in out["trace"]))
+        read = "good-mode share" if policy == "map" else "centre − good mode"
+        print(f"step  {read}\n" + "\n".join(f"{step:5d}  {c:+.3f}" for step, c in out["trace"]))
         return 0
     todo = cells(grid)
     with get_context("spawn").Pool(args.processes) as pool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tensordict.nn import TensorDictModule
 
 from benchmarks.known_answer import SHIFT, train_deterministic, train_stochastic
 
@@ -178,3 +179,39 @@ def test_known_answer_anneals_w_in_both_loops(train, monkeypatch):
     monkeypatch.setattr(PartialOT, "potential_objective_on", recording)
     train(w=3.0, steps=3, potential_gp=5.0, w_anneal_steps=4)
     assert seen == pytest.approx([1.0, 1.5, 2.0])
+
+
+def test_noise_map_splits_only_when_sampled_and_reads_its_median_when_deterministic():
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+    from benchmarks.known_answer import NoiseMap
+
+    torch.manual_seed(0)
+    net = NoiseMap(1, hidden_dim=8, num_hidden=1)
+    with torch.no_grad():
+        net.map.net[-1].weight.fill_(1.0)   # the last layer's small init would hide the noise's effect
+    s = torch.zeros(64, 1)
+    with set_exploration_type(ExplorationType.DETERMINISTIC):
+        fixed = net(s)
+    assert torch.equal(fixed, net.map(torch.zeros(64, 2)))   # z = 0
+    sampled = net(s)
+    assert sampled.shape == (64, 1) and sampled.std() > 1e-3 and sampled.abs().max() < 1.0
+
+
+def test_good_share_leaves_the_random_stream_as_it_was():
+    from benchmarks.known_answer import NoiseMap, good_share
+
+    actor = TensorDictModule(NoiseMap(1, hidden_dim=8, num_hidden=1), in_keys=["observation"], out_keys=["action"])
+    torch.manual_seed(3)
+    expected = torch.rand(())
+    torch.manual_seed(3)
+    share = good_share(actor, samples=5)
+    assert torch.rand(()) == expected and 0.0 <= share <= 1.0
+
+
+def test_known_answer_map_trains_by_the_deterministic_update():
+    """A map's run is PPL^R's update on a NoiseMap: with Q alone every sample leaves the data for Q's maximiser, as
+    the one-point policy does."""
+    out = train_deterministic(potential=False, seed=0, noise_dim=1)
+    assert out.offset == pytest.approx(SHIFT, abs=0.05)
+    assert out.on_good == out.on_bad == 0.0

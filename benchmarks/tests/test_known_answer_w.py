@@ -41,6 +41,37 @@ def test_the_later_grids_are_the_ones_stated_before_their_runs():
     assert all(g.lipschitz_from is None for name, g in driver.GRIDS.items() if name != "annealk")
 
 
+def test_the_map_grid_is_the_one_stated_before_its_run():
+    grid = driver.GRIDS["map"]
+    assert grid.policies == ("map",) and grid.ws == (1.0, 3.0, 8.0) and grid.lipschitz == (1.0, 10.0)
+    assert grid.no_potential and grid.steps == 3000 and grid.potential_steps == 1 and grid.potential_lr_scale == 1.0
+    assert grid.potential_uses_target_actor and grid.lipschitz_from is None and driver.MAP_NOISE == 1
+    assert all("map" not in g.policies for name, g in driver.GRIDS.items() if name != "map")
+
+
+def test_a_map_grid_s_table_names_what_its_range_measures():
+    results = {("map", 10.0, 1.0, s): _outcome(-0.5) for s in (0, 1)}
+    head = driver.report(driver.GRIDS["map"], results).splitlines()[0]
+    assert driver.MAP_RANGE in head and "centre's range" not in head
+    assert "centre's range" in driver.report(driver.GRIDS["pull"], {}).splitlines()[0]
+
+
+def test_a_map_cell_traces_its_good_mode_share_without_perturbing_the_run(monkeypatch):
+    """For a map, run_cell reads the share of its actions on the good mode; the read draws on a forked random stream,
+    so the traced run ends exactly where the same run without a trace ends."""
+    from benchmarks.known_answer import good_share, train_deterministic
+
+    monkeypatch.setattr(driver, "TRACE_EVERY", 50)
+    short = driver.Grid("known-answer-test", ws=(1.0,), lipschitz=(10.0,), no_potential=False, steps=100,
+                        policies=("map",))
+    out = driver.run_cell(("map", 10.0, 1.0, 0), short)
+    untraced = train_deterministic(w=1.0, seed=0, steps=100, noise_dim=1, potential_lipschitz=10.0, **driver.PRESET)
+    assert out["on_good"] == untraced.on_good and out["f_data"] == untraced.f_data
+    assert [step for step, _ in out["trace"]] == [50, 100]
+    assert all(0.0 <= share <= 1.0 for _, share in out["trace"])
+    assert out["late_range"] == pytest.approx(0.0)   # one read in the second half (step 100)
+
+
 def test_annealed_k_grows_linearly_then_holds():
     k = [driver.annealed(step, start=1.0, end=10.0, steps=1500) for step in (0, 750, 1500, 2999)]
     assert k == pytest.approx([1.0, 5.5, 10.0, 10.0])
@@ -99,12 +130,16 @@ def test_run_cell_hands_each_grid_s_settings_to_the_trainer(name, monkeypatch):
         return known_answer.Outcome(0.0, 0.0, 1.0, 1.0, 0.0)
 
     monkeypatch.setattr(known_answer, "train_deterministic", fake_train)
+    monkeypatch.setattr(known_answer, "train_stochastic", lambda **kw: fake_train(actor_lr=kw["lr"], **kw))
     monkeypatch.setattr(known_answer, "centre_offset", lambda actor: 0.0)
-    driver.run_cell(("deterministic", grid.lipschitz[-1], grid.ws[0], 0), grid)
+    monkeypatch.setattr(known_answer, "good_share", lambda actor: 0.0)
+    policy = grid.policies[0]
+    driver.run_cell((policy, grid.lipschitz[-1], grid.ws[0], 0), grid)
+    assert seen.get("noise_dim", 0) == (driver.MAP_NOISE if policy == "map" else 0)
     assert seen["steps"] == grid.steps and seen["potential_steps"] == grid.potential_steps
     assert seen["potential_lipschitz"] == grid.lipschitz[-1] and seen["w"] == grid.ws[0]
     assert seen["potential_lr"] == pytest.approx(seen["actor_lr"] * grid.potential_lr_scale)
-    assert seen["potential_uses_target_actor"] is grid.potential_uses_target_actor
+    assert seen.get("potential_uses_target_actor", True) is grid.potential_uses_target_actor
     schedule = seen.get("lipschitz_schedule")
     assert (schedule is None) == (grid.lipschitz_from is None)
     if schedule is not None:
