@@ -82,13 +82,19 @@ class NoiseMap(nn.Module):
     """Neural OT's stochastic map ``a = T(s, z)``, ``z ~ N(0, 1)`` of ``noise_dim`` (Korotin et al. 2023): a
     deterministic tanh actor on ``[s, z]`` that can split its mass between modes, which one point (PPL^R's actor) or
     one bump (PPL^CQL's) cannot. Trained by PPL^R's own loss, which sees it as a deterministic actor whose every call
-    draws fresh noise; under a deterministic exploration type it reads ``z = 0`` (the noise's median)."""
+    draws fresh noise; under a deterministic exploration type it reads ``z = 0`` (the noise's median).
+
+    The actor's small last layer makes the map start as one point, whatever z; ``noise_skip > 0`` adds
+    ``noise_skip * z`` before the tanh (one noise input, as the action), so that it starts spread over the action
+    range (``tanh(z)`` at ``noise_skip = 1``) and the network learns what to add to that."""
 
     reads_in_keys_positionally = True
 
-    def __init__(self, noise_dim: int, *, hidden_dim: int, num_hidden: int):
+    def __init__(self, noise_dim: int, *, hidden_dim: int, num_hidden: int, noise_skip: float = 0.0):
         super().__init__()
-        self.noise_dim = noise_dim
+        if noise_skip and noise_dim != 1:
+            raise ValueError(f"noise_skip adds z to the one-dimensional action: use noise_dim=1, not {noise_dim}")
+        self.noise_dim, self.noise_skip = noise_dim, noise_skip
         self.map = DeterministicActor(1 + noise_dim, 1, hidden_dim=hidden_dim, num_hidden=num_hidden)
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
@@ -96,7 +102,7 @@ class NoiseMap(nn.Module):
         deterministic = exploration_type() in (ExplorationType.DETERMINISTIC, ExplorationType.MODE,
                                                ExplorationType.MEAN)
         z = observation.new_zeros(shape) if deterministic else torch.randn(shape, device=observation.device)
-        return self.map(torch.cat([observation, z], -1))
+        return torch.tanh(self.map.net(torch.cat([observation, z], -1)) + self.noise_skip * z)
 
 
 def sample_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,16 +198,18 @@ def _potential(potential_activation: str):
 def train_deterministic(*, potential: bool = True, w: float = 3.0, steps: int = 2000, seed: int = 0,
                         actor_lr: float = LR, potential_lr: float = LR, actor_bc_coef: float = 0.0,
                         potential_activation: str = "relu", potential_steps: int = 1, on_step: OnStep | None = None,
-                        lipschitz_schedule: Schedule | None = None, noise_dim: int = 0, **switches) -> Outcome:
+                        lipschitz_schedule: Schedule | None = None, noise_dim: int = 0, noise_skip: float = 0.0,
+                        **switches) -> Outcome:
     """PPL^R's deterministic actor on the known problem (``ReBRACUpdate``, every step a delayed step, with
     ``potential_steps`` f-steps); ``switches`` are :class:`PartialOTLoss`'s potential switches;
     ``lipschitz_schedule`` sets K before each step (eager: the loss reads it at every call); ``noise_dim > 0``
-    trains a :class:`NoiseMap` on ``noise_dim`` noise inputs in the actor's place, by the same update."""
+    trains a :class:`NoiseMap` on ``noise_dim`` noise inputs (and its ``noise_skip``) in the actor's place, by the
+    same update."""
     torch.manual_seed(seed)
     s, a = sample_data(DATA_SIZE, seed)
     if noise_dim:
-        actor = TensorDictModule(NoiseMap(noise_dim, hidden_dim=HIDDEN, num_hidden=DEPTH), in_keys=[keys.OBSERVATION],
-                                 out_keys=[keys.ACTION])
+        actor = TensorDictModule(NoiseMap(noise_dim, hidden_dim=HIDDEN, num_hidden=DEPTH, noise_skip=noise_skip),
+                                 in_keys=[keys.OBSERVATION], out_keys=[keys.ACTION])
     else:
         actor = make_actor(1, 1, hidden_dim=HIDDEN, num_hidden=DEPTH)
     settings = dict(actor_bc_coef=actor_bc_coef, critic_bc_coef=0.0, critic_next_action="dataset")

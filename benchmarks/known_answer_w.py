@@ -1,7 +1,7 @@
 """Does w choose anything? The potential's known-answer problem (``benchmarks/known_answer.py``) over w, for a
 deterministic policy (PPL^R's actor) and a stochastic one (PPL^CQL's TanhNormal), with ``loss=ppl_stable``'s
 potential (gradient penalty 5, f at the actor's lr) and GELU f units on both (grid ``map``: neural OT's stochastic
-map instead). Seven grids, each fixed here before its run (with its hypothesis and what refutes it) and written to its
+map instead). Eight grids, each fixed here before its run (with its hypothesis and what refutes it) and written to its
 own section of docs/evidence.md:
 
     python benchmarks/known_answer_w.py                 # grid "w", then its table (2 processes: ~5 min on a
@@ -12,6 +12,7 @@ own section of docs/evidence.md:
     python benchmarks/known_answer_w.py --grid online   # grid "online": K = 10, the f-step on the online actor
     python benchmarks/known_answer_w.py --grid annealk  # grid "annealk": K from 1 to 10 over the first half
     python benchmarks/known_answer_w.py --grid map      # grid "map": a stochastic map T(s, z) in the actor's place
+    python benchmarks/known_answer_w.py --grid mapspread  # grid "mapspread": the map started spread, tanh(g + z)
     python benchmarks/known_answer_w.py --grid inner --trace stochastic,10,3,0   # one cell's path, every 100 steps
     python benchmarks/known_answer_w.py --grid pull --write   # ... and rewrite the grid's section of evidence.md
 
@@ -73,7 +74,16 @@ own section of docs/evidence.md:
   the good mode is 0.2-0.4 / 0.8-1.0 / >= 0.9 at w = 1 / 3 / 8, at least 90 % of its actions lie on one of the two
   modes (inside the data), and the good-mode share moves by under 0.1 over the second half. At K = 1 (below Q's
   slope at the bad mode) w = 1 does not keep 70 % on the bad mode. Refuted if at K = 10 any w misses its band,
-  leaves the data or does not rest. For the map, ``late_range`` is the good-mode share's range, not the centre's.
+  leaves the data or does not rest. For the map, ``late_range`` is the good-mode share's range, not the centre's. Measured: refuted; the map collapses to one point (on the traced cell, K = 10, w = 3,
+  seed 0, its spread over z fell from 0.06 to under 0.01) and behaves as PPL^R's actor: at K = 1 all of it on the
+  good mode at w = 1, 3 and 8; at K = 10 the point cycles at w = 1 and 3.
+* ``mapspread`` (stated 2026-12-05 before its run, after ``map``): the map starts as one point (the actor's last
+  layer at U(+-1e-3)), where f's pull is the same for every z, so nothing in the gradient splits it. Started spread
+  instead, ``a = tanh(g(s, z) + z)`` (``noise_skip = 1``: at step 0 the map is ``tanh(z)``, over the whole action
+  range), samples on either side of a mode feel different pulls from the start. Cells, hypothesis and refutation as
+  in ``map`` (K in {1, 10} x w in {1, 3, 8} and no potential, 3000 steps): at K = 10 the map keeps its split and
+  lands on transport's answer (good-mode share 0.2-0.4 / 0.8-1.0 / >= 0.9 at w = 1 / 3 / 8, >= 90 % on the modes,
+  the share moving by under 0.1 over the second half).
 
 Seeds :data:`SEEDS`, each grid's ``steps``. The stochastic policy's temperature (``alpha = 0.01``,
 fixed) was chosen among 0.1, 0.03 and 0.01 on seed 0 of grid ``w`` (the one that keeps the policy's spread, ~0.07,
@@ -108,6 +118,7 @@ class Grid:
                                                # policy's loss always uses the online one)
     lipschitz_from: float | None = None        # if set, K grows linearly from this value to ``lipschitz`` over the
                                                # run's first half, then holds
+    map_noise_skip: float = 0.0                # a map's ``noise_skip`` (known_answer.NoiseMap): 1 starts it spread
 
 
 GRIDS = {"w": Grid("known-answer-w", ws=(1.0, 1.5, 3.0, 8.0), lipschitz=(1.0,), no_potential=True),
@@ -121,7 +132,9 @@ GRIDS = {"w": Grid("known-answer-w", ws=(1.0, 1.5, 3.0, 8.0), lipschitz=(1.0,), 
          "annealk": Grid("known-answer-annealk", ws=(1.0, 3.0, 8.0), lipschitz=(10.0,), no_potential=False,
                          lipschitz_from=1.0),
          "map": Grid("known-answer-map", ws=(1.0, 3.0, 8.0), lipschitz=(1.0, 10.0), no_potential=True,
-                     policies=("map",))}
+                     policies=("map",)),
+         "mapspread": Grid("known-answer-mapspread", ws=(1.0, 3.0, 8.0), lipschitz=(1.0, 10.0), no_potential=True,
+                           policies=("map",), map_noise_skip=1.0)}
 SEEDS = (0, 1, 2)
 ALPHA = 0.01
 MAP_NOISE = 1         # the map's noise inputs: one is enough to split a one-dimensional action between two modes
@@ -176,7 +189,8 @@ def run_cell(cell: Cell, grid: Grid) -> dict:
         out = train_stochastic(alpha=ALPHA, lr=LR, **settings).as_dict()
     else:
         out = train_deterministic(actor_lr=LR, potential_uses_target_actor=grid.potential_uses_target_actor,
-                                  noise_dim=MAP_NOISE if policy == "map" else 0, **settings).as_dict()
+                                  noise_dim=MAP_NOISE if policy == "map" else 0,
+                                  noise_skip=grid.map_noise_skip if policy == "map" else 0.0, **settings).as_dict()
     late = [c for step, c in trace if step > grid.steps // 2]
     out["late_range"] = max(late) - min(late)
     print(f"{policy:13s} K={k:g} w={w} seed={seed}: " + ", ".join(f"{key} {v:.3f}" for key, v in out.items()),

@@ -215,3 +215,20 @@ def test_known_answer_map_trains_by_the_deterministic_update():
     out = train_deterministic(potential=False, seed=0, noise_dim=1)
     assert out.offset == pytest.approx(SHIFT, abs=0.05)
     assert out.on_good == out.on_bad == 0.0
+
+
+def test_noise_map_with_a_noise_skip_starts_spread_over_the_action_range():
+    from benchmarks.known_answer import NoiseMap
+
+    torch.manual_seed(0)
+    point, spread = NoiseMap(1, hidden_dim=8, num_hidden=1), NoiseMap(1, hidden_dim=8, num_hidden=1, noise_skip=1.0)
+    spread.load_state_dict(point.state_dict())
+    s = torch.zeros(4000, 1)
+    torch.manual_seed(1)
+    z = torch.randn(4000, 1)
+    torch.manual_seed(1)
+    a = spread(s)
+    assert torch.allclose(a, torch.tanh(point.map.net(torch.cat([s, z], -1)) + z))
+    assert point(s).std() < 0.01 < 0.5 < a.std()
+    with pytest.raises(ValueError, match="noise_dim=1"):
+        NoiseMap(2, hidden_dim=8, num_hidden=1, noise_skip=1.0)

@@ -2,6 +2,7 @@
 (the grids themselves are `known_answer_w.py`'s runs)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -46,7 +47,11 @@ def test_the_map_grid_is_the_one_stated_before_its_run():
     assert grid.policies == ("map",) and grid.ws == (1.0, 3.0, 8.0) and grid.lipschitz == (1.0, 10.0)
     assert grid.no_potential and grid.steps == 3000 and grid.potential_steps == 1 and grid.potential_lr_scale == 1.0
     assert grid.potential_uses_target_actor and grid.lipschitz_from is None and driver.MAP_NOISE == 1
-    assert all("map" not in g.policies for name, g in driver.GRIDS.items() if name != "map")
+    spread = driver.GRIDS["mapspread"]
+    assert spread == dataclasses.replace(grid, section="known-answer-mapspread", map_noise_skip=1.0)
+    assert grid.map_noise_skip == 0.0
+    assert all("map" not in g.policies and g.map_noise_skip == 0.0
+               for name, g in driver.GRIDS.items() if name not in ("map", "mapspread"))
 
 
 def test_a_map_grid_s_table_names_what_its_range_measures():
@@ -136,6 +141,7 @@ def test_run_cell_hands_each_grid_s_settings_to_the_trainer(name, monkeypatch):
     policy = grid.policies[0]
     driver.run_cell((policy, grid.lipschitz[-1], grid.ws[0], 0), grid)
     assert seen.get("noise_dim", 0) == (driver.MAP_NOISE if policy == "map" else 0)
+    assert seen.get("noise_skip", 0.0) == grid.map_noise_skip
     assert seen["steps"] == grid.steps and seen["potential_steps"] == grid.potential_steps
     assert seen["potential_lipschitz"] == grid.lipschitz[-1] and seen["w"] == grid.ws[0]
     assert seen["potential_lr"] == pytest.approx(seen["actor_lr"] * grid.potential_lr_scale)
