@@ -83,7 +83,9 @@ own section of docs/evidence.md:
   range), samples on either side of a mode feel different pulls from the start. Cells, hypothesis and refutation as
   in ``map`` (K in {1, 10} x w in {1, 3, 8} and no potential, 3000 steps): at K = 10 the map keeps its split and
   lands on transport's answer (good-mode share 0.2-0.4 / 0.8-1.0 / >= 0.9 at w = 1 / 3 / 8, >= 90 % on the modes,
-  the share moving by under 0.1 over the second half).
+  the share moving by under 0.1 over the second half). Measured: refuted; started as ``tanh(z)``, the map still
+  collapses (traced cell K = 10, w = 1, seed 0: its spread over z from ~0.6 to 0.04 within 300 steps), then the
+  point cycles (the good-mode share's range 0.9 over the second half at w = 3) or rests off the data (w = 1).
 
 Seeds :data:`SEEDS`, each grid's ``steps``. The stochastic policy's temperature (``alpha = 0.01``,
 fixed) was chosen among 0.1, 0.03 and 0.01 on seed 0 of grid ``w`` (the one that keeps the policy's spread, ~0.07,
