@@ -26,7 +26,8 @@ good mode at w = 3, w moves either only a little, and neither covers the data at
 be two modes); docs/algorithm.md derives why: under the gradient penalty f pulls the policy toward its nearest 1/w
 share of the data. A pull strong enough to outweigh Q (K = 3, 10) makes the actor-f game cycle, or settle in the
 wrong mode, however it is scheduled (grids ``pull``, ``inner``, ``slowf``, ``online``, ``annealk`` of
-``known_answer_w.py``).
+``known_answer_w.py``); a :class:`NoiseMap` that could split its mass collapses to one point (grids ``map``,
+``mapspread``).
 Used by ``benchmarks/tests/test_known_answer.py`` and ``benchmarks/known_answer_w.py``.
 """
 from __future__ import annotations
@@ -154,7 +155,7 @@ def centre_offset(actor) -> float:
     return (_centre(actor) - good(STATES)).mean().item()
 
 
-def _sampled_actions(actor, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+def sampled_actions(actor, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``samples`` of the policy's actions at each of :data:`STATES` (states repeated, and the actions)."""
     states = STATES.repeat(samples, 1)
     with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
@@ -165,8 +166,13 @@ def good_share(actor, samples: int = 200) -> float:
     """Share of the policy's sampled actions within :data:`NEAR` of the good mode, drawn on a forked random stream
     so that reading it during training leaves the run's own draws as they were."""
     with torch.random.fork_rng():
-        states, actions = _sampled_actions(actor, samples)
-    return ((actions - good(states)).abs() < NEAR).float().mean().item()
+        states, actions = sampled_actions(actor, samples)
+    return _share_near(actions, good(states))
+
+
+def _share_near(actions: torch.Tensor, centres: torch.Tensor) -> float:
+    """Share of ``actions`` within :data:`NEAR` of their mode's ``centres``."""
+    return ((actions - centres).abs() < NEAR).float().mean().item()
 
 
 OnStep = Callable[[int, nn.Module], None]   # called after each step with (steps done, the actor): a trace
@@ -175,11 +181,10 @@ Schedule = Callable[[int], float]           # step -> f's slope bound K (``poten
 
 def _outcome(loss, actor, s, a, samples: int, potential: bool) -> Outcome:
     centre = _centre(actor)
-    states, actions = _sampled_actions(actor, samples)
+    states, actions = sampled_actions(actor, samples)
     out = Outcome(offset=(centre - good(STATES)).mean().item(), to_good=(centre - good(STATES)).abs().mean().item(),
                   to_bad=(centre - bad(STATES)).abs().mean().item(),
-                  on_good=((actions - good(states)).abs() < NEAR).float().mean().item(),
-                  on_bad=((actions - bad(states)).abs() < NEAR).float().mean().item())
+                  on_good=_share_near(actions, good(states)), on_bad=_share_near(actions, bad(states)))
     if potential:
         with torch.no_grad():
             data = TensorDict({keys.OBSERVATION: s}, [len(s)])

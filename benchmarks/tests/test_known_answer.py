@@ -232,3 +232,21 @@ def test_noise_map_with_a_noise_skip_starts_spread_over_the_action_range():
     assert point(s).std() < 0.01 < 0.5 < a.std()
     with pytest.raises(ValueError, match="noise_dim=1"):
         NoiseMap(2, hidden_dim=8, num_hidden=1, noise_skip=1.0)
+
+
+@pytest.mark.slow
+def test_known_answer_map_collapses_to_a_point_instead_of_splitting():
+    """What a policy that can split its mass does, as measured (benchmarks/known_answer_w.py, grid map, seed 0): at
+    K = 1 and w = 1 the map does not cover the data (all of it on the good mode, none on the bad one, where 70 % of
+    the data are); at K = 10 and w = 3 it ends as one point (spread over z under 0.01; measured 0.002)."""
+    from benchmarks.known_answer import sampled_actions, good
+
+    preset = dict(potential_gp=5.0, potential_activation="gelu", steps=3000, seed=0, noise_dim=1)
+    covering = train_deterministic(w=1.0, potential_lipschitz=1.0, **preset)
+    assert covering.on_good > 0.9 and covering.on_bad == 0.0, covering
+    final = {}
+    train_deterministic(w=3.0, potential_lipschitz=10.0, on_step=lambda step, actor: final.update(actor=actor),
+                        **preset)
+    states, actions = sampled_actions(final["actor"], 200)
+    spread = (actions - good(states)).view(200, -1).std(0).mean().item()
+    assert spread < 0.01, spread
