@@ -106,6 +106,32 @@ class NoiseMap(nn.Module):
         return torch.tanh(self.map.net(torch.cat([observation, z], -1)) + self.noise_skip * z)
 
 
+class ValuePenalised:
+    """A prototype f-step switch (mixed into :class:`PartialOTLoss` or :class:`PartialOTCQLLoss`, before it):
+    the f-step plus ``value_penalty / 2 * mean(f(s, pi)^2 + f(s, a)^2)``. Linear in f, PPL's f-step makes the
+    actor-f game a bilinear one that gradient play circles; the square makes f's problem strongly concave, with the
+    per-action optimum ``f* = min(0, (w d - pi) / (value_penalty (pi + d)))`` (d, pi the data's and the policy's
+    densities): a soft constraint, no deeper than ``-1 / value_penalty``, that f can track."""
+
+    value_penalty: float = 0.0
+
+    def potential_objective_on(self, tensordict, potential_params, policy_action):
+        objective, metadata = super().potential_objective_on(tensordict, potential_params, policy_action)
+        if not self.value_penalty:
+            return objective, metadata
+        f_policy = self.potential(tensordict, policy_action.detach(), potential_params)
+        f_data = self.potential(tensordict, tensordict.get(self.tensor_keys.action), potential_params)
+        return objective + 0.5 * self.value_penalty * (f_policy.pow(2) + f_data.pow(2)).mean(), metadata
+
+
+class _ValuePenalisedPPLR(ValuePenalised, PartialOTLoss):
+    pass
+
+
+class _ValuePenalisedPPLCQL(ValuePenalised, PartialOTCQLLoss):
+    pass
+
+
 def sample_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` states and data actions (each ``[n, 1]``), :data:`GOOD_SHARE` of them from the good mode."""
     g = torch.Generator().manual_seed(seed)
@@ -204,12 +230,12 @@ def train_deterministic(*, potential: bool = True, w: float = 3.0, steps: int = 
                         actor_lr: float = LR, potential_lr: float = LR, actor_bc_coef: float = 0.0,
                         potential_activation: str = "relu", potential_steps: int = 1, on_step: OnStep | None = None,
                         lipschitz_schedule: Schedule | None = None, noise_dim: int = 0, noise_skip: float = 0.0,
-                        **switches) -> Outcome:
+                        value_penalty: float = 0.0, **switches) -> Outcome:
     """PPL^R's deterministic actor on the known problem (``ReBRACUpdate``, every step a delayed step, with
     ``potential_steps`` f-steps); ``switches`` are :class:`PartialOTLoss`'s potential switches;
     ``lipschitz_schedule`` sets K before each step (eager: the loss reads it at every call); ``noise_dim > 0``
     trains a :class:`NoiseMap` on ``noise_dim`` noise inputs (and its ``noise_skip``) in the actor's place, by the
-    same update."""
+    same update; ``value_penalty``: :class:`ValuePenalised`'s."""
     torch.manual_seed(seed)
     s, a = sample_data(DATA_SIZE, seed)
     if noise_dim:
@@ -219,7 +245,9 @@ def train_deterministic(*, potential: bool = True, w: float = 3.0, steps: int = 
         actor = make_actor(1, 1, hidden_dim=HIDDEN, num_hidden=DEPTH)
     settings = dict(actor_bc_coef=actor_bc_coef, critic_bc_coef=0.0, critic_next_action="dataset")
     if potential:
-        loss = PartialOTLoss(actor, known_qvalue(), _potential(potential_activation), w=w, **settings, **switches)
+        loss = _ValuePenalisedPPLR(actor, known_qvalue(), _potential(potential_activation), w=w, **settings,
+                                   **switches)
+        loss.value_penalty = value_penalty
     else:
         loss = ReBRACLoss(actor, known_qvalue(), **settings)
     loss.make_value_estimator(gamma=0.0)
@@ -243,16 +271,18 @@ def train_deterministic(*, potential: bool = True, w: float = 3.0, steps: int = 
 def train_stochastic(*, potential: bool = True, w: float = 3.0, steps: int = 3000, seed: int = 0, alpha: float = 0.01,
                      lr: float = LR, potential_lr: float | None = None, potential_activation: str = "gelu",
                      potential_steps: int = 1, on_step: OnStep | None = None,
-                     lipschitz_schedule: Schedule | None = None, **switches) -> Outcome:
+                     lipschitz_schedule: Schedule | None = None, value_penalty: float = 0.0, **switches) -> Outcome:
     """PPL^CQL's TanhNormal actor on the known problem, CQL's actor term at a fixed temperature ``alpha`` (the
     known critic is never trained, so CQL's own critic terms do not enter); the actor at ``lr``, the potential at
     ``potential_lr`` (default ``lr``), ``potential_steps`` f-steps per actor step on the same batch (as
-    ``ReBRACUpdate`` and the recipes do); ``lipschitz_schedule`` as in :func:`train_deterministic`."""
+    ``ReBRACUpdate`` and the recipes do); ``lipschitz_schedule`` and ``value_penalty`` as in
+    :func:`train_deterministic`."""
     torch.manual_seed(seed)
     s, a = sample_data(DATA_SIZE, seed)
     actor = make_tanh_normal_actor(1, 1, hidden_dim=HIDDEN, num_hidden=DEPTH)
-    loss = PartialOTCQLLoss(actor, known_qvalue(), _potential(potential_activation), w=w, fixed_alpha=True,
-                            alpha_init=alpha, **switches)
+    loss = _ValuePenalisedPPLCQL(actor, known_qvalue(), _potential(potential_activation), w=w, fixed_alpha=True,
+                                 alpha_init=alpha, **switches)
+    loss.value_penalty = value_penalty
     actor_opt = torch.optim.Adam(loss.actor_network_params.values(True, True), lr=lr)
     f_opt = torch.optim.Adam(loss.potential_network_params.values(True, True),
                              lr=lr if potential_lr is None else potential_lr)

@@ -1,7 +1,7 @@
 """Does w choose anything? The potential's known-answer problem (``benchmarks/known_answer.py``) over w, for a
 deterministic policy (PPL^R's actor) and a stochastic one (PPL^CQL's TanhNormal), with ``loss=ppl_stable``'s
 potential (gradient penalty 5, f at the actor's lr) and GELU f units on both (grid ``map``: neural OT's stochastic
-map instead). Eight grids, each fixed here before its run (with its hypothesis and what refutes it) and written to its
+map instead). Ten grids, each fixed here before its run (with its hypothesis and what refutes it) and written to its
 own section of docs/evidence.md:
 
     python benchmarks/known_answer_w.py                 # grid "w", then its table (2 processes: ~5 min on a
@@ -13,6 +13,7 @@ own section of docs/evidence.md:
     python benchmarks/known_answer_w.py --grid annealk  # grid "annealk": K from 1 to 10 over the first half
     python benchmarks/known_answer_w.py --grid map      # grid "map": a stochastic map T(s, z) in the actor's place
     python benchmarks/known_answer_w.py --grid mapspread  # grid "mapspread": the map started spread, tanh(g + z)
+    python benchmarks/known_answer_w.py --grid valuepen   # grid "valuepen": f's values penalised (eps = 0.1)
     python benchmarks/known_answer_w.py --grid inner --trace stochastic,10,3,0   # one cell's path, every 100 steps
     python benchmarks/known_answer_w.py --grid pull --write   # ... and rewrite the grid's section of evidence.md
 
@@ -86,6 +87,21 @@ own section of docs/evidence.md:
   the share moving by under 0.1 over the second half). Measured: refuted; started as ``tanh(z)``, the map still
   collapses (traced cell K = 10, w = 1, seed 0: its spread over z from ~0.6 to 0.04 within 300 steps), then the
   point cycles (the good-mode share's range 0.9 over the second half at w = 3) or rests off the data (w = 1).
+* ``valuepen`` and ``valuepen1`` (stated 2026-12-05 before their runs, after ``mapspread``): under the gradient
+  penalty every class has a rest point (docs/evidence.md), and with K = 10 gradient play circles it, as it circles
+  the equilibrium of a GAN game whose discriminator's objective is linear in its output (Mescheder et al. 2018).
+  PPL's f-step is linear in f. ``value_penalty`` (``ValuePenalised`` of known_answer.py, a prototype, not a library
+  switch) adds ``eps / 2 * mean(f(s, pi)^2 + f(s, a)^2)`` to it, making f's problem strongly concave: per action
+  ``f* = min(0, (w d - pi) / (eps (pi + d)))``, a soft constraint no deeper than ``-1 / eps``, which f can track, so
+  the policy descends a fixed penalised objective instead of chasing a moving well. K = 10, w in {1, 3, 8}, all
+  three policies (the map started spread, ``noise_skip = 1``), 3000 steps; ``valuepen``: eps = 0.1 (depth 10,
+  above Q's normalised range between the modes, ~2); ``valuepen1``: eps = 1 (depth 1, below it). Hypothesis: at
+  eps = 0.1 every policy rests (range below 0.1 at every w); the map lands on transport's answer (good-mode share
+  0.2-0.4 with at least 90 % of its actions on the modes at w = 1, 0.8-1.0 at w = 3, >= 0.9 at w = 8); one point,
+  whose density exceeds any w times the data's, digs a well of the full depth under itself wherever it is, so it
+  rests where Q puts it, inside a pull of K, and w barely moves it. At eps = 1 Q outweighs the constraint and the map
+  does not cover the data at w = 1 (good-mode share above 0.5). Refuted if at eps = 0.1 any policy does not rest
+  at w = 1 or 3, or the map misses its bands.
 
 Seeds :data:`SEEDS`, each grid's ``steps``. The stochastic policy's temperature (``alpha = 0.01``,
 fixed) was chosen among 0.1, 0.03 and 0.01 on seed 0 of grid ``w`` (the one that keeps the policy's spread, ~0.07,
@@ -121,6 +137,7 @@ class Grid:
     lipschitz_from: float | None = None        # if set, K grows linearly from this value to ``lipschitz`` over the
                                                # run's first half, then holds
     map_noise_skip: float = 0.0                # a map's ``noise_skip`` (known_answer.NoiseMap): 1 starts it spread
+    value_penalty: float = 0.0                 # eps of known_answer.ValuePenalised: f's values penalised
 
 
 GRIDS = {"w": Grid("known-answer-w", ws=(1.0, 1.5, 3.0, 8.0), lipschitz=(1.0,), no_potential=True),
@@ -136,7 +153,11 @@ GRIDS = {"w": Grid("known-answer-w", ws=(1.0, 1.5, 3.0, 8.0), lipschitz=(1.0,), 
          "map": Grid("known-answer-map", ws=(1.0, 3.0, 8.0), lipschitz=(1.0, 10.0), no_potential=True,
                      policies=("map",)),
          "mapspread": Grid("known-answer-mapspread", ws=(1.0, 3.0, 8.0), lipschitz=(1.0, 10.0), no_potential=True,
-                           policies=("map",), map_noise_skip=1.0)}
+                           policies=("map",), map_noise_skip=1.0),
+         "valuepen": Grid("known-answer-valuepen", ws=(1.0, 3.0, 8.0), lipschitz=(10.0,), no_potential=False,
+                          policies=("deterministic", "stochastic", "map"), map_noise_skip=1.0, value_penalty=0.1),
+         "valuepen1": Grid("known-answer-valuepen1", ws=(1.0, 3.0, 8.0), lipschitz=(10.0,), no_potential=False,
+                           policies=("deterministic", "stochastic", "map"), map_noise_skip=1.0, value_penalty=1.0)}
 SEEDS = (0, 1, 2)
 ALPHA = 0.01
 MAP_NOISE = 1         # the map's noise inputs: one is enough to split a one-dimensional action between two modes
@@ -184,7 +205,8 @@ def run_cell(cell: Cell, grid: Grid) -> dict:
     settings = dict(potential=w is not None, w=w or 3.0, seed=seed, steps=grid.steps, on_step=read,
                     potential_lr=LR * grid.potential_lr_scale)
     if w is not None:
-        settings.update(PRESET, potential_lipschitz=k, potential_steps=grid.potential_steps)
+        settings.update(PRESET, potential_lipschitz=k, potential_steps=grid.potential_steps,
+                        value_penalty=grid.value_penalty)
         if grid.lipschitz_from is not None:
             settings["lipschitz_schedule"] = partial(annealed, start=grid.lipschitz_from, end=k, steps=grid.steps // 2)
     if policy == "stochastic":

@@ -250,3 +250,34 @@ def test_known_answer_map_collapses_to_a_point_instead_of_splitting():
     states, actions = sampled_actions(final["actor"], 200)
     spread = (actions - good(states)).view(200, -1).std(0).mean().item()
     assert spread < 0.01, spread
+
+
+def test_value_penalty_adds_half_eps_times_the_mean_square_of_f_to_the_f_step_and_reaches_only_f():
+    """ValuePenalised's f-step is the library's plus eps / 2 * mean(f(s, pi)^2 + f(s, a)^2), computed here by hand
+    from the potential's own values; its gradient reaches f's parameters only, and eps = 0 is the library's f-step."""
+    from tensordict import TensorDict
+
+    from benchmarks.known_answer import _ValuePenalisedPPLR, known_qvalue, sample_data
+    from ppl_torchrl.modules import make_actor, make_potential
+
+    torch.manual_seed(0)
+    s, a = sample_data(16, seed=0)
+    batch = TensorDict({"observation": s, "action": a}, [16])
+    loss = _ValuePenalisedPPLR(make_actor(1, 1, hidden_dim=8, num_hidden=1), known_qvalue(),
+                               make_potential(1, 1, hidden_dim=8, num_hidden=1), w=3.0, potential_gp=5.0)
+    with torch.no_grad():   # f's last layer away from its ~1e-3 start, so that the square is not negligible
+        for p in loss.potential_network_params.values(True, True):
+            p.normal_()
+    pi = torch.rand(16, 1) * 2 - 1
+    plain, _ = loss.potential_objective_on(batch, loss.potential_network_params, pi)
+    loss.value_penalty = 0.5
+    penalised, _ = loss.potential_objective_on(batch, loss.potential_network_params, pi)
+    f_pi = loss.potential(batch, pi, loss.potential_network_params)
+    f_a = loss.potential(batch, a, loss.potential_network_params)
+    expected = plain + 0.25 * (f_pi.pow(2) + f_a.pow(2)).mean()
+    assert penalised.item() == pytest.approx(expected.item(), rel=1e-6) and (penalised - plain).item() > 1e-3
+    loss_f, _ = loss.potential_loss(batch)
+    params = dict(loss.named_parameters())
+    grads = torch.autograd.grad(loss_f, list(params.values()), allow_unused=True)
+    reached = {name for (name, _), g in zip(params.items(), grads) if g is not None and g.abs().sum() > 0}
+    assert reached and all(name.startswith("potential_network_params") for name in reached), reached

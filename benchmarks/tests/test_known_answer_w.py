@@ -51,7 +51,17 @@ def test_the_map_grid_is_the_one_stated_before_its_run():
     assert spread == dataclasses.replace(grid, section="known-answer-mapspread", map_noise_skip=1.0)
     assert grid.map_noise_skip == 0.0
     assert all("map" not in g.policies and g.map_noise_skip == 0.0
-               for name, g in driver.GRIDS.items() if name not in ("map", "mapspread"))
+               for name, g in driver.GRIDS.items() if name not in ("map", "mapspread", "valuepen", "valuepen1"))
+
+
+def test_the_value_penalty_grids_are_the_ones_stated_before_their_runs():
+    low, high = driver.GRIDS["valuepen"], driver.GRIDS["valuepen1"]
+    assert (low.value_penalty, high.value_penalty) == (0.1, 1.0)
+    assert high == dataclasses.replace(low, section="known-answer-valuepen1", value_penalty=1.0)
+    assert low.policies == ("deterministic", "stochastic", "map") and low.map_noise_skip == 1.0
+    assert low.ws == (1.0, 3.0, 8.0) and low.lipschitz == (10.0,) and not low.no_potential and low.steps == 3000
+    assert low.potential_steps == 1 and low.potential_lr_scale == 1.0 and low.lipschitz_from is None
+    assert all(g.value_penalty == 0.0 for name, g in driver.GRIDS.items() if name not in ("valuepen", "valuepen1"))
 
 
 def test_a_map_grid_s_table_names_what_its_range_measures():
@@ -138,16 +148,18 @@ def test_run_cell_hands_each_grid_s_settings_to_the_trainer(name, monkeypatch):
     monkeypatch.setattr(known_answer, "train_stochastic", lambda **kw: fake_train(actor_lr=kw["lr"], **kw))
     monkeypatch.setattr(known_answer, "centre_offset", lambda actor: 0.0)
     monkeypatch.setattr(known_answer, "good_share", lambda actor: 0.0)
-    policy = grid.policies[0]
-    driver.run_cell((policy, grid.lipschitz[-1], grid.ws[0], 0), grid)
-    assert seen.get("noise_dim", 0) == (driver.MAP_NOISE if policy == "map" else 0)
-    assert seen.get("noise_skip", 0.0) == grid.map_noise_skip
-    assert seen["steps"] == grid.steps and seen["potential_steps"] == grid.potential_steps
-    assert seen["potential_lipschitz"] == grid.lipschitz[-1] and seen["w"] == grid.ws[0]
-    assert seen["potential_lr"] == pytest.approx(seen["actor_lr"] * grid.potential_lr_scale)
-    assert seen.get("potential_uses_target_actor", True) is grid.potential_uses_target_actor
-    schedule = seen.get("lipschitz_schedule")
-    assert (schedule is None) == (grid.lipschitz_from is None)
-    if schedule is not None:
-        assert schedule(0) == grid.lipschitz_from
-        assert schedule(grid.steps // 2) == schedule(grid.steps) == grid.lipschitz[-1]
+    for policy in grid.policies:
+        seen.clear()
+        driver.run_cell((policy, grid.lipschitz[-1], grid.ws[0], 0), grid)
+        assert seen.get("noise_dim", 0) == (driver.MAP_NOISE if policy == "map" else 0)
+        assert seen.get("noise_skip", 0.0) == (grid.map_noise_skip if policy == "map" else 0.0)
+        assert seen["value_penalty"] == grid.value_penalty
+        assert seen["steps"] == grid.steps and seen["potential_steps"] == grid.potential_steps
+        assert seen["potential_lipschitz"] == grid.lipschitz[-1] and seen["w"] == grid.ws[0]
+        assert seen["potential_lr"] == pytest.approx(seen["actor_lr"] * grid.potential_lr_scale)
+        assert seen.get("potential_uses_target_actor", True) is grid.potential_uses_target_actor
+        schedule = seen.get("lipschitz_schedule")
+        assert (schedule is None) == (grid.lipschitz_from is None)
+        if schedule is not None:
+            assert schedule(0) == grid.lipschitz_from
+            assert schedule(grid.steps // 2) == schedule(grid.steps) == grid.lipschitz[-1]
