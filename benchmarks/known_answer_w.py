@@ -228,7 +228,10 @@ def report(grid: Grid, results: dict) -> str:
     from ppl_torchrl.reporting.tables import mean_std, pm
 
     with_k = len(grid.lipschitz) > 1
-    titles = [MAP_RANGE if key == "late_range" and "map" in grid.policies else title for key, title, _ in COLUMNS]
+    titles = [title for _, title, _ in COLUMNS]
+    if "map" in grid.policies:
+        titles[[key for key, _, _ in COLUMNS].index("late_range")] = (
+            MAP_RANGE if grid.policies == ("map",) else "range, 2nd half (centre's; a map's good-mode share's)")
     head = "| policy | " + ("K | " if with_k else "") + "w | " + " | ".join(titles) + " | 1/w |"
     lines = [head, "|---|" + ("---:|" if with_k else "") + "---|" + "---:|" * (len(COLUMNS) + 1)]
     for policy, k, w in dict.fromkeys(c[:3] for c in cells(grid)):

@@ -69,6 +69,8 @@ def test_a_map_grid_s_table_names_what_its_range_measures():
     head = driver.report(driver.GRIDS["map"], results).splitlines()[0]
     assert driver.MAP_RANGE in head and "centre's range" not in head
     assert "centre's range" in driver.report(driver.GRIDS["pull"], {}).splitlines()[0]
+    mixed = driver.report(driver.GRIDS["valuepen"], {}).splitlines()[0]
+    assert "range, 2nd half (centre's; a map's good-mode share's)" in mixed
 
 
 def test_a_map_cell_traces_its_good_mode_share_without_perturbing_the_run(monkeypatch):
