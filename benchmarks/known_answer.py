@@ -268,15 +268,29 @@ def train_deterministic(*, potential: bool = True, w: float = 3.0, steps: int = 
     return _outcome(loss, actor, s, a, samples=200 if noise_dim else 1, potential=potential)
 
 
+def optimistic_gradients(optimizer: torch.optim.Optimizer, previous: dict) -> None:
+    """Replaces each gradient ``g_t`` of ``optimizer``'s parameters by ``2 g_t - g_{t-1}`` (``g_{t-1}`` kept in
+    ``previous``; the first step is plain): optimistic gradient descent, which converges on the bilinear games that
+    plain gradient steps circle (Daskalakis et al., *Training GANs with Optimism*, ICLR 2018, fed to Adam as there)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            if param.grad is None:
+                continue
+            now = param.grad.detach().clone()
+            param.grad.mul_(2).sub_(previous.get(param, now))
+            previous[param] = now
+
+
 def train_stochastic(*, potential: bool = True, w: float = 3.0, steps: int = 3000, seed: int = 0, alpha: float = 0.01,
                      lr: float = LR, potential_lr: float | None = None, potential_activation: str = "gelu",
                      potential_steps: int = 1, on_step: OnStep | None = None,
-                     lipschitz_schedule: Schedule | None = None, value_penalty: float = 0.0, **switches) -> Outcome:
+                     lipschitz_schedule: Schedule | None = None, value_penalty: float = 0.0, optimistic: bool = False,
+                     **switches) -> Outcome:
     """PPL^CQL's TanhNormal actor on the known problem, CQL's actor term at a fixed temperature ``alpha`` (the
     known critic is never trained, so CQL's own critic terms do not enter); the actor at ``lr``, the potential at
     ``potential_lr`` (default ``lr``), ``potential_steps`` f-steps per actor step on the same batch (as
     ``ReBRACUpdate`` and the recipes do); ``lipschitz_schedule`` and ``value_penalty`` as in
-    :func:`train_deterministic`."""
+    :func:`train_deterministic`; ``optimistic``: both players' Adam fed :func:`optimistic_gradients`."""
     torch.manual_seed(seed)
     s, a = sample_data(DATA_SIZE, seed)
     actor = make_tanh_normal_actor(1, 1, hidden_dim=HIDDEN, num_hidden=DEPTH)
@@ -286,6 +300,7 @@ def train_stochastic(*, potential: bool = True, w: float = 3.0, steps: int = 300
     actor_opt = torch.optim.Adam(loss.actor_network_params.values(True, True), lr=lr)
     f_opt = torch.optim.Adam(loss.potential_network_params.values(True, True),
                              lr=lr if potential_lr is None else potential_lr)
+    previous = {}   # each parameter's last gradient, for the optimistic step
     for step, batch in _batches(s, a, steps, seed):
         if lipschitz_schedule is not None and potential:
             loss.potential_lipschitz = float(lipschitz_schedule(step))
@@ -294,11 +309,15 @@ def train_stochastic(*, potential: bool = True, w: float = 3.0, steps: int = 300
         loss_actor, _ = loss.actor_loss(batch) if potential else loss.base.actor_loss(batch)
         actor_opt.zero_grad()
         loss_actor.backward()
+        if optimistic:
+            optimistic_gradients(actor_opt, previous)
         actor_opt.step()
         for _ in range(potential_steps if potential else 0):
             loss_f, _ = loss.potential_loss(batch)
             f_opt.zero_grad()
             loss_f.backward()
+            if optimistic:
+                optimistic_gradients(f_opt, previous)
             f_opt.step()
         if on_step is not None:
             on_step(step + 1, actor)

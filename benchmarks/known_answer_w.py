@@ -1,7 +1,7 @@
 """Does w choose anything? The potential's known-answer problem (``benchmarks/known_answer.py``) over w, for a
 deterministic policy (PPL^R's actor) and a stochastic one (PPL^CQL's TanhNormal), with ``loss=ppl_stable``'s
 potential (gradient penalty 5, f at the actor's lr) and GELU f units on both (grid ``map``: neural OT's stochastic
-map instead). Ten grids, each fixed here before its run (with its hypothesis and what refutes it) and written to its
+map instead). Eleven grids, each fixed here before its run (with its hypothesis and what refutes it) and written to its
 own section of docs/evidence.md:
 
     python benchmarks/known_answer_w.py                 # grid "w", then its table (2 processes: ~5 min on a
@@ -14,6 +14,7 @@ own section of docs/evidence.md:
     python benchmarks/known_answer_w.py --grid map      # grid "map": a stochastic map T(s, z) in the actor's place
     python benchmarks/known_answer_w.py --grid mapspread  # grid "mapspread": the map started spread, tanh(g + z)
     python benchmarks/known_answer_w.py --grid valuepen   # grid "valuepen": f's values penalised (eps = 0.1)
+    python benchmarks/known_answer_w.py --grid optimism   # grid "optimism": optimistic Adam for both players
     python benchmarks/known_answer_w.py --grid inner --trace stochastic,10,3,0   # one cell's path, every 100 steps
     python benchmarks/known_answer_w.py --grid pull --write   # ... and rewrite the grid's section of evidence.md
 
@@ -104,6 +105,13 @@ own section of docs/evidence.md:
   at w = 1 or 3, or the map misses its bands. Measured: refuted at eps = 0.1 (at w = 1 every policy still
   swings, 0.86-1.35, and the map at w = 3 too; the bump rests on the good mode at w = 3); at eps = 1 as stated (25
   of 27 runs rest, all on the good mode, at every w).
+* ``optimism`` (stated 2026-12-05 before its run, after ``valuepen``): if the K = 10 cycles are the optimiser's
+  (plain gradient steps circle the rest point of a bilinear game, optimistic steps converge to it: Daskalakis et al.,
+  ICLR 2018), optimistic Adam for both players (``optimistic_gradients`` of known_answer.py: each gradient replaced
+  by ``2 g_t - g_{t-1}``) stops them. The stochastic policy only (its loop is the plain one; the deterministic one
+  runs ReBRACUpdate's functional Adam), no value penalty, K = 10, w in {1, 3, 8}, 3000 steps. Hypothesis: the bump
+  rests at every w (range below 0.1 over the second half), on the good mode at w = 3 and 8. Refuted if it does not
+  rest at w = 1 or 3.
 
 Seeds :data:`SEEDS`, each grid's ``steps``. The stochastic policy's temperature (``alpha = 0.01``,
 fixed) was chosen among 0.1, 0.03 and 0.01 on seed 0 of grid ``w`` (the one that keeps the policy's spread, ~0.07,
@@ -140,6 +148,7 @@ class Grid:
                                                # run's first half, then holds
     map_noise_skip: float = 0.0                # a map's ``noise_skip`` (known_answer.NoiseMap): 1 starts it spread
     value_penalty: float = 0.0                 # eps of known_answer.ValuePenalised: f's values penalised
+    optimistic: bool = False                   # optimistic Adam for both players (the stochastic loop only)
 
 
 GRIDS = {"w": Grid("known-answer-w", ws=(1.0, 1.5, 3.0, 8.0), lipschitz=(1.0,), no_potential=True),
@@ -159,7 +168,9 @@ GRIDS = {"w": Grid("known-answer-w", ws=(1.0, 1.5, 3.0, 8.0), lipschitz=(1.0,), 
          "valuepen": Grid("known-answer-valuepen", ws=(1.0, 3.0, 8.0), lipschitz=(10.0,), no_potential=False,
                           policies=("deterministic", "stochastic", "map"), map_noise_skip=1.0, value_penalty=0.1),
          "valuepen1": Grid("known-answer-valuepen1", ws=(1.0, 3.0, 8.0), lipschitz=(10.0,), no_potential=False,
-                           policies=("deterministic", "stochastic", "map"), map_noise_skip=1.0, value_penalty=1.0)}
+                           policies=("deterministic", "stochastic", "map"), map_noise_skip=1.0, value_penalty=1.0),
+         "optimism": Grid("known-answer-optimism", ws=(1.0, 3.0, 8.0), lipschitz=(10.0,), no_potential=False,
+                          policies=("stochastic",), optimistic=True)}
 SEEDS = (0, 1, 2)
 ALPHA = 0.01
 MAP_NOISE = 1         # the map's noise inputs: one is enough to split a one-dimensional action between two modes
@@ -212,7 +223,9 @@ def run_cell(cell: Cell, grid: Grid) -> dict:
         if grid.lipschitz_from is not None:
             settings["lipschitz_schedule"] = partial(annealed, start=grid.lipschitz_from, end=k, steps=grid.steps // 2)
     if policy == "stochastic":
-        out = train_stochastic(alpha=ALPHA, lr=LR, **settings).as_dict()
+        out = train_stochastic(alpha=ALPHA, lr=LR, optimistic=grid.optimistic, **settings).as_dict()
+    elif grid.optimistic:
+        raise ValueError(f"optimistic steps run in the stochastic policy's loop only, not for {policy!r}")
     else:
         out = train_deterministic(actor_lr=LR, potential_uses_target_actor=grid.potential_uses_target_actor,
                                   noise_dim=MAP_NOISE if policy == "map" else 0,

@@ -281,3 +281,23 @@ def test_value_penalty_adds_half_eps_times_the_mean_square_of_f_to_the_f_step_an
     grads = torch.autograd.grad(loss_f, list(params.values()), allow_unused=True)
     reached = {name for (name, _), g in zip(params.items(), grads) if g is not None and g.abs().sum() > 0}
     assert reached and all(name.startswith("potential_network_params") for name in reached), reached
+
+
+def test_optimistic_gradients_feed_two_g_now_minus_g_before_and_start_plain():
+    from benchmarks.known_answer import optimistic_gradients
+
+    param = torch.nn.Parameter(torch.zeros(2))
+    optimizer, previous = torch.optim.SGD([param], lr=1.0), {}
+    fed = []
+    for g in ([1.0, 2.0], [3.0, -1.0], [0.0, 0.0]):
+        param.grad = torch.tensor(g)
+        optimistic_gradients(optimizer, previous)
+        fed.append(param.grad.tolist())
+    assert fed == [[1.0, 2.0], [5.0, -4.0], [-3.0, 1.0]]
+
+
+def test_known_answer_optimistic_run_differs_from_the_plain_one_and_plain_is_unchanged():
+    plain = train_stochastic(w=3.0, steps=30, potential_gp=5.0, potential_lipschitz=10.0)
+    again = train_stochastic(w=3.0, steps=30, potential_gp=5.0, potential_lipschitz=10.0, optimistic=False)
+    optimistic = train_stochastic(w=3.0, steps=30, potential_gp=5.0, potential_lipschitz=10.0, optimistic=True)
+    assert plain == again and optimistic.f_data != plain.f_data

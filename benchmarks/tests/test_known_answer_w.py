@@ -64,6 +64,16 @@ def test_the_value_penalty_grids_are_the_ones_stated_before_their_runs():
     assert all(g.value_penalty == 0.0 for name, g in driver.GRIDS.items() if name not in ("valuepen", "valuepen1"))
 
 
+def test_the_optimism_grid_is_the_one_stated_before_its_run():
+    grid = driver.GRIDS["optimism"]
+    assert grid.optimistic and grid.policies == ("stochastic",) and grid.ws == (1.0, 3.0, 8.0)
+    assert grid.lipschitz == (10.0,) and grid.value_penalty == 0.0 and grid.steps == 3000 and not grid.no_potential
+    assert grid.potential_steps == 1 and grid.potential_lr_scale == 1.0 and grid.lipschitz_from is None
+    assert not any(g.optimistic for name, g in driver.GRIDS.items() if name != "optimism")
+    with pytest.raises(ValueError, match="stochastic policy's loop only"):
+        driver.run_cell(("deterministic", 10.0, 1.0, 0), grid)
+
+
 def test_a_map_grid_s_table_names_what_its_range_measures():
     results = {("map", 10.0, 1.0, s): _outcome(-0.5) for s in (0, 1)}
     head = driver.report(driver.GRIDS["map"], results).splitlines()[0]
@@ -156,6 +166,7 @@ def test_run_cell_hands_each_grid_s_settings_to_the_trainer(name, monkeypatch):
         assert seen.get("noise_dim", 0) == (driver.MAP_NOISE if policy == "map" else 0)
         assert seen.get("noise_skip", 0.0) == (grid.map_noise_skip if policy == "map" else 0.0)
         assert seen["value_penalty"] == grid.value_penalty
+        assert seen.get("optimistic", False) is grid.optimistic
         assert seen["steps"] == grid.steps and seen["potential_steps"] == grid.potential_steps
         assert seen["potential_lipschitz"] == grid.lipschitz[-1] and seen["w"] == grid.ws[0]
         assert seen["potential_lr"] == pytest.approx(seen["actor_lr"] * grid.potential_lr_scale)
