@@ -27,7 +27,8 @@ be two modes); docs/algorithm.md derives why: under the gradient penalty f pulls
 share of the data. A pull strong enough to outweigh Q (K = 3, 10) makes the actor-f game cycle, or settle in the
 wrong mode, however it is scheduled (grids ``pull``, ``inner``, ``slowf``, ``online``, ``annealk`` of
 ``known_answer_w.py``); a :class:`NoiseMap` that could split its mass collapses to one point (grids ``map``,
-``mapspread``).
+``mapspread``); a penalty on f's values (:class:`ValuePenalised`) stops the cycles only by leaving the choice to Q,
+and :func:`optimistic_gradients` does not stop them (grids ``valuepen``, ``valuepen1``, ``optimism``).
 Used by ``benchmarks/tests/test_known_answer.py`` and ``benchmarks/known_answer_w.py``.
 """
 from __future__ import annotations
