@@ -76,9 +76,11 @@ own section of docs/evidence.md:
   the good mode is 0.2-0.4 / 0.8-1.0 / >= 0.9 at w = 1 / 3 / 8, at least 90 % of its actions lie on one of the two
   modes (inside the data), and the good-mode share moves by under 0.1 over the second half. At K = 1 (below Q's
   slope at the bad mode) w = 1 does not keep 70 % on the bad mode. Refuted if at K = 10 any w misses its band,
-  leaves the data or does not rest. For the map, ``late_range`` is the good-mode share's range, not the centre's. Measured: refuted; the map collapses to one point (on the traced cell, K = 10, w = 3,
-  seed 0, its spread over z fell from 0.06 to under 0.01) and behaves as PPL^R's actor: at K = 1 all of it on the
-  good mode at w = 1, 3 and 8; at K = 10 the point cycles at w = 1 and 3.
+  leaves the data or does not rest. For the map, ``late_range`` is the good-mode share's range, not the centre's.
+  Measured: refuted; the map collapses to one point (on the traced cell, K = 10, w = 3, seed 0, its spread over z
+  fell from 0.06 to under 0.01) and behaves as PPL^R's actor: at K = 1 all of it on the good mode at w = 1, 3 and
+  8; at K = 10 the point cycles at w = 1 and 3. (The feasibility argument holds for the hard constraint only: under
+  the gradient penalty both classes have a rest point; docs/evidence.md.)
 * ``mapspread`` (stated 2026-12-05 before its run, after ``map``): the map starts as one point (the actor's last
   layer at U(+-1e-3)), where f's pull is the same for every z, so nothing in the gradient splits it. Started spread
   instead, ``a = tanh(g(s, z) + z)`` (``noise_skip = 1``: at step 0 the map is ``tanh(z)``, over the whole action
