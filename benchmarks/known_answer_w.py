@@ -177,13 +177,14 @@ SEEDS = (0, 1, 2)
 ALPHA = 0.01
 MAP_NOISE = 1         # the map's noise inputs: one is enough to split a one-dimensional action between two modes
 PRESET = dict(potential_gp=5.0, potential_activation="gelu")
-TRACE_EVERY = 100     # the centre is read every this many steps; its range over the run's second half says whether
-                      # the policy settled (a small range) or still swings (the actor-f game has not converged)
+TRACE_EVERY = 100     # the centre (a map: its good-mode share) is read every this many steps; its range over the
+                      # run's second half says whether the policy settled or still swings (the game has not converged)
 COLUMNS = (("offset", "centre − good mode", 3), ("late_range", "centre's range, 2nd half", 2),
            ("on_good", "actions on the good mode", 2), ("on_bad", "on the bad mode", 2),
            ("f_data", "f on the data's actions", 3), ("active", "f active on data", 2))
 
 MAP_RANGE = "good-mode share's range, 2nd half"   # what late_range measures for a map (run_cell)
+MIXED_RANGE = "range, 2nd half (centre's; a map's good-mode share's)"
 
 Cell = tuple[str, float, "float | None", int]   # (policy, K, w or None for no potential, seed)
 
@@ -229,9 +230,9 @@ def run_cell(cell: Cell, grid: Grid) -> dict:
     elif grid.optimistic:
         raise ValueError(f"optimistic steps run in the stochastic policy's loop only, not for {policy!r}")
     else:
+        as_map = dict(noise_dim=MAP_NOISE, noise_skip=grid.map_noise_skip) if policy == "map" else {}
         out = train_deterministic(actor_lr=LR, potential_uses_target_actor=grid.potential_uses_target_actor,
-                                  noise_dim=MAP_NOISE if policy == "map" else 0,
-                                  noise_skip=grid.map_noise_skip if policy == "map" else 0.0, **settings).as_dict()
+                                  **as_map, **settings).as_dict()
     late = [c for step, c in trace if step > grid.steps // 2]
     out["late_range"] = max(late) - min(late)
     print(f"{policy:13s} K={k:g} w={w} seed={seed}: " + ", ".join(f"{key} {v:.3f}" for key, v in out.items()),
@@ -245,10 +246,8 @@ def report(grid: Grid, results: dict) -> str:
     from ppl_torchrl.reporting.tables import mean_std, pm
 
     with_k = len(grid.lipschitz) > 1
-    titles = [title for _, title, _ in COLUMNS]
-    if "map" in grid.policies:
-        titles[[key for key, _, _ in COLUMNS].index("late_range")] = (
-            MAP_RANGE if grid.policies == ("map",) else "range, 2nd half (centre's; a map's good-mode share's)")
+    range_title = None if "map" not in grid.policies else MAP_RANGE if grid.policies == ("map",) else MIXED_RANGE
+    titles = [range_title or title if key == "late_range" else title for key, title, _ in COLUMNS]
     head = "| policy | " + ("K | " if with_k else "") + "w | " + " | ".join(titles) + " | 1/w |"
     lines = [head, "|---|" + ("---:|" if with_k else "") + "---|" + "---:|" * (len(COLUMNS) + 1)]
     for policy, k, w in dict.fromkeys(c[:3] for c in cells(grid)):

@@ -80,7 +80,7 @@ def test_a_map_grid_s_table_names_what_its_range_measures():
     assert driver.MAP_RANGE in head and "centre's range" not in head
     assert "centre's range" in driver.report(driver.GRIDS["pull"], {}).splitlines()[0]
     mixed = driver.report(driver.GRIDS["valuepen"], {}).splitlines()[0]
-    assert "range, 2nd half (centre's; a map's good-mode share's)" in mixed
+    assert "range, 2nd half (centre's; a map's good-mode share's)" in mixed and driver.MIXED_RANGE in mixed
 
 
 def test_a_map_cell_traces_its_good_mode_share_without_perturbing_the_run(monkeypatch):
@@ -170,7 +170,8 @@ def test_run_cell_hands_each_grid_s_settings_to_the_trainer(name, monkeypatch):
         assert seen["steps"] == grid.steps and seen["potential_steps"] == grid.potential_steps
         assert seen["potential_lipschitz"] == grid.lipschitz[-1] and seen["w"] == grid.ws[0]
         assert seen["potential_lr"] == pytest.approx(seen["actor_lr"] * grid.potential_lr_scale)
-        assert seen.get("potential_uses_target_actor", True) is grid.potential_uses_target_actor
+        if policy != "stochastic":   # PPL^CQL's loss always takes its f-step on the online actor
+            assert seen["potential_uses_target_actor"] is grid.potential_uses_target_actor
         schedule = seen.get("lipschitz_schedule")
         assert (schedule is None) == (grid.lipschitz_from is None)
         if schedule is not None:
