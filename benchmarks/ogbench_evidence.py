@@ -1,12 +1,13 @@
-"""ReBRAC and PPL^R on regenerated OGBench ``cube-single-play`` (default task), beside the FQL paper's numbers.
+"""ReBRAC against PPL^R or the potential preset on regenerated OGBench cube datasets, beside the FQL paper's numbers.
 
     python benchmarks/ogbench_evidence.py                 # train what is missing (2 runs at a time), then report
     python benchmarks/ogbench_evidence.py --report-only   # tables and figure from the runs as they are now
     python benchmarks/ogbench_evidence.py --plan          # the grid and how far each run got
     python benchmarks/ogbench_evidence.py --grid preset   # issue 34: loss=ppl_stable (w = 8) against ReBRAC
+    python benchmarks/ogbench_evidence.py --grid double   # the same on cube-double-play, task 1
 
 Needs the regenerated dataset (``python recipes/collect.py dataset_id=cube-single-play-gen-v0``, ~20-70 min on
-one core). The grid: ReBRAC and PPL^R (w = 8), seeds 0-2, :data:`STEPS` gradient steps each, on
+one core). The authors' grid: ReBRAC and PPL^R (w = 8), seeds 0-2, :data:`STEPS` gradient steps each, on
 ``cube-single-play-gen-singletask-v0`` at the FQL paper's ReBRAC settings (GELU, critic LayerNorm, flax init,
 lr 3e-4, batch 256, discount 0.99, alpha_actor 1 / alpha_critic 0 for cube-single) **except the network size**:
 :data:`NETWORK` instead of FQL's 4 x 512, because the FQL size trains at ~27 steps/s compiled on one core of the
@@ -14,8 +15,9 @@ lr 3e-4, batch 256, discount 0.99, alpha_actor 1 / alpha_critic 0 for cube-singl
 (deterministic actor, 50 episodes of the task) every :data:`EVAL_EVERY` steps, with the mechanism probe.
 
 Each run is ``recipes/ppl_ogbench.py`` in its own folder under ``--runs-dir`` with ``resume=auto``: runs advance in
-segments of :data:`SEGMENT` steps, every run to one step before any goes further, so that an unfinished grid still
-compares every seed at one step; a relaunch continues where the last one stopped (exactly, on the same CPU).
+segments (``Grid.segment``: 50k steps here), every run to one step before any goes further, so that an unfinished
+grid still compares every seed at one step; a relaunch continues where the last one stopped (exactly, on the same
+CPU).
 
 The report (section ``ogbench-cube-single`` of ``docs/ogbench.md``, figure ``docs/figures/ogbench_cube_single.png``)
 compares at the largest step every run reached, and as the FQL paper reports (each seed's mean of its last three
@@ -29,6 +31,19 @@ file), seeds 0-2, in ``<runs-dir>/preset`` and its own section ``ogbench-cube-si
 section and the short table of docs/results.md are left as they are). Stated before the runs (docs/algorithm.md:
 under the penalty f pulls only where the policy's actions exceed w times the nearby data's density): at w = 8 f is
 expected to stay near 0 with the BC term on, and the preset to match ReBRAC.
+
+``--grid double`` (issue 34's hard dataset, fixed 2026-12-05 before any of its runs): the preset grid's two methods
+and protocol on the regenerated ``cube-double-play`` (``recipes/collect.py dataset_id=cube-double-play-gen-v0``),
+**task 1**, with the FQL paper's ReBRAC settings for cube-double (alpha_actor 0.1, alpha_critic 0: a BC term ten times
+weaker than cube-single's), in ``<runs-dir>/double`` and section ``ogbench-cube-double-preset``, in segments of 25k
+steps so that each session's share of the ~12 CPU-hours compares all six runs at one step. Task 1, not the default
+task 2: the FQL paper's ReBRAC scores 7 ± 3 on task 2 after 1M steps (45 ± 6 on task 1), so at this machine's budget
+(200k at most) both sides would sit at 0 on task 2 and a floor cannot separate two methods; on task 1 ReBRAC is far
+from solved and has room both ways. The authors' PPL^R is not a third arm: on cube-single it equals ReBRAC (89.6 vs
+89.6) and its f is inert at w = 8, and a third arm costs 6 more CPU-hours. Stated before the runs: with the weaker BC
+term the policy can stray further from the data, so f's share of the actor's gradient may rise above cube-single's
+0.002 %; if it stays below 1 % at every probe the potential is inert here too and the preset is expected to match
+ReBRAC; if it rises above 1 %, the scores say whether the pull helps or hurts.
 """
 from __future__ import annotations
 
@@ -46,10 +61,7 @@ from benchmarks.long_evidence_report import SCORE, band, common_step, comparison
     steps_in_thousands, versus_rebrac  # noqa: E402
 
 RECIPE = RECIPES / "ppl_ogbench.py"
-DATASET = "cube-single-play-gen-singletask-v0"
-PUBLISHED_ID = "cube-single-play-singletask-v0"  # the published dataset's default task (task2), the FQL table's row
 STEPS = 200_000
-SEGMENT = 50_000
 EVAL_EVERY = 25_000
 EVAL_EPISODES = 50     # FQL main.py --eval_episodes
 LAST_EVALUATIONS = 3   # FQL reports each seed's mean over its last three evaluations (800k, 900k, 1M there)
@@ -67,6 +79,36 @@ W = 8.0
 
 
 @dataclass(frozen=True)
+class Grid:
+    """One comparison: its methods (group = loss name, label), the regenerated dataset it trains on, the published
+    task id whose FQL-paper row is printed beside it, its docs section and figure, and its segment length."""
+    methods: tuple[tuple[str, str], ...]
+    dataset: str
+    published_id: str
+    section: str
+    figure: str
+    segment: int = 50_000
+    folder: str = ""  # under --runs-dir; the authors' grid lives at its root
+
+    @property
+    def environment(self) -> str:  # "cube-single-play": the FQL paper's Table 2 row
+        return self.published_id.split("-singletask")[0]
+
+
+#: the comparisons, each fixed before its runs (see the module's docstring)
+GRIDS = {
+    "authors": Grid((("ppl", f"PPL^R (w={W:g})"), ("rebrac", "ReBRAC")), "cube-single-play-gen-singletask-v0",
+                    "cube-single-play-singletask-v0", "ogbench-cube-single", "ogbench_cube_single.png"),
+    "preset": Grid((("ppl_stable", f"ppl_stable (w={W:g})"), ("rebrac", "ReBRAC")), "cube-single-play-gen-singletask-v0",
+                   "cube-single-play-singletask-v0", "ogbench-cube-single-preset", "ogbench_cube_single_preset.png",
+                   folder="preset"),
+    "double": Grid((("ppl_stable", f"ppl_stable (w={W:g})"), ("rebrac", "ReBRAC")),
+                   "cube-double-play-gen-singletask-task1-v0", "cube-double-play-singletask-task1-v0",
+                   "ogbench-cube-double-preset", "ogbench_cube_double_preset.png", segment=25_000, folder="double"),
+}
+
+
+@dataclass(frozen=True)
 class Run:
     group: str   # ppl | rebrac | ppl_stable
     label: str
@@ -76,10 +118,11 @@ class Run:
     grid: str = "authors"
 
     def run_dir(self, root: Path) -> Path:
-        return (root if self.grid == "authors" else root / self.grid) / self.group / f"seed{self.seed}"
+        return root / GRIDS[self.grid].folder / self.group / f"seed{self.seed}"
 
     def overrides(self, root: Path) -> list[str]:
-        ov = {"loss": self.loss, "dataset": DATASET, "seed": self.seed, "run_dir": str(self.run_dir(root)),
+        ov = {"loss": self.loss, "dataset": GRIDS[self.grid].dataset, "seed": self.seed,
+              "run_dir": str(self.run_dir(root)),
               "resume": "auto", "optim.steps": self.steps, "eval.every": EVAL_EVERY, "eval.episodes": EVAL_EPISODES,
               "checkpoint.every": EVAL_EVERY, "compile.enabled": "true", "threads": 1, "logger.backend": "",
               "logger.progress": "false", "logger.log_every": 1000, **NETWORK}
@@ -92,16 +135,8 @@ class Run:
         return GridRun(name, RECIPE, self.run_dir(root), tuple(self.overrides(root)), self.steps)
 
 
-#: each grid's methods (group = loss, label), its section of docs/ogbench.md and its figure
-GRIDS = {
-    "authors": ((("ppl", f"PPL^R (w={W:g})"), ("rebrac", "ReBRAC")), "ogbench-cube-single", "ogbench_cube_single.png"),
-    "preset": ((("ppl_stable", f"ppl_stable (w={W:g})"), ("rebrac", "ReBRAC")), "ogbench-cube-single-preset",
-               "ogbench_cube_single_preset.png"),
-}
-
-
 def build_grid(grid: str = "authors") -> list[Run]:
-    return [Run(g, label, g, seed, grid=grid) for seed in SEEDS for g, label in GRIDS[grid][0]]
+    return [Run(g, label, g, seed, grid=grid) for seed in SEEDS for g, label in GRIDS[grid].methods]
 
 
 def reached(run: Run, root: Path) -> int:
@@ -110,18 +145,20 @@ def reached(run: Run, root: Path) -> int:
 
 def jobs_to_run(runs: list[Run], root: Path) -> list[Job]:
     """Every run to each segment's end before any run goes further (one job per run and segment not reached)."""
-    return segment_jobs((r.grid_run(root), stop) for r, stop in in_segments(runs, SEGMENT))
+    return segment_jobs((r.grid_run(root), stop) for r, stop in in_segments(runs, GRIDS[runs[0].grid].segment))
 
 
 # ------------------------------------------------------------------------------------------------------ report
-def _published_lines() -> list[str]:
+def _published_lines(grid: Grid) -> list[str]:
     from ppl_torchrl.evaluation.published import OGBENCH_ENVIRONMENTS, ogbench_reference
 
-    env = "cube-single-play"
-    lines = ["| method (FQL paper, published `cube-single-play` data, 4 x 512 networks, 1M steps, 8 seeds) | "
-             "default task (task2) | 5 tasks |", "|---|---:|---:|"]
+    env = grid.environment
+    task_name = "default task (task2)" if grid.published_id.endswith("singletask-v0") else \
+        grid.published_id.split("singletask-")[1].split("-v0")[0]
+    lines = [f"| method (FQL paper, published `{env}` data, 4 x 512 networks, 1M steps, 8 seeds) | "
+             f"{task_name} | 5 tasks |", "|---|---:|---:|"]
     for method, title in (("bc", "BC"), ("iql", "IQL"), ("rebrac", "ReBRAC"), ("fql", "FQL")):
-        task, suite = ogbench_reference(method, PUBLISHED_ID), OGBENCH_ENVIRONMENTS[method][env]
+        task, suite = ogbench_reference(method, grid.published_id), OGBENCH_ENVIRONMENTS[method][env]
         lines.append(f"| {title} | {task.mean:g} ± {task.std:g} | {suite.mean:g} ± {suite.std:g} |")
     return lines
 
@@ -140,7 +177,8 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, summary
     labels = {g: rs[0].label for g, rs in groups.items()}
     names = list(groups)
     grid = runs[0].grid
-    section, figure = GRIDS[grid][1:]
+    spec = GRIDS[grid]
+    task = "task 1" if spec.dataset.endswith("task1-v0") else "the default task"
     lines = ["| run | steps reached per seed / target |", "|---|---|"]
     lines += [f"| {labels[g]} | {', '.join(f'{reached(r, root) // 1000}k' for r in groups[g])} / {STEPS // 1000}k |"
               for g in names]
@@ -149,7 +187,7 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, summary
         lines += ["", "No step has been evaluated by every run yet."]
     else:
         lines += ["", f"#### At step **{step // 1000}k**, the largest evaluation step every run has reached", "",
-                  "Success rate x 100 on the default task (one evaluation of 50 episodes); mean ± std over seeds (ddof 0).",
+                  f"Success rate x 100 on {task} (one evaluation of 50 episodes); mean ± std over seeds (ddof 0).",
                   "", *comparison(groups, series, labels, names, step, MECHANISM, "success x 100")]
         evals = sorted(set.intersection(*[{s for s in series[(r.group, r.seed)].get(SCORE, {}) if s <= step}
                                           for r in runs]))[-LAST_EVALUATIONS:]
@@ -171,7 +209,7 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, summary
         plt = pyplot()
         fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
         colors = {labels[g]: f"C{i}" for i, g in enumerate(names)}
-        for ax, (key, title, gs) in zip(axes, [(SCORE, "success rate x 100 (default task)", names),
+        for ax, (key, title, gs) in zip(axes, [(SCORE, f"success rate x 100 ({task})", names),
                                                ("probe/q_policy", "Q(s, π(s)) on the probe pairs", names),
                                                ("probe/dist", "‖π(s) − a‖ on the probe pairs", names)]):
             band(ax, series, {labels[g]: groups[g] for g in gs}, key, colors=colors)
@@ -180,12 +218,13 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, summary
             steps_in_thousands(ax)
         axes[0].legend(fontsize=8)
         fig.tight_layout()
-        path = save_figure(fig, Path(figures) / figure)
-        lines += ["", figure_link(path, docs, "cube-single curves", "Mean ± std band over the 3 seeds at every evaluation.")]
+        path = save_figure(fig, Path(figures) / spec.figure)
+        lines += ["", figure_link(path, docs, f"{spec.environment} curves",
+                                  "Mean ± std band over the 3 seeds at every evaluation.")]
     lines += ["", "#### Published (FQL paper, Tables 2-3: mean ± std over 8 seeds, each seed's mean of its "
-              "evaluations at 800k, 900k and 1M steps)", "", *_published_lines()]
+              "evaluations at 800k, 900k and 1M steps)", "", *_published_lines(spec)]
     body = "\n".join(lines) + "\n"
-    write_section(docs, section, body)
+    write_section(docs, spec.section, body)
     if summary_doc is not None and grid == "authors":  # the preset grid has no short table
         write_section(summary_doc, "ogbench-cube-single", summary)
     return body
@@ -201,7 +240,8 @@ def _short_summary(cells: dict, evals: list[int], step: int, reached_steps: dict
     theirs = "published, 4 x 512, 1M steps, 8 seeds"
     rows = [f"| {cells[g].method} (ours) | {ours} | {cells[g].text()} |" for g in ("rebrac", "ppl")]
     rows += [f"| {title} (FQL paper) | {theirs} | {ref.mean:g} ± {ref.std:g} |" for title, ref in
-             (("ReBRAC", ogbench_reference("rebrac", PUBLISHED_ID)), ("FQL", ogbench_reference("fql", PUBLISHED_ID)))]
+             (("ReBRAC", ogbench_reference("rebrac", GRIDS["authors"].published_id)),
+              ("FQL", ogbench_reference("fql", GRIDS["authors"].published_id)))]
     v = compare(cells["ppl"], cells["rebrac"])
     progress = "; ".join(f"{label} {', '.join(f'{s // 1000}k' for s in steps)}" for label, steps in reached_steps.items())
     unfinished = "" if step >= STEPS else (f" **Unfinished** (target {STEPS // 1000}k): the runs are at {progress} "
@@ -221,7 +261,8 @@ def main(argv=None) -> int:
     p.add_argument("--figures", default=str(REPO / "docs" / "figures"))
     p.add_argument("--summary", default=str(SUMMARY), help="where the short table goes ('' for nowhere)")
     p.add_argument("--grid", choices=sorted(GRIDS), default="authors",
-                   help="authors: PPL^R and ReBRAC (2026-12-01); preset: loss=ppl_stable and ReBRAC (issue 34)")
+                   help="authors: PPL^R and ReBRAC (2026-12-01); preset: loss=ppl_stable and ReBRAC (issue 34); "
+                        "double: the preset against ReBRAC on cube-double-play task 1 (issue 34)")
     args = p.parse_args(argv)
     root = Path(args.runs_dir).expanduser().resolve()
     runs = build_grid(args.grid)
