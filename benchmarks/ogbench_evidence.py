@@ -153,8 +153,10 @@ def _published_lines(grid: Grid) -> list[str]:
     from ppl_torchrl.evaluation.published import OGBENCH_ENVIRONMENTS, ogbench_reference
 
     env = grid.environment
-    task_name = "default task (task2)" if grid.published_id.endswith("singletask-v0") else \
-        grid.published_id.split("singletask-")[1].split("-v0")[0]
+    if grid.published_id.endswith("singletask-v0"):
+        task_name = "default task (task2)"
+    else:  # "...-singletask-task1-v0"
+        task_name = f"task {grid.published_id.split('singletask-task')[1].removesuffix('-v0')}"
     lines = [f"| method (FQL paper, published `{env}` data, 4 x 512 networks, 1M steps, 8 seeds) | "
              f"{task_name} | 5 tasks |", "|---|---:|---:|"]
     for method, title in (("bc", "BC"), ("iql", "IQL"), ("rebrac", "ReBRAC"), ("fql", "FQL")):
