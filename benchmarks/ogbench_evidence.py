@@ -274,6 +274,10 @@ def main(argv=None) -> int:
         print("\n".join(plan([r.grid_run(root) for r in runs])))
         return 0
     failures = [] if args.report_only else run_jobs(jobs_to_run(runs, root), max(1, args.jobs), root / "logs")
+    if not any(reached(r, root) for r in runs):  # another machine's runs: keep the sections they wrote
+        print(f"no run of this grid has logged a step under {root}; the report sections are left as they are "
+              "(give --runs-dir the folder that holds the runs)")
+        return 1 if failures else 0
     write_report(runs, root, Path(args.docs), Path(args.figures), Path(args.summary) if args.summary else None)
     return 1 if failures else 0
 
