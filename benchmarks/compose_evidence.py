@@ -141,6 +141,11 @@ def main(argv=None) -> int:
     failures = [] if args.report_only else run(args)
     from benchmarks.markdown import write_section
 
+    if not any((run_dir_of(args.runs_dir, loss, s) / "results.json").exists() for pair in PAIRS for loss in pair
+               for s in args.seeds):  # another machine's runs: keep the section they wrote
+        print(f"no finished run under {args.runs_dir}; section {args.section} of {args.docs} is left as it is "
+              "(give --runs-dir the folder that holds the runs)")
+        return 1 if failures else 0
     body = report(args)
     print(body)
     write_section(args.docs, args.section, body)
