@@ -30,7 +30,7 @@ if not __package__:  # `python benchmarks/compose_evidence.py`: the repository r
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from benchmarks.grid import (REPO, RECIPES, GridRun, add_grid_arguments, command_line,  # noqa: E402
-                             read_invocations, record_invocation, run_jobs, segment_jobs)
+                             measured_nowhere, read_invocations, record_invocation, run_jobs, segment_jobs)
 from ppl_torchrl.machine import cpu_model  # noqa: E402
 
 DATASET = "pointmaze-medium-mixed-gen-v0"
@@ -141,10 +141,8 @@ def main(argv=None) -> int:
     failures = [] if args.report_only else run(args)
     from benchmarks.markdown import write_section
 
-    if not any((run_dir_of(args.runs_dir, loss, s) / "results.json").exists() for pair in PAIRS for loss in pair
-               for s in args.seeds):  # another machine's runs: keep the section they wrote
-        print(f"no finished run under {args.runs_dir}; section {args.section} of {args.docs} is left as it is "
-              "(give --runs-dir the folder that holds the runs)")
+    if measured_nowhere((run_dir_of(args.runs_dir, loss, s) for pair in PAIRS for loss in pair for s in args.seeds),
+                        args.runs_dir):
         return 1 if failures else 0
     body = report(args)
     print(body)

@@ -39,7 +39,8 @@ from typing import Sequence
 if not __package__:  # `python benchmarks/evidence.py`: the repository root instead of this folder, for benchmarks.*
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from benchmarks.grid import REPO, RECIPES, GridRun, command_line, record_invocation, train_in_process  # noqa: E402
+from benchmarks.grid import (REPO, RECIPES, GridRun, command_line, measured_nowhere, record_invocation,  # noqa: E402
+                             train_in_process)
 
 RECIPE = RECIPES / "ppl_antmaze.py"
 TOY_RECIPE = RECIPES / "ppl_toy.py"
@@ -401,6 +402,8 @@ def main(argv=None) -> int:
                 print(f"warning: {toy_error}", file=sys.stderr)
         print(f"{len(specs)} runs in {root} ({budget.name} budget)")
         trained, failures = run_grid(specs, budget, extra=args.override, progress=not args.no_progress)
+    if args.report_only and measured_nowhere((s.run_dir for s in specs), root):
+        return 0
     wall = time.perf_counter() - start
     timing = record_invocation(root, {"started": started, "wall_s": wall,
                                   "trained": trained, "toy_s": toy_wall, "report_only": args.report_only,

@@ -24,7 +24,7 @@ if not __package__:  # `python benchmarks/finetune.py`: the repository root inst
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from benchmarks.grid import (REPO, RECIPES, GridRun, add_grid_arguments, command_line,  # noqa: E402
-                             read_invocations, record_invocation, run_jobs, segment_jobs)
+                             measured_nowhere, read_invocations, record_invocation, run_jobs, segment_jobs)
 
 RECIPE = RECIPES / "ppl_finetune.py"
 DATASET = "pointmaze-medium-mixed-gen-v0"
@@ -127,6 +127,8 @@ def main(argv=None) -> int:
 
         record_invocation(root, {"wall_s": time.perf_counter() - start, "jobs": args.jobs, "cpu": cpu_model(),
                                  "cores": os.cpu_count()})
+    if measured_nowhere((root / loss / f"seed{seed}" for seed in seeds for loss in LOSSES), root):
+        return 1 if failures else 0
     history = read_invocations(root)
     print(report(root, seeds, Path(args.docs), Path(args.figures), command, history))
     return 1 if failures else 0

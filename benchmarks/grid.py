@@ -30,6 +30,19 @@ CONFIG_DIR = RECIPES / "config"
 TIMING = "timing.json"
 
 
+def measured_nowhere(run_dirs: Iterable[Path], root: Path) -> bool:
+    """Whether none of ``run_dirs`` holds a logged step or results (printing what to do): the grid's runs were made
+    on another machine, or under another ``--runs-dir``, and a report written from here would replace the sections
+    they produced with empty ones, so the drivers leave the docs as they are."""
+    from ppl_torchrl.reporting.metrics import read_metrics
+
+    if any((d / "results.json").exists() or read_metrics(d) for d in run_dirs):
+        return False
+    print(f"no run of this grid has logged anything under {root}; the docs are left as they are "
+          "(give --runs-dir the folder that holds the runs)")
+    return True
+
+
 def as_overrides(settings: Mapping) -> list[str]:
     """Hydra's ``key=value`` command-line overrides of ``settings``, in order."""
     return [f"{k}={v}" for k, v in settings.items()]

@@ -52,7 +52,7 @@ if not __package__:  # `python benchmarks/long_evidence.py`: the repository root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from benchmarks.grid import (REPO, RECIPES, GridRun, Job, add_grid_arguments, in_segments, plan,  # noqa: E402
-                             run_jobs, segment_jobs)
+                             measured_nowhere, run_jobs, segment_jobs)
 from benchmarks.long_evidence_report import FINAL_EVAL, SWEEPS, read_final_eval  # noqa: E402
 
 RECIPE = RECIPES / "ppl_antmaze.py"
@@ -197,6 +197,8 @@ def main(argv=None) -> int:
         print_potential_units(runs, root)
         return 0
     failures = [] if args.report_only else run_jobs(jobs_to_run(runs, root), max(1, args.jobs), root / "logs")
+    if measured_nowhere((r.run_dir(root) for r in runs), root):
+        return 1 if failures else 0
     from benchmarks.long_evidence_report import write_report
 
     write_report(runs, root, Path(args.docs), Path(args.figures))

@@ -55,8 +55,8 @@ from pathlib import Path
 if not __package__:  # `python benchmarks/ogbench_evidence.py`: the repository root instead of this folder
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from benchmarks.grid import REPO, RECIPES, GridRun, Job, add_grid_arguments, in_segments, plan, run_jobs, \
-    segment_jobs  # noqa: E402
+from benchmarks.grid import REPO, RECIPES, GridRun, Job, add_grid_arguments, in_segments, measured_nowhere, plan, \
+    run_jobs, segment_jobs  # noqa: E402
 from benchmarks.long_evidence_report import SCORE, band, common_step, comparison, figure_link, read_series, \
     steps_in_thousands, versus_rebrac  # noqa: E402
 
@@ -274,9 +274,7 @@ def main(argv=None) -> int:
         print("\n".join(plan([r.grid_run(root) for r in runs])))
         return 0
     failures = [] if args.report_only else run_jobs(jobs_to_run(runs, root), max(1, args.jobs), root / "logs")
-    if not any(reached(r, root) for r in runs):  # another machine's runs: keep the sections they wrote
-        print(f"no run of this grid has logged a step under {root}; the report sections are left as they are "
-              "(give --runs-dir the folder that holds the runs)")
+    if measured_nowhere((r.run_dir(root) for r in runs), root):
         return 1 if failures else 0
     write_report(runs, root, Path(args.docs), Path(args.figures), Path(args.summary) if args.summary else None)
     return 1 if failures else 0

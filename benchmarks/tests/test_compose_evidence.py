@@ -27,13 +27,3 @@ def test_the_composed_side_gets_the_chosen_potential_and_the_base_side_none(tmp_
             assert cfg[composed].loss.potential_gp == gp and cfg[composed].optim.potential_lr_scale == lr_scale
             assert cfg[composed].loss.potential_lipschitz == 1.0 and cfg[composed].loss.name == composed
 
-
-def test_a_report_without_any_finished_run_leaves_the_docs_as_they_are(tmp_path):
-    from benchmarks.compose_evidence import main
-
-    docs = tmp_path / "evidence.md"
-    text = "<!-- compose-results:begin (generated; edits here are overwritten) -->\nmeasured elsewhere\n" \
-           "<!-- compose-results:end -->\n"
-    docs.write_text(text)
-    assert main(["--report-only", "--runs-dir", str(tmp_path / "runs"), "--docs", str(docs)]) == 0
-    assert docs.read_text() == text

@@ -59,13 +59,3 @@ def test_each_grid_prints_the_fql_paper_row_of_its_own_task():
     rebrac = next(line for line in double if line.startswith("| ReBRAC"))
     assert rebrac == "| ReBRAC | 45 ± 6 | 12 ± 1 |"  # FQL paper Tables 2-3, cube-double-play task 1 and 5-task mean
 
-
-def test_a_report_without_any_run_of_its_grid_leaves_the_docs_as_they_are(tmp_path):
-    docs, summary = tmp_path / "ogbench.md", tmp_path / "results.md"
-    text = "<!-- ogbench-cube-single:begin (generated; edits here are overwritten) -->\nmeasured elsewhere\n" \
-           "<!-- ogbench-cube-single:end -->\n"
-    docs.write_text(text)
-    summary.write_text(text)
-    assert og.main(["--report-only", "--runs-dir", str(tmp_path / "runs"), "--docs", str(docs),
-                    "--figures", str(tmp_path), "--summary", str(summary)]) == 0
-    assert docs.read_text() == text and summary.read_text() == text
