@@ -7,7 +7,8 @@ puts the repository root on the path in place of its own folder, and imports it 
 
 * grid drivers: ``evidence.py``, ``long_evidence.py``, ``ogbench_evidence.py``, ``compose_evidence.py``,
   ``potential_evidence.py``, ``finetune.py``; their grid, run and resume logic is :mod:`benchmarks.grid` (one for
-  all);
+  all); ``--report-only`` rewrites a driver's generated sections from its runs, and leaves them as they are where
+  ``--runs-dir`` holds none of them (runs made on another machine);
 * their reports: ``evidence_report.py``, ``long_evidence_report.py``, and the shared pieces ``verdict.py`` (beat /
   matched / lost at 2 standard errors: the one rule), ``markdown.py`` (generated sections of a docs file),
   ``potential_units.py`` (dead units of a run's potential), ``toy_report.py`` (the toy's figure and metrics file,
