@@ -57,6 +57,7 @@ if not __package__:  # `python benchmarks/ogbench_evidence.py`: the repository r
 
 from benchmarks.grid import REPO, RECIPES, GridRun, Job, add_grid_arguments, in_segments, measured_nowhere, plan, \
     run_jobs, segment_jobs  # noqa: E402
+from ppl_torchrl.registry.ogbench_ids import parse_ogbench_id  # noqa: E402
 from benchmarks.long_evidence_report import SCORE, band, common_step, comparison, figure_link, read_series, \
     steps_in_thousands, versus_rebrac  # noqa: E402
 
@@ -80,11 +81,11 @@ W = 8.0
 
 @dataclass(frozen=True)
 class Grid:
-    """One comparison: its methods (group = loss name, label), the regenerated dataset it trains on, the published
-    task id whose FQL-paper row is printed beside it, its docs section and figure, and its segment length."""
+    """One comparison: its methods (group = loss name, label), the regenerated dataset it trains on (the FQL paper's
+    row beside it is the published dataset's, ``ogbench_reference``), its docs section and figure, and its segment
+    length."""
     methods: tuple[tuple[str, str], ...]
     dataset: str
-    published_id: str
     section: str
     figure: str
     segment: int = 50_000
@@ -92,19 +93,24 @@ class Grid:
 
     @property
     def environment(self) -> str:  # "cube-single-play": the FQL paper's Table 2 row
-        return self.published_id.split("-singletask")[0]
+        parsed = parse_ogbench_id(self.dataset)
+        return f"{parsed.family}-{parsed.kind}"
+
+    @property
+    def task(self) -> str:  # as the reports name it
+        return "the default task (task2)" if "-singletask-v0" in self.dataset else \
+            f"task {parse_ogbench_id(self.dataset).task}"
 
 
 #: the comparisons, each fixed before its runs (see the module's docstring)
 GRIDS = {
     "authors": Grid((("ppl", f"PPL^R (w={W:g})"), ("rebrac", "ReBRAC")), "cube-single-play-gen-singletask-v0",
-                    "cube-single-play-singletask-v0", "ogbench-cube-single", "ogbench_cube_single.png"),
+                    "ogbench-cube-single", "ogbench_cube_single.png"),
     "preset": Grid((("ppl_stable", f"ppl_stable (w={W:g})"), ("rebrac", "ReBRAC")), "cube-single-play-gen-singletask-v0",
-                   "cube-single-play-singletask-v0", "ogbench-cube-single-preset", "ogbench_cube_single_preset.png",
-                   folder="preset"),
+                   "ogbench-cube-single-preset", "ogbench_cube_single_preset.png", folder="preset"),
     "double": Grid((("ppl_stable", f"ppl_stable (w={W:g})"), ("rebrac", "ReBRAC")),
-                   "cube-double-play-gen-singletask-task1-v0", "cube-double-play-singletask-task1-v0",
-                   "ogbench-cube-double-preset", "ogbench_cube_double_preset.png", segment=25_000, folder="double"),
+                   "cube-double-play-gen-singletask-task1-v0", "ogbench-cube-double-preset",
+                   "ogbench_cube_double_preset.png", segment=25_000, folder="double"),
 }
 
 
@@ -153,14 +159,10 @@ def _published_lines(grid: Grid) -> list[str]:
     from ppl_torchrl.evaluation.published import OGBENCH_ENVIRONMENTS, ogbench_reference
 
     env = grid.environment
-    if grid.published_id.endswith("singletask-v0"):
-        task_name = "default task (task2)"
-    else:  # "...-singletask-task1-v0"
-        task_name = f"task {grid.published_id.split('singletask-task')[1].removesuffix('-v0')}"
     lines = [f"| method (FQL paper, published `{env}` data, 4 x 512 networks, 1M steps, 8 seeds) | "
-             f"{task_name} | 5 tasks |", "|---|---:|---:|"]
+             f"{grid.task.removeprefix('the ')} | 5 tasks |", "|---|---:|---:|"]
     for method, title in (("bc", "BC"), ("iql", "IQL"), ("rebrac", "ReBRAC"), ("fql", "FQL")):
-        task, suite = ogbench_reference(method, grid.published_id), OGBENCH_ENVIRONMENTS[method][env]
+        task, suite = ogbench_reference(method, grid.dataset), OGBENCH_ENVIRONMENTS[method][env]
         lines.append(f"| {title} | {task.mean:g} ± {task.std:g} | {suite.mean:g} ± {suite.std:g} |")
     return lines
 
@@ -180,7 +182,6 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, summary
     names = list(groups)
     grid = runs[0].grid
     spec = GRIDS[grid]
-    task = "task 1" if spec.dataset.endswith("task1-v0") else "the default task"
     lines = ["| run | steps reached per seed / target |", "|---|---|"]
     lines += [f"| {labels[g]} | {', '.join(f'{reached(r, root) // 1000}k' for r in groups[g])} / {STEPS // 1000}k |"
               for g in names]
@@ -189,7 +190,7 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, summary
         lines += ["", "No step has been evaluated by every run yet."]
     else:
         lines += ["", f"#### At step **{step // 1000}k**, the largest evaluation step every run has reached", "",
-                  f"Success rate x 100 on {task} (one evaluation of 50 episodes); mean ± std over seeds (ddof 0).",
+                  f"Success rate x 100 on {spec.task} (one evaluation of 50 episodes); mean ± std over seeds (ddof 0).",
                   "", *comparison(groups, series, labels, names, step, MECHANISM, "success x 100")]
         evals = sorted(set.intersection(*[{s for s in series[(r.group, r.seed)].get(SCORE, {}) if s <= step}
                                           for r in runs]))[-LAST_EVALUATIONS:]
@@ -211,7 +212,7 @@ def write_report(runs: list[Run], root: Path, docs: Path, figures: Path, summary
         plt = pyplot()
         fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
         colors = {labels[g]: f"C{i}" for i, g in enumerate(names)}
-        for ax, (key, title, gs) in zip(axes, [(SCORE, f"success rate x 100 ({task})", names),
+        for ax, (key, title, gs) in zip(axes, [(SCORE, f"success rate x 100 ({spec.task.removeprefix('the ')})", names),
                                                ("probe/q_policy", "Q(s, π(s)) on the probe pairs", names),
                                                ("probe/dist", "‖π(s) − a‖ on the probe pairs", names)]):
             band(ax, series, {labels[g]: groups[g] for g in gs}, key, colors=colors)
@@ -242,8 +243,8 @@ def _short_summary(cells: dict, evals: list[int], step: int, reached_steps: dict
     theirs = "published, 4 x 512, 1M steps, 8 seeds"
     rows = [f"| {cells[g].method} (ours) | {ours} | {cells[g].text()} |" for g in ("rebrac", "ppl")]
     rows += [f"| {title} (FQL paper) | {theirs} | {ref.mean:g} ± {ref.std:g} |" for title, ref in
-             (("ReBRAC", ogbench_reference("rebrac", GRIDS["authors"].published_id)),
-              ("FQL", ogbench_reference("fql", GRIDS["authors"].published_id)))]
+             (("ReBRAC", ogbench_reference("rebrac", GRIDS["authors"].dataset)),
+              ("FQL", ogbench_reference("fql", GRIDS["authors"].dataset)))]
     v = compare(cells["ppl"], cells["rebrac"])
     progress = "; ".join(f"{label} {', '.join(f'{s // 1000}k' for s in steps)}" for label, steps in reached_steps.items())
     unfinished = "" if step >= STEPS else (f" **Unfinished** (target {STEPS // 1000}k): the runs are at {progress} "
