@@ -139,11 +139,11 @@ def main(argv=None) -> int:
     args.command = command_line("compose_evidence.py", argv)
     args.runs_dir = args.runs_dir.resolve()
     failures = [] if args.report_only else run(args)
-    from benchmarks.markdown import write_section
-
     if measured_nowhere((run_dir_of(args.runs_dir, loss, s) for pair in PAIRS for loss in pair for s in args.seeds),
                         args.runs_dir):
         return 1 if failures else 0
+    from benchmarks.markdown import write_section
+
     body = report(args)
     print(body)
     write_section(args.docs, args.section, body)

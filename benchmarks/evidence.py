@@ -402,8 +402,8 @@ def main(argv=None) -> int:
                 print(f"warning: {toy_error}", file=sys.stderr)
         print(f"{len(specs)} runs in {root} ({budget.name} budget)")
         trained, failures = run_grid(specs, budget, extra=args.override, progress=not args.no_progress)
-    if args.report_only and measured_nowhere((s.run_dir for s in specs), root):
-        return 0
+    if measured_nowhere((s.run_dir for s in specs), root):
+        return 1 if failures or toy_error else 0
     wall = time.perf_counter() - start
     timing = record_invocation(root, {"started": started, "wall_s": wall,
                                   "trained": trained, "toy_s": toy_wall, "report_only": args.report_only,
