@@ -89,7 +89,10 @@ thread, with the mechanism probe (``ppl_torchrl/training/probe.py``) at every ev
   up, f does the actor's support job;
 * ``comparison`` (seeds 0-2, 300k steps, 3 x 256 networks, as docs/evidence.md's long budget): ``ppl_stable``
   (w = 8) against ReBRAC and the authors' PPL^R. About 1.5 CPU-hours per 100k steps each on a 2-core CPU: a job for
-  several sessions or a GPU; it resumes where it stopped.
+  several sessions or a GPU; it resumes where it stopped. Stated on 2026-12-05, before any of its runs: with both
+  BC terms on, f at w = 8 was inert on this dataset from the first probe (``mechanism``, 3 x 64) and carried under
+  1 % of the actor's gradient at every probe of the OGBench cube grids (3 x 256), so all three arms are expected to
+  match by the 2-SE rule; a preset above ReBRAC here with f's share under 1 % would be seed noise, not f's pull.
 
 The mechanism runs go to their end in one process each (on a loaded 2-core CPU a compilation took 12 minutes,
 too much to pay every 25k steps); the comparison runs advance in segments of 25k steps (``checkpoint.stop_after``,
