@@ -98,8 +98,8 @@ class Grid:
 
     @property
     def task(self) -> str:  # as the reports name it
-        return "the default task (task2)" if "-singletask-v0" in self.dataset else \
-            f"task {parse_ogbench_id(self.dataset).task}"
+        number = parse_ogbench_id(self.dataset).task  # the registry's default task where the id names none
+        return f"the default task (task{number})" if "-singletask-v0" in self.dataset else f"task {number}"
 
 
 #: the comparisons, each fixed before its runs (see the module's docstring)

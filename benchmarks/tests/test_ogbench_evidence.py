@@ -58,4 +58,3 @@ def test_each_grid_prints_the_fql_paper_row_of_its_own_task():
     assert "`cube-double-play`" in double[0] and "| task 1 |" in double[0]
     rebrac = next(line for line in double if line.startswith("| ReBRAC"))
     assert rebrac == "| ReBRAC | 45 ± 6 | 12 ± 1 |"  # FQL paper Tables 2-3, cube-double-play task 1 and 5-task mean
-
