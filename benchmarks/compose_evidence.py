@@ -73,12 +73,16 @@ def overrides(args, loss: str, seed: int) -> list[str]:
     return [f"{k}={v}" for k, v in ov.items()] + list(PER_LOSS.get(loss, ())) + list(potential)
 
 
+def pairs_of(args) -> tuple[tuple[str, str], ...]:
+    return tuple(pair for pair in PAIRS if pair[0] in args.pairs)
+
+
 def run(args) -> list[str]:
     runs = [GridRun(f"{loss}-seed{seed}", RECIPES / "ppl_antmaze.py", run_dir_of(args.runs_dir, loss, seed),
                     tuple(overrides(args, loss, seed)), steps_of(args, loss))
-            for seed in args.seeds for pair in PAIRS for loss in pair]
+            for seed in args.seeds for pair in pairs_of(args) for loss in pair]
     start = time.time()
-    failures = run_jobs(segment_jobs((r, r.steps) for r in runs), parallel=1, log_dir=args.runs_dir / "logs")
+    failures = run_jobs(segment_jobs((r, r.steps) for r in runs), parallel=args.jobs, log_dir=args.runs_dir / "logs")
     record_invocation(args.runs_dir, {"wall_s": time.time() - start})
     return failures
 
@@ -95,7 +99,7 @@ def report(args) -> str:
     which = "loss=ppl_stable's potential" if args.potential == "stable" else "the authors' potential"
     rows = [f"| base loss | steps | base | base + {which} (w = 8) | difference (± SE) | seeds higher | verdict | "
             "success rate (%) base / + potential |", "|---|---:|---:|---:|---:|---:|---|---|"]
-    for base, composed in PAIRS:
+    for base, composed in pairs_of(args):
         runs = {loss: [load_results(run_dir_of(args.runs_dir, loss, s) / "results.json") for s in args.seeds
                        if (run_dir_of(args.runs_dir, loss, s) / "results.json").exists()] for loss in (base, composed)}
         if not runs[base] or not runs[composed]:
@@ -111,7 +115,7 @@ def report(args) -> str:
     budget = (f"`{DATASET}`, seeds {list(args.seeds)}, {args.steps} gradient steps per run ({args.cql_steps} for the "
               f"CQL pair, whose step costs ~4x), batch {args.batch_size}, "
               f"networks {args.num_hidden} x {args.hidden_dim} (ReLU MLPs), eager updates, one torch thread per run, "
-              f"one run at a time; final evaluation {args.eval_episodes} episodes (eval seed 42); CQL with 4 sampled "
+              f"{'one run' if args.jobs == 1 else f'{args.jobs} runs'} at a time; final evaluation {args.eval_episodes} episodes (eval seed 42); CQL with 4 sampled "
               f"actions and a {args.num_hidden}-layer critic (both sides); {wall:.1f} min of wall time in all on "
               f"{_cpu()} (shared with other jobs)")
     return (f"Command: `{args.command}`.\n\n"
@@ -132,14 +136,17 @@ def main(argv=None) -> int:
     p.add_argument("--evals", type=int, default=1, help="evaluations per run (the last at the end)")
     p.add_argument("--potential", choices=("authors", "stable"), default="authors",
                    help="the composed side's potential: the authors' settings or loss=ppl_stable's")
-    add_grid_arguments(p, runs_dir=REPO / "runs" / "compose_evidence", jobs=None, plan=False)
+    p.add_argument("--pairs", nargs="+", choices=[base for base, _ in PAIRS], default=[base for base, _ in PAIRS],
+                   help="the base losses whose pairs run (all three by default)")
+    add_grid_arguments(p, runs_dir=REPO / "runs" / "compose_evidence", jobs=1, plan=False)
     p.add_argument("--docs", type=Path, default=REPO / "docs" / "evidence.md")
     p.add_argument("--section", default=SECTION, help="the generated section of --docs to (re)write")
     args = p.parse_args(argv)
     args.command = command_line("compose_evidence.py", argv)
     args.runs_dir = args.runs_dir.resolve()
     failures = [] if args.report_only else run(args)
-    if measured_nowhere((run_dir_of(args.runs_dir, loss, s) for pair in PAIRS for loss in pair for s in args.seeds),
+    if measured_nowhere((run_dir_of(args.runs_dir, loss, s) for pair in pairs_of(args) for loss in pair
+                         for s in args.seeds),
                         args.runs_dir):
         return 1 if failures else 0
     from benchmarks.markdown import write_section

@@ -26,3 +26,10 @@ def test_the_composed_side_gets_the_chosen_potential_and_the_base_side_none(tmp_
             gp, lr_scale = (5.0, 1.0) if potential == "stable" else (0.0, 0.01)
             assert cfg[composed].loss.potential_gp == gp and cfg[composed].optim.potential_lr_scale == lr_scale
             assert cfg[composed].loss.potential_lipschitz == 1.0 and cfg[composed].loss.name == composed
+
+
+def test_pairs_picks_the_pairs_that_run_in_the_grids_order():
+    from benchmarks.compose_evidence import pairs_of
+
+    assert pairs_of(SimpleNamespace(pairs=["iql", "cql"])) == (("cql", "ppl_cql"), ("iql", "ppl_iql"))
+    assert pairs_of(SimpleNamespace(pairs=[base for base, _ in PAIRS])) == PAIRS

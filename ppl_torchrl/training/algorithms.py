@@ -119,10 +119,16 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None
     optimizer.step()
 
 
-def _joint_update(loss, optimizers: dict, updater: SoftUpdate, terms: tuple, potential_steps: int = 1) -> Callable:
+def _joint_update(loss, optimizers: dict, updater: SoftUpdate, terms: tuple, potential_steps: int = 1,
+                  lagrange: bool = False) -> Callable:
     """TorchRL's CQL and IQL recipe step: the loss's forward, one step of every optimizer on the sum of its
     ``terms`` (each network's gradient comes from its own terms) plus ``loss_potential`` where the loss composes
-    the potential (and ``potential_steps - 1`` more f-steps after it), then the soft target update."""
+    the potential (and ``potential_steps - 1`` more f-steps after it), then the soft target update.
+
+    ``lagrange`` (CQL with ``with_lagrange``): CORL's dual step. alpha' steps on ``loss_alpha_prime`` alone and the
+    critic's ``loss_cql`` is weighted by alpha' (a constant to the critic). TorchRL's own recipe sums
+    ``loss_alpha_prime`` into the total instead; its gradient then reaches the critic as -alpha'/2 times the CQL
+    term's, so the critic's conservative push changes sign once alpha' passes 2 and Q diverges."""
     def update(batch: TensorDictBase, step: int) -> TensorDictBase:
         if "potential" in optimizers:
             loss.set_training_step(step)
@@ -134,6 +140,10 @@ def _joint_update(loss, optimizers: dict, updater: SoftUpdate, terms: tuple, pot
                 total = out[key] if total is None else total + out[key]
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
+        if lagrange:
+            multiplier = loss.log_alpha_prime
+            (multiplier.grad,) = torch.autograd.grad(out["loss_alpha_prime"], [multiplier], retain_graph=True)
+            total = total + multiplier.detach().exp().clamp_max(1e6) * out["loss_cql"]  # CQLLoss's clamp
         total.backward()
         for opt in optimizers.values():
             opt.step()
@@ -290,10 +300,12 @@ def _make_cql_family(name: str, lc: LossConfig, *, net: NetworkConfig, optim: Op
     actor = make_tanh_normal_actor(obs_dim, act_dim, hidden_dim=net.hidden_dim, num_hidden=net.num_hidden,
                                    device=device)
     qvalue = _single_critic(obs_dim, act_dim, net.hidden_dim, lc.q_num_hidden, device)
+    # CORL's cql_target_action_gap bounds logsumexp Q - Q(data); TorchRL's lagrange_thresh bounds that gap times
+    # min_q_weight, so the config's (CORL's) value is converted here, its one place.
     kwargs = dict(
         action_spec=Bounded(-torch.ones(act_dim), torch.ones(act_dim), (act_dim,)),
         loss_function="l2", num_random=lc.num_random, with_lagrange=lc.with_lagrange,
-        lagrange_thresh=lc.lagrange_thresh, max_q_backup=lc.max_q_backup,
+        lagrange_thresh=lc.min_q_weight * lc.lagrange_thresh, max_q_backup=lc.max_q_backup,
         deterministic_backup=lc.deterministic_backup, min_q_weight=lc.min_q_weight,
         temperature=lc.temperature,
     )
@@ -311,12 +323,14 @@ def _make_cql_family(name: str, lc: LossConfig, *, net: NetworkConfig, optim: Op
         "alpha": _adam([loss.log_alpha], optim.actor_lr),
     }
     if lc.with_lagrange:
+        with torch.no_grad():
+            loss.log_alpha_prime.fill_(1.0)  # CORL's start, alpha' = e (TorchRL's is alpha' = 1)
         opts["alpha_prime"] = _adam([loss.log_alpha_prime], optim.critic_lr)
     if name == "ppl_cql":
         opts["potential"] = _adam(loss.potential_network_params.values(True, True), optim.potential_lr)
 
-    update = _joint_update(loss, opts, updater, ("loss_qvalue", "loss_cql", "loss_actor", "loss_alpha",
-                                                 "loss_alpha_prime"), int(lc.potential_steps))
+    terms = ("loss_qvalue", "loss_actor", "loss_alpha") + (() if lc.with_lagrange else ("loss_cql",))
+    update = _joint_update(loss, opts, updater, terms, int(lc.potential_steps), lagrange=lc.with_lagrange)
     return Algorithm(name, loss, opts, actor, update, updater)
 
 
