@@ -56,6 +56,18 @@ def run_dir_of(root: Path, loss: str, seed: int) -> Path:
     return root / loss / DATASET / f"seed{seed}"
 
 
+def cql_reward_overrides(args, loss: str) -> tuple[str, ...]:
+    """``--cql-rewards antmaze``: the CQL pair trains on CORL's AntMaze CQL rewards ``10 r - 5``
+    (:func:`~ppl_torchrl.data.transforms.reward_scale_bias` of an AntMaze id), the rewards loss=cql's CORL AntMaze
+    settings were tuned on; ``raw`` keeps the generated maze's own 0/1 rewards."""
+    if args.cql_rewards != "antmaze" or not loss.endswith("cql"):
+        return ()
+    from ppl_torchrl.data.transforms import reward_scale_bias
+
+    scale, bias = reward_scale_bias("antmaze-medium-play-v2", loss)
+    return (f"dataset.reward_scale={scale}", f"dataset.reward_bias={bias}")
+
+
 def steps_of(args, loss: str) -> int:
     return args.cql_steps if loss.endswith("cql") else args.steps
 
@@ -70,7 +82,8 @@ def overrides(args, loss: str, seed: int) -> list[str]:
           "checkpoint.every": evals, "logger.backend": "", "logger.progress": "false", "logger.log_every": evals,
           "compile.enabled": "false", "probe.size": 0}
     potential = stable_overrides() if args.potential == "stable" and loss.startswith("ppl_") else ()
-    return [f"{k}={v}" for k, v in ov.items()] + list(PER_LOSS.get(loss, ())) + list(potential)
+    return ([f"{k}={v}" for k, v in ov.items()] + list(PER_LOSS.get(loss, ())) + list(potential)
+            + list(cql_reward_overrides(args, loss)))
 
 
 def pairs_of(args) -> tuple[tuple[str, str], ...]:
@@ -116,7 +129,8 @@ def report(args) -> str:
               f"CQL pair, whose step costs ~4x), batch {args.batch_size}, "
               f"networks {args.num_hidden} x {args.hidden_dim} (ReLU MLPs), eager updates, one torch thread per run, "
               f"{'one run' if args.jobs == 1 else f'{args.jobs} runs'} at a time; final evaluation {args.eval_episodes} episodes (eval seed 42); CQL with 4 sampled "
-              f"actions and a {args.num_hidden}-layer critic (both sides); {wall:.1f} min of wall time in all on "
+              f"actions and a {args.num_hidden}-layer critic (both sides)"
+              f"{', on CORL AntMaze CQL rewards 10 r - 5' if args.cql_rewards == 'antmaze' else ''}; {wall:.1f} min of wall time in all on "
               f"{_cpu()} (shared with other jobs)")
     return (f"Command: `{args.command}`.\n\n"
             f"Budget: {budget}.\n\n" + "\n".join(rows) + "\n\nScores are normalized (0 = random, 100 = the "
@@ -136,6 +150,8 @@ def main(argv=None) -> int:
     p.add_argument("--evals", type=int, default=1, help="evaluations per run (the last at the end)")
     p.add_argument("--potential", choices=("authors", "stable"), default="authors",
                    help="the composed side's potential: the authors' settings or loss=ppl_stable's")
+    p.add_argument("--cql-rewards", choices=("raw", "antmaze"), default="raw",
+                   help="the CQL pair's rewards: the maze's own (raw) or CORL's AntMaze CQL transform 10 r - 5")
     p.add_argument("--pairs", nargs="+", choices=[base for base, _ in PAIRS], default=[base for base, _ in PAIRS],
                    help="the base losses whose pairs run (all three by default)")
     add_grid_arguments(p, runs_dir=REPO / "runs" / "compose_evidence", jobs=1, plan=False)

@@ -13,7 +13,7 @@ from benchmarks.grid import RECIPES
 
 def _args(tmp_path, potential):
     return SimpleNamespace(runs_dir=tmp_path, steps=40, cql_steps=20, batch_size=32, hidden_dim=16, num_hidden=1,
-                           eval_episodes=1, evals=1, potential=potential)
+                           eval_episodes=1, evals=1, potential=potential, cql_rewards="raw")
 
 
 @pytest.mark.parametrize("potential", ["authors", "stable"])
@@ -33,3 +33,14 @@ def test_pairs_picks_the_pairs_that_run_in_the_grids_order():
 
     assert pairs_of(SimpleNamespace(pairs=["iql", "cql"])) == (("cql", "ppl_cql"), ("iql", "ppl_iql"))
     assert pairs_of(SimpleNamespace(pairs=[base for base, _ in PAIRS])) == PAIRS
+
+
+def test_cql_rewards_antmaze_gives_only_the_cql_pair_corls_antmaze_cql_rewards(tmp_path):
+    args = _args(tmp_path, "stable")
+    args.cql_rewards = "antmaze"
+    with initialize_config_dir(str(RECIPES / "config"), version_base="1.3"):
+        for base, composed in PAIRS:
+            for loss in (base, composed):
+                cfg = compose(config_name="ppl_antmaze", overrides=overrides(args, loss, 0))
+                expected = (10.0, -5.0) if base == "cql" else (None, None)
+                assert (cfg.dataset.reward_scale, cfg.dataset.reward_bias) == expected, loss
