@@ -125,13 +125,20 @@ def report(args) -> str:
                     f"| {v.wins}/{v.paired} | {v.outcome} | {sb.text(100.0)} / {sc.text(100.0)} |")
     invocations = read_invocations(args.runs_dir)
     wall = sum(i["wall_s"] for i in invocations) / 60 if invocations else float("nan")
-    budget = (f"`{DATASET}`, seeds {list(args.seeds)}, {args.steps} gradient steps per run ({args.cql_steps} for the "
-              f"CQL pair, whose step costs ~4x), batch {args.batch_size}, "
+    if "cql" not in args.pairs:
+        steps = f"{args.steps} gradient steps per run"
+    elif args.pairs == ["cql"]:
+        steps = f"{args.cql_steps} gradient steps per run (the CQL pair only)"
+    else:
+        steps = f"{args.steps} gradient steps per run ({args.cql_steps} for the CQL pair, whose step costs ~4x)"
+    cql = "" if "cql" not in args.pairs else (
+        f"; CQL with 4 sampled actions and a {args.num_hidden}-layer critic (both sides)"
+        + (", on CORL's AntMaze CQL rewards 10 r - 5" if args.cql_rewards == "antmaze" else ""))
+    budget = (f"`{DATASET}`, seeds {list(args.seeds)}, {steps}, batch {args.batch_size}, "
               f"networks {args.num_hidden} x {args.hidden_dim} (ReLU MLPs), eager updates, one torch thread per run, "
-              f"{'one run' if args.jobs == 1 else f'{args.jobs} runs'} at a time; final evaluation {args.eval_episodes} episodes (eval seed 42); CQL with 4 sampled "
-              f"actions and a {args.num_hidden}-layer critic (both sides)"
-              f"{', on CORL AntMaze CQL rewards 10 r - 5' if args.cql_rewards == 'antmaze' else ''}; {wall:.1f} min of wall time in all on "
-              f"{_cpu()} (shared with other jobs)")
+              f"{'one run' if args.jobs == 1 else f'{args.jobs} runs'} at a time; final evaluation "
+              f"{args.eval_episodes} episodes (eval seed 42){cql}; {wall:.1f} min of wall time in all on {_cpu()} "
+              "(shared with other jobs)")
     return (f"Command: `{args.command}`.\n\n"
             f"Budget: {budget}.\n\n" + "\n".join(rows) + "\n\nScores are normalized (0 = random, 100 = the "
             "planner's return; `ppl_torchrl.registry`), mean ± std over seeds; the verdict is the "
