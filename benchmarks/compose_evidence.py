@@ -14,6 +14,9 @@ driver (:mod:`benchmarks.grid`), so a relaunch skips finished runs. The verdict 
 of ``benchmarks/verdict.py``): the difference of the final normalized-score means against 2 Welch standard errors;
 inside that band the pair is "matched".
 
+``--f-out-of-actor`` is the control: f still trains, but ``loss.potential_actor_coef=0`` takes it out of the actor's
+loss, so the composed side draws the same random numbers and only f's pull is gone.
+
 ``--potential stable`` gives the composed side loss=ppl_stable's potential (:func:`stable_overrides`: the one-sided gradient
 penalty 5 keeping f about 1-Lipschitz in the action, f at the critic's learning rate) instead of the authors'; the
 base side is unchanged. Give it its own ``--runs-dir`` and ``--section``.
@@ -82,6 +85,8 @@ def overrides(args, loss: str, seed: int) -> list[str]:
           "checkpoint.every": evals, "logger.backend": "", "logger.progress": "false", "logger.log_every": evals,
           "compile.enabled": "false", "probe.size": 0}
     potential = stable_overrides() if args.potential == "stable" and loss.startswith("ppl_") else ()
+    if args.f_out_of_actor and loss.startswith("ppl_"):
+        potential = (*potential, "loss.potential_actor_coef=0.0")
     return ([f"{k}={v}" for k, v in ov.items()] + list(PER_LOSS.get(loss, ())) + list(potential)
             + list(cql_reward_overrides(args, loss)))
 
@@ -110,6 +115,8 @@ def report(args) -> str:
     from ppl_torchrl.reporting.aggregate import load_results
 
     which = "loss=ppl_stable's potential" if args.potential == "stable" else "the authors' potential"
+    if args.f_out_of_actor:
+        which += ", out of the actor loss"
     rows = [f"| base loss | steps | base | base + {which} (w = 8) | difference (± SE) | seeds higher | verdict | "
             "success rate (%) base / + potential |", "|---|---:|---:|---:|---:|---:|---|---|"]
     for base, composed in pairs_of(args):
@@ -157,6 +164,8 @@ def main(argv=None) -> int:
     p.add_argument("--evals", type=int, default=1, help="evaluations per run (the last at the end)")
     p.add_argument("--potential", choices=("authors", "stable"), default="authors",
                    help="the composed side's potential: the authors' settings or loss=ppl_stable's")
+    p.add_argument("--f-out-of-actor", action="store_true",
+                   help="the control: f trained as usual but weighted 0 in the actor loss (same random streams)")
     p.add_argument("--cql-rewards", choices=("raw", "antmaze"), default="raw",
                    help="the CQL pair's rewards: the maze's own (raw) or CORL's AntMaze CQL transform 10 r - 5")
     p.add_argument("--pairs", nargs="+", choices=[base for base, _ in PAIRS], default=[base for base, _ in PAIRS],

@@ -13,7 +13,8 @@ from benchmarks.grid import RECIPES
 
 def _args(tmp_path, potential):
     return SimpleNamespace(runs_dir=tmp_path, steps=40, cql_steps=20, batch_size=32, hidden_dim=16, num_hidden=1,
-                           eval_episodes=1, evals=1, potential=potential, cql_rewards="raw")
+                           eval_episodes=1, evals=1, potential=potential, cql_rewards="raw",
+                           f_out_of_actor=False)
 
 
 @pytest.mark.parametrize("potential", ["authors", "stable"])
@@ -44,3 +45,13 @@ def test_cql_rewards_antmaze_gives_only_the_cql_pair_corls_antmaze_cql_rewards(t
                 cfg = compose(config_name="ppl_antmaze", overrides=overrides(args, loss, 0))
                 expected = (10.0, -5.0) if base == "cql" else (None, None)
                 assert (cfg.dataset.reward_scale, cfg.dataset.reward_bias) == expected, loss
+
+
+def test_f_out_of_actor_zeroes_only_the_composed_sides_actor_weight(tmp_path):
+    args = _args(tmp_path, "stable")
+    args.f_out_of_actor = True
+    with initialize_config_dir(str(RECIPES / "config"), version_base="1.3"):
+        for base, composed in PAIRS:
+            cfg = {loss: compose(config_name="ppl_antmaze", overrides=overrides(args, loss, 0)) for loss in (base, composed)}
+            assert cfg[composed].loss.potential_actor_coef == 0.0 and cfg[composed].loss.potential_gp == 5.0
+            assert "potential_actor_coef" not in cfg[base].loss
