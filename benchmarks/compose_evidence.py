@@ -105,8 +105,11 @@ def run(args) -> list[str]:
     return failures
 
 
-def _cpu() -> str:
-    return f"{os.cpu_count()}-core {cpu_model()}"
+def _machine() -> str:
+    """The CPU and the torch of the reporting environment (the grid's runs train in it)."""
+    import torch
+
+    return f"{os.cpu_count()}-core {cpu_model()}, torch {torch.__version__}"
 
 
 def report(args) -> str:
@@ -144,7 +147,7 @@ def report(args) -> str:
     budget = (f"`{DATASET}`, seeds {list(args.seeds)}, {steps}, batch {args.batch_size}, "
               f"networks {args.num_hidden} x {args.hidden_dim} (ReLU MLPs), eager updates, one torch thread per run, "
               f"{'one run' if args.jobs == 1 else f'{args.jobs} runs'} at a time; final evaluation "
-              f"{args.eval_episodes} episodes (eval seed 42){cql}; {wall:.1f} min of wall time in all on {_cpu()} "
+              f"{args.eval_episodes} episodes (eval seed 42){cql}; {wall:.1f} min of wall time in all on {_machine()} "
               "(shared with other jobs)")
     return (f"Command: `{args.command}`.\n\n"
             f"Budget: {budget}.\n\n" + "\n".join(rows) + "\n\nScores are normalized (0 = random, 100 = the "
