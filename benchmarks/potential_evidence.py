@@ -93,6 +93,11 @@ thread, with the mechanism probe (``ppl_torchrl/training/probe.py``) at every ev
   BC terms on, f at w = 8 was inert on this dataset from the first probe (``mechanism``, 3 x 64) and carried under
   1 % of the actor's gradient at every probe of the OGBench cube grids (3 x 256), so all three arms are expected to
   match by the 2-SE rule; a preset above ReBRAC here with f's share under 1 % would be seed noise, not f's pull.
+  Stated on 2026-12-06, before any of its evaluations was read: the comparison is reported as the long budget's
+  (``benchmarks/long_evidence_report.py``): the verdict is on each seed's mean of its last 10 evaluations
+  (210k-300k, 50 episodes per run); beside it, the last evaluation alone and each final policy scored again on
+  100 episodes (``recipes/evaluate.py``, as the long budget). Before every run reaches 300k the same tables at the
+  largest step all nine have reached are marked interim, and no verdict is read from them.
 
 The mechanism runs go to their end in one process each (on a loaded 2-core CPU a compilation took 12 minutes,
 too much to pay every 25k steps); the comparison runs advance in segments of 25k steps (``checkpoint.stop_after``,
