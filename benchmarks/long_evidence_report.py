@@ -142,8 +142,8 @@ def write_report(runs, root: Path, docs: Path, figures: Path) -> str:
                       "The trainable-potential variant has not reached this step on every seed yet.", ""]
         lines += [f"All values at step **{step // 1000}k**, the largest evaluation step every run of these groups has "
                   "reached; mean ± std over seeds (ddof 0).", "", *comparison(groups, series, labels, main, step)]
-        lines += _last_evaluations_section(groups, series, labels, base, step)
-        lines += _final_section(groups, root, labels, base)
+        lines += last_evaluations_section(groups, series, labels, base, step)
+        lines += final_section(groups, root, labels, base)
         if variant and variant not in main and groups[variant][0].steps < step:
             own = common_step([series[(r.group, r.seed)] for r in groups[variant]], at_most=groups[variant][0].steps)
             if own is not None:
@@ -151,7 +151,7 @@ def write_report(runs, root: Path, docs: Path, figures: Path) -> str:
                           *comparison(groups, series, labels, [*base, variant], own)]
         figure_groups = main + ([variant] if variant and variant not in main and _any_score(groups[variant], series)
                                 else [])
-        lines += ["", _figures(groups, series, labels, figure_groups, Path(figures), docs)]
+        lines += ["", figures_block(groups, series, labels, figure_groups, Path(figures), docs)]
 
     for sweep in SWEEPS:
         if sweep_groups(groups, sweep):
@@ -175,7 +175,7 @@ def read_final_eval(run_dir: Path, steps: int) -> dict | None:
 LAST_EVALUATIONS = 10
 
 
-def _last_evaluations_section(groups, series, labels, names: list[str], step: int) -> list[str]:
+def last_evaluations_section(groups, series, labels, names: list[str], step: int) -> list[str]:
     """Each seed's mean score over its last :data:`LAST_EVALUATIONS` evaluations up to ``step``: one evaluation
     of 10 episodes swings by 10-20 points, an average over the last stretch of training much less."""
     steps = sorted(set.intersection(*[{s for s in series[(r.group, r.seed)].get(SCORE, {}) if s <= step}
@@ -214,7 +214,7 @@ def versus_rebrac(cells, labels, names: list[str]) -> list[str]:
     return lines
 
 
-def _final_section(groups, root: Path, labels, names: list[str]) -> list[str]:
+def final_section(groups, root: Path, labels, names: list[str]) -> list[str]:
     """The main runs' final policies, each scored on many episodes (``FINAL_EVAL`` files), once all have one."""
     finals = {g: [read_final_eval(r.run_dir(root), r.steps) for r in groups[g]] for g in names}
     if not names or not all(f is not None for fs in finals.values() for f in fs):
@@ -326,7 +326,10 @@ def figure_link(path: Path, docs: Path, alt: str, caption: str) -> str:
     return f"![{alt}]({rel})\n\n*{caption}*"
 
 
-def _figures(groups, series, labels, main, figures: Path, docs: Path) -> str:
+def figures_block(groups, series, labels, main, figures: Path, docs: Path, name: str = "long_budget.png",
+                  alt: str = "long-budget curves") -> str:
+    """Four panels over steps (score; f on inefficient data actions; the policy's distance to them; f's share of the
+    actor's gradient), a mean ± std band per method of ``main``, saved as ``figures / name``; returns its link."""
     plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     panels = [(SCORE, "normalized score", main), ("probe/f_data/inefficient", "f(s,a) on inefficient data actions",
@@ -342,5 +345,5 @@ def _figures(groups, series, labels, main, figures: Path, docs: Path) -> str:
             ax.set_xlabel("gradient steps")
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
-    path = save_figure(fig, figures / "long_budget.png")
-    return figure_link(path, docs, "long-budget curves", "Mean ± std band over seeds at every evaluation.")
+    path = save_figure(fig, figures / name)
+    return figure_link(path, docs, alt, "Mean ± std band over seeds at every evaluation.")

@@ -393,6 +393,85 @@ def heldout_lines(runs: list[Run], root: Path, spec: HeldOut = HELDOUTS[0]) -> l
     return lines + [""] + [f"* {v}" for v in verdicts]
 
 
+#: the comparison's arms (run names, in table order) and their labels; every arm is compared with ``rebrac``
+COMPARISON_ARMS = {"ppl_stable-w8": "ppl_stable (w=8)", "ppl-w8": "PPL^R, the authors' f (w=8)", "rebrac": "ReBRAC"}
+#: the comparison's final policies, scored again on as many episodes as the long budget's (its ``final_eval.json``)
+COMPARISON_FINAL_EPISODES = 100
+COMPARISON_FIGURE = "potential_comparison.png"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """A comparison run as ``benchmarks/long_evidence_report.py``'s tables read one: ``group`` is the arm's name, so
+    that runs are grouped (and their series keyed) by arm, not by this grid's group."""
+    run: Run
+
+    @property
+    def group(self) -> str:
+        return self.run.name
+
+    @property
+    def seed(self) -> int:
+        return self.run.seed
+
+    @property
+    def steps(self) -> int:
+        return self.run.steps
+
+    def run_dir(self, root: Path) -> Path:
+        return self.run.run_dir(root)
+
+
+def comparison_final_jobs(runs: list[Run], root: Path) -> list[Job]:
+    """``recipes/evaluate.py`` on each finished comparison run whose final policy is not scored yet
+    (:data:`COMPARISON_FINAL_EPISODES` episodes, the recipe's evaluation seed, as the long budget)."""
+    from benchmarks.long_evidence_report import FINAL_EVAL as LONG_FINAL_EVAL, read_final_eval
+
+    jobs = []
+    for run in (r for r in runs if r.group == "comparison"):
+        folder = run.run_dir(root)
+        if not run.grid_run(root).finished() or read_final_eval(folder, run.steps) is not None:
+            continue
+        argv = (sys.executable, str(RECIPES / "evaluate.py"), f"checkpoint={folder / 'checkpoint.pt'}",
+                f"episodes={COMPARISON_FINAL_EPISODES}", "num_envs=10", f"output={folder / LONG_FINAL_EVAL}")
+        jobs.append(Job(f"final evaluation of comparison/{run.name}/seed{run.seed}", argv,
+                        key=f"eval-comparison-{run.name}-seed{run.seed}"))
+    return jobs
+
+
+def comparison_lines(runs: list[Run], root: Path, docs: Path | None = None, figures: Path | None = None) -> list[str]:
+    """The comparison's tables, as the long budget's: every arm against ReBRAC at the largest evaluation step all
+    its runs have reached (the score, then the mechanism probe), the mean of each seed's last 10 evaluations, the
+    final policies once scored, and the curves (where ``figures`` is given). Marked interim before 300k."""
+    from benchmarks.long_evidence_report import (common_step, comparison, figures_block, final_section,
+                                                 last_evaluations_section, read_series)
+
+    arms = [Arm(r) for r in runs if r.group == "comparison"]
+    series = {(a.group, a.seed): read_series(a.run_dir(root)) for a in arms}
+    step = common_step(list(series.values()))
+    if step is None:
+        return []
+    groups: dict[str, list[Arm]] = {}
+    for a in arms:
+        groups.setdefault(a.group, []).append(a)
+    names = [n for n in COMPARISON_ARMS if n in groups]
+    target = max(a.steps for a in arms)
+    if step < target:
+        head = (f"*Interim, at step {step // 1000}k of {target // 1000}k* (the largest evaluation step all "
+                f"{len(arms)} runs have reached; one evaluation is 5 episodes): no verdict is read from these tables "
+                "before every run reaches its end.")
+    else:
+        head = (f"At step **{step // 1000}k**, every run's end; one evaluation is 5 episodes. The stated verdict is "
+                "the table of each seed's last 10 evaluations.")
+    lines = ["", head, "", *comparison(groups, series, COMPARISON_ARMS, names, step)]
+    lines += last_evaluations_section(groups, series, COMPARISON_ARMS, names, step)
+    lines += final_section(groups, root, COMPARISON_ARMS, names)
+    if figures is not None and docs is not None:
+        lines += ["", figures_block(groups, series, COMPARISON_ARMS, names, Path(figures), Path(docs),
+                                    name=COMPARISON_FIGURE, alt="pointmaze comparison curves")]
+    return lines
+
+
 def previous_rows(previous: str) -> dict[str, dict[str, str]]:
     """The last report's table rows by the run label in their first cell: ``"mechanism"`` (its second cell is the
     step count) and ``"curve"`` (its cells are ``score / share``)."""
@@ -421,10 +500,12 @@ def previous_block(previous: str, start: str, stop: str | tuple | None) -> list[
     return block
 
 
-def report(runs: list[Run], root: Path, previous: str = "") -> str:
+def report(runs: list[Run], root: Path, previous: str = "", docs: Path | None = None,
+           figures: Path | None = None) -> str:
     """The section's text from the run folders under ``root``. Run folders are not in the repository, so a run whose
     folder is not under ``root`` keeps its rows (and the held-out and comparison paragraphs theirs) from
-    ``previous``, the last report, instead of being reported as never run."""
+    ``previous``, the last report, instead of being reported as never run. The comparison's curves are drawn into
+    ``figures`` (linked from ``docs``) where both are given."""
     here = {r: r.run_dir(root).exists() for r in runs}
     old = previous_rows(previous)
     lines = [f"Grid: `benchmarks/potential_evidence.py` (fixed before running). Dataset `{DATASET}`; probe on 2048 fixed "
@@ -469,13 +550,14 @@ def report(runs: list[Run], root: Path, previous: str = "") -> str:
         all_here = all(here[r] for side in heldout_sides(runs, spec).values() for r in side)
         lines += heldout_lines(runs, root, spec) if all_here or not kept else [""] + kept
     comp = [r for r in runs if r.group == "comparison"]
-    kept = previous_block(previous, "**Comparison**", "")[:1]  # one paragraph line
+    kept = previous_block(previous, "**Comparison**", None)  # the comparison is the section's last part
     if kept and not any(here[r] for r in comp):
         return "\n".join(lines + [""] + kept)
     reached = {r: max((row["step"] for row in _rows(r.run_dir(root))), default=0) for r in comp}
     lines += ["", f"**Comparison** (seeds 0-2, 300k steps, 3 x 256 networks): {sum(v >= r.steps for r, v in reached.items())}"
               f" of {len(comp)} runs finished; steps reached: "
               + ", ".join(f"{r.name}/seed{r.seed} {v // 1000}k" for r, v in reached.items()) + "."]
+    lines += comparison_lines(runs, root, docs, figures)
     return "\n".join(lines)
 
 
@@ -485,6 +567,7 @@ def main(argv=None) -> int:
     p.add_argument("--group", choices=(*SEGMENTS, "all"), default="all",
                    help="which part of the grid to train (the report covers both)")
     p.add_argument("--docs", default=str(REPO / "docs" / "evidence.md"))
+    p.add_argument("--figures", default=str(REPO / "docs" / "figures"), help="where the comparison's curves go")
     args = p.parse_args(argv)
     root = Path(args.runs_dir).expanduser().resolve()
     runs = build_grid()
@@ -501,9 +584,11 @@ def main(argv=None) -> int:
         failures = run_jobs(segment_jobs(order), max(1, args.jobs), root / "logs")
         if args.group in ("heldout", "cheetah_guard_seeds", "all"):
             failures += run_jobs(final_eval_jobs(runs, root), max(1, args.jobs), root / "logs")
+        if args.group in ("comparison", "all"):
+            failures += run_jobs(comparison_final_jobs(runs, root), max(1, args.jobs), root / "logs")
     from benchmarks.markdown import read_section, write_section
 
-    text = report(runs, root, read_section(args.docs, SECTION))
+    text = report(runs, root, read_section(args.docs, SECTION), Path(args.docs), Path(args.figures))
     write_section(args.docs, SECTION, text)  # under the page's heading "A potential that stays alive (issue 34)"
     print(text)
     return 1 if failures else 0

@@ -168,7 +168,8 @@ def test_a_run_not_on_this_machine_keeps_its_rows_from_the_last_report_and_a_run
     held = "**Held-out seeds** (kept paragraph)"
     previous = previous.replace(previous[previous.index("\n**Held-out seeds**"):previous.index("\n**Comparison**")],
                                 f"\n{held}\n\n| kept | table |\n")
-    previous += f"\n| {gone.name} | 1 / 0.50 | 2 / 0.50 | | | | | | | | |"  # its curve row
+    curve_row = f"| {gone.name} | 1 / 0.50 | 2 / 0.50 | | | | | | | | |"  # its curve row, closing the curve table
+    previous = previous.replace(f"\n\n{held}", f"\n{curve_row}\n\n{held}")
 
     folder = moved.run_dir(tmp_path)
     folder.mkdir(parents=True)
@@ -230,3 +231,66 @@ def test_the_halfcheetah_held_out_comparison_pairs_the_guarded_run_with_rebrac_o
     assert text.count("**Held-out seeds on halfcheetah**") == 1
     # diff -10, Welch SE sqrt(100 / 3) = 5.77: lost
     assert "Verdict on seeds 0-2, last three evaluations: **matched** (difference -10.0, 2 SE = 11.5;" in text
+
+
+def _write_comparison(run, root, score_of_step, last_step):
+    """A comparison run's evaluations (and probe rows) every 10k steps up to ``last_step``."""
+    import json
+
+    folder = run.run_dir(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"step": s, "eval/normalized_score_mean": score_of_step(s), "eval/num_episodes": 5,
+             "probe/grad_share_f": 0.001} for s in range(10_000, last_step + 1, 10_000)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_the_comparison_is_marked_interim_until_every_run_ends_then_verdicts_on_the_last_ten_evaluations(tmp_path):
+    import json
+
+    from benchmarks.long_evidence_report import FINAL_EVAL as LONG_FINAL_EVAL
+    from benchmarks.potential_evidence import comparison_final_jobs, comparison_lines
+
+    runs = build_grid()
+    comp = [r for r in runs if r.group == "comparison"]
+    # the preset 20 above ReBRAC from 210k on (seed spread 1 each), the authors' PPL^R equal to ReBRAC
+    base = {0: 50.0, 1: 51.0, 2: 49.0}
+
+    def score(run):
+        return lambda s: base[run.seed] + (20.0 if run.name == "ppl_stable-w8" and s > 200_000 else 0.0)
+
+    for run in comp:  # every run at 100k, one of them further
+        _write_comparison(run, tmp_path, score(run), 150_000 if run.name == "rebrac" and run.seed == 1 else 100_000)
+    text = "\n".join(comparison_lines(runs, tmp_path))
+    assert "*Interim, at step 100k of 300k*" in text and "no verdict is read" in text
+    assert "| ReBRAC | 3 | 50.0 ± 0.8 | 50.0, 51.0, 49.0 |" in text
+    assert "Mean of the last 10 evaluations (10k-100k)" in text
+    assert comparison_final_jobs(runs, tmp_path) == []  # none finished
+
+    for run in comp:
+        _write_comparison(run, tmp_path, score(run), 300_000)
+    text = "\n".join(comparison_lines(runs, tmp_path))
+    assert "Interim" not in text and "At step **300k**" in text
+    last_ten = text.split("Mean of the last 10 evaluations (210k-300k)")[1]
+    # +20 on every seed, Welch SE sqrt(1/3 + 1/3) = 0.82: beat; the authors' PPL^R equal to ReBRAC: matched
+    assert "| ppl_stable (w=8) − ReBRAC | +20.0 ± 0.8 | 3/3 | beat |" in last_ten
+    assert "| PPL^R, the authors' f (w=8) − ReBRAC | +0.0 ± 0.8 | 0/3 | matched |" in last_ten
+    assert "final policies" not in text
+
+    jobs = comparison_final_jobs(runs, tmp_path)
+    assert len(jobs) == 9 and len({j.key for j in jobs}) == 9
+    folder = comp[0].run_dir(tmp_path)
+    assert {"episodes=100", f"checkpoint={folder / 'checkpoint.pt'}", f"output={folder / LONG_FINAL_EVAL}"} <= set(
+        jobs[0].argv)
+    for run in comp:  # recipes/evaluate.py's summary of each final policy
+        (run.run_dir(tmp_path) / LONG_FINAL_EVAL).write_text(json.dumps(
+            {"steps": 300_000, "final_eval": {"normalized_score_mean": base[run.seed], "num_episodes": 100}}))
+    assert comparison_final_jobs(runs, tmp_path) == []
+    assert "#### The final policies (300k) on 100 episodes each" in "\n".join(comparison_lines(runs, tmp_path))
+
+
+def test_a_comparison_not_on_this_machine_keeps_its_whole_block_from_the_last_report(tmp_path):
+    grid = build_grid()
+    previous = report(grid, tmp_path).replace("0 of 9 runs finished", "9 of 9 runs finished")
+    previous += "\n\nAt step **300k**, kept\n\n| ReBRAC | 3 | kept |"
+    text = report(grid, tmp_path / "elsewhere", previous)
+    assert "9 of 9 runs finished" in text and "At step **300k**, kept" in text and "| ReBRAC | 3 | kept |" in text
