@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from ppl_torchrl.errors import BusyError
+
 #: ``mode=`` of a file written as ``open()`` would create it: ``0o666`` less the process's umask. Data files
 #: (downloads, generated datasets, behaviour policies) get it, so that a data folder shared between users keeps
 #: the permissions its owner set up through the umask; mkstemp's own 0600 would make them unreadable to others.
@@ -103,12 +105,14 @@ def replace_folder(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
 
 
 @contextmanager
-def exclusive(folder: str | os.PathLike) -> Iterator[None]:
+def exclusive(folder: str | os.PathLike, *, wait: bool = True, busy: str = "") -> Iterator[None]:
     """Holds an exclusive lock on ``folder`` (created if missing) for the block.
 
     Processes that build one shared artefact in ``folder`` (the first runs of a sweep, all importing the dataset
     they share) take turns: the first builds it, the others then find it built, instead of each replacing the
-    folder another one is reading. The folder itself is locked (``flock`` on its descriptor), so no lock file is
+    folder another one is reading. With ``wait=False`` a folder another process holds raises
+    :class:`~ppl_torchrl.errors.BusyError` at once (its message ends with ``busy``, what to do): a run folder is
+    trained by one process at a time. The folder itself is locked (``flock`` on its descriptor), so no lock file is
     left behind; the lock goes with the process if it dies. Where ``flock`` is unavailable (not POSIX) the block
     runs unlocked.
     """
@@ -123,7 +127,10 @@ def exclusive(folder: str | os.PathLike) -> Iterator[None]:
         fd = None
     try:
         if fd is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise BusyError(f"{folder} is in use by another process{busy}") from None
         yield
     finally:
         if fd is not None:

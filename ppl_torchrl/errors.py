@@ -32,6 +32,10 @@ class RunExistsError(UserError, FileExistsError):
     """A run folder already holds another run (also a ``FileExistsError``)."""
 
 
+class BusyError(UserError, BlockingIOError):
+    """A folder another process is working in, e.g. a run folder being trained (also a ``BlockingIOError``)."""
+
+
 class DeviceError(UserError, RuntimeError):
     """The requested device is not available (also a ``RuntimeError``)."""
 

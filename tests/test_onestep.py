@@ -165,6 +165,22 @@ def test_finished_phases_are_reused_by_another_policy_run(tmp_path, onestep_cfg)
     assert all(torch.equal(v, policy[k]) for k, v in critic.items() if k.startswith("qvalue_network_params"))
 
 
+@pytest.mark.slow
+def test_runs_started_together_on_one_phases_dir_take_turns_on_its_phases(tmp_path, assert_same_run):
+    """Two policy runs launched at once, sharing their BC and Q^beta phases: one trains each phase, the other waits
+    and reuses it, so each shared phase equals the same phase trained alone (interleaved writers would not)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    alone, shared = tmp_path / "alone", tmp_path / "shared"
+    subprocess.run(_recipe(alone), check=True, env=env, capture_output=True, timeout=600)
+    procs = [subprocess.Popen([*_recipe(tmp_path / name), f"phases_dir={shared}"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for name in ("a", "b")]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    for phase in ("bc", "qbeta"):
+        assert sum(f"phase {phase}: finished in {shared / phase}; reused" in out for out in outputs) == 1, outputs
+        assert_same_run(alone / phase, shared / phase)
+
+
 def test_bad_onestep_settings_fail_before_training(tmp_path, onestep_cfg):
     for key, value, match in (("optim.qbeta_steps", 0, "optim.qbeta_steps must be a positive integer"),
                               ("loss.conservative_weight", -1, "conservative_weight must be >= 0"),

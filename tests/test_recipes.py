@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -194,6 +195,34 @@ def test_resume_after_a_real_kill_is_bit_identical(tmp_path, tiny, assert_same_r
     assert_same_run(full, killed)
     # hydra's record of the command, written by the recipe once the run was accepted
     assert "resume=auto" in (killed / "hydra" / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_a_second_process_on_a_run_folder_in_training_is_refused_in_one_line(tmp_path, tiny):
+    """A relaunch while the first process still trains the folder (a grid driver started twice, a double submit)
+    must not interleave its checkpoints and logs with the first's: it fails in one line and changes nothing; the
+    folder is free again once the first process is gone (even killed)."""
+    from ppl_torchrl.atomic import exclusive
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    run = tmp_path / "run"
+    first = subprocess.Popen(_recipe_cmd(tiny, run, 1_000_000), env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not (run / "checkpoint.pt").exists() and time.time() < deadline and first.poll() is None:
+            time.sleep(0.1)
+        assert (run / "checkpoint.pt").exists(), "the first run never wrote a checkpoint"
+        second = subprocess.run(_recipe_cmd(tiny, run, 1_000_000), env=env, capture_output=True, text=True,
+                                timeout=600)
+        assert first.poll() is None, "the first run ended before the second could be refused"
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        assert second.stderr.strip().splitlines()[-1].startswith(f"error: {run} is in use by another process")
+        assert "resume=auto" in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+    with exclusive(run, wait=False):  # the lock went with the killed process
+        pass
 
 
 def test_bad_config_fails_before_training(tmp_path, tiny, make_cfg):

@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 from omegaconf import DictConfig
 
 from ppl_torchrl import progress
+from ppl_torchrl.atomic import exclusive
 from ppl_torchrl.training.checkpoints import CHECKPOINT
 from ppl_torchrl.training.config import validate_config
 from ppl_torchrl.training.resume import finished_results, resume_mode
@@ -53,10 +54,13 @@ def run_phases(phases: Sequence[Phase], start_from: Path | None = None) -> Train
         phase.check_config()
     *earlier, last = phases
     for phase in earlier:
-        if finished_results(phase.run_dir) is None:
-            progress.write(f"phase {phase.name}: {phase.cfg.optim.steps} steps in {phase.run_dir}")
-            phase.build(phase.cfg, start_from=start_from).run()
-        else:
-            progress.write(f"phase {phase.name}: finished in {phase.run_dir}; reused")
+        # runs that share an earlier phase's folder (one-step's phases_dir) take turns: one trains it, the others
+        # wait for it and then find it finished
+        with exclusive(phase.run_dir):
+            if finished_results(phase.run_dir) is None:
+                progress.write(f"phase {phase.name}: {phase.cfg.optim.steps} steps in {phase.run_dir}")
+                phase.build(phase.cfg, start_from=start_from).run()
+            else:
+                progress.write(f"phase {phase.name}: finished in {phase.run_dir}; reused")
         start_from = phase.run_dir / CHECKPOINT
     return last.build(last.cfg, start_from=start_from)

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
-from ppl_torchrl.atomic import atomic_write
+from ppl_torchrl.atomic import atomic_write, exclusive
 from ppl_torchrl.errors import ConfigError, UserError, did_you_mean, error_line, is_user_error
 from ppl_torchrl.reporting.tables import format_scores
 from ppl_torchrl.training.config import validate_config
@@ -225,9 +225,13 @@ def _run(cfg: DictConfig, build) -> dict:
         if done is not None:
             print(f"{cfg.run_dir} is finished; skipping (delete results.json to retrain).")
             return done
-    trainer = build(cfg)
-    record_hydra_config(trainer.run_dir, cfg)
-    results = trainer.run()
+    # one process per run folder: a second one (a relaunch while the first still trains) would interleave its
+    # checkpoints and logs with the first's
+    with exclusive(Path(cfg.run_dir), wait=False, busy=" (a run training there): let it finish or stop it, then "
+                   "relaunch with resume=auto to continue it; or choose another run_dir."):
+        trainer = build(cfg)
+        record_hydra_config(trainer.run_dir, cfg)
+        results = trainer.run()
     final = results.get("final_eval") or {}
     if final:
         print(format_scores([results]))
