@@ -113,8 +113,8 @@ def exclusive(folder: str | os.PathLike, *, wait: bool = True, busy: str = "") -
     folder another one is reading. With ``wait=False`` a folder another process holds raises
     :class:`~ppl_torchrl.errors.BusyError` at once (its message ends with ``busy``, what to do): a run folder is
     trained by one process at a time. The folder itself is locked (``flock`` on its descriptor), so no lock file is
-    left behind; the lock goes with the process if it dies. Where ``flock`` is unavailable (not POSIX) the block
-    runs unlocked.
+    left behind; the lock goes with the process if it dies. Where ``flock`` is unavailable (not POSIX, or a file
+    system without it) the block runs unlocked.
     """
     folder = Path(folder)
     created = not folder.exists()
@@ -131,6 +131,8 @@ def exclusive(folder: str | os.PathLike, *, wait: bool = True, busy: str = "") -
                 fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise BusyError(f"{folder} is in use by another process{busy}") from None
+            except OSError:  # a file system without flock (some NFS and Lustre mounts): run unlocked
+                pass
         yield
     finally:
         if fd is not None:
