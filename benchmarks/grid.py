@@ -110,10 +110,24 @@ def run_jobs(jobs: list[Job], parallel: int, log_dir: Path, cwd: Path = REPO, ni
     """Runs ``jobs`` in order, ``parallel`` at a time (``nice``: interactive work keeps the CPU); returns failures.
 
     A job waits while another job of its ``key`` runs (the next segment of a run waits for the previous one). A
-    failing job is reported and the others go on.
+    failing job is reported and the others go on. One driver at a time per ``log_dir``: a second one exits at once
+    (status 2, one line) instead of starting every job a second time.
     """
-    pending, active, failures = list(jobs), [], []
+    from ppl_torchrl.atomic import exclusive
+    from ppl_torchrl.errors import BusyError
+
     log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with exclusive(log_dir, wait=False, busy=" (another driver is running this grid's jobs): watch it with "
+                       "--plan, or stop it and relaunch; its runs continue from their checkpoints."):
+            return _run_jobs(jobs, parallel, log_dir, cwd, nice, poll_s)
+    except BusyError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def _run_jobs(jobs: list[Job], parallel: int, log_dir: Path, cwd: Path, nice: int, poll_s: float) -> list[str]:
+    pending, active, failures = list(jobs), [], []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     while pending or active:
         while pending and len(active) < max(1, parallel):

@@ -294,3 +294,28 @@ def test_a_comparison_not_on_this_machine_keeps_its_whole_block_from_the_last_re
     previous += "\n\nAt step **300k**, kept\n\n| ReBRAC | 3 | kept |"
     text = report(grid, tmp_path / "elsewhere", previous)
     assert "9 of 9 runs finished" in text and "At step **300k**, kept" in text and "| ReBRAC | 3 | kept |" in text
+
+
+def test_a_second_grid_driver_on_the_same_runs_exits_in_one_line_and_starts_nothing(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    import pytest
+
+    from benchmarks.grid import Job, run_jobs
+
+    logs, marker = tmp_path / "logs", tmp_path / "started"
+    job = Job("touch", (sys.executable, "-c", f"open({str(marker)!r}, 'w')"))
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from ppl_torchrl.atomic import exclusive\n"
+                               f"with exclusive({str(logs)!r}):\n    print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SystemExit) as exit_:
+            run_jobs([job], 1, logs, poll_s=0.01)
+        assert exit_.value.code == 2 and not marker.exists()
+        assert capsys.readouterr().err.strip().startswith(f"error: {logs} is in use by another process")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_jobs([job], 1, logs, poll_s=0.01) == [] and marker.exists()  # the lock went with the first driver
