@@ -25,6 +25,16 @@ SATURATED = 0.99
 SATURATION_EDGE = math.atanh(SATURATED)
 
 
+def _check_q_scale(base_loss, scale: str) -> None:
+    """``potential_actor_scale='q'`` weighs f like the base actor loss's normalised Q term: ReBRAC's (``actor_terms``)
+    or TorchRL's TD3+BC's; other bases have none."""
+    from torchrl.objectives import TD3BCLoss
+
+    if scale == "q" and not (hasattr(base_loss, "actor_terms") or isinstance(base_loss, TD3BCLoss)):
+        raise ValueError(f"potential_actor_scale='q' scales f like the normalised Q term of a ReBRAC or TD3+BC actor "
+                         f"loss; {type(base_loss).__name__} has none: use 'none' or 'self'.")
+
+
 def _check_settings(potential_bound, potential_gp, potential_lipschitz, potential_actor_scale, potential_actor_coef,
                     w_anneal_steps, potential_gp_directions="segment", saturation_penalty=0.0) -> None:
     if potential_bound is not None and not potential_bound > 0:

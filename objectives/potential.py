@@ -39,8 +39,8 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives.common import LossModule
 
 from ._checks import check_batch
-from ._composition import (POTENTIAL_OUT_KEYS, _accepted_keys, _check_settings, _on_base, _PotentialKeys,
-                           SATURATION_EDGE, _state_dict_flat, _state_dict_nested, adopt_groups, check_w)
+from ._composition import (POTENTIAL_OUT_KEYS, _accepted_keys, _check_q_scale, _check_settings, _on_base,
+                           _PotentialKeys, SATURATION_EDGE, _state_dict_flat, _state_dict_nested, adopt_groups, check_w)
 from ._networks import network_output
 
 
@@ -80,8 +80,8 @@ class PartialOT(LossModule):
         potential_gp_directions (str): the slope the penalty bounds: ``"segment"`` (along the policy-to-data direction)
             or ``"all"`` (f's whole action gradient, WGAN-GP's: the slope across that segment too).
         potential_actor_scale (str): the weight of ``f(s, pi(s))`` in the actor's term: ``"none"`` (1, the
-            authors'), ``"q"`` (the Q term's ``lambda = 1 / mean|Q|``: both terms of the Lagrangian ``-Q - f`` scaled
-            alike; ReBRAC-based losses only) or ``"self"`` (``1 / mean|f(s, pi(s))|``, detached: the f term is O(1)
+            authors'), ``"q"`` (the Q term's own weight, ReBRAC's ``lambda = 1 / mean|Q|``, TD3+BC's
+            ``alpha / mean|Q|``: both terms of the Lagrangian ``-Q - f`` scaled alike; those two bases only) or ``"self"`` (``1 / mean|f(s, pi(s))|``, detached: the f term is O(1)
             whatever f's scale, as TD3+BC normalises Q).
         potential_actor_coef (float): a multiplier of that weight.
         w_anneal_steps (int): ``w`` grows linearly from 1 to ``w`` over this many steps (extremal OT's schedule;
@@ -136,9 +136,7 @@ class PartialOT(LossModule):
         w = check_w(w)
         _check_settings(potential_bound, potential_gp, potential_lipschitz, potential_actor_scale, potential_actor_coef,
                         w_anneal_steps, potential_gp_directions, saturation_penalty)
-        if potential_actor_scale == "q" and not hasattr(base_loss, "actor_terms"):
-            raise ValueError(f"potential_actor_scale='q' scales f like the Q term of a ReBRAC-style actor loss; "
-                             f"{type(base_loss).__name__} has none: use 'none' or 'self'.")
+        _check_q_scale(base_loss, potential_actor_scale)
         if not isinstance(base_loss, LossModule):
             raise TypeError(f"base_loss must be a TorchRL LossModule, got {type(base_loss).__name__}.")
         groups = {name: module for name, module in base_loss.named_children() if name.endswith("_params")}
@@ -351,8 +349,8 @@ class PartialOT(LossModule):
         """The per-sample terms the potential adds to the actor's: ``"f"``, ``-weight f(s, pi(s))`` with the detached
         weight of ``potential_actor_scale``, and ``"saturation"`` where the penalty is on."""
         weight = self.potential_actor_coef
-        if self.potential_actor_scale == "q":
-            weight = weight * metadata["lmbda"]  # the Q term's own lambda, already detached
+        if self.potential_actor_scale == "q":  # the Q term's own weight, detached: ReBRAC's "lmbda", TD3BCLoss's "lmbd"
+            weight = weight * (metadata["lmbda"] if "lmbda" in metadata else metadata["lmbd"])
         elif self.potential_actor_scale == "self":
             weight = weight / f_actor.detach().abs().mean().clamp_min(1e-8)
         added = {"f": -f_actor if isinstance(weight, float) and weight == 1.0 else -weight * f_actor}
@@ -487,7 +485,8 @@ class PartialOT(LossModule):
             out = self.base.forward_with(tensordict, self.actor_loss)
         else:  # a TorchRL loss computes its actor term in forward: the potential's is added to it
             out = self.base(tensordict)
-            loss_actor, metadata = self._add_actor_potential(out.get("loss_actor"), {}, tensordict,
+            lmbd = {"lmbd": out.get("lmbd")} if "lmbd" in out.keys() else {}  # TD3BCLoss's Q weight, for scale "q"
+            loss_actor, metadata = self._add_actor_potential(out.get("loss_actor"), lmbd, tensordict,
                                                              self.potential_network_params.detach())
             out.set("loss_actor", loss_actor)
             out.set("potential_actor", metadata["potential_actor"])

@@ -224,11 +224,42 @@ def test_bad_switch_values_fail_with_one_line_that_says_what_to_do(bad, match):
     assert "\n" not in str(err.value)
 
 
-def test_q_scale_needs_a_rebrac_style_actor_term():
+def test_q_scale_needs_a_normalised_q_term_in_the_base_actor_loss():
+    from torchrl.objectives import IQLLoss
+    from torchrl.modules import ProbabilisticActor, TanhNormal
+    from tensordict.nn import NormalParamExtractor
+
+    torch.manual_seed(0)
+    net = nn.Sequential(MLP(in_features=OBS, out_features=2 * ACT, num_cells=[8]), NormalParamExtractor())
+    actor = ProbabilisticActor(TensorDictModule(net, ["observation"], ["loc", "scale"]), in_keys=["loc", "scale"],
+                               distribution_class=TanhNormal, return_log_prob=False)
     critic = ValueOperator(MLP(in_features=OBS + ACT, out_features=1, num_cells=[8]), in_keys=["observation", "action"])
-    with pytest.raises(ValueError, match="potential_actor_scale='q'"):
-        PartialOT(TD3BCLoss(make_actor(OBS, ACT, hidden_dim=8), critic, bounds=(-1.0, 1.0)),
-                  make_potential(OBS, ACT, hidden_dim=8), potential_actor_scale="q")
+    value = ValueOperator(MLP(in_features=OBS, out_features=1, num_cells=[8]), in_keys=["observation"])
+    with pytest.raises(ValueError, match="potential_actor_scale='q'.*IQLLoss has none"):
+        PartialOT(IQLLoss(actor, critic, value), make_potential(OBS, ACT, hidden_dim=8), potential_actor_scale="q")
+
+
+def test_q_scale_on_td3_bc_weights_f_by_its_actor_terms_own_alpha_over_mean_abs_q():
+    """On TD3BCLoss (actor term ``-alpha Q / mean|Q| + BC``) ``q`` weighs ``-f(s, pi(s))`` by ``alpha / mean|Q|``, by
+    hand from the critic, through both ``forward`` and ``actor_loss``."""
+    torch.manual_seed(0)
+    critic = ValueOperator(MLP(in_features=OBS + ACT, out_features=1, num_cells=[8]), in_keys=["observation", "action"])
+    batch = _batch()
+    loss = PartialOT(TD3BCLoss(make_actor(OBS, ACT, hidden_dim=8), critic, bounds=(-1.0, 1.0), alpha=2.5),
+                     _linear_f(), w=3.0, potential_actor_scale="q", potential_actor_coef=0.5)
+    loss.make_value_estimator(gamma=0.9)
+    plain = PartialOT(loss.base, _linear_f(), w=3.0)  # the same base with the authors' unscaled f term
+    with torch.no_grad():
+        action = loss.policy_action(batch, loss.actor_network_params)
+        with loss.qvalue_network_params[0].to_module(loss.qvalue_network):  # the first critic: TD3BCLoss's lambda
+            q = loss.qvalue_network(batch.select("observation").set("action", action))["state_action_value"]
+        f = loss.potential(batch, action, loss.potential_network_params)
+        base_actor, _ = loss.base.actor_loss(batch)
+    lmbd = 2.5 / q.abs().mean()
+    expected = base_actor - 0.5 * lmbd * f.mean()
+    torch.testing.assert_close(loss.actor_loss(batch)[0].detach(), expected)
+    torch.testing.assert_close(loss(batch)["loss_actor"].detach(), expected)
+    torch.testing.assert_close(plain(batch)["loss_actor"].detach(), base_actor - f.mean())
 
 
 def test_a_parameter_free_critic_composes():
