@@ -109,7 +109,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,7 +119,7 @@ if not __package__:  # `python benchmarks/potential_evidence.py`: the repository
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from benchmarks.grid import (REPO, RECIPES, GridRun, Job, add_grid_arguments, in_segments, plan,  # noqa: E402
-                             run_jobs, segment_jobs)
+                             read_invocations, record_invocation, run_jobs, segment_jobs)
 
 RECIPE = RECIPES / "ppl_antmaze.py"
 DATASET = "pointmaze-medium-mixed-gen-v0"
@@ -227,6 +229,15 @@ def build_grid() -> list[Run]:
         for name, loss in (("ppl_stable-w8", "ppl_stable"), ("rebrac", "rebrac"), ("ppl-w8", "ppl")):
             runs.append(Run("comparison", name, loss, seed, 300_000, 256, (("hparams.w", 8),) if "w8" in name else ()))
     return runs
+
+
+def machine() -> str:
+    """The CPU and torch that train this invocation's runs (each run trains in the driver's environment)."""
+    import torch
+
+    from ppl_torchrl.machine import cpu_model
+
+    return f"{os.cpu_count()}-core {cpu_model()}, torch {torch.__version__}"
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -463,6 +474,10 @@ def comparison_lines(runs: list[Run], root: Path, docs: Path | None = None, figu
     else:
         head = (f"At step **{step // 1000}k**, every run's end; one evaluation is 5 episodes. The stated verdict is "
                 "the table of each seed's last 10 evaluations.")
+    machines = sorted({i["machine"] for i in read_invocations(root) if i.get("group") in ("comparison", "all")
+                       and "machine" in i})
+    head += (" Trained on " + "; ".join(machines) + ", one torch thread per run." if machines else
+             " The machines that trained the runs are not recorded.")
     lines = ["", head, "", *comparison(groups, series, COMPARISON_ARMS, names, step)]
     lines += last_evaluations_section(groups, series, COMPARISON_ARMS, names, step)
     lines += final_section(groups, root, COMPARISON_ARMS, names)
@@ -577,6 +592,8 @@ def main(argv=None) -> int:
         return 0
     failures = []
     if not args.report_only:
+        record_invocation(root, {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "group": args.group,
+                                 "jobs": args.jobs, "machine": machine()})
         order = []
         for group, segment in SEGMENTS.items():
             group_runs = [r.grid_run(root) for r in chosen if r.group == group]

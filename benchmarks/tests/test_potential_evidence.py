@@ -262,6 +262,12 @@ def test_the_comparison_is_marked_interim_until_every_run_ends_then_verdicts_on_
         _write_comparison(run, tmp_path, score(run), 150_000 if run.name == "rebrac" and run.seed == 1 else 100_000)
     text = "\n".join(comparison_lines(runs, tmp_path))
     assert "*Interim, at step 100k of 300k*" in text and "no verdict is read" in text
+    assert "The machines that trained the runs are not recorded." in text
+    from benchmarks.grid import record_invocation
+    record_invocation(tmp_path, {"group": "comparison", "machine": "2-core AMD EPYC, torch 2.13.0+cpu"})
+    record_invocation(tmp_path, {"group": "gelu", "machine": "another"})  # another group's invocation
+    text = "\n".join(comparison_lines(runs, tmp_path))
+    assert "Trained on 2-core AMD EPYC, torch 2.13.0+cpu, one torch thread per run." in text and "another" not in text
     assert "| ReBRAC | 3 | 50.0 ± 0.8 | 50.0, 51.0, 49.0 |" in text
     assert "Mean of the last 10 evaluations (10k-100k)" in text
     assert comparison_final_jobs(runs, tmp_path) == []  # none finished
