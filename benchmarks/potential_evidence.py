@@ -100,8 +100,11 @@ thread, with the mechanism probe (``ppl_torchrl/training/probe.py``) at every ev
   largest step all nine have reached are marked interim, and no verdict is read from them.
 
 The mechanism runs go to their end in one process each (on a loaded 2-core CPU a compilation took 12 minutes,
-too much to pay every 25k steps); the comparison runs advance in segments of 25k steps (``checkpoint.stop_after``,
-then a resume) so that an unfinished grid still compares every run at one step. Each run is its own folder under ``--runs-dir`` with ``resume=auto``, so a
+too much to pay every 25k steps); the comparison runs advance in segments of 30k steps (``checkpoint.stop_after``,
+then a resume) so that an unfinished grid still compares every run at one step. A segment ends on a checkpoint
+(a multiple of ``checkpoint.every``, 10k): ``stop_after`` stops as a kill would, so the steps after the last checkpoint
+are trained again by the next segment (exactly, but twice). The first 75k steps ran in 25k segments (5k steps
+trained twice per segment); from there on 30k. Each run is its own folder under ``--runs-dir`` with ``resume=auto``, so a
 relaunch (or a kill) costs only the unfinished segment. The report is section ``potential-evidence`` of
 docs/evidence.md.
 """
@@ -127,7 +130,7 @@ DATASET = "pointmaze-medium-mixed-gen-v0"
 SEGMENTS = {"mechanism": 100_000, "nobc": 100_000, "gelu": 100_000, "heldout": 100_000, "nobc_all": 100_000,
             "cheetah_me": 100_000, "cheetah_gp_all": 100_000, "cheetah_guard": 100_000,
             "cheetah_guard_seeds": 100_000, "cheetah_guard_w": 100_000, "cheetah_actor_bc": 100_000,
-            "comparison": 25_000}
+            "comparison": 30_000}
 #: the groups reported in the mechanism table (seed 0, 100k steps, 3 x 64 networks, probed)
 MECHANISM_GROUPS = ("mechanism", "nobc", "gelu", "nobc_all", "cheetah_me", "cheetah_gp_all", "cheetah_guard",
                     "cheetah_guard_w", "cheetah_actor_bc")

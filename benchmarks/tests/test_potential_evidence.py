@@ -2,6 +2,8 @@
 runs differ from their BC twins by the actor's BC term alone, and the report has a row for every mechanism run."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from hydra import compose, initialize_config_dir
 
 from benchmarks.potential_evidence import MECHANISM_GROUPS, build_grid, report
@@ -325,3 +327,17 @@ def test_a_second_grid_driver_on_the_same_runs_exits_in_one_line_and_starts_noth
         holder.kill()
         holder.wait()
     assert run_jobs([job], 1, logs, poll_s=0.01) == [] and marker.exists()  # the lock went with the first driver
+
+
+def test_every_segment_of_every_group_ends_on_a_checkpoint():
+    """``checkpoint.stop_after`` stops as a kill would: a segment that does not end on a checkpoint leaves steps that
+    the next segment trains again."""
+    from benchmarks.grid import in_segments
+    from benchmarks.potential_evidence import EVAL_EVERY, SEGMENTS
+
+    runs = build_grid()
+    for group, segment in SEGMENTS.items():
+        chosen = [r for r in runs if r.group == group]
+        for run, stop in in_segments(chosen, segment):
+            assert stop % EVAL_EVERY == 0, (group, stop)  # EVAL_EVERY is every run's checkpoint.every
+    assert all(f"checkpoint.every={EVAL_EVERY}" in r.grid_run(Path("/x")).overrides for r in runs)
