@@ -102,8 +102,8 @@ thread, with the mechanism probe (``ppl_torchrl/training/probe.py``) at every ev
 The mechanism runs go to their end in one process each (on a loaded 2-core CPU a compilation took 12 minutes,
 too much to pay every 25k steps); the comparison runs advance in segments of 30k steps (``checkpoint.stop_after``,
 then a resume) so that an unfinished grid still compares every run at one step. A segment ends on a checkpoint
-(a multiple of ``checkpoint.every``, 10k): ``stop_after`` stops as a kill would, so the steps after the last checkpoint
-are trained again by the next segment (exactly, but twice). The first 75k steps ran in 25k segments (5k steps
+(a multiple of ``checkpoint.every``, 10k): ``stop_after`` stops as a kill would, so the steps after the last
+checkpoint are trained again by the next segment (exactly, but twice). The first 75k steps ran in 25k segments (5k steps
 trained twice per segment); from there on 30k. Each run is its own folder under ``--runs-dir`` with ``resume=auto``, so a
 relaunch (or a kill) costs only the unfinished segment. The report is section ``potential-evidence`` of
 docs/evidence.md.

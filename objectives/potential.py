@@ -81,8 +81,9 @@ class PartialOT(LossModule):
             or ``"all"`` (f's whole action gradient, WGAN-GP's: the slope across that segment too).
         potential_actor_scale (str): the weight of ``f(s, pi(s))`` in the actor's term: ``"none"`` (1, the
             authors'), ``"q"`` (the Q term's own weight, ReBRAC's ``lambda = 1 / mean|Q|``, TD3+BC's
-            ``alpha / mean|Q|``: both terms of the Lagrangian ``-Q - f`` scaled alike; those two bases only) or ``"self"`` (``1 / mean|f(s, pi(s))|``, detached: the f term is O(1)
-            whatever f's scale, as TD3+BC normalises Q).
+            ``alpha / mean|Q|``: both terms of the Lagrangian ``-Q - f`` scaled alike; those two bases only) or
+            ``"self"`` (``1 / mean|f(s, pi(s))|``, detached: the f term is O(1) whatever f's scale, as TD3+BC
+            normalises Q).
         potential_actor_coef (float): a multiplier of that weight.
         w_anneal_steps (int): ``w`` grows linearly from 1 to ``w`` over this many steps (extremal OT's schedule;
             :meth:`set_training_step`); 0: ``w`` throughout.
