@@ -24,7 +24,6 @@ base side is unchanged. Give it its own ``--runs-dir`` and ``--section``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,9 +31,8 @@ from pathlib import Path
 if not __package__:  # `python benchmarks/compose_evidence.py`: the repository root instead of this folder
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from benchmarks.grid import (REPO, RECIPES, GridRun, add_grid_arguments, command_line,  # noqa: E402
+from benchmarks.grid import (REPO, RECIPES, GridRun, add_grid_arguments, command_line, machine,  # noqa: E402
                              measured_nowhere, read_invocations, record_invocation, run_jobs, segment_jobs)
-from ppl_torchrl.machine import cpu_model  # noqa: E402
 
 DATASET = "pointmaze-medium-mixed-gen-v0"
 PAIRS = (("td3_bc", "ppl_td3_bc"), ("cql", "ppl_cql"), ("iql", "ppl_iql"))
@@ -105,13 +103,6 @@ def run(args) -> list[str]:
     return failures
 
 
-def _machine() -> str:
-    """The CPU and the torch of the reporting environment (the grid's runs train in it)."""
-    import torch
-
-    return f"{os.cpu_count()}-core {cpu_model()}, torch {torch.__version__}"
-
-
 def report(args) -> str:
     from benchmarks.evidence_report import SCORE, SUCCESS, make_cell
     from benchmarks.verdict import compare
@@ -147,7 +138,7 @@ def report(args) -> str:
     budget = (f"`{DATASET}`, seeds {list(args.seeds)}, {steps}, batch {args.batch_size}, "
               f"networks {args.num_hidden} x {args.hidden_dim} (ReLU MLPs), eager updates, one torch thread per run, "
               f"{'one run' if args.jobs == 1 else f'{args.jobs} runs'} at a time; final evaluation "
-              f"{args.eval_episodes} episodes (eval seed 42){cql}; {wall:.1f} min of wall time in all on {_machine()} "
+              f"{args.eval_episodes} episodes (eval seed 42){cql}; {wall:.1f} min of wall time in all on {machine()} "
               "(shared with other jobs)")
     return (f"Command: `{args.command}`.\n\n"
             f"Budget: {budget}.\n\n" + "\n".join(rows) + "\n\nScores are normalized (0 = random, 100 = the "

@@ -43,6 +43,15 @@ def measured_nowhere(run_dirs: Iterable[Path], root: Path) -> bool:
     return True
 
 
+def machine() -> str:
+    """The CPU and torch of this environment, which trains a grid's runs: ``"2-core AMD EPYC, torch 2.13.0+cpu"``."""
+    import torch
+
+    from ppl_torchrl.machine import cpu_model
+
+    return f"{os.cpu_count()}-core {cpu_model()}, torch {torch.__version__}"
+
+
 def as_overrides(settings: Mapping) -> list[str]:
     """Hydra's ``key=value`` command-line overrides of ``settings``, in order."""
     return [f"{k}={v}" for k, v in settings.items()]

@@ -112,7 +112,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -121,8 +120,8 @@ from pathlib import Path
 if not __package__:  # `python benchmarks/potential_evidence.py`: the repository root instead of this folder
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from benchmarks.grid import (REPO, RECIPES, GridRun, Job, add_grid_arguments, in_segments, plan,  # noqa: E402
-                             read_invocations, record_invocation, run_jobs, segment_jobs)
+from benchmarks.grid import (REPO, RECIPES, GridRun, Job, add_grid_arguments, in_segments, machine,  # noqa: E402
+                             plan, read_invocations, record_invocation, run_jobs, segment_jobs)
 
 RECIPE = RECIPES / "ppl_antmaze.py"
 DATASET = "pointmaze-medium-mixed-gen-v0"
@@ -232,15 +231,6 @@ def build_grid() -> list[Run]:
         for name, loss in (("ppl_stable-w8", "ppl_stable"), ("rebrac", "rebrac"), ("ppl-w8", "ppl")):
             runs.append(Run("comparison", name, loss, seed, 300_000, 256, (("hparams.w", 8),) if "w8" in name else ()))
     return runs
-
-
-def machine() -> str:
-    """The CPU and torch that train this invocation's runs (each run trains in the driver's environment)."""
-    import torch
-
-    from ppl_torchrl.machine import cpu_model
-
-    return f"{os.cpu_count()}-core {cpu_model()}, torch {torch.__version__}"
 
 
 # ------------------------------------------------------------------------------------------ report
