@@ -315,10 +315,20 @@ def test_d4rl_id_uses_d4rl_cache_and_no_network_error(tmp_path, monkeypatch):
 
 
 def test_unknown_id_names_close_matches():
-    with pytest.raises(KeyError, match="Did you mean 'hopper-medium-v2'"):
+    with pytest.raises(KeyError, match="Did you mean 'hopper-medium-v2', 'hopper-medium-v1'") as err:
         make_offline_replay_buffer("hoper-medium-v2", batch_size=2)
-    with pytest.raises(KeyError, match="local D4RL-format .hdf5 file"):
+    assert str(err.value).count("'hopper-medium-v2'") == 2  # the suggestion once, and the example
+    with pytest.raises(KeyError, match="local D4RL-format .hdf5 file.*OGBench single-task id"):
         make_offline_replay_buffer("no-such-dataset", batch_size=2)
+    with pytest.raises(KeyError, match="Did you mean 'cube-single-play-singletask-task2-v0'"):
+        make_offline_replay_buffer("cube-singel-play-singletask-task2-v0", batch_size=2)
+
+
+def test_an_ogbench_npz_path_says_to_pass_its_id(tmp_path):
+    npz = tmp_path / "cube-single-play-v0.npz"
+    npz.write_bytes(b"PK")
+    with pytest.raises(KeyError, match="dataset.id=.*dataset.path=<file.npz>"):
+        make_offline_replay_buffer(str(npz), batch_size=2)
 
 
 # ----------------------------------------------------------------------------------------------

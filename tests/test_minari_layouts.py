@@ -142,3 +142,72 @@ def test_data_and_eval_env_of_different_sizes_fail_before_training(tmp_path, rec
                                         "dataset.eval_id": "hopper-medium-v2"}))
     assert "observation_keys" not in str(err.value)  # not a Minari dict dataset: no hint about it
     assert not (tmp_path / "run").exists()
+
+
+def _write_minari(dataset_id, episodes, observation_space, act_dim):
+    import gymnasium as gym
+    import minari
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        minari.create_dataset_from_buffers(
+            dataset_id, episodes, observation_space=observation_space,
+            action_space=gym.spaces.Box(-1, 1, (act_dim,), np.float32), algorithm_name="hand-made", author="test",
+            author_email="t@e.st", code_permalink="none")
+
+
+def test_nested_dict_observations_as_minari_kitchen_are_flattened_in_sorted_key_order():
+    """FrankaKitchen (Minari's ``D4RL/kitchen/*``) has Dict spaces inside its Dict observation space."""
+    import gymnasium as gym
+    from minari.data_collector import EpisodeBuffer
+
+    box = lambda n: gym.spaces.Box(-np.inf, np.inf, (n,), np.float64)  # noqa: E731
+    goals = lambda: gym.spaces.Dict({"microwave": box(1), "kettle": box(7)})  # noqa: E731
+    space = gym.spaces.Dict({"observation": box(59), "achieved_goal": goals(), "desired_goal": goals()})
+    steps, rng = 4, np.random.default_rng(0)
+    obs = {"observation": rng.normal(size=(steps + 1, 59)),
+           "achieved_goal": {"kettle": rng.normal(size=(steps + 1, 7)), "microwave": rng.normal(size=(steps + 1, 1))},
+           "desired_goal": {"kettle": rng.normal(size=(steps + 1, 7)), "microwave": rng.normal(size=(steps + 1, 1))}}
+    _write_minari("test/kitchen-v0", [EpisodeBuffer(
+        observations=obs, actions=rng.uniform(-1, 1, (steps, 9)).astype(np.float32), rewards=np.zeros(steps),
+        terminations=np.zeros(steps, bool), truncations=np.eye(steps, dtype=bool)[-1])], space, 9)
+
+    default = make_offline_replay_buffer("test/kitchen-v0", batch_size=2, progress=False)
+    assert default.dataset_stats.obs_dim == 8 + 8 + 59
+    want = np.concatenate([obs["achieved_goal"]["kettle"][1], obs["achieved_goal"]["microwave"][1],
+                           obs["desired_goal"]["kettle"][1], obs["desired_goal"]["microwave"][1],
+                           obs["observation"][1]])
+    np.testing.assert_allclose(_storage(default)[OBSERVATION][1].double().numpy(), want, rtol=1e-6)
+    np.testing.assert_allclose(gym.spaces.flatten(space, {k: (v[1] if k == "observation" else
+                                                              {g: x[1] for g, x in v.items()})
+                                                          for k, v in obs.items()}), want, rtol=1e-6)
+    picked = make_offline_replay_buffer("test/kitchen-v0", batch_size=2, progress=False,
+                                        observation_keys=["observation", "achieved_goal"])
+    np.testing.assert_allclose(_storage(picked)[OBSERVATION][0].double().numpy(),
+                               np.concatenate([obs["observation"][0], obs["achieved_goal"]["kettle"][0],
+                                               obs["achieved_goal"]["microwave"][0]]), rtol=1e-6)
+
+
+def test_an_episode_ending_with_neither_flag_never_takes_the_next_episodes_action():
+    import gymnasium as gym
+    from minari.data_collector import EpisodeBuffer
+
+    from ppl_torchrl.keys import ACTION, NEXT_ACTION, TERMINATED
+
+    steps = 3
+
+    def episode(e, terminated_at_end):  # observation[0] and 100 x action encode 10 x episode + step
+        return EpisodeBuffer(observations=np.array([[10.0 * e + t, 0.0] for t in range(steps + 1)]),
+                             actions=np.array([[10 * e + t] for t in range(steps)], np.float32) / 100,
+                             rewards=np.zeros(steps), terminations=np.array([0, 0, terminated_at_end], bool),
+                             truncations=np.zeros(steps, bool))
+
+    _write_minari("test/flagless-v0", [episode(0, False), episode(1, True)],
+                  gym.spaces.Box(-np.inf, np.inf, (2,)), 1)
+    td = _storage(make_offline_replay_buffer("test/flagless-v0", batch_size=2, progress=False))
+    s, a = td[OBSERVATION][:, 0].round().long().tolist(), (100 * td[ACTION][:, 0]).round().long().tolist()
+    a_next = (100 * td[NEXT_ACTION][:, 0]).round().long().tolist()
+    # episode 0's last step (s = 2) is dropped as a cut episode; episode 1 keeps its terminal step until the
+    # dataset's last row, which is always dropped
+    assert s == [0, 1, 10, 11] and a == s and a_next == [1, 2, 11, 12]
+    assert td[TERMINATED][:, 0].tolist() == [False] * 4

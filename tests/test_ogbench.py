@@ -83,8 +83,9 @@ def test_ids_parse():
     assert parse_ogbench_id("pointmaze-medium-navigate-singletask-task5-v0").env_id == \
         "pointmaze-medium-singletask-task5-v0"
     for bad in ("cube-single-play-v0", "cube-single-navigate-singletask-v0", "cube-single-play-singletask-task7-v0",
-                "hopper-medium-v2"):
+                "hopper-medium-v2", "antmaze-giant-explore-singletask-task1-v0"):  # OGBench has no giant explore
         assert parse_ogbench_id(bad) is None
+    assert parse_ogbench_id("antmaze-teleport-explore-singletask-task1-v0") is not None
 
 
 def test_regular_file_matches_ogbench_loader_and_relabelling(data_dir):

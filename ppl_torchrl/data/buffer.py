@@ -15,6 +15,7 @@ from ppl_torchrl.data.ogbench import OGBenchExperienceReplay
 from ppl_torchrl.data.transforms import reward_transform, state_norm_transform
 from ppl_torchrl.errors import did_you_mean
 from ppl_torchrl.registry import DATASETS, is_ogbench_id
+from ppl_torchrl.registry.ogbench_ids import ogbench_single_task_ids
 
 __all__ = ["OGBenchSource", "make_offline_replay_buffer", "resolve_dataset"]
 
@@ -45,21 +46,29 @@ def resolve_dataset(dataset: str | Path) -> DatasetKind:
     """
     if isinstance(dataset, OGBenchSource) or is_ogbench_id(dataset):
         return "ogbench"
+    if str(dataset).endswith(".npz"):
+        raise KeyError(
+            f"{dataset} is a .npz file: OGBench files are read through their single-task id. Pass the id as the "
+            "dataset and the file as its path (recipes: dataset.id=cube-single-play-singletask-task2-v0 "
+            "dataset.path=<file.npz>; Python: OGBenchSource(<id>, path=<file.npz>))."
+        )
     if isinstance(dataset, Path) or str(dataset).endswith((".hdf5", ".h5")) or Path(str(dataset)).expanduser().is_file():
         return "hdf5"
     if is_d4rl_id(dataset):
         return "d4rl"
     if "/" in dataset or dataset in local_minari_ids():
         return "minari"
-    candidates = list(D4RL_URLS) + list(DATASETS) + local_minari_ids()
+    candidates = dict.fromkeys([*D4RL_URLS, *DATASETS, *local_minari_ids(),
+                                *ogbench_single_task_ids(), *ogbench_single_task_ids(generated=True)])
     hint = did_you_mean(dataset, candidates)
     spec = DATASETS.get(dataset)
     if spec is not None and spec.source != "d4rl":
         hint = f" {dataset!r} is a registered {spec.source} dataset: generate it and pass the HDF5 path."
     raise KeyError(
         f"Unknown dataset {dataset!r}.{hint} Pass a D4RL id (ppl_torchrl.registry.DATASETS, e.g. "
-        f"'hopper-medium-v2'), the path of a local D4RL-format .hdf5 file, or a Minari id available "
-        f"under {minari_root()} (set MINARI_DATASETS_PATH)."
+        f"'hopper-medium-v2'), the path of a local D4RL-format .hdf5 file, a Minari id available "
+        f"under {minari_root()} (set MINARI_DATASETS_PATH), or an OGBench single-task id of a state-based "
+        "dataset (e.g. 'cube-single-play-singletask-task2-v0', tasks 1-5)."
     )
 
 

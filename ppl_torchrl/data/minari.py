@@ -48,6 +48,16 @@ def local_minari_ids() -> list[str]:
     )
 
 
+def _rows(value) -> np.ndarray:
+    """One observation entry as ``[T+1, dim]`` float32; a nested dict (Minari stores Dict spaces inside Dict
+    spaces as nested groups, e.g. FrankaKitchen's ``desired_goal``) concatenated in sorted key order, the order
+    of gymnasium's ``flatten`` for a Dict space built from a dict."""
+    if isinstance(value, dict):
+        return np.concatenate([_rows(value[k]) for k in sorted(value)], axis=1)
+    value = np.asarray(value, dtype=np.float32)
+    return value.reshape(len(value), -1)
+
+
 def _flatten_obs(obs, keys: Sequence[str] | None) -> np.ndarray:
     """Observations of one episode as ``[T+1, dim]`` float32; dict observations concatenated."""
     if isinstance(obs, dict):
@@ -55,8 +65,7 @@ def _flatten_obs(obs, keys: Sequence[str] | None) -> np.ndarray:
         missing = [k for k in keys if k not in obs]
         if missing:
             raise KeyError(f"observation_keys {missing} not in the dataset's observations {sorted(obs)}.")
-        parts = [np.asarray(obs[k], dtype=np.float32).reshape(len(obs[k]), -1) for k in keys]
-        return np.concatenate(parts, axis=1)
+        return np.concatenate([_rows(obs[k]) for k in keys], axis=1)
     if keys is not None:
         raise ValueError(f"observation_keys={list(keys)} picks entries of dict observations, but this dataset's "
                          "observations are one array: leave observation_keys unset.")
@@ -98,11 +107,11 @@ def import_minari_dataset(
     """Imports the local Minari dataset ``dataset_id`` into CORL-semantics transitions at ``dest``.
 
     Episodes are concatenated in Minari's order; a step with ``truncations`` set is dropped like
-    a D4RL timeout row, ``terminations`` is the only flag that stops bootstrapping, the next
-    action is the action of the following row, and the dataset's last row is dropped
-    (:mod:`ppl_torchrl.data.transitions`). Dict observations are concatenated in the order of
-    ``observation_keys`` (default: all keys, sorted); the stats' ``metadata`` records the keys used and
-    the keys available.
+    a D4RL timeout row (so is the last step of an episode that ends with neither flag), ``terminations``
+    is the only flag that stops bootstrapping, the next action is the action of the following row, and
+    the dataset's last row is dropped (:mod:`ppl_torchrl.data.transitions`). Dict observations are
+    concatenated in the order of ``observation_keys`` (default: all keys, sorted; a nested dict's entries
+    in sorted order); the stats' ``metadata`` records the keys used and the keys available.
     """
     import minari
 
@@ -145,6 +154,9 @@ def import_minari_dataset(
             arrays["rewards"][sl] = np.asarray(ep.rewards, dtype=np.float32).reshape(-1)
             arrays["terminals"][sl] = np.asarray(ep.terminations, dtype=bool).reshape(-1)
             arrays["timeouts"][sl] = np.asarray(ep.truncations, dtype=bool).reshape(-1)
+            # an episode that ends with neither flag (possible with create_dataset_from_buffers) is cut there: its
+            # last row is dropped like a truncated one, instead of taking the next episode's first action as a'
+            arrays["timeouts"][row + t - 1] |= not arrays["terminals"][row + t - 1]
             row += t
         if row != n or n < 2:
             raise ValueError(f"Minari dataset {dataset_id!r}: read {row} steps, metadata says {n}; re-download it.")
