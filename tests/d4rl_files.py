@@ -75,6 +75,7 @@ class Layout:
     num_terminals: int            # terminal rows among the kept ones
     metadata: dict = field(default_factory=dict)  # scalar entries, as Python values
     ignored: tuple = ()           # non-scalar entries nobody reads (policy weights)
+    max_episode_steps: int | None = None  # a file without timeouts: D4RL's time limit of its environment
 
     @property
     def filename(self) -> str:
@@ -308,6 +309,31 @@ def maze2d_v1() -> Layout:
                   ["dataset=antmaze-umaze-v2", "dataset.id=maze2d-umaze-v1"], entries, 245, 0)
 
 
+def kitchen_v0() -> Layout:
+    """kitchen-complete-v0: scripts/generation/generate_kitchen_datasets.py.
+
+    observations (60), actions (9), rewards and terminals as float32 (each demonstration's last step is terminal),
+    and a top-level int ``infos`` holding the demonstration's index; no ``timeouts``, so D4RL's
+    ``qlearning_dataset`` ends episodes at the environment's time limit (280 steps: d4rl/kitchen/__init__.py).
+    The second demonstration is longer than the limit, so the limit cuts it once.
+    """
+    rng = np.random.default_rng(11)
+    lengths = (120, 300, 90)
+    terminals, _ = flags([(length, "terminal") for length in lengths])
+    n = len(terminals)
+    entries = {
+        "observations": rows(rng, n, 60),
+        "actions": np.clip(rows(rng, n, 9) / 1000, -1, 1).astype(np.float32),
+        "rewards": rng.integers(0, 5, size=n).astype(np.float32),
+        "terminals": terminals.astype(np.float32),
+        "infos": np.repeat(np.arange(len(lengths)), lengths),
+    }
+    # 510 rows; D4RL's counter restarts at 1 after the terminal row 119, so it reaches 279 at row 120 + 278 = 398,
+    # a timeout; terminals at 119, 419 and 509 (the last row, dropped): 509 - 1 = 508 transitions, 2 terminals
+    return Layout("kitchen-complete-v0", "ppl_mujoco", ["dataset=hopper-medium-v2", "dataset.id=kitchen-complete-v0"],
+                  entries, 508, 2, ignored=("infos",), max_episode_steps=280)
+
+
 LAYOUTS = {
     "gym-mujoco-v2-medium": gym_mujoco_v2_medium,
     "gym-mujoco-v2-medium-replay": gym_mujoco_v2_medium_replay,
@@ -316,6 +342,7 @@ LAYOUTS = {
     "adroit-v1-cloned": adroit_v1_cloned,
     "adroit-v1-expert": adroit_v1_expert,
     "maze2d-v1": maze2d_v1,
+    "kitchen-v0": kitchen_v0,
 }
 
 

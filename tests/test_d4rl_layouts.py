@@ -70,14 +70,24 @@ def d4rl_get_dataset(path: Path) -> dict:
     return out
 
 
-def d4rl_qlearning_dataset(dataset: dict) -> dict:
-    """d4rl/__init__.py qlearning_dataset (with timeouts) and algorithms/offline/rebrac.py's next_actions."""
+def d4rl_qlearning_dataset(dataset: dict, max_episode_steps: int | None = None) -> dict:
+    """d4rl/__init__.py qlearning_dataset (``env._max_episode_steps`` is ``max_episode_steps``, used by files without
+    timeouts) and algorithms/offline/rebrac.py's next_actions."""
     n = dataset["rewards"].shape[0]
     keys = ("observations", "actions", "next_observations", "next_actions", "rewards", "terminals", "rows")
     out = {k: [] for k in keys}
+    episode_step = 0
     for i in range(n - 1):
-        if dataset["timeouts"][i]:
+        if "timeouts" in dataset:
+            final_timestep = dataset["timeouts"][i]
+        else:
+            final_timestep = episode_step == max_episode_steps - 1
+        if final_timestep:
+            episode_step = 0
             continue
+        if dataset["terminals"][i]:
+            episode_step = 0
+        episode_step += 1
         out["observations"].append(dataset["observations"][i].astype(np.float32))
         out["next_observations"].append(dataset["observations"][i + 1].astype(np.float32))
         out["actions"].append(dataset["actions"][i].astype(np.float32))
@@ -95,7 +105,7 @@ def check_semantics(buffer, layout: Layout, path: Path) -> None:
     n = len(layout.entries["rewards"])
     counts = (stats.num_steps, stats.num_transitions, stats.num_terminals)
     assert counts == (n, layout.num_transitions, layout.num_terminals)
-    ref = d4rl_qlearning_dataset(d4rl_get_dataset(path))
+    ref = d4rl_qlearning_dataset(d4rl_get_dataset(path), layout.max_episode_steps)
     assert len(ref["rows"]) == layout.num_transitions
     td = buffer[: len(buffer)]
     kept = ref["rows"]
@@ -127,13 +137,14 @@ def test_layout_loads_from_a_path(name, tmp_path):
     assert info.metadata == layout.metadata
     assert info.ignored == layout.ignored                       # behaviour-policy weights: not read, not checked
     assert set(info.infos) == {k for k in layout.entries if k.startswith("infos/")}
-    buffer = make_offline_replay_buffer(path, batch_size=8, seed=0, progress=False)
+    buffer = make_offline_replay_buffer(path, batch_size=8, seed=0, progress=False,
+                                        max_episode_steps=layout.max_episode_steps)
     check_semantics(buffer, layout, path)
     assert buffer.metadata == layout.metadata                  # kept as the dataset's metadata
     batch = buffer.sample()
     assert batch[OBSERVATION].shape == (8, layout.entries["observations"].shape[1])
     # the second call reuses the import, metadata included
-    again = make_offline_replay_buffer(path, batch_size=8, progress=False)
+    again = make_offline_replay_buffer(path, batch_size=8, progress=False, max_episode_steps=layout.max_episode_steps)
     assert len(again) == layout.num_transitions and again.metadata == layout.metadata
 
 
@@ -259,7 +270,7 @@ def _nan(key, index):
 @pytest.mark.parametrize(
     "name, mutate, match",
     [
-        ("gym-mujoco-v2-medium", _without("timeouts"), r"lacks the D4RL key\(s\) \['timeouts'\] \(it has \["),
+        ("gym-mujoco-v2-medium", _without("rewards"), r"lacks the D4RL key\(s\) \['rewards'\] \(it has \["),
         ("adroit-v1-expert", _without("actions"), r"lacks the D4RL key\(s\) \['actions'\]"),
         ("gym-mujoco-v2-medium", lambda e: e.__setitem__("actions", e["actions"][:-1]),
          r"every key must have 256 rows \(the length of 'rewards'\), but got \{'actions': \(255, 3\)\}"),
@@ -305,3 +316,57 @@ def test_truncated_real_layout_says_truncated(fraction, tmp_path, monkeypatch):
         make_offline_replay_buffer(layout.dataset_id, batch_size=2, progress=False)
     assert not list((tmp_path / "cache" / "downloads").iterdir())
     assert not (tmp_path / "cache" / "d4rl" / layout.dataset_id).exists()
+
+
+def test_a_file_without_timeouts_needs_its_time_limit_and_the_import_follows_it(tmp_path):
+    """D4RL's older layout (kitchen, maze2d, v0): from a path, the time limit is asked for in one line; a
+    different limit imports again, as the transitions differ."""
+    layout, path = write_layout("kitchen-v0", tmp_path / "files")
+    with pytest.raises(D4RLFileError, match=r"has no 'timeouts' .*pass max_episode_steps=<the limit> "
+                                            r"\(recipes: dataset.max_episode_steps="):
+        make_offline_replay_buffer(path, batch_size=2, progress=False)
+    assert not (tmp_path / "cache" / "hdf5").exists() or not any((tmp_path / "cache" / "hdf5").iterdir())
+    assert len(make_offline_replay_buffer(path, batch_size=2, progress=False, max_episode_steps=280)) == 508
+    # a limit of 100 cuts rows 99, 218 (the counter is 1 at row 120, after the terminal row 119), 318 and 418
+    shorter = make_offline_replay_buffer(path, batch_size=2, progress=False, max_episode_steps=100)
+    ref = d4rl_qlearning_dataset(d4rl_get_dataset(path), 100)
+    np.testing.assert_array_equal(shorter[: len(shorter)][OBSERVATION][:, 0].numpy(), ref["rows"])
+    assert len(shorter) == 509 - 4 and not {99, 218, 318, 418} & set(ref["rows"].tolist())
+    assert len(make_offline_replay_buffer(path, batch_size=2, progress=False, max_episode_steps=280)) == 508
+
+
+def test_time_limit_timeouts_equal_d4rls_counter():
+    """The vectorised rule against D4RL's loop, on random flags and limits (a terminal on a final step included)."""
+    from ppl_torchrl.data.transitions import corl_transition_rows, time_limit_timeouts
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        n, limit = int(rng.integers(2, 60)), int(rng.integers(1, 8))
+        terminals = rng.random(n) < rng.choice([0.0, 0.05, 0.3, 0.9])
+        dataset = {"rewards": np.zeros(n), "terminals": terminals, "observations": np.zeros((n, 1)),
+                   "actions": np.zeros((n, 1))}
+        rows = corl_transition_rows(time_limit_timeouts(terminals, limit))
+        np.testing.assert_array_equal(rows, d4rl_qlearning_dataset(dataset, limit)["rows"])
+    with pytest.raises(ValueError, match="max_episode_steps must be >= 1"):
+        time_limit_timeouts(np.zeros(3, bool), 0)
+
+
+def test_the_recipes_time_limit_comes_from_the_config_else_d4rl_else_the_eval_task(tmp_path):
+    from omegaconf import OmegaConf
+
+    from ppl_torchrl.errors import ConfigError
+    from ppl_torchrl.training.data_source import dataset_time_limit
+
+    _, path = write_layout("kitchen-v0", tmp_path / "files")
+    cfg = lambda **dataset: OmegaConf.create({"dataset": {"max_episode_steps": None, **dataset}})  # noqa: E731
+    assert dataset_time_limit(cfg(id="kitchen-complete-v0"), str(path), None) == 280       # D4RL's own
+    assert dataset_time_limit(cfg(id=str(path)), str(path), "hopper-medium-v2") == 1000    # the eval task's
+    assert dataset_time_limit(cfg(id=str(path)), str(path), None) is None                  # none: the file says
+    assert dataset_time_limit(cfg(id="kitchen-complete-v0", max_episode_steps=50), str(path), None) == 50
+    for bad in (0, "280", 2.5):
+        with pytest.raises(ConfigError, match="must be a positive number of steps"):
+            dataset_time_limit(cfg(id=str(path), max_episode_steps=bad), str(path), None)
+    ogbench = "cube-single-play-singletask-task2-v0"
+    assert dataset_time_limit(cfg(id=ogbench), ogbench, ogbench) is None
+    with pytest.raises(ConfigError, match="applies to D4RL-format files without timeouts.*leave it unset"):
+        dataset_time_limit(cfg(id=ogbench, max_episode_steps=100), ogbench, ogbench)

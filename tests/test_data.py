@@ -112,7 +112,7 @@ def _write_raw(path, data):
 @pytest.mark.parametrize(
     "mutate, match",
     [
-        (lambda d: d.pop("timeouts"), r"lacks the D4RL key\(s\) \['timeouts'\]"),
+        (lambda d: d.pop("terminals"), r"lacks the D4RL key\(s\) \['terminals'\]"),
         (lambda d: d.__setitem__("actions", d["actions"][:-1]), "every key must have 9 rows"),
         (lambda d: d["observations"].__setitem__((4, 1), np.nan), "'observations' holds NaN or inf .*row 4"),
         (lambda d: d["rewards"].__setitem__(7, np.inf), "'rewards' holds NaN or inf .*row 7"),

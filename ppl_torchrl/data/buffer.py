@@ -86,6 +86,7 @@ def make_offline_replay_buffer(
     without_replacement: bool = False,
     download: bool = True,
     observation_keys: Sequence[str] | None = None,
+    max_episode_steps: int | None = None,
     progress: bool = True,
 ) -> TensorDictReplayBuffer:
     """Returns a TorchRL replay buffer of ``dataset``'s transitions, with the authors' semantics.
@@ -109,6 +110,9 @@ def make_offline_replay_buffer(
             ``drop_last=True``) instead of CORL's uniform sampling with replacement.
         download: for D4RL ids not imported yet, allow downloading the HDF5.
         observation_keys: for Minari datasets with dict observations, the keys to concatenate.
+        max_episode_steps: for a local D4RL-format file without ``timeouts`` (D4RL's older layout), the
+            environment's time limit, at which episodes then end as in D4RL's ``qlearning_dataset`` (a D4RL id
+            knows its own limit).
         progress: show tqdm bars during import/download.
 
     Returns:
@@ -127,7 +131,8 @@ def make_offline_replay_buffer(
     sampler = SamplerWithoutReplacement(drop_last=True) if without_replacement else RandomSampler()
     common = dict(root=root, progress=progress, sampler=sampler, prefetch=prefetch)
     if kind == "hdf5":
-        buffer = CORLD4RLExperienceReplay(None, batch_size, hdf5_path=dataset, **common)
+        buffer = CORLD4RLExperienceReplay(None, batch_size, hdf5_path=dataset, max_episode_steps=max_episode_steps,
+                                          **common)
     elif kind == "d4rl":
         buffer = CORLD4RLExperienceReplay(dataset, batch_size, download=download, **common)
     elif kind == "ogbench":

@@ -30,7 +30,8 @@ from ppl_torchrl.progress import progress_bar
 from ppl_torchrl.data.hdf5 import D4RLFileError, validate_d4rl_hdf5
 from ppl_torchrl.atomic import UMASK, atomic_path
 from ppl_torchrl.data.cache import cache_name, cached_import, file_state
-from ppl_torchrl.data.transitions import DatasetStats, write_transitions
+from ppl_torchrl.data.transitions import DatasetStats, time_limit_timeouts, write_transitions
+from ppl_torchrl.registry import d4rl_time_limit
 
 __all__ = [
     "D4RL_URLS",
@@ -131,8 +132,26 @@ def _fingerprint(path: Path) -> dict:
     return {"path": str(path.resolve()), **file_state(path)}
 
 
+def _time_limit_match(path: Path, max_episode_steps: int | None) -> dict:
+    """What the cache compares for the time limit: only for a file without ``timeouts``, whose import it shapes."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h5:
+            if "timeouts" in h5:
+                return {}
+    except OSError:
+        return {}  # an unreadable file: the import says so
+    return {"time_limit": None if max_episode_steps is None else int(max_episode_steps)}
+
+
 def import_d4rl_hdf5(
-    hdf5_path: str | Path, dest: str | Path, *, name: str | None = None, progress: bool = True
+    hdf5_path: str | Path,
+    dest: str | Path,
+    *,
+    name: str | None = None,
+    max_episode_steps: int | None = None,
+    progress: bool = True,
 ) -> DatasetStats:
     """Validates a D4RL-format HDF5 file and streams it into CORL-semantics transitions at ``dest``.
 
@@ -142,18 +161,35 @@ def import_d4rl_hdf5(
     Only observations, actions, rewards, terminals and timeouts are read; the file's scalar
     entries (D4RL's ``metadata/algorithm``, ``metadata/iteration``...) are kept as
     ``DatasetStats.metadata``; policy weights and ``infos/*`` are left in the file.
+
+    A file without ``timeouts`` (D4RL's older layout) needs ``max_episode_steps``, its environment's time
+    limit: episodes then end as D4RL's ``qlearning_dataset`` ends them
+    (:func:`~ppl_torchrl.data.transitions.time_limit_timeouts`), and the limit is recorded in the
+    fingerprint. A file with ``timeouts`` ignores it.
     """
     import h5py
 
     info = validate_d4rl_hdf5(hdf5_path)
+    fingerprint = _fingerprint(info.path)
     with h5py.File(info.path, "r") as h5:
-        arrays = {k: h5[k] for k in ("observations", "actions", "rewards", "terminals", "timeouts")}
+        arrays = {k: h5[k] for k in ("observations", "actions", "rewards", "terminals")}
+        if info.has_timeouts:
+            arrays["timeouts"] = h5["timeouts"]
+        elif max_episode_steps is None:
+            raise D4RLFileError(
+                f"{info.path} has no 'timeouts' (D4RL's older layout: v0 Gym-MuJoCo, maze2d, kitchen), so episodes "
+                "end at the environment's time limit, as in D4RL's qlearning_dataset: pass max_episode_steps=<the "
+                "limit> (recipes: dataset.max_episode_steps=<the limit>; a D4RL id knows its own)."
+            )
+        else:
+            arrays["timeouts"] = time_limit_timeouts(h5["terminals"][()], max_episode_steps)
+            fingerprint["time_limit"] = int(max_episode_steps)
         return write_transitions(
             arrays,
             dest,
             name=name or info.path.stem,
             source=str(info.path),
-            fingerprint=_fingerprint(info.path),
+            fingerprint=fingerprint,
             metadata=info.metadata,
             progress=progress,
         )
@@ -164,9 +200,10 @@ class CORLD4RLExperienceReplay(D4RLExperienceReplay):
 
     Give either a D4RL ``dataset_id`` (resolved through D4RL's local cache, else downloaded
     from TorchRL's URL table) or ``hdf5_path`` (a local D4RL-format file; ``dataset_id`` is then
-    only a name). The import happens once, under ``root/d4rl/<dataset_id>`` or
-    ``root/hdf5/<stem>-<hash of the path>``; later runs reuse it even if the file is gone. A
-    local file whose size or mtime changed is re-imported.
+    only a name). A file without ``timeouts`` ends its episodes at the time limit: D4RL's for an id
+    (:func:`~ppl_torchrl.registry.d4rl_time_limit`), ``max_episode_steps`` for a local file. The
+    import happens once, under ``root/d4rl/<dataset_id>`` or ``root/hdf5/<stem>-<hash of the path>``;
+    later runs reuse it even if the file is gone. A local file whose size or mtime changed is re-imported.
 
     Attributes:
         dataset_stats: the :class:`~ppl_torchrl.data.transitions.DatasetStats` of the import
@@ -187,6 +224,7 @@ class CORLD4RLExperienceReplay(D4RLExperienceReplay):
         root: str | Path | None = None,
         download: bool = True,
         keep_hdf5: bool = False,
+        max_episode_steps: int | None = None,
         progress: bool = True,
         **kwargs,
     ):
@@ -194,9 +232,12 @@ class CORLD4RLExperienceReplay(D4RLExperienceReplay):
         if hdf5_path is not None:
             hdf5_path = Path(hdf5_path).expanduser()
             sub, name = base / "hdf5", cache_name(hdf5_path.stem, hdf5_path)
-            # a file that changed is imported again; a file that is gone leaves its import in use
-            stats = cached_import(sub / name, lambda: import_d4rl_hdf5(hdf5_path, sub / name, progress=progress),
-                                  match=file_state(hdf5_path) if hdf5_path.is_file() else {})
+            # a file that changed is imported again (so is one without timeouts read with another time limit);
+            # a file that is gone leaves its import in use
+            match = {**file_state(hdf5_path), **_time_limit_match(hdf5_path, max_episode_steps)} \
+                if hdf5_path.is_file() else {}
+            stats = cached_import(sub / name, lambda: import_d4rl_hdf5(
+                hdf5_path, sub / name, max_episode_steps=max_episode_steps, progress=progress), match=match)
         else:
             if dataset_id is None or not is_d4rl_id(dataset_id):
                 raise KeyError(f"{dataset_id!r} is not a D4RL id known to TorchRL; pass hdf5_path for a local file.")
@@ -215,16 +256,18 @@ class CORLD4RLExperienceReplay(D4RLExperienceReplay):
     ) -> DatasetStats:
         """Imports ``dataset_id`` from D4RL's own cache, else from a download."""
         filename = _url_basename(D4RL_URLS[dataset_id])
+        limit = d4rl_time_limit(dataset_id)
         for d in _d4rl_cache_dirs():
             if (d / filename).is_file():
-                return import_d4rl_hdf5(d / filename, folder, name=dataset_id, progress=progress)
+                return import_d4rl_hdf5(d / filename, folder, name=dataset_id, max_episode_steps=limit,
+                                        progress=progress)
         if not download:
             raise FileNotFoundError(
                 f"D4RL dataset {dataset_id!r} is not imported under {folder} and download=False. "
                 + _no_network_hint(dataset_id, filename)
             )
         h5 = download_d4rl_hdf5(dataset_id, base / "downloads", progress=progress)
-        stats = import_d4rl_hdf5(h5, folder, name=dataset_id, progress=progress)
+        stats = import_d4rl_hdf5(h5, folder, name=dataset_id, max_episode_steps=limit, progress=progress)
         if not keep_hdf5:
             h5.unlink(missing_ok=True)
         return stats

@@ -6,7 +6,9 @@ A D4RL-format file is a flat HDF5 file with one row per environment step::
     actions       [N, act_dim]   float
     rewards       [N]            float ([N, 1] is accepted, as D4RL's get_dataset squeezes it)
     terminals     [N]            bool (true environment termination; 0/1 floats or ints accepted)
-    timeouts      [N]            bool (time-limit end of an episode; likewise)
+    timeouts      [N]            bool (time-limit end of an episode; likewise). Optional when read: D4RL's
+                                 older files (v0 Gym-MuJoCo, maze2d, kitchen) have none, and episodes then end
+                                 at the environment's time limit (transitions.time_limit_timeouts)
     next_observations [N, obs_dim]  optional
     infos/<name>  [N, ...]       optional (e.g. infos/qpos, infos/goal)
     metadata/...  anything       optional (scalars: algorithm, iteration; behaviour-policy weights)
@@ -16,7 +18,7 @@ data generator writes. Everything that reads such a file goes through
 :func:`validate_d4rl_hdf5` first, so that a truncated download, a missing key or NaNs fail
 loudly with a message that says what to do, instead of training on half a dataset.
 
-Validation checks only what is read: the :data:`REQUIRED_KEYS`, ``next_observations`` when
+Validation checks only what is read: the :data:`REQUIRED_KEYS`, ``timeouts`` and ``next_observations`` when
 present, and the ``infos/*`` entries a caller asks for. Everything else a real D4RL file holds
 (``metadata/*`` scalars and policy weights, ``infos/*`` nobody reads, other groups) is not
 checked; scalar entries are returned as :attr:`D4RLFileInfo.metadata`. ``docs/data.md``
@@ -34,9 +36,11 @@ import numpy as np
 from ppl_torchrl.atomic import UMASK, atomic_path
 
 #: Keys a D4RL-format file must have.
-REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
-#: Keys that are read when present.
-OPTIONAL_KEYS = ("next_observations",)
+REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
+#: Keys that are read when present (a file without ``timeouts`` needs its environment's time limit).
+OPTIONAL_KEYS = ("timeouts", "next_observations")
+#: Keys :func:`write_d4rl_hdf5` writes (always with ``timeouts``, as D4RL's newer files).
+WRITTEN_KEYS = REQUIRED_KEYS + ("timeouts",)
 #: Rows read at a time when scanning a file (bounds memory, independent of the file size).
 CHUNK_ROWS = 65_536
 
@@ -48,6 +52,7 @@ _FLAG_KEYS = ("terminals", "timeouts")
 __all__ = [
     "REQUIRED_KEYS",
     "OPTIONAL_KEYS",
+    "WRITTEN_KEYS",
     "D4RLFileError",
     "D4RLFileInfo",
     "validate_d4rl_hdf5",
@@ -93,6 +98,10 @@ class D4RLFileInfo:
     def has_next_observations(self) -> bool:
         return "next_observations" in self.keys
 
+    @property
+    def has_timeouts(self) -> bool:
+        return "timeouts" in self.keys
+
 
 def _fix_hint(path: Path) -> str:
     return (
@@ -112,7 +121,7 @@ def validate_d4rl_hdf5(
 ) -> D4RLFileInfo:
     """Checks that ``path`` is a complete, readable D4RL-format HDF5 file.
 
-    Only the datasets that are read are checked: the :data:`REQUIRED_KEYS`,
+    Only the datasets that are read are checked: the :data:`REQUIRED_KEYS`, ``timeouts`` and
     ``next_observations`` when present, and the ``infos`` a caller names (e.g.
     ``("infos/qpos", "infos/qvel")``). For those: they exist; they have the same number of rows
     N > 1 as ``rewards``; observations/actions/next observations are 2-D (next observations of
@@ -186,7 +195,7 @@ def validate_d4rl_hdf5(
         for k in _MATRIX_KEYS:
             if k in shapes and len(shapes[k]) != 2:
                 raise D4RLFileError(f"{path}: '{k}' must be 2-D [N, dim], got shape {shapes[k]}.")
-        for k in _VECTOR_KEYS:
+        for k in (k for k in _VECTOR_KEYS if k in shapes):
             if shapes[k] not in ((n,), (n, 1)):
                 raise D4RLFileError(
                     f"{path}: '{k}' must be 1-D [N] (or [N, 1], which D4RL's get_dataset squeezes), "
@@ -283,7 +292,7 @@ def read_d4rl_hdf5(
 ) -> dict[str, np.ndarray]:
     """Validates ``path`` (:func:`validate_d4rl_hdf5`) and returns its per-step arrays in memory.
 
-    Returns the :data:`REQUIRED_KEYS`, ``next_observations`` when present, and the ``infos``
+    Returns the :data:`REQUIRED_KEYS`, ``timeouts`` and ``next_observations`` when present, and the ``infos``
     named (validated like the required keys), or, when ``infos`` is ``None``, every ``infos/*``
     dataset with one row per step. ``terminals``/``timeouts`` are returned as ``bool`` and
     ``rewards``/flags as ``[N]``, as D4RL's ``get_dataset`` does. Metadata is in
@@ -292,13 +301,13 @@ def read_d4rl_hdf5(
     (:func:`ppl_torchrl.data.import_d4rl_hdf5`).
     """
     info = validate_d4rl_hdf5(path, check_finite=check_finite, infos=infos or ())
-    names = list(REQUIRED_KEYS) + [k for k in OPTIONAL_KEYS if info.has_next_observations]
+    names = list(REQUIRED_KEYS) + [k for k in OPTIONAL_KEYS if k in info.keys]
     names += list(info.infos if infos is None else infos)
     with h5py.File(info.path, "r") as h5:
         out = {k: h5[k][()] for k in dict.fromkeys(names)}
-    for k in _VECTOR_KEYS:
+    for k in (k for k in _VECTOR_KEYS if k in out):
         out[k] = out[k].reshape(-1)
-    for k in _FLAG_KEYS:
+    for k in (k for k in _FLAG_KEYS if k in out):
         out[k] = out[k].astype(bool)
     return out
 
@@ -310,7 +319,7 @@ def write_d4rl_hdf5(
 ) -> Path:
     """Writes ``data`` as a D4RL-format HDF5 file at ``path``, atomically; returns the path.
 
-    ``data`` must hold :data:`REQUIRED_KEYS` (``observations [T, obs]``, ``actions [T, act]``,
+    ``data`` must hold :data:`WRITTEN_KEYS` (``observations [T, obs]``, ``actions [T, act]``,
     ``rewards [T]``, ``terminals [T]``, ``timeouts [T]``) and may hold ``next_observations`` and
     ``"infos/<name>"`` arrays with T rows. Floats are stored as float32 and flags as bool, the
     dtypes of most D4RL files. ``attrs`` become root attributes (provenance: generator, seed...).
@@ -320,9 +329,9 @@ def write_d4rl_hdf5(
     ``path``; the written file is re-validated before the move.
     """
     path = Path(path).expanduser()
-    missing = [k for k in REQUIRED_KEYS if k not in data]
+    missing = [k for k in WRITTEN_KEYS if k not in data]
     if missing:
-        raise KeyError(f"write_d4rl_hdf5: data lacks {missing}; D4RL files need {list(REQUIRED_KEYS)}.")
+        raise KeyError(f"write_d4rl_hdf5: data lacks {missing}; the files it writes hold {list(WRITTEN_KEYS)}.")
     n = len(data["rewards"])
     bad = {k: np.shape(v) for k, v in data.items() if not np.ndim(v) or len(v) != n}
     if bad:

@@ -91,6 +91,34 @@ class DatasetStats:
         return cls(**json.loads(Path(path).read_text()))
 
 
+def time_limit_timeouts(terminals: np.ndarray, max_episode_steps: int) -> np.ndarray:
+    """The ``timeouts`` that D4RL's ``qlearning_dataset`` infers for a file that has none, as a bool array.
+
+    D4RL's older files (v0 Gym-MuJoCo, maze2d, kitchen) store no ``timeouts``; ``qlearning_dataset`` then counts
+    steps and treats row ``i`` as an episode's final step when its counter reaches ``max_episode_steps - 1``.
+    The counter restarts at 0 after such a row but at 1 after a terminal row (D4RL resets it, then increments
+    it for the kept row); both are reproduced exactly, so a file without ``timeouts`` gives D4RL's transitions.
+    """
+    if int(max_episode_steps) < 1:
+        raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}.")
+    limit = int(max_episode_steps)
+    terminals = np.asarray(terminals, dtype=bool).reshape(-1)
+    timeouts = np.zeros(len(terminals), dtype=bool)
+    start, step = 0, 0  # the row where the counter is ``step``
+    for end in [*np.flatnonzero(terminals).tolist(), len(terminals)]:  # count up to each terminal row
+        first = start + (limit - 1 - step)  # the first final step of this stretch
+        finals = np.arange(first, end + 1, limit) if first <= end else np.empty(0, dtype=np.int64)
+        finals = finals[finals < len(terminals)]
+        timeouts[finals] = True
+        if end == len(terminals):
+            break
+        if len(finals) and finals[-1] == end:  # the terminal row is a final step: skipped, the counter restarts at 0
+            start, step = end + 1, 0
+        else:
+            start, step = end + 1, 1
+    return timeouts
+
+
 def corl_transition_rows(timeouts: np.ndarray) -> np.ndarray:
     """Indices of the rows that CORL's ``qlearning_dataset`` keeps, as an int64 array.
 

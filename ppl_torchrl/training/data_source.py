@@ -134,6 +134,32 @@ def dataset_observation_keys(cfg: DictConfig, data_source: str) -> list[str] | N
     return [str(k) for k in observation_keys]
 
 
+def dataset_time_limit(cfg: DictConfig, data_source, eval_id: str | None) -> int | None:
+    """The time limit at which a D4RL-format file without ``timeouts`` ends its episodes: ``dataset.max_episode_steps``,
+    else D4RL's own for a D4RL ``dataset.id``, else the eval task's. Only D4RL data take it."""
+    from ppl_torchrl.data import resolve_dataset
+    from ppl_torchrl.data.d4rl import is_d4rl_id
+    from ppl_torchrl.registry import d4rl_time_limit
+
+    explicit = cfg.dataset.get("max_episode_steps")
+    with user_errors(KeyError):
+        kind = resolve_dataset(data_source)
+    if kind not in ("hdf5", "d4rl"):
+        if explicit is not None:
+            raise ConfigError(f"dataset.max_episode_steps={explicit} applies to D4RL-format files without timeouts; "
+                              f"dataset {data_source} is a {kind} dataset, whose episodes end where it says: leave it "
+                              "unset.")
+        return None
+    if explicit is not None:
+        if not isinstance(explicit, int) or isinstance(explicit, bool) or explicit < 1:
+            raise ConfigError(f"dataset.max_episode_steps must be a positive number of steps, got {explicit!r}.")
+        return explicit
+    dataset_id = str(cfg.dataset.id)
+    if is_d4rl_id(dataset_id):
+        return d4rl_time_limit(dataset_id)
+    return get_dataset_spec(eval_id).max_episode_steps if eval_id else None
+
+
 def load_training_data(cfg: DictConfig, batch_size: int | None = None) -> TrainingData:
     """The ``dataset`` section's data as a seeded replay buffer of ``batch_size`` (default ``optim.batch_size``).
 
@@ -151,12 +177,13 @@ def load_training_data(cfg: DictConfig, batch_size: int | None = None) -> Traini
         scale = auto_scale if scale is None else scale
         bias = auto_bias if bias is None else bias
     observation_keys = dataset_observation_keys(cfg, data_source)
+    max_episode_steps = dataset_time_limit(cfg, data_source, eval_id)
     root = default_root()  # a failed import or download leaves no empty folder behind
     with _no_new_empty_folders(root / "downloads", root / "d4rl", root / "hdf5", root), \
             user_errors(OSError, KeyError, ValueError), user_errors(RuntimeError, FileNotFoundError, hint=DATA_HINT):
         buffer = make_offline_replay_buffer(
             data_source, batch_size=int(batch_size or cfg.optim.batch_size), reward_scale=float(scale),
             reward_bias=float(bias), normalize_states=bool(cfg.dataset.normalize_states), seed=int(cfg.seed),
-            observation_keys=observation_keys, progress=cfg.logger.progress,
+            observation_keys=observation_keys, max_episode_steps=max_episode_steps, progress=cfg.logger.progress,
         )
     return TrainingData(buffer, data_source, eval_id, (float(scale), float(bias)))
