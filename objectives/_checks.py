@@ -70,3 +70,20 @@ def check_batch(
             f"{loss_name}: entries {', '.join(bad)} contain NaN or inf values. Clean the dataset "
             "(ppl_torchrl.data validates HDF5 files on import) or check the reward/state transforms."
         )
+
+
+def check_separate_networks(loss_name: str, **networks: torch.nn.Module) -> None:
+    """Raises a ``ValueError`` when two of ``networks`` share a parameter (a common trunk, say).
+
+    Each term of these losses trains one network, with its own optimizer in the recipes: a shared parameter would take
+    another term's gradient (the actor's through the critic, for one), which the update is not written for.
+    """
+    owner: dict[int, str] = {}
+    for name, network in networks.items():
+        for parameter in network.parameters():
+            first = owner.setdefault(id(parameter), name)
+            if first != name:
+                raise ValueError(f"{loss_name}: {first} and {name} share parameters (a common trunk?). Each loss "
+                                 "term trains one network with its own optimizer: give each network its own "
+                                 "parameters.")
+

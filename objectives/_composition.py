@@ -159,7 +159,9 @@ def declare_target_updater(loss: LossModule) -> None:
     copies the online weights into the targets, which would undo a loaded or composed loss's targets: they are
     saved before and put back after. A loss without target parameters needs nothing.
     """
-    targets = [buffer for name, buffer in loss.named_buffers() if name.startswith("target_")]
+    # target networks' parameters only, not other buffers named target_* (CQLLoss's target_entropy_buffer)
+    targets = [buffer for name, buffer in loss.named_buffers()
+               if name.split(".")[0].startswith("target_") and name.split(".")[0].endswith("_params")]
     if not targets:
         return
     saved = [buffer.detach().clone() for buffer in targets]
@@ -167,3 +169,15 @@ def declare_target_updater(loss: LossModule) -> None:
     with torch.no_grad():
         for buffer, value in zip(targets, saved):
             buffer.copy_(value)
+
+
+def set_diagnostics(out, base_loss: LossModule, values: dict) -> None:
+    """Sets the potential's detached diagnostics (0-d means) in ``out``. With ``reduction="none"`` some TorchRL losses
+    (IQL, CQL) return an output with the batch's dimensions, which a 0-d value cannot enter: as the base does with its
+    own scalars, they are left out, or stored as non-tensor data under ``scalar_output_mode="non_tensor"``."""
+    for key, value in values.items():
+        if value.ndim or not out.batch_dims:
+            out.set(key, value)
+        elif getattr(base_loss, "scalar_output_mode", None) == "non_tensor":
+            out.set_non_tensor(key, value)
+

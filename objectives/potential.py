@@ -23,10 +23,10 @@ out of the regions where ``f`` is very negative (where the policy puts more than
 restricting the policy to the best ``1/w`` share of the data while AWR weights data actions by their advantage.
 
 **Where the term enters.** If the base loss exposes per-sample actor terms (``actor_terms``, as
-:class:`~ppl_torchrl.objectives.ReBRACLoss` does), ``-f`` is added per sample before the reduction (priority
-weights apply to it too) and the functional methods ``actor_objective`` / ``potential_objective`` of the
-compiled update exist; otherwise it is added to the base's reduced ``loss_actor`` (weighted like it where the base
-weights by priority). Either way ``forward`` computes the base's actor term once.
+:class:`~ppl_torchrl.objectives.ReBRACLoss` does), ``-f`` is added per sample before the reduction and the
+functional methods ``actor_objective`` / ``potential_objective`` of the compiled update exist; otherwise it is added
+to the base's reduced ``loss_actor``. Priority weights, where the base reads them, weigh it and the f-step as they
+weigh the base's terms. Either way ``forward`` computes the base's actor term once.
 """
 from __future__ import annotations
 
@@ -38,9 +38,10 @@ from tensordict.nn import TensorDictModule, dispatch
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives.common import LossModule
 
-from ._checks import check_batch
+from ._checks import check_batch, check_separate_networks
 from ._composition import (POTENTIAL_OUT_KEYS, _accepted_keys, _check_q_scale, _check_settings, _on_base,
-                           _PotentialKeys, SATURATION_EDGE, _state_dict_flat, _state_dict_nested, adopt_groups, check_w)
+                           _PotentialKeys, SATURATION_EDGE, _state_dict_flat, _state_dict_nested, adopt_groups, check_w,
+                           set_diagnostics)
 from ._networks import network_output
 
 
@@ -137,9 +138,10 @@ class PartialOT(LossModule):
         w = check_w(w)
         _check_settings(potential_bound, potential_gp, potential_lipschitz, potential_actor_scale, potential_actor_coef,
                         w_anneal_steps, potential_gp_directions, saturation_penalty)
-        _check_q_scale(base_loss, potential_actor_scale)
         if not isinstance(base_loss, LossModule):
             raise TypeError(f"base_loss must be a TorchRL LossModule, got {type(base_loss).__name__}.")
+        _check_q_scale(base_loss, potential_actor_scale)
+        check_separate_networks(type(self).__name__, base_loss=base_loss, potential_network=potential_network)
         groups = {name: module for name, module in base_loss.named_children() if name.endswith("_params")}
         groups.update({name: value for name, value in vars(base_loss).items()  # a parameter-free network's (fixed
                        if name.endswith("_params") and isinstance(value, TensorDictBase)})  # critic's): a plain TD
@@ -191,19 +193,17 @@ class PartialOT(LossModule):
     target_noise = _on_base("target_noise", "ReBRAC's target-policy smoothing noise (one global-RNG draw).")
     check_actor_inputs = _on_base("check_actor_inputs", "ReBRAC's check of what its actor term reads.")
     reduction = _on_base("reduction", "How every term is reduced: 'mean', 'sum' or 'none'.", settable=True)
-    use_prioritized_weights = _on_base(
-        "use_prioritized_weights", "Whether the terms weight samples by priority_weight ('auto', True, False).",
-        settable=True)
-    deterministic_sampling_mode = _on_base(
-        "deterministic_sampling_mode", "The exploration type the loss's terms run under.", settable=True)
+    use_prioritized_weights = _on_base("use_prioritized_weights", "Whether the terms weight samples by "
+                                       "priority_weight ('auto', True, False).", settable=True)
+    deterministic_sampling_mode = _on_base("deterministic_sampling_mode", "The exploration type the terms run under.",
+                                           settable=True)
     actor_bc_coef = _on_base("actor_bc_coef", "ReBRAC's actor BC weight (fine-tuning decays it).", settable=True)
     critic_bc_coef = _on_base("critic_bc_coef", "ReBRAC's critic next-action penalty weight.", settable=True)
     policy_noise = _on_base("policy_noise", "Target-policy smoothing noise scale (ReBRAC, TD3+BC).", settable=True)
     noise_clip = _on_base("noise_clip", "Target-policy smoothing noise clip (ReBRAC, TD3+BC).", settable=True)
     normalize_q = _on_base("normalize_q", "ReBRAC's lambda = 1 / mean |Q| (True) or 1.", settable=True)
     critic_next_action = _on_base("critic_next_action", "ReBRAC's next action: 'policy' or 'dataset'.", settable=True)
-    validate_inputs = _on_base("validate_inputs", "ReBRAC's per-batch input checks (the potential's too).",
-                               settable=True)
+    validate_inputs = _on_base("validate_inputs", "ReBRAC's input checks (the potential's too).", settable=True)
     alpha = _on_base("alpha", "TD3+BC's Q weight (CQL's entropy coefficient, read only there).", settable=True)
 
     @property
@@ -382,6 +382,10 @@ class PartialOT(LossModule):
         weights = self._maybe_get_priority_weight(tensordict)
         return self._reduce_loss(objective, tensordict=tensordict, weights=weights), metadata
 
+    def _weights(self, tensordict: TensorDictBase):
+        """Priority weights where the base reads them (a ``priority_weight`` key): f's terms weigh as the base's."""
+        return self._maybe_get_priority_weight(tensordict) if hasattr(self.tensor_keys, "priority_weight") else None
+
     def potential_objective_on(self, tensordict: TensorDictBase, potential_params,
                                policy_action: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """f-step of eq. 12 with ``f <= 0``: ``mean f(s, policy_action) - w mean f(s, a)`` (``policy_action``
@@ -397,7 +401,7 @@ class PartialOT(LossModule):
             penalty = self.gradient_penalty(tensordict, potential_params, policy_action, data_action)
             objective = objective + self.potential_gp * penalty
             metadata["potential_gp"] = penalty.detach().mean()
-        return self._reduce_loss(objective, tensordict=tensordict), metadata
+        return self._reduce_loss(objective, tensordict=tensordict, weights=self._weights(tensordict)), metadata
 
     def gradient_penalty(self, tensordict: TensorDictBase, potential_params, policy_action: torch.Tensor,
                          data_action: torch.Tensor) -> torch.Tensor:
@@ -463,12 +467,9 @@ class PartialOT(LossModule):
         has a priority_weight key)."""
         policy_action = self.policy_action(tensordict, self.actor_network_params)
         f_actor = self.potential(tensordict, policy_action, potential_params)
-        weights = (self._maybe_get_priority_weight(tensordict)
-                   if hasattr(self.tensor_keys, "priority_weight") else None)
-        metadata = dict(metadata)
-        metadata["potential_actor"] = f_actor.detach().mean()
+        metadata = {**metadata, "potential_actor": f_actor.detach().mean()}
         added = sum(self._added_terms(f_actor, policy_action, metadata).values())
-        return loss + self._reduce_loss(added, tensordict=tensordict, weights=weights), metadata
+        return loss + self._reduce_loss(added, tensordict=tensordict, weights=self._weights(tensordict)), metadata
 
     def potential_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
         """f-step ``mean f(s, pi_bar(s)) - w mean f(s, a)``; gradients reach only the potential."""
@@ -479,8 +480,7 @@ class PartialOT(LossModule):
 
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """Every term of the base loss, ``loss_actor`` with the potential term, ``loss_potential`` and the
-        potential diagnostics."""
+        """Every term of the base loss, ``loss_actor`` with the potential's, ``loss_potential`` and diagnostics."""
         self._check(tensordict, "forward")  # before the base loss reads the batch: our error, not a deep one
         if hasattr(self.base, "forward_with"):  # the base's terms with our actor term in place of its own
             out = self.base.forward_with(tensordict, self.actor_loss)
@@ -490,10 +490,10 @@ class PartialOT(LossModule):
             loss_actor, metadata = self._add_actor_potential(out.get("loss_actor"), lmbd, tensordict,
                                                              self.potential_network_params.detach())
             out.set("loss_actor", loss_actor)
-            out.set("potential_actor", metadata["potential_actor"])
+            set_diagnostics(out, self.base, {"potential_actor": metadata["potential_actor"]})
         loss_potential, metadata = self.potential_loss(tensordict)
         out.set("loss_potential", loss_potential)
-        out.update(metadata)
+        set_diagnostics(out, self.base, metadata)
         return out
 
 

@@ -12,7 +12,7 @@ from torchrl.objectives.common import LossModule
 from torchrl.objectives.utils import ValueEstimators, dispatch_value_estimator
 from torchrl.objectives.value import ValueEstimatorBase
 
-from ._checks import check_batch
+from ._checks import check_batch, check_separate_networks
 from ._networks import network_output
 
 CRITIC_NEXT_ACTIONS = ("policy", "dataset")
@@ -141,6 +141,7 @@ class ReBRACLoss(LossModule):
                 raise ValueError(f"{name} must be >= 0, got {value}.")
         if critic_next_action not in CRITIC_NEXT_ACTIONS:
             raise ValueError(f"critic_next_action must be one of {CRITIC_NEXT_ACTIONS}, got {critic_next_action!r}.")
+        check_separate_networks(type(self).__name__, actor_network=actor_network, qvalue_network=qvalue_network)
         super().__init__()
         self.reduction = "mean" if reduction is None else reduction
         self.use_prioritized_weights = use_prioritized_weights

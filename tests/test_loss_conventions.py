@@ -411,8 +411,12 @@ def test_use_prioritized_weights_set_on_the_loss_reaches_the_weighted_terms(kind
     weighted = td.clone()
     weighted["priority_weight"] = torch.linspace(0.0, 2.0, B)
     plain, auto = losses_of(run(loss, td)), losses_of(run(loss, weighted))
-    for key in ("loss_actor", "loss_qvalue"):
+    for key in ("loss_actor", "loss_qvalue") + (("loss_potential",) if kind in OURS else ()):
         assert not torch.allclose(auto[key], plain[key]), key
+    if kind in OURS:  # the f-step's weighted mean, by hand from its per-sample terms
+        per_sample = run(make(kind, reduction="none"), td)["loss_potential"]
+        w = weighted["priority_weight"]
+        torch.testing.assert_close(auto["loss_potential"], (per_sample * w).sum() / w.sum())
     loss.use_prioritized_weights = False
     assert getattr(loss, "base", loss).use_prioritized_weights is False
     off = losses_of(run(loss, weighted))
@@ -503,3 +507,60 @@ def test_value_estimators_and_rebrac_td0_only_as_a_clear_error(kind):
             loss.make_value_estimator(value_type, gamma=0.9)
             assert loss.value_type == value_type
             assert torch.isfinite(run(loss, batch())["loss_qvalue"])
+
+
+# ---------------------------------------------------------------- what TorchRL's IQL / CQL tests build
+def _stochastic_loss(name: str, **kwargs):
+    from torchrl.objectives import CQLLoss, IQLLoss
+
+    from ppl_torchrl.modules import make_tanh_normal_actor
+
+    torch.manual_seed(0)
+    actor = make_tanh_normal_actor(OBS, ACT, hidden_dim=HID, num_hidden=1)
+    critic = ValueOperator(MLP(in_features=OBS + ACT, out_features=1, num_cells=[HID]),
+                           in_keys=["observation", "action"])
+    if name == "iql":
+        value = ValueOperator(MLP(in_features=OBS, out_features=1, num_cells=[HID]), in_keys=["observation"])
+        base = IQLLoss(actor, critic, value, **kwargs)
+    else:
+        base = CQLLoss(actor, critic, **kwargs)
+    loss = PartialOT(base, make_potential(OBS, ACT, hidden_dim=HID, num_hidden=1), w=4.0)
+    loss.make_value_estimator(gamma=0.9)
+    return loss
+
+
+def test_cql_without_target_networks_composes():
+    """TorchRL's CQL tests build CQLLoss(delay_actor=False, delay_qvalue=False); its target_entropy_buffer is not a
+    target network."""
+    loss = _stochastic_loss("cql", delay_actor=False, delay_qvalue=False)
+    assert not [name for name, _ in loss.named_children() if name.startswith("target_")]
+    out = run(loss, batch())
+    assert out["loss_potential"].ndim == 0 and torch.isfinite(out["loss_actor"])
+
+
+@pytest.mark.parametrize("name", ["iql", "cql"])
+def test_reduction_none_on_iql_and_cql_keeps_per_sample_terms_and_treats_scalars_as_the_base_does(name):
+    """With reduction="none" IQLLoss and CQLLoss return a [B] TensorDict; the potential's 0-d diagnostics are left
+    out (scalar_output_mode="exclude") or stored as non-tensor data ("non_tensor"), as the base's own scalars."""
+    excluded = run(_stochastic_loss(name, reduction="none", scalar_output_mode="exclude"), batch())
+    assert excluded.batch_size == (B,)
+    assert excluded["loss_potential"].shape == excluded["loss_actor"].shape == (B,)
+    assert "potential_data" not in excluded.keys()
+    kept = run(_stochastic_loss(name, reduction="none", scalar_output_mode="non_tensor"), batch())
+    mean = run(_stochastic_loss(name), batch())
+    torch.testing.assert_close(kept["loss_potential"].mean(), mean["loss_potential"])
+    assert float(kept.get_non_tensor("potential_data")) == pytest.approx(float(mean["potential_data"]))
+
+
+def test_networks_that_share_parameters_are_refused_in_one_line():
+    actor = make_actor(OBS, ACT, hidden_dim=HID, num_hidden=1)
+    trunk = next(m for m in actor.module.modules() if isinstance(m, nn.Linear))  # a critic on the actor's first layer
+    critic = ValueOperator(nn.Sequential(trunk, nn.ReLU(), nn.Linear(HID, 1)), in_keys=["observation"])
+    with pytest.raises(ValueError, match="ReBRACLoss: actor_network and qvalue_network share parameters"):
+        ReBRACLoss(actor, critic)
+    with pytest.raises(ValueError, match="ReBRACLoss: actor_network and qvalue_network share parameters"):
+        PartialOTLoss(actor, critic, make_potential(OBS, ACT, hidden_dim=HID, num_hidden=1))
+    with pytest.raises(ValueError, match="PartialOT: base_loss and potential_network share parameters"):
+        PartialOT(make("td3_bc", actor=actor), TensorDictModule(nn.Sequential(trunk, nn.Linear(HID, 1)),
+                                                                in_keys=["observation"], out_keys=["potential"]))
+
