@@ -184,7 +184,8 @@ def test_runs_started_together_on_one_phases_dir_take_turns_on_its_phases(tmp_pa
 def test_bad_onestep_settings_fail_before_training(tmp_path, onestep_cfg):
     for key, value, match in (("optim.qbeta_steps", 0, "optim.qbeta_steps must be a positive integer"),
                               ("loss.conservative_weight", -1, "conservative_weight must be >= 0"),
-                              ("compile.enabled", "true", "run eagerly")):
+                              ("compile.enabled", "true", "run eagerly"),
+                              ("optim.steps", 40, "optim.steps=40: the one-step recipe's phases train")):
         with pytest.raises(ValueError, match=match):
             train_onestep(onestep_cfg(tmp_path, **{key: value}))
     assert not tmp_path.joinpath("bc").exists() and not tmp_path.joinpath("checkpoint.pt").exists()

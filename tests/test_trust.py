@@ -122,7 +122,7 @@ def test_resuming_with_another_network_size_is_one_short_line(tmp_path, tiny, ma
     with pytest.raises(UserError) as err:
         build_trainer(make_cfg(tiny(tmp_path, 40, **{"resume": "true", "model.hidden_dim": 8})))
     message = str(err.value)
-    assert "resume it with that config" in message and "size of tensor a (8)" in message
+    assert "was trained with model.hidden_dim=16, this command says 8" in message and "another run_dir" in message
     assert "\n" not in message and len(message) < 400  # not tensordict's repr of the whole parameter tree
 
 
@@ -213,6 +213,17 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkey
     assert "dataset.id has no value" in _fails_in_one_line(unset, capsys)
     assert "checkpoint.every_minutes must be > 0" in _fails_in_one_line(cfg(**{"checkpoint.every_minutes": 0}),
                                                                          capsys)
+    # values that used to fail deep in the run (a traceback, a half-written folder) or to be accepted silently
+    for key, value, says in (("compile.updates_per_call", 0, "compile.updates_per_call must be an integer >= 1"),
+                             ("compile.mode", "bogus", "compile.mode must be one of default, "),
+                             ("compile.backend", "bogus", "compile.backend must be a torch.compile backend"),
+                             ("logger.wandb_mode", "bogus", "logger.wandb_mode must be one of offline"),
+                             ("checkpoint.stop_after", 0, "checkpoint.stop_after must be an integer >= 1"),
+                             ("checkpoint.stop_after", "abc", "checkpoint.stop_after must be an integer >= 1"),
+                             ("model.hidden_dim", 0, "model.hidden_dim must be an integer >= 1"),
+                             ("dataset.reward_scale", "abc", "dataset.reward_scale must be a number")):
+        extra = {"logger.backend": "wandb"} if key == "logger.wandb_mode" else {}
+        assert says in _fails_in_one_line(cfg(**{key: value}, **extra), capsys), key
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert "device=cuda was requested" in _fails_in_one_line(cfg(device="cuda"), capsys)
     assert not (tmp_path / "run").exists()
@@ -247,6 +258,25 @@ def test_group_choices_are_checked_in_sweeps_and_left_to_hydra_where_it_knows_mo
     with pytest.raises(ConfigError, match="The options are the files of"):
         check_group_choices(config, ["dataset=zzzz"])
     check_group_choices(config, ["dataset=zzzz", "--config-dir=/elsewhere"])  # hydra looks there too
+
+
+def test_a_mistyped_key_is_one_line_naming_the_closest_keys(tmp_path):
+    """Hydra answers an override of a key the config lacks with several lines and status 1; the recipes' entry point
+    answers in one line, with the closest keys and how to add a new one, status 2, writing nothing."""
+    from ppl_torchrl.errors import ConfigError
+    from ppl_torchrl.training.recipe import check_override_keys
+
+    config = ROOT / "recipes" / "config"
+    with pytest.raises(ConfigError, match=r"optim.stepz=10: the config has no key optim.stepz. Did you mean "
+                                          r"'optim.steps'.* write \+optim.stepz=10"):
+        check_override_keys(config, "ppl_antmaze", ["dataset=pointmaze-umaze-gen-v0", "optim.stepz=10"])
+    for fine in (["optim.steps=3", "+new.key=1", "~seed", "hydra.run.dir=x"],  # real keys, additions, deletions
+                 ["optim.stepz=1,2"], ["-m", "optim.stepz=1"], ["x=${a"]):      # sweeps, flags, unparsable: hydra's
+        check_override_keys(config, "ppl_antmaze", fine)
+    res = _recipe(["dataset=pointmaze-umaze-gen-v0", "optim.stepz=10"], cwd=tmp_path, timeout=120)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: optim.stepz=10"), res.stderr
+    assert not list(tmp_path.iterdir())
 
 
 # ------------------------------------------------------------------------------ 4. CUDA
@@ -360,3 +390,22 @@ def test_a_curve_with_one_evaluation_point_is_drawn(tmp_path, monkeypatch):
     drawn = [line for line in ax.get_lines() if line.get_marker() not in (None, "None", "", " ")
              and list(line.get_xdata()) == [100]]
     assert drawn and list(drawn[0].get_ydata()) == [42.0]
+
+
+def test_a_resume_that_would_not_continue_the_same_training_is_refused(tmp_path, tiny, make_cfg):
+    """A checkpoint's optimizer keeps the learning rate it was trained with, so a changed lr on resume would be
+    ignored while results.json recorded it; a run already past the steps asked for would be rewritten as finished
+    at a budget it never had. Both are one line, and leave the folder as it was."""
+    from ppl_torchrl.errors import ConfigError
+
+    train(make_cfg(tiny(tmp_path, 40, **{"checkpoint.stop_after": 20})))
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file())
+    with pytest.raises(ConfigError, match=r"was trained with optim.actor_lr=.*this command says 0.3.*another run_dir"):
+        build_trainer(make_cfg(tiny(tmp_path, 40, **{"resume": "true", "optim.actor_lr": 0.3})))
+    with pytest.raises(ConfigError, match=r"is at step 20, past the 10 steps this command asks for"):
+        build_trainer(make_cfg(tiny(tmp_path, 10, **{"resume": "true"})))
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file()) == before
+    # what a resume may change: how far, how it is evaluated, logged and checkpointed
+    trainer = build_trainer(make_cfg(tiny(tmp_path, 60, **{"resume": "true", "eval.every": 30,
+                                                           "checkpoint.every": 30, "logger.log_every": 30})))
+    assert trainer.step == 20 and trainer.run()["steps"] == 60

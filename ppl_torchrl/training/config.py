@@ -75,7 +75,42 @@ def validate_config(cfg: DictConfig) -> None:
     backend = str(cfg.logger.get("backend") or "").lower()
     if backend not in ("wandb", "", "none", "csv"):
         raise ConfigError(f"logger.backend must be 'wandb' or '' (files only), got {backend!r}.")
-    _check_network_choices(cfg.get("model") or {})
+    wandb_mode = cfg.logger.get("wandb_mode")
+    if backend == "wandb" and wandb_mode not in WANDB_MODES:
+        raise ConfigError(f"logger.wandb_mode must be one of {', '.join(WANDB_MODES)}, got {wandb_mode!r}.")
+    check_int("checkpoint.stop_after", cfg.checkpoint.get("stop_after"), 1, hint=" (or null: run to optim.steps)")
+    dataset = cfg.get("dataset") or {}
+    for key in ("reward_scale", "reward_bias"):
+        if dataset.get(key) is not None:
+            _number(dataset, key, "dataset")
+    _check_compile(cfg.get("compile") or {})
+    model = cfg.get("model") or {}
+    for key in ("hidden_dim", "num_hidden", "num_qvalue_nets"):
+        if key in model:
+            check_int(f"model.{key}", model[key], 0 if key == "num_hidden" else 1)
+    _check_network_choices(model)
+
+
+#: what ``wandb.init(mode=...)`` accepts
+WANDB_MODES = ("offline", "online", "disabled", "shared")
+
+
+def _check_compile(section) -> None:
+    import torch
+
+    check_int("compile.updates_per_call", section.get("updates_per_call"), 1)
+    backend, mode = section.get("backend"), section.get("mode")
+    # checked here, not where torch.compile raises them (deep inside a run, as a traceback)
+    if backend not in (None, "inductor") and backend not in torch.compiler.list_backends(exclude_tags=()):
+        raise ConfigError(f"compile.backend must be a torch.compile backend (inductor, aot_eager, eager, ...: "
+                          f"torch.compiler.list_backends()), got {backend!r}.")
+    if mode is not None:
+        import torch._inductor
+
+        list_modes = getattr(torch._inductor, "list_mode_options", None)  # torch.compile's modes, where torch says
+        modes = list(dict.fromkeys(["default", *(list_modes() if list_modes else ("reduce-overhead", "max-autotune"))]))
+        if mode not in modes:
+            raise ConfigError(f"compile.mode must be one of {', '.join(modes)} or null, got {mode!r}.")
 
 
 def _check_network_choices(model) -> None:

@@ -70,4 +70,8 @@ def onestep_phases(cfg: DictConfig) -> list[Phase]:
 def build_onestep(cfg: DictConfig):
     """The policy phase's started trainer in ``run_dir``, after the BC and Q^beta phases have trained (or were
     found finished); ``resume`` applies to the policy phase."""
+    if cfg.optim.steps != cfg.optim.policy_steps:  # onestep.yaml: steps is ${optim.policy_steps}, unless overridden
+        raise ConfigError(f"optim.steps={cfg.optim.steps}: the one-step recipe's phases train optim.bc_steps, "
+                          "optim.qbeta_steps and optim.policy_steps updates; set those (optim.steps follows "
+                          "optim.policy_steps).")
     return run_phases(onestep_phases(cfg))

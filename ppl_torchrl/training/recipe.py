@@ -126,6 +126,7 @@ def hydra_recipe(config_name: str, *, version_base: str | None = "1.3") -> Calla
             if not _debug():  # HYDRA_FULL_ERROR=1: hydra's own report, as for every user error
                 try:
                     check_group_choices(config_dir, sys.argv[1:])
+                    check_override_keys(config_dir, config_name, sys.argv[1:], version_base)
                 except ConfigError as err:
                     _print_error(err)
                     sys.exit(USER_ERROR_STATUS)
@@ -172,6 +173,53 @@ def check_group_choices(config_dir: str | Path, argv: Sequence[str]) -> None:
                 shown = folder.relative_to(Path.cwd()) if folder.is_relative_to(Path.cwd()) else folder
                 hint = did_you_mean(value, options) or f" The options are the files of {shown}/."
                 raise ConfigError(f"{override.key_or_group}={value}: there is no such option in {shown}/.{hint}")
+
+
+def check_override_keys(config_dir: str | Path, config_name: str, argv: Sequence[str],
+                        version_base: str | None = "1.3") -> None:
+    """Raises :class:`~ppl_torchrl.errors.ConfigError` for an override of a key the composed config does not have
+    (``optim.stepz=10``), which hydra answers with several lines and status 1, naming the closest keys.
+
+    Composes the config once with the command line's overrides; sweeps, hydra's own flags and keys, and overrides
+    hydra cannot parse are left to hydra.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import ConfigCompositionException, HydraException
+
+    if any(a.startswith("-") for a in argv):  # --multirun, --config-name, --cfg ...: hydra's own command lines
+        return
+    overrides = [a for a in argv if "=" in a and not a.lstrip("+~").startswith("hydra")]
+    try:
+        if any(OverridesParser.create().parse_override(a).is_sweep_override() for a in overrides):
+            return
+    except HydraException:
+        return
+
+    def composed(args):
+        with initialize_config_dir(str(Path(config_dir).resolve()), version_base=version_base):
+            return compose(config_name=config_name, overrides=list(args))
+
+    try:
+        composed(overrides)
+    except ConfigCompositionException as err:
+        unknown = re.match(r"Could not override '([^']+)'", str(err))
+        if unknown is None:
+            return  # hydra's message
+        key = unknown.group(1)
+        arg = next(a for a in overrides if a.split("=", 1)[0] == key)
+        try:
+            keys = [k for k in _dotted_keys(OmegaConf.to_container(composed([a for a in overrides if a != arg])))]
+        except HydraException:
+            keys = []
+        raise ConfigError(f"{arg}: the config has no key {key}.{did_you_mean(key, keys)} To add a new key, "
+                          f"write +{arg}.") from None
+
+
+def _dotted_keys(node, prefix: str = "") -> list[str]:
+    if not isinstance(node, dict):
+        return [prefix[:-1]]
+    return [key for name, value in node.items() for key in _dotted_keys(value, f"{prefix}{name}.")]
 
 
 def record_hydra_config(run_dir: Path, cfg: DictConfig) -> None:

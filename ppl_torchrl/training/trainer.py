@@ -27,7 +27,7 @@ from ppl_torchrl.atomic import atomic_torch_save, atomic_write
 from ppl_torchrl.errors import ConfigError
 from ppl_torchrl.training.algorithms import Algorithm
 from ppl_torchrl.training.checkpoints import CHECKPOINT, read_checkpoint, restore_algorithm
-from ppl_torchrl.training.resume import RESULTS
+from ppl_torchrl.training.resume import RESULTS, check_same_training
 from ppl_torchrl.training.rng import rng_state, set_rng_state
 from ppl_torchrl.training.run_logger import RunLogger
 from ppl_torchrl.training.sources import OfflineBatches
@@ -129,6 +129,7 @@ class Trainer:
         if not path.exists():
             return False
         state = read_checkpoint(path, hint=f"{path} is unreadable: restore it, or delete it to start the run over.")
+        check_same_training(state.get("config") or {}, self.cfg, self.run_dir, int(state["step"]), self.total_steps)
         restore_algorithm(self.algorithm, state, f"{path} was written by a run of another config (model, loss or "
                           "optimizer): resume it with that config, or choose another run_dir.")
         set_rng_state(state["rng"], self.buffer)
