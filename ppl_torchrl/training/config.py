@@ -31,6 +31,13 @@ def check_int(key: str, value, low: int = 0, high: int | None = None, hint: str 
         raise ConfigError(f"{key} must be an integer {where}{hint}, got {value!r}.")
 
 
+def dotted(node, prefix: str = "") -> dict:
+    """A nested config (a plain container) as ``{"optim.steps": value, ...}``."""
+    if not isinstance(node, dict):
+        return {prefix[:-1]: node}
+    return {key: value for name, child in node.items() for key, value in dotted(child, f"{prefix}{name}.").items()}
+
+
 #: numpy's legacy seeding (np.random.seed), which every seed of a run also feeds, takes [0, 2**32)
 SEED_RANGE = (0, 2**32)
 

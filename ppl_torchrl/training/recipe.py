@@ -22,7 +22,7 @@ from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryV
 from ppl_torchrl.atomic import atomic_write, exclusive
 from ppl_torchrl.errors import ConfigError, UserError, did_you_mean, error_line, is_user_error
 from ppl_torchrl.reporting.tables import format_scores
-from ppl_torchrl.training.config import validate_config
+from ppl_torchrl.training.config import dotted, validate_config
 
 #: exit status of a recipe stopped by a user error (argparse's status for a bad command line)
 USER_ERROR_STATUS = 2
@@ -209,17 +209,11 @@ def check_override_keys(config_dir: str | Path, config_name: str, argv: Sequence
         key = unknown.group(1)
         arg = next(a for a in overrides if a.split("=", 1)[0] == key)
         try:
-            keys = [k for k in _dotted_keys(OmegaConf.to_container(composed([a for a in overrides if a != arg])))]
+            keys = list(dotted(OmegaConf.to_container(composed([a for a in overrides if a != arg]))))
         except HydraException:
             keys = []
         raise ConfigError(f"{arg}: the config has no key {key}.{did_you_mean(key, keys)} To add a new key, "
                           f"write +{arg}.") from None
-
-
-def _dotted_keys(node, prefix: str = "") -> list[str]:
-    if not isinstance(node, dict):
-        return [prefix[:-1]]
-    return [key for name, value in node.items() for key in _dotted_keys(value, f"{prefix}{name}.")]
 
 
 def record_hydra_config(run_dir: Path, cfg: DictConfig) -> None:

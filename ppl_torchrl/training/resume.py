@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from ppl_torchrl.errors import ConfigError, ResumeError, RunExistsError
 from ppl_torchrl.reporting.metrics import METRICS
 from ppl_torchrl.training.checkpoints import CHECKPOINT
+from ppl_torchrl.training.config import dotted
 
 #: a finished run's summary, written last (its presence means the run is finished)
 RESULTS = "results.json"
@@ -66,15 +67,6 @@ MAY_CHANGE_ON_RESUME = ("run_dir", "resume", "device", "threads", "compile", "lo
                         "finetune.offline_checkpoint")
 
 
-def _flat(node, prefix: str = "") -> dict:
-    if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
-            out.update(_flat(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: node}
-
-
 def check_same_training(saved: dict, cfg: DictConfig, run_dir: Path, step: int, total_steps: int) -> None:
     """Refuses, in one line, to resume the checkpoint of a run trained with other settings (``saved``, its resolved
     config) than ``cfg``'s, or one already past ``total_steps``: its optimizer state and weights would continue the
@@ -88,7 +80,7 @@ def check_same_training(saved: dict, cfg: DictConfig, run_dir: Path, step: int, 
             return False
         return not any(key == k or key.startswith(f"{k}.") for k in MAY_CHANGE_ON_RESUME)
 
-    old, new = _flat(saved), _flat(OmegaConf.to_container(cfg, resolve=True))
+    old, new = dotted(saved), dotted(OmegaConf.to_container(cfg, resolve=True))
     changed = [k for k in old if k in new and fixed(k) and old[k] != new[k]]
     if changed:
         more = f" (and {len(changed) - 1} more setting(s))" if len(changed) > 1 else ""
