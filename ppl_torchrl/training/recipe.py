@@ -207,7 +207,7 @@ def check_override_keys(config_dir: str | Path, config_name: str, argv: Sequence
         if unknown is None:
             return  # hydra's message
         key = unknown.group(1)
-        arg = next(a for a in overrides if a.split("=", 1)[0] == key)
+        arg = next((a for a in overrides if a.split("=", 1)[0].strip() == key), f"{key}=...")
         try:
             keys = list(dotted(OmegaConf.to_container(composed([a for a in overrides if a != arg]))))
         except HydraException:
