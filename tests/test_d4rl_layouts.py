@@ -366,6 +366,9 @@ def test_the_recipes_time_limit_comes_from_the_config_else_d4rl_else_the_eval_ta
     for bad in (0, "280", 2.5):
         with pytest.raises(ConfigError, match="must be a positive number of steps"):
             dataset_time_limit(cfg(id=str(path), max_episode_steps=bad), str(path), None)
+    with pytest.raises(ConfigError, match="D4RL's kitchen-complete-v0 ends its episodes at 280 steps"):
+        dataset_time_limit(cfg(id="kitchen-complete-v0", max_episode_steps=50), "kitchen-complete-v0", None)
+    assert dataset_time_limit(cfg(id="kitchen-complete-v0", max_episode_steps=280), "kitchen-complete-v0", None) == 280
     ogbench = "cube-single-play-singletask-task2-v0"
     assert dataset_time_limit(cfg(id=ogbench), ogbench, ogbench) is None
     with pytest.raises(ConfigError, match="applies to D4RL-format files without timeouts.*leave it unset"):

@@ -150,11 +150,15 @@ def dataset_time_limit(cfg: DictConfig, data_source, eval_id: str | None) -> int
                               f"dataset {data_source} is a {kind} dataset, whose episodes end where it says: leave it "
                               "unset.")
         return None
+    dataset_id = str(cfg.dataset.id)
     if explicit is not None:
         if not isinstance(explicit, int) or isinstance(explicit, bool) or explicit < 1:
             raise ConfigError(f"dataset.max_episode_steps must be a positive number of steps, got {explicit!r}.")
+        if kind == "d4rl" and explicit != d4rl_time_limit(dataset_id):  # an id's import follows D4RL's own limit
+            raise ConfigError(f"dataset.max_episode_steps={explicit}: D4RL's {dataset_id} ends its episodes at "
+                              f"{d4rl_time_limit(dataset_id)} steps; to read its file with another limit, pass the "
+                              "file as dataset.path.")
         return explicit
-    dataset_id = str(cfg.dataset.id)
     if is_d4rl_id(dataset_id):
         return d4rl_time_limit(dataset_id)
     return get_dataset_spec(eval_id).max_episode_steps if eval_id else None
