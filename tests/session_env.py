@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 # TorchRL warns on every loss call until a target updater exists; tests build many bare losses.
@@ -17,3 +18,4 @@ def pytest_sessionfinish(session, exitstatus):
     # pytest exits with 5 when it collected no test; a test command that ran nothing must fail.
     if exitstatus == 5:
         session.exitstatus = 1
+    shutil.rmtree(SESSION_DATA, ignore_errors=True)  # ~25 MB of generated data per session, left in /tmp otherwise
