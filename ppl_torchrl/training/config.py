@@ -103,14 +103,16 @@ WANDB_MODES = ("offline", "online", "disabled", "shared")
 
 
 def _check_compile(section) -> None:
-    import torch
-
+    """``compile.*`` checked here, not where torch.compile raises (deep inside a run, as a traceback); torch is
+    imported only for a value that needs it, so that the default config is checked before the heavy imports."""
     check_int("compile.updates_per_call", section.get("updates_per_call"), 1)
     backend, mode = section.get("backend"), section.get("mode")
-    # checked here, not where torch.compile raises them (deep inside a run, as a traceback)
-    if backend not in (None, "inductor") and backend not in torch.compiler.list_backends(exclude_tags=()):
-        raise ConfigError(f"compile.backend must be a torch.compile backend (inductor, aot_eager, eager, ...: "
-                          f"torch.compiler.list_backends()), got {backend!r}.")
+    if backend not in (None, "inductor"):
+        import torch
+
+        if backend not in torch.compiler.list_backends(exclude_tags=()):
+            raise ConfigError(f"compile.backend must be a torch.compile backend (inductor, aot_eager, eager, ...: "
+                              f"torch.compiler.list_backends()), got {backend!r}.")
     if mode is not None:
         import torch._inductor
 
