@@ -59,7 +59,7 @@ def report(root: Path, seeds, docs: Path, figures: Path, command: str, history: 
                 continue
             done += 1
             res = json.loads(results.read_text())
-            off_steps, off_values = read_curve(run / "offline")
+            _, off_values = read_curve(run / "offline")
             if off_values:
                 best_offline.append(max(off_values))
             starts.append(values[0])

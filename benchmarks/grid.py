@@ -22,7 +22,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
@@ -50,11 +50,6 @@ def machine() -> str:
     from ppl_torchrl.machine import cpu_model
 
     return f"{os.cpu_count()}-core {cpu_model()}, torch {torch.__version__}"
-
-
-def as_overrides(settings: Mapping) -> list[str]:
-    """Hydra's ``key=value`` command-line overrides of ``settings``, in order."""
-    return [f"{k}={v}" for k, v in settings.items()]
 
 
 @dataclass(frozen=True)
