@@ -4,7 +4,7 @@
 
 equals K times the cheapest way to move the policy's distribution ``pi`` onto a sub-measure of ``w beta`` (partial
 transport with cost ``K |a - a'|``). Both are linear programs on a grid of actions in [-1, 1], solved with scipy's
-``linprog`` (HiGHS); scipy comes with ogbench's dm_control.
+``linprog`` (HiGHS); scipy is in the test and bench extras.
 
     python benchmarks/partial_w1_dual.py     # random data and policies, w in {1, 1.5, 3, 8}: both values per case
 """

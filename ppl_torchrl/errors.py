@@ -40,6 +40,10 @@ class DeviceError(UserError, RuntimeError):
     """The requested device is not available (also a ``RuntimeError``)."""
 
 
+class MissingPackageError(UserError, ImportError):
+    """An optional package that a requested feature needs is not installed (also an ``ImportError``)."""
+
+
 def is_user_error(err: BaseException) -> bool:
     """Whether ``err`` is the user's to fix: a :class:`UserError` or marked by :func:`user_errors`."""
     return isinstance(err, UserError) or bool(getattr(err, "user_error", False))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-ogbench = pytest.importorskip("ogbench")
+ogbench = pytest.importorskip("ogbench", reason="ogbench is not installed (on Python 3.13+ it cannot be: no labmaze wheel)")
 
 from ppl_torchrl import keys  # noqa: E402
 from ppl_torchrl.data import make_offline_replay_buffer  # noqa: E402
@@ -170,6 +170,28 @@ def test_truncated_and_missing_files_give_one_line(data_dir):
     with pytest.raises(FileNotFoundError) as err:
         make_offline_replay_buffer("scene-play-gen-singletask-v0", batch_size=4, progress=False)
     assert "recipes/collect.py dataset_id=scene-play-gen-v0" in _one_line(err)
+
+
+def test_cache_fingerprint_keeps_the_entries_earlier_versions_compared(tmp_path):
+    """An import cached by an earlier version is reused: the entries compared are the ones it recorded."""
+    from ppl_torchrl.data.ogbench import _fingerprint
+
+    path = tmp_path / "cube-single-play-v0.npz"
+    path.write_bytes(b"PK")
+    assert set(_fingerprint(path, 1e-5)) == {"file", "size", "mtime_ns", "action_clip_eps", "ogbench"}
+
+
+def test_episode_steps_are_the_installed_registrations():
+    """The registry's time limits (so that specs need no OGBench) are OGBench's own, for every single-task env."""
+    import gymnasium as gym
+
+    from ppl_torchrl.registry.ogbench_ids import EPISODE_STEPS, ogbench_single_task_ids
+
+    ids = ogbench_single_task_ids()
+    assert {parse_ogbench_id(i).family for i in ids} == set(EPISODE_STEPS)
+    for dataset_id in ids:
+        parsed = parse_ogbench_id(dataset_id)
+        assert gym.registry[parsed.env_id].max_episode_steps == EPISODE_STEPS[parsed.family], dataset_id
 
 
 def test_eval_specs_and_success_scored_env():

@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("scipy", reason="scipy (installed with ogbench's dm_control) solves the two linear programs")
-
-from benchmarks.partial_w1_dual import partial_transport_cost, ppl_f_step_value, random_case  # noqa: E402
+from benchmarks.partial_w1_dual import partial_transport_cost, ppl_f_step_value, random_case
 
 
 @pytest.mark.parametrize("w", [1.0, 1.5, 3.0, 8.0])

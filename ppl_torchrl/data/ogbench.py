@@ -38,7 +38,7 @@ from torchrl.data.datasets import D4RLExperienceReplay
 from ppl_torchrl.data.cache import cache_name, cached_import, file_state
 from ppl_torchrl.data.transitions import DatasetStats, write_transitions
 from ppl_torchrl.errors import UserError
-from ppl_torchrl.registry.ogbench_ids import OGBenchId, parse_ogbench_id
+from ppl_torchrl.registry.ogbench_ids import OGBenchId, import_ogbench, parse_ogbench_id
 
 __all__ = [
     "OGBenchExperienceReplay",
@@ -90,8 +90,7 @@ def ogbench_file(parsed: OGBenchId, split: str = "train", path: str | Path | Non
     if not download:
         raise FileNotFoundError(f"OGBench dataset {parsed.dataset_name} is not in {folder} and download is off: "
                                 f"{where}.")
-    import ogbench
-
+    ogbench = import_ogbench()
     existed = folder.exists()
     try:
         ogbench.download_datasets([parsed.dataset_name], str(folder))
@@ -160,17 +159,16 @@ def read_ogbench_file(path: str | Path, family: str) -> dict[str, np.ndarray]:
 
 
 def _make_env(parsed: OGBenchId, success_timing: str | None = None):
-    import ogbench
-
+    ogbench = import_ogbench()
     kwargs = {} if success_timing is None else {"success_timing": success_timing}
     return ogbench.make_env_and_datasets(parsed.published_id, env_only=True, **kwargs)
 
 
 def relabel(parsed: OGBenchId, table: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """``(rewards, masks)`` of every row for ``parsed``'s task, by ``ogbench.relabel_utils.relabel_dataset``."""
+    env = _make_env(parsed)
     from ogbench.relabel_utils import relabel_dataset
 
-    env = _make_env(parsed)
     try:
         info = {k: table[k] for k in ("qpos", "button_states") if k in table}
         relabel_dataset(parsed.env_id, env, info)
@@ -180,9 +178,9 @@ def relabel(parsed: OGBenchId, table: dict[str, np.ndarray]) -> tuple[np.ndarray
 
 
 def _fingerprint(path: Path, action_clip_eps: float) -> dict:
-    import ogbench  # noqa: F401  (the relabelling's version is part of the import)
     from importlib.metadata import version
 
+    import_ogbench()  # the relabelling's version is part of the import
     return {"file": str(path.resolve()), **file_state(path), "action_clip_eps": action_clip_eps,
             "ogbench": version("ogbench")}
 

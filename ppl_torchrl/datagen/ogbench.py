@@ -211,10 +211,12 @@ def generate_ogbench_dataset(name: str, folder: str | Path | None = None, *, see
     import pickle
 
     import gymnasium as gym
-    import ogbench  # noqa: F401  (registers the envs)
     from tqdm.auto import tqdm
 
     from ppl_torchrl.errors import ConfigError
+    from ppl_torchrl.registry.ogbench_ids import import_ogbench
+
+    import_ogbench()  # registers the envs
 
     if name not in OGBENCH_GENERATED:
         raise ConfigError(f"unknown OGBench dataset to generate {name!r}; choose from {sorted(OGBENCH_GENERATED)}.")

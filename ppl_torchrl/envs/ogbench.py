@@ -11,13 +11,12 @@ from __future__ import annotations
 
 
 from ppl_torchrl.envs import register_eval_env
-from ppl_torchrl.registry.ogbench_ids import DATASET_TYPES, TASKS, OGBenchId
+from ppl_torchrl.registry.ogbench_ids import DATASET_TYPES, TASKS, OGBenchId, import_ogbench
 
 
 def make_ogbench_env(env_name: str):
     """The gymnasium env of eval task ``env_name`` (``ogbench/<env id>[@pre|@post]``)."""
-    import ogbench
-
+    ogbench = import_ogbench()
     env_id, _, timing = env_name.removeprefix("ogbench/").partition("@")
     family = env_id.split("-singletask")[0]
     task = int(env_id.split("-task")[-1].split("-")[0])

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ppl_torchrl.errors import did_you_mean
-from ppl_torchrl.registry.ogbench_ids import parse_ogbench_id
+from ppl_torchrl.registry.ogbench_ids import EPISODE_STEPS, parse_ogbench_id
 
 
 @dataclass(frozen=True)
@@ -91,10 +91,7 @@ def _ogbench_spec(dataset_id: str) -> DatasetSpec | None:
     parsed = parse_ogbench_id(base)
     if parsed is None:
         return None
-    import gymnasium as gym
-    import ogbench  # noqa: F401  (registers its environments)
-
-    steps = int(gym.registry[parsed.env_id].max_episode_steps)
+    steps = EPISODE_STEPS[parsed.family]
     env_name = f"ogbench/{parsed.env_id}" + (f"@{timing}" if timing else "")
     return DatasetSpec(dataset_id, "ogbench", env_name, 0.0, 1.0, steps, "ogbench", "success")
 

@@ -12,16 +12,35 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ppl_torchrl.errors import MissingPackageError
+
 __all__ = [
     "DATASET_TYPES",
     "DEFAULT_TASK",
+    "EPISODE_STEPS",
     "OGBenchId",
     "TASKS",
     "default_task",
+    "import_ogbench",
     "is_ogbench_id",
     "ogbench_single_task_ids",
     "parse_ogbench_id",
 ]
+
+#: why ``ogbench`` may be missing: pyproject.toml installs it only below Python 3.13, because its dependency chain
+#: (dm_control -> labmaze) publishes no labmaze wheel for 3.13+, and building one needs bazel
+OGBENCH_MISSING = ("OGBench is not installed, and OGBench ids, tasks and regenerated datasets need it: pip install "
+                   "'ogbench>=1.2' (Python 3.10-3.12; on 3.13+ its dependency labmaze has no wheel and builds only "
+                   "with bazel, so use a Python 3.12 environment).")
+
+
+def import_ogbench():
+    """The ``ogbench`` module (importing it registers its environments); a one-line error where it is missing."""
+    try:
+        import ogbench
+    except ImportError:
+        raise MissingPackageError(OGBENCH_MISSING) from None
+    return ogbench
 
 #: environment family -> dataset types OGBench publishes for it (OGBench README, "Datasets").
 DATASET_TYPES: dict[str, tuple[str, ...]] = {
@@ -33,6 +52,16 @@ DATASET_TYPES: dict[str, tuple[str, ...]] = {
     **{f"cube-{m}": ("play", "noisy") for m in ("single", "double", "triple", "quadruple")},
     "scene": ("play", "noisy"),
     **{f"puzzle-{m}": ("play", "noisy") for m in ("3x3", "4x4", "4x5", "4x6")},
+}
+#: each family's time limit: ``max_episode_steps`` of OGBench's gymnasium registrations (ogbench 1.2), here so that an
+#: id's spec is known without OGBench installed (tests/test_ogbench.py compares them with the installed ones)
+EPISODE_STEPS: dict[str, int] = {
+    **{f"{maze}-{m}": 1000 for maze in ("pointmaze", "antmaze") for m in ("medium", "large", "giant", "teleport")},
+    "humanoidmaze-medium": 2000, "humanoidmaze-large": 2000, "humanoidmaze-giant": 4000,
+    "antsoccer-arena": 1000, "antsoccer-medium": 1000,
+    "cube-single": 200, "cube-double": 500, "cube-triple": 1000, "cube-quadruple": 1000,
+    "scene": 750,
+    "puzzle-3x3": 500, "puzzle-4x4": 500, "puzzle-4x5": 1000, "puzzle-4x6": 1000,
 }
 #: default task of each family (OGBench's ``...-singletask-v0``; FQL README, "Reproducing the main results").
 DEFAULT_TASK = {"cube": 2, "scene": 2, "puzzle": 4, "antsoccer": 4}
