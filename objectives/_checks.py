@@ -6,6 +6,7 @@ from typing import Iterable
 import torch
 from tensordict import TensorDictBase
 from tensordict.utils import NestedKey
+from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 
 class MissingKeyError(KeyError):
@@ -19,18 +20,11 @@ def _fmt(key: NestedKey) -> str:
     return repr(key) if isinstance(key, str) else repr(tuple(key))
 
 
-def check_batch(
-    loss_name: str,
-    tensordict: TensorDictBase,
-    required: Iterable[NestedKey],
-    *,
-    action_keys: Iterable[NestedKey] = (),
-    action_dim: int | None = None,
-) -> None:
+def check_batch(loss_name: str, tensordict: TensorDictBase, required: Iterable[NestedKey]) -> None:
     """Raises a ``KeyError``/``ValueError`` that says what to fix when a batch is unusable.
 
-    Checks that every ``required`` key is present, that action entries have ``action_dim`` features,
-    that every entry shares the tensordict's batch dimensions, and that float entries are finite.
+    Checks that every ``required`` key is present, that every entry shares the tensordict's batch dimensions, and
+    that float entries are finite.
     """
     required = list(dict.fromkeys(required))
     missing = [k for k in required if tensordict.get(k, None) is None]
@@ -57,19 +51,43 @@ def check_batch(
             )
         if value.is_floating_point():
             non_finite.append(~torch.isfinite(value).all())
-    for key in action_keys:
-        value = tensordict.get(key)
-        if action_dim is not None and value.shape[-1] != action_dim:
-            raise ValueError(
-                f"{loss_name}: entry {_fmt(key)} has {value.shape[-1]} action features but the actor "
-                f"produces {action_dim}. Check the dataset and the actor's action dimension."
-            )
     if non_finite and torch.stack(non_finite).any():
         bad = [_fmt(k) for k, flag in zip([k for k in required if tensordict.get(k).is_floating_point()], non_finite) if flag]
         raise ValueError(
             f"{loss_name}: entries {', '.join(bad)} contain NaN or inf values. Clean the dataset "
             "(ppl_torchrl.data validates HDF5 files on import) or check the reward/state transforms."
         )
+
+
+def actor_action_width(loss_name: str, actor: torch.nn.Module, params: TensorDictBase, tensordict: TensorDictBase,
+                       action_key: NestedKey) -> int | None:
+    """How many action features ``actor`` (with ``params``) writes for the batch's first sample: no gradient, and no
+    random draw (a probabilistic actor's deterministic action). ``None`` if the batch lacks what the actor reads. An
+    actor that cannot read the batch (an observation of the wrong width) is a ``ValueError`` saying so."""
+    in_keys = list(actor.in_keys)
+    if any(tensordict.get(k, None) is None for k in in_keys):
+        return None
+    sample = tensordict.select(*in_keys).reshape(-1)[:1]
+    try:
+        with torch.no_grad(), params.to_module(actor), set_exploration_type(ExplorationType.DETERMINISTIC):
+            action = actor(sample).get(action_key)
+    except RuntimeError as err:
+        shapes = ", ".join(f"{_fmt(k)} {tuple(tensordict.get(k).shape)}" for k in in_keys)
+        raise ValueError(f"{loss_name}: the actor cannot read the batch ({shapes}): "
+                         f"{str(err).splitlines()[0]}. Check the dataset's observation size (and device) against the "
+                         "networks'.") from None
+    return int(action.shape[-1])
+
+
+def check_action_width(loss_name: str, tensordict: TensorDictBase, action_keys: Iterable[NestedKey],
+                       width: int | None) -> None:
+    """Raises a ``ValueError`` when an action entry of the batch has another number of features than the actor's
+    ``width`` (where known): a width of 1 would otherwise broadcast silently into the BC and f terms."""
+    for key in action_keys:
+        value = tensordict.get(key, None)
+        if width is not None and value is not None and value.shape[-1] != width:
+            raise ValueError(f"{loss_name}: entry {_fmt(key)} has {value.shape[-1]} action features but the actor "
+                             f"produces {width}. Check the dataset's action size against the networks'.")
 
 
 def check_separate_networks(loss_name: str, **networks: torch.nn.Module) -> None:

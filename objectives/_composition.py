@@ -5,6 +5,7 @@ is declared on a loss through TorchRL's public API."""
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field, fields, make_dataclass
 
 import torch
@@ -35,34 +36,41 @@ def _check_q_scale(base_loss, scale: str) -> None:
                          f"loss; {type(base_loss).__name__} has none: use 'none' or 'self'.")
 
 
+def _real(name: str, value, low: float, *, strict: bool = False, meaning: str = "") -> float:
+    """``value`` as a float; a one-line ``ValueError`` unless it is a finite real number (numpy's too, not a bool)
+    ``>= low`` (``> low`` if ``strict``)."""
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+            and (value > low if strict else value >= low)):
+        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {low:g}{meaning}, got {value!r}.")
+    return float(value)
+
+
 def _check_settings(potential_bound, potential_gp, potential_lipschitz, potential_actor_scale, potential_actor_coef,
                     w_anneal_steps, potential_gp_directions="segment", saturation_penalty=0.0) -> None:
-    if potential_bound is not None and not potential_bound > 0:
-        raise ValueError(f"potential_bound must be > 0 (f lies in [-bound, 0]) or None (unbounded), got {potential_bound!r}.")
-    if not potential_gp >= 0:
-        raise ValueError(f"potential_gp (the gradient-penalty weight) must be >= 0 (0 turns it off), got {potential_gp!r}.")
-    if not potential_lipschitz > 0:
-        raise ValueError(f"potential_lipschitz (the action-gradient norm f may reach unpenalised) must be > 0, "
-                         f"got {potential_lipschitz!r}.")
+    if potential_bound is not None:
+        _real("potential_bound", potential_bound, 0.0, strict=True,
+              meaning=" (f lies in (-bound, 0]; None: unbounded)")
+    _real("potential_gp", potential_gp, 0.0, meaning=" (the gradient-penalty weight; 0 turns it off)")
+    _real("potential_lipschitz", potential_lipschitz, 0.0, strict=True,
+          meaning=" (the action-gradient norm f may reach unpenalised)")
     if potential_gp_directions not in GP_DIRECTIONS:
         raise ValueError(f"potential_gp_directions must be one of {GP_DIRECTIONS} (the slope along the policy-to-data "
                          f"segment, or the whole action gradient), got {potential_gp_directions!r}.")
     if potential_actor_scale not in ACTOR_SCALES:
         raise ValueError(f"potential_actor_scale must be one of {ACTOR_SCALES}, got {potential_actor_scale!r}.")
-    if not potential_actor_coef >= 0:
-        raise ValueError(f"potential_actor_coef must be >= 0, got {potential_actor_coef!r}.")
-    if not saturation_penalty >= 0:
-        raise ValueError(f"saturation_penalty (the actor's penalty beyond tanh's flat edge) must be >= 0 (0 turns it "
-                         f"off), got {saturation_penalty!r}.")
-    if not (isinstance(w_anneal_steps, int) and w_anneal_steps >= 0):
+    _real("potential_actor_coef", potential_actor_coef, 0.0)
+    _real("saturation_penalty", saturation_penalty, 0.0,
+          meaning=" (the actor's penalty beyond tanh's flat edge; 0 turns it off)")
+    if not (isinstance(w_anneal_steps, numbers.Integral) and not isinstance(w_anneal_steps, bool)
+            and w_anneal_steps >= 0):
         raise ValueError(f"w_anneal_steps must be an integer >= 0 (0: w from the first step), got {w_anneal_steps!r}.")
 
 
 def check_w(w: float) -> float:
-    """``w`` as a float; a ``ValueError`` saying what it means unless it is a number >= 1."""
-    if not (isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 1.0):
+    """``w`` as a float; a ``ValueError`` saying what it means unless it is a finite number >= 1."""
+    if not (isinstance(w, numbers.Real) and not isinstance(w, bool) and math.isfinite(w) and w >= 1.0):
         raise ValueError(
-            f"w (the unbalance coefficient) must be >= 1 (a number), got {w!r}: the policy maps onto the best "
+            f"w (the unbalance coefficient) must be >= 1 (a finite number), got {w!r}: the policy maps onto the best "
             "1/w share of the data (w = 1 is behaviour cloning; the paper uses 3-12, 8 by default)."
         )
     return float(w)

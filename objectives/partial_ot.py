@@ -117,7 +117,8 @@ class PartialOTCQLLoss(PartialOT):
       :math:`\tilde a \sim \pi(\cdot|s)` a reparameterised sample (drawn for this term, independently of
       the one CQL's own actor term draws);
     * ``loss_potential`` = :math:`\text{mean}\, f(s, \tilde a) - w\, \text{mean}\, f(s, a)` with a detached sample
-      of the online actor (CQL keeps no target actor).
+      of the online actor (CQL's default keeps no target actor; with ``delay_actor=True``,
+      ``potential_uses_target_actor=True`` samples its target actor instead).
 
     All other terms (``loss_qvalue``, ``loss_cql``, ``loss_alpha``, ...) are CQLLoss's own.
 
@@ -128,17 +129,21 @@ class PartialOTCQLLoss(PartialOT):
 
     Keyword Args:
         w (float): unbalance coefficient >= 1 (the paper uses 8 on all AntMaze datasets).
-        **kwargs: every :class:`~torchrl.objectives.CQLLoss` argument.
+        potential_uses_target_actor (bool): the f-step on CQL's target actor (needs ``delay_actor=True``) rather than
+            the online one (default ``False``, whether or not CQL keeps a target actor).
+        **kwargs: every :class:`~torchrl.objectives.CQLLoss` argument; the other potential switches are
+            :class:`PartialOT`'s.
     """
 
     def __init__(self, actor_network, qvalue_network, potential_network, *, w: float = 8.0,
-                 potential_bound: float | None = None, potential_gp: float = 0.0, potential_lipschitz: float = 1.0,
+                 potential_uses_target_actor: bool = False, potential_bound: float | None = None, potential_gp: float = 0.0, potential_lipschitz: float = 1.0,
                  potential_gp_directions: str = "segment", potential_actor_scale: str = "none",
                  potential_actor_coef: float = 1.0, w_anneal_steps: int = 0, saturation_penalty: float = 0.0,
                  **kwargs) -> None:
         check_w(w)
         super().__init__(CQLLoss(actor_network, qvalue_network, **kwargs), potential_network, w=w,
-                         potential_uses_target_actor=False, potential_bound=potential_bound, potential_gp=potential_gp,
+                         potential_uses_target_actor=bool(potential_uses_target_actor), potential_bound=potential_bound,
+                         potential_gp=potential_gp,
                          potential_lipschitz=potential_lipschitz, potential_gp_directions=potential_gp_directions,
                          potential_actor_scale=potential_actor_scale,
                          potential_actor_coef=potential_actor_coef, w_anneal_steps=w_anneal_steps,

@@ -38,7 +38,7 @@ from tensordict.nn import TensorDictModule, dispatch
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives.common import LossModule
 
-from ._checks import check_batch, check_separate_networks
+from ._checks import actor_action_width, check_action_width, check_batch, check_separate_networks
 from ._composition import (POTENTIAL_OUT_KEYS, _accepted_keys, _check_q_scale, _check_settings, _on_base,
                            _PotentialKeys, SATURATION_EDGE, _state_dict_flat, _state_dict_nested, adopt_groups, check_w,
                            set_diagnostics)
@@ -171,6 +171,7 @@ class PartialOT(LossModule):
         # TorchRL's reduction reads the mask setting of the module that reduces: the potential's terms reduce here.
         LossModule.loss_mask_key.fset(self, base_loss.loss_mask_key)
         self._selected_out_keys = None
+        self._actor_width: int | None = None  # how many action features the actor writes (first checked batch)
         self.default_keys = _accepted_keys(type(base_loss.tensor_keys))
         self._composed_keys = self.default_keys(**{f.name: getattr(base_loss.tensor_keys, f.name)
                                                    for f in fields(type(base_loss.tensor_keys))})
@@ -205,6 +206,16 @@ class PartialOT(LossModule):
     critic_next_action = _on_base("critic_next_action", "ReBRAC's next action: 'policy' or 'dataset'.", settable=True)
     validate_inputs = _on_base("validate_inputs", "ReBRAC's input checks (the potential's too).", settable=True)
     alpha = _on_base("alpha", "TD3+BC's Q weight (CQL's entropy coefficient, read only there).", settable=True)
+
+    @property
+    def w(self) -> float:
+        """The unbalance coefficient, >= 1 (checked on every assignment): the policy maps onto the best ``1/w`` share
+        of the data; with ``w_anneal_steps`` the value the schedule reaches."""
+        return self._w
+
+    @w.setter
+    def w(self, value) -> None:
+        self._w = check_w(value)
 
     @property
     def loss_mask_key(self):
@@ -343,6 +354,8 @@ class PartialOT(LossModule):
     def set_training_step(self, step: int) -> None:
         """The annealed ``w`` at training step ``step``: ``1 + (w - 1) min(1, step / w_anneal_steps)`` (a no-op
         without annealing). The updates call it before each step."""
+        if step < 0:
+            raise ValueError(f"set_training_step takes the number of training steps done, >= 0; got {step}.")
         if self.w_anneal_steps:
             self.w_now.fill_(1.0 + (self.w - 1.0) * min(1.0, step / self.w_anneal_steps))
 
@@ -440,15 +453,24 @@ class PartialOT(LossModule):
     def _potential_required_keys(self):
         return [self.tensor_keys.action, *self.actor_network.in_keys, *self.potential_network.in_keys]
 
-    def _check(self, tensordict: TensorDictBase, name: str) -> None:
+    def _check(self, tensordict: TensorDictBase, name: str, whole_loss: bool = False) -> None:
+        """The potential's keys, shapes, finiteness and action width; for the whole loss on a base without checks of
+        its own (TorchRL's losses), the base's keys too, so that a missing or NaN entry is this one-line error, not
+        a deep one."""
         if getattr(self.base, "validate_inputs", True):
-            check_batch(f"{type(self).__name__}.{name}", tensordict, self._potential_required_keys())
+            loss_name = f"{type(self).__name__}.{name}"
+            base_keys = list(self.base.in_keys) if whole_loss and not hasattr(self.base, "check_inputs") else []
+            check_batch(loss_name, tensordict, [*base_keys, *self._potential_required_keys()])
+            if self._actor_width is None:  # the actor's own width, found once (one forward, no random draw)
+                self._actor_width = actor_action_width(loss_name, self.actor_network, self.actor_network_params,
+                                                       tensordict, self.tensor_keys.action)
+            check_action_width(loss_name, tensordict, [self.tensor_keys.action], self._actor_width)
 
     def check_inputs(self, tensordict: TensorDictBase) -> None:
         """The base loss's checks (where it has them) and the potential's keys, shapes and finiteness."""
         if hasattr(self.base, "check_inputs"):
             self.base.check_inputs(tensordict)
-        self._check(tensordict, "potential_loss")
+        self._check(tensordict, "check_inputs", whole_loss=True)
 
     def actor_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
         """The base's actor loss minus ``mean f(s, pi(s))`` (``f`` and the critics frozen)."""
@@ -481,7 +503,7 @@ class PartialOT(LossModule):
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Every term of the base loss, ``loss_actor`` with the potential's, ``loss_potential`` and diagnostics."""
-        self._check(tensordict, "forward")  # before the base loss reads the batch: our error, not a deep one
+        self._check(tensordict, "forward", whole_loss=True)  # before the base reads the batch: our error, not a deep one
         if hasattr(self.base, "forward_with"):  # the base's terms with our actor term in place of its own
             out = self.base.forward_with(tensordict, self.actor_loss)
         else:  # a TorchRL loss computes its actor term in forward: the potential's is added to it

@@ -12,7 +12,7 @@ from torchrl.objectives.common import LossModule
 from torchrl.objectives.utils import ValueEstimators, dispatch_value_estimator
 from torchrl.objectives.value import ValueEstimatorBase
 
-from ._checks import check_batch, check_separate_networks
+from ._checks import actor_action_width, check_action_width, check_batch, check_separate_networks
 from ._networks import network_output
 
 CRITIC_NEXT_ACTIONS = ("policy", "dataset")
@@ -157,6 +157,7 @@ class ReBRACLoss(LossModule):
         self.normalize_q = normalize_q
         self.critic_next_action = critic_next_action
         self.validate_inputs = validate_inputs
+        self._actor_width: int | None = None  # how many action features the actor writes (first checked batch)
         low, high = self._action_bounds(action_spec, bounds)
         device = next(iter(self.actor_network_params.values(True, True))).device
         self.register_buffer("min_action", low.to(device))
@@ -244,12 +245,13 @@ class ReBRACLoss(LossModule):
     # ------------------------------------------------------------------ network calls
     def _check(self, tensordict: TensorDictBase, name: str, required) -> None:
         if self.validate_inputs:
-            check_batch(
-                f"{type(self).__name__}.{name}", tensordict, required,
-                action_keys=[k for k in (self.tensor_keys.action, self.tensor_keys.next_action) if k in required],
-                action_dim=tensordict.get(self.tensor_keys.action).shape[-1]
-                if tensordict.get(self.tensor_keys.action, None) is not None else None,
-            )
+            loss_name = f"{type(self).__name__}.{name}"
+            check_batch(loss_name, tensordict, required)
+            if self._actor_width is None:  # the actor's own width, found once (one forward)
+                self._actor_width = actor_action_width(loss_name, self.actor_network, self.actor_network_params,
+                                                       tensordict, self.tensor_keys.action)
+            action_keys = [k for k in (self.tensor_keys.action, self.tensor_keys.next_action) if k in required]
+            check_action_width(loss_name, tensordict, action_keys, self._actor_width)
 
     def _actor(self, tensordict: TensorDictBase, params) -> torch.Tensor:
         return network_output(self.actor_network, params, tensordict, self.tensor_keys.action)

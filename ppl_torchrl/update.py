@@ -219,6 +219,9 @@ class ReBRACUpdate:
         if int(potential_steps) < 1:
             raise ValueError(f"potential_steps (f-steps per actor step) must be a positive integer, got {potential_steps}.")
         self.potential_steps = int(potential_steps)
+        if getattr(loss, "reduction", "mean") not in ("mean", "sum"):
+            raise ValueError(f"ReBRACUpdate steps on scalar losses: build the loss with reduction='mean' (or 'sum'), "
+                             f"not {loss.reduction!r}.")
         if ("potential" in optimizers) != hasattr(loss, "potential_objective"):
             raise ValueError("Pass a 'potential' optimizer exactly when the loss has a potential (PartialOTLoss).")
         self.loss, self.optimizers = loss, optimizers

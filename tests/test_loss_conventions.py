@@ -205,6 +205,8 @@ def test_forward_computes_the_actor_term_once():
     potential's, one objective) and the f-step; its loss_actor is actor_loss's."""
     loss = make("ppl", actor=recorded_actor())
     calls = loss.actor_network.module.calls
+    run(loss, batch())  # the first checked batch also runs the actor once, to learn its action width
+    calls.clear()
     out = run(loss, batch())
     assert len(calls) == 3
     torch.testing.assert_close(out["loss_actor"], loss.actor_loss(batch())[0])
@@ -446,7 +448,7 @@ def test_a_base_setting_the_composed_loss_does_not_present_is_refused_with_where
     assert loss.base.loss_function == "l2" and "loss_function" not in vars(loss)
     # the potential's own settings stay here; a base's capability is present exactly where the base has it
     loss.w = 2.0
-    assert vars(loss)["w"] == 2.0
+    assert loss.w == 2.0 and "w" not in vars(loss.base)
     assert not hasattr(loss, "qvalues") and not hasattr(loss, "actor_bc_coef") and hasattr(make("ppl"), "qvalues")
 
 
@@ -564,3 +566,26 @@ def test_networks_that_share_parameters_are_refused_in_one_line():
         PartialOT(make("td3_bc", actor=actor), TensorDictModule(nn.Sequential(trunk, nn.Linear(HID, 1)),
                                                                 in_keys=["observation"], out_keys=["potential"]))
 
+
+
+@pytest.mark.parametrize("kind", OURS)
+def test_a_batch_the_networks_cannot_read_is_one_line_naming_what_to_fix(kind):
+    """On ReBRAC and on a TorchRL base alike: an action of another width than the actor's (a width of 1 would broadcast
+    silently into the BC and f terms), an observation the actor cannot read, a NaN or a missing entry the base reads,
+    each one line, before any term runs (on the first batch: the actor's width is learnt once, from it)."""
+    narrow = batch()
+    narrow["action"] = narrow["action"][..., :1]
+    wide = batch()
+    wide["observation"] = torch.cat([wide["observation"], wide["observation"][..., :1]], -1)
+    nan_reward = batch()
+    nan_reward["next", "reward"][0] = float("nan")
+    for bad, match in ((narrow, "entry 'action' has 1 action features but the actor produces 2"),
+                       (wide, r"the actor cannot read the batch \('observation' \(6, 4\)\)"),
+                       (nan_reward, r"\('next', 'reward'\) contain NaN"),
+                       (batch().exclude(("next", "reward")), r"the batch lacks \('next', 'reward'\)")):
+        with pytest.raises((ValueError, KeyError), match=match) as err:
+            run(make(kind), bad)
+        assert "\n" not in str(err.value)
+    narrow_only = make(kind)  # the f-step alone reads the actor's width too
+    with pytest.raises(ValueError, match="entry 'action' has 1 action features"):
+        narrow_only.potential_loss(narrow)

@@ -363,7 +363,7 @@ def test_core_claim_partial_ot_selects_best_mode_inside_support(seed):
 
 
 # ---------------------------------------------------------------- PPL^CQL composition
-def make_ppl_cql(w=8.0):
+def make_ppl_cql(w=8.0, **kwargs):
     from tensordict.nn import NormalParamExtractor
     from torchrl.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator
 
@@ -380,10 +380,26 @@ def make_ppl_cql(w=8.0):
     potential = make_potential(OBS, ACT, hidden_dim=HID)
     from torchrl.data import Bounded
     spec = Bounded(-torch.ones(ACT), torch.ones(ACT), (ACT,))
-    loss = PartialOTCQLLoss(actor, critic, potential, w=w, action_spec=spec)
+    loss = PartialOTCQLLoss(actor, critic, potential, w=w, action_spec=spec, **kwargs)
     loss.make_value_estimator(gamma=GAMMA)
     SoftUpdate(loss, tau=5e-3)
     return loss
+
+
+def test_ppl_cql_f_step_takes_cqls_target_actor_only_when_asked():
+    """PartialOTCQLLoss's f-step samples the online actor unless ``potential_uses_target_actor=True`` (with CQL's
+    ``delay_actor=True``), as PartialOT(CQLLoss(...)) can be told; without a target actor the request is refused."""
+    assert not make_ppl_cql(delay_actor=True).potential_uses_target_actor
+    loss = make_ppl_cql(delay_actor=True, potential_uses_target_actor=True)
+    assert loss.potential_uses_target_actor
+    batch = make_batch()
+    torch.manual_seed(0)
+    before = loss.potential_loss(batch.clone())[0]
+    loss.target_actor_network_params.apply_(lambda p: p.data.add_(0.5))  # only the target actor moves
+    torch.manual_seed(0)
+    assert not torch.allclose(loss.potential_loss(batch.clone())[0], before)
+    with pytest.raises(ValueError, match="keeps no target actor"):
+        make_ppl_cql(potential_uses_target_actor=True)
 
 
 def test_ppl_cql_composes_with_torchrl_cql_loss():
@@ -620,8 +636,12 @@ def test_a_setting_assigned_on_the_composed_loss_reaches_the_base_loss():
     loss.actor_bc_coef = torch.tensor(30.0)
     assert "actor_bc_coef" not in vars(loss) and float(loss.base.actor_bc_coef) == 30.0
     assert loss.actor_loss(batch)[0].detach() > before  # the larger BC penalty is in the actor's loss
-    loss.w = 2.0  # the potential's own settings stay on the wrapper
-    assert loss.w == 2.0 and "w" in vars(loss)
+    loss.w = 2.0  # the potential's own settings stay on the wrapper, checked as in the constructor
+    assert loss.w == 2.0 and "actor_bc_coef" not in vars(loss)
+    for bad in (0.5, float("inf")):
+        with pytest.raises(ValueError, match="w \\(the unbalance coefficient\\) must be >= 1"):
+            loss.w = bad
+    assert loss.w == 2.0
 
 
 def test_the_library_networks_fast_binding_gives_to_module_s_numbers_and_gradients():

@@ -206,10 +206,18 @@ def test_w_anneals_linearly_from_one_and_is_recomputed_from_the_step():
     constant = _ppl()
     constant.set_training_step(25)  # no annealing: a no-op
     assert constant.w_now.item() == 3.0
+    with pytest.raises(ValueError, match="training steps done, >= 0"):
+        constant.set_training_step(-10)  # would anneal w below 1
 
 
 @pytest.mark.parametrize("bad, match", [
-    (dict(potential_bound=0.0), "potential_bound must be > 0"),
+    (dict(potential_bound=0.0), "potential_bound must be a finite number > 0"),
+    (dict(potential_bound=float("inf")), "potential_bound must be a finite number > 0"),
+    (dict(potential_bound="0.5"), "potential_bound must be a finite number > 0"),
+    (dict(potential_gp=float("inf")), "potential_gp must be a finite number >= 0"),
+    (dict(potential_actor_coef=float("inf")), "potential_actor_coef"),
+    (dict(saturation_penalty=float("nan")), "saturation_penalty"),
+    (dict(w_anneal_steps=True), "w_anneal_steps"),
     (dict(potential_gp=-1.0), "potential_gp"),
     (dict(potential_lipschitz=0.0), "potential_lipschitz"),
     (dict(potential_gp_directions="every"), "potential_gp_directions must be one of"),

@@ -394,6 +394,10 @@ def test_resolve_compile_and_bad_values():
         ReBRACUpdate(alg.loss, {k: v for k, v in alg.optimizers.items() if k != "potential"}, tau=0.05)
     with pytest.raises(ValueError, match="CUDA"):
         ReBRACUpdate(alg.loss, alg.optimizers, tau=0.05, compile=True, cudagraphs=True)
+    alg.loss.reduction = "none"  # per-sample terms: nothing to step on
+    with pytest.raises(ValueError, match="reduction='mean'"):
+        ReBRACUpdate(alg.loss, alg.optimizers, tau=0.05)
+    alg.loss.reduction = "mean"
     sgd = dict(alg.optimizers, critic=torch.optim.SGD(alg.loss.qvalue_network_params.values(True, True), lr=0.1))
     with pytest.raises(TypeError, match="Adam"):
         ReBRACUpdate(alg.loss, sgd, tau=0.05)(_batches(1)[0], 1)
