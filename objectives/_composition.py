@@ -9,6 +9,7 @@ import numbers
 from dataclasses import dataclass, field, fields, make_dataclass
 
 import torch
+from tensordict import TensorDictBase
 from tensordict.utils import NestedKey
 from torchrl.objectives import HardUpdate, LossModule
 
@@ -49,7 +50,7 @@ def _check_settings(potential_bound, potential_gp, potential_lipschitz, potentia
                     w_anneal_steps, potential_gp_directions="segment", saturation_penalty=0.0) -> None:
     if potential_bound is not None:
         _real("potential_bound", potential_bound, 0.0, strict=True,
-              meaning=" (f lies in (-bound, 0]; None: unbounded)")
+              meaning=" (f lies in [-bound, 0]; None: unbounded)")
     _real("potential_gp", potential_gp, 0.0, meaning=" (the gradient-penalty weight; 0 turns it off)")
     _real("potential_lipschitz", potential_lipschitz, 0.0, strict=True,
           meaning=" (the action-gradient norm f may reach unpenalised)")
@@ -105,6 +106,82 @@ def _on_base(name: str, doc: str, settable: bool = False) -> property:
         setattr(self.base, name, value)
 
     return property(get, set_ if settable else None, doc=doc)
+
+
+class PresentsBase:
+    """What :class:`~ppl_torchrl.objectives.PartialOT` shows of its base loss (a mixin placed before ``LossModule``):
+    the base's networks and settings as properties read, and where settable written, on the base, where its terms read
+    them; its critic and state-value terms unchanged; and a clear error for any other base attribute read or set on the
+    composed loss, which would otherwise be missing or become a copy that no term reads."""
+
+    # The base loss's terms read these on the base: each property reads (settings: and writes) the base's own.
+    actor_network = _on_base("actor_network", "The base's actor (stateless: its weights are actor_network_params).")
+    qvalue_network = _on_base("qvalue_network", "The base's critic (stateless: weights in qvalue_network_params).")
+    value_network = _on_base("value_network", "IQL's state-value network (weights in value_network_params).")
+    log_alpha = _on_base("log_alpha", "CQL's entropy coefficient, log scale (a parameter of the base).")
+    log_alpha_prime = _on_base("log_alpha_prime", "CQL's Lagrange multiplier, log scale (with_lagrange=True).")
+    min_action = _on_base("min_action", "The action bounds' lower end (a buffer of the base).")
+    max_action = _on_base("max_action", "The action bounds' upper end (a buffer of the base).")
+    delay_actor = _on_base("delay_actor", "Whether the base keeps a target actor.")
+    delay_qvalue = _on_base("delay_qvalue", "Whether the base keeps target critics.")
+    critic_objective = _on_base("critic_objective", "ReBRAC's critic objective on explicit parameters.")
+    qvalues = _on_base("qvalues", "ReBRAC's ensemble values Q_i(s, action) on explicit parameters.")
+    target_noise = _on_base("target_noise", "ReBRAC's target-policy smoothing noise (one global-RNG draw).")
+    check_actor_inputs = _on_base("check_actor_inputs", "ReBRAC's check of what its actor term reads.")
+    reduction = _on_base("reduction", "How every term is reduced: 'mean', 'sum' or 'none'.", settable=True)
+    use_prioritized_weights = _on_base("use_prioritized_weights", "Whether the terms weight samples by "
+                                       "priority_weight ('auto', True, False).", settable=True)
+    deterministic_sampling_mode = _on_base("deterministic_sampling_mode", "The exploration type the terms run under.",
+                                           settable=True)
+    actor_bc_coef = _on_base("actor_bc_coef", "ReBRAC's actor BC weight (fine-tuning decays it).", settable=True)
+    critic_bc_coef = _on_base("critic_bc_coef", "ReBRAC's critic next-action penalty weight.", settable=True)
+    policy_noise = _on_base("policy_noise", "Target-policy smoothing noise scale (ReBRAC, TD3+BC).", settable=True)
+    noise_clip = _on_base("noise_clip", "Target-policy smoothing noise clip (ReBRAC, TD3+BC).", settable=True)
+    normalize_q = _on_base("normalize_q", "ReBRAC's lambda = 1 / mean |Q| (True) or 1.", settable=True)
+    critic_next_action = _on_base("critic_next_action", "ReBRAC's next action: 'policy' or 'dataset'.", settable=True)
+    validate_inputs = _on_base("validate_inputs", "ReBRAC's input checks (the potential's too).", settable=True)
+    alpha = _on_base("alpha", "TD3+BC's Q weight (CQL's entropy coefficient, read only there).", settable=True)
+
+    @property
+    def loss_mask_key(self):
+        """Which input entry marks the positions that count (TorchRL's ``"auto"``, a key, or ``None``): the base's."""
+        return self.base.loss_mask_key
+
+    @loss_mask_key.setter
+    def loss_mask_key(self, value) -> None:
+        self.base.loss_mask_key = value
+        LossModule.loss_mask_key.fset(self, value)  # the potential's terms reduce here (see __init__)
+
+    def qvalue_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
+        """The base loss's critic term, unchanged."""
+        return self.base.qvalue_loss(tensordict)
+
+    def value_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
+        """The base loss's state-value term (IQL), unchanged."""
+        return self.base.value_loss(tensordict)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError as missing:
+            try:
+                base = super().__getattr__("base")
+            except AttributeError:
+                raise missing from None
+            if name.startswith("_") or not hasattr(base, name):
+                raise missing
+            raise AttributeError(f"{type(self).__name__} does not present {type(base).__name__}'s {name!r}: "
+                                 f"read loss.base.{name}.") from None
+
+    def __setattr__(self, name: str, value) -> None:
+        # A setting of the base that this loss does not present would become a copy here that no term reads (how
+        # fine-tuning's BC decay was once lost): refused, with where to set it.
+        if not name.startswith("_") and name not in self.__dict__ and not hasattr(type(self), name):
+            base = getattr(self, "base", None)
+            if base is not None and hasattr(base, name):
+                raise AttributeError(f"{name!r} is {type(base).__name__}'s and its terms read it there: set "
+                                     f"loss.base.{name} instead.")
+        super().__setattr__(name, value)
 
 
 def _state_dict_flat(module, state_dict: dict, prefix: str, local_metadata: dict) -> None:

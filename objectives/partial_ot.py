@@ -136,7 +136,8 @@ class PartialOTCQLLoss(PartialOT):
     """
 
     def __init__(self, actor_network, qvalue_network, potential_network, *, w: float = 8.0,
-                 potential_uses_target_actor: bool = False, potential_bound: float | None = None, potential_gp: float = 0.0, potential_lipschitz: float = 1.0,
+                 potential_uses_target_actor: bool = False, potential_bound: float | None = None,
+                 potential_gp: float = 0.0, potential_lipschitz: float = 1.0,
                  potential_gp_directions: str = "segment", potential_actor_scale: str = "none",
                  potential_actor_coef: float = 1.0, w_anneal_steps: int = 0, saturation_penalty: float = 0.0,
                  **kwargs) -> None:
