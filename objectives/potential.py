@@ -392,7 +392,7 @@ class PartialOT(PresentsBase, LossModule):
             loss_name = f"{type(self).__name__}.{name}"
             base_keys = list(self.base.in_keys) if whole_loss and not hasattr(self.base, "check_inputs") else []
             check_batch(loss_name, tensordict, [*base_keys, *self._potential_required_keys()])
-            if self._actor_width is None:  # the actor's own width, found once (one forward, no random draw)
+            if getattr(self, "_actor_width", None) is None:  # the actor's width, found once (one forward, no draw)
                 self._actor_width = actor_action_width(loss_name, self.actor_network, self.actor_network_params,
                                                        tensordict, self.tensor_keys.action)
             check_action_width(loss_name, tensordict, [self.tensor_keys.action], self._actor_width)
@@ -434,7 +434,8 @@ class PartialOT(PresentsBase, LossModule):
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Every term of the base loss, ``loss_actor`` with the potential's, ``loss_potential`` and diagnostics."""
-        self._check(tensordict, "forward", whole_loss=True)  # before the base reads the batch: our error, not a deep one
+        # before the base reads the batch: our error, not a deep one
+        self._check(tensordict, "forward", whole_loss=True)
         if hasattr(self.base, "forward_with"):  # the base's terms with our actor term in place of its own
             out = self.base.forward_with(tensordict, self.actor_loss)
         else:  # a TorchRL loss computes its actor term in forward: the potential's is added to it

@@ -247,7 +247,7 @@ class ReBRACLoss(LossModule):
         if self.validate_inputs:
             loss_name = f"{type(self).__name__}.{name}"
             check_batch(loss_name, tensordict, required)
-            if self._actor_width is None:  # the actor's own width, found once (one forward)
+            if getattr(self, "_actor_width", None) is None:  # the actor's own width, found once (one forward)
                 self._actor_width = actor_action_width(loss_name, self.actor_network, self.actor_network_params,
                                                        tensordict, self.tensor_keys.action)
             action_keys = [k for k in (self.tensor_keys.action, self.tensor_keys.next_action) if k in required]
