@@ -90,6 +90,16 @@ def check_action_width(loss_name: str, tensordict: TensorDictBase, action_keys: 
                              f"produces {width}. Check the dataset's action size against the networks'.")
 
 
+def check_actor_width(loss_name: str, loss, tensordict: TensorDictBase, action_keys: Iterable[NestedKey],
+                      known: int | None) -> int | None:
+    """The batch's action entries against the width of ``loss``'s actor: ``known`` (what an earlier call returned), or
+    learnt now from one forward on this batch. Returns the width, for the loss to keep."""
+    width = known if known is not None else actor_action_width(
+        loss_name, loss.actor_network, loss.actor_network_params, tensordict, loss.tensor_keys.action)
+    check_action_width(loss_name, tensordict, action_keys, width)
+    return width
+
+
 def check_separate_networks(loss_name: str, **networks: torch.nn.Module) -> None:
     """Raises a ``ValueError`` when two of ``networks`` share a parameter (a common trunk, say).
 

@@ -38,7 +38,7 @@ from tensordict.nn import TensorDictModule, dispatch
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives.common import LossModule
 
-from ._checks import actor_action_width, check_action_width, check_batch, check_separate_networks
+from ._checks import check_actor_width, check_batch, check_separate_networks
 from ._composition import (POTENTIAL_OUT_KEYS, _accepted_keys, _check_q_scale, _check_settings,
                            _PotentialKeys, PresentsBase, SATURATION_EDGE, _state_dict_flat, _state_dict_nested,
                            adopt_groups, check_w, set_diagnostics)
@@ -392,10 +392,9 @@ class PartialOT(PresentsBase, LossModule):
             loss_name = f"{type(self).__name__}.{name}"
             base_keys = list(self.base.in_keys) if whole_loss and not hasattr(self.base, "check_inputs") else []
             check_batch(loss_name, tensordict, [*base_keys, *self._potential_required_keys()])
-            if getattr(self, "_actor_width", None) is None:  # the actor's width, found once (one forward, no draw)
-                self._actor_width = actor_action_width(loss_name, self.actor_network, self.actor_network_params,
-                                                       tensordict, self.tensor_keys.action)
-            check_action_width(loss_name, tensordict, [self.tensor_keys.action], self._actor_width)
+            # the actor's width is learnt once (getattr: a loss unpickled from before this check has none)
+            self._actor_width = check_actor_width(loss_name, self, tensordict, [self.tensor_keys.action],
+                                                  getattr(self, "_actor_width", None))
 
     def check_inputs(self, tensordict: TensorDictBase) -> None:
         """The base loss's checks (where it has them) and the potential's keys, shapes and finiteness."""

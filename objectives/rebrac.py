@@ -12,7 +12,7 @@ from torchrl.objectives.common import LossModule
 from torchrl.objectives.utils import ValueEstimators, dispatch_value_estimator
 from torchrl.objectives.value import ValueEstimatorBase
 
-from ._checks import actor_action_width, check_action_width, check_batch, check_separate_networks
+from ._checks import check_actor_width, check_batch, check_separate_networks
 from ._networks import network_output
 
 CRITIC_NEXT_ACTIONS = ("policy", "dataset")
@@ -247,11 +247,10 @@ class ReBRACLoss(LossModule):
         if self.validate_inputs:
             loss_name = f"{type(self).__name__}.{name}"
             check_batch(loss_name, tensordict, required)
-            if getattr(self, "_actor_width", None) is None:  # the actor's own width, found once (one forward)
-                self._actor_width = actor_action_width(loss_name, self.actor_network, self.actor_network_params,
-                                                       tensordict, self.tensor_keys.action)
             action_keys = [k for k in (self.tensor_keys.action, self.tensor_keys.next_action) if k in required]
-            check_action_width(loss_name, tensordict, action_keys, self._actor_width)
+            # the actor's width is learnt once (getattr: a loss unpickled from before this check has none)
+            self._actor_width = check_actor_width(loss_name, self, tensordict, action_keys,
+                                                  getattr(self, "_actor_width", None))
 
     def _actor(self, tensordict: TensorDictBase, params) -> torch.Tensor:
         return network_output(self.actor_network, params, tensordict, self.tensor_keys.action)
